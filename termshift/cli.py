@@ -1,0 +1,109 @@
+"""The `termshift` command.
+
+Subcommands live in the modules that implement them and are imported only when
+used (see COMMANDS), so `termshift --help` stays fast even though tracking pulls
+in Scrapy and Playwright.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+
+from termshift import __version__
+
+# name -> "module:attribute" of a click command or group.
+COMMANDS: dict[str, str] = {
+    "validate": "termshift.validate:validate_command",
+    "rebuild": "termshift.rebuild:rebuild_command",
+    "apply-technical-upgrades": "termshift.rebuild:apply_technical_upgrades_command",
+    "track": "termshift.trackers.run:track_command",
+    "serve": "termshift.web.cli:serve_command",
+    "demo": "termshift.demo:demo_command",
+    "webhooks": "termshift.alerts.cli:webhooks_group",
+    "schedule": "termshift.scheduler:schedule_command",
+    "config": "termshift.config:config_group",
+    "dataset": "termshift.dataset:dataset_command",
+    "lint": "termshift.contrib.lint:lint_command",
+    "try": "termshift.contrib.trypage:try_command",
+    "preview": "termshift.contrib.trypage:preview_command",
+    "history": "termshift.contrib.history:history_group",
+    "import-ota": "termshift.contrib.import_ota:import_ota_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in COMMANDS if self._load(name) is not None)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name)
+
+    @staticmethod
+    def _load(name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            # A command whose module is not written yet is simply not offered;
+            # any other import failure is a bug and must surface.
+            if error.name and module_name.startswith(error.name):
+                return None
+            raise
+        return getattr(module, attribute, None)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="termshift")
+def main() -> None:
+    """Termshift tracks how the terms of online services change over time.
+
+    Every command takes --help. Most take --declarations DIR (the collection of
+    service declarations) and --data DIR (the folder holding the `snapshots`
+    and `versions` git repositories).
+    """
+
+
+def declarations_option(function):
+    """`--declarations DIR`: the collection to read (default from configuration)."""
+    return click.option(
+        "--declarations",
+        "declarations_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Folder of service declarations (default: ./declarations, or `declarations` in termshift.toml).",
+    )(function)
+
+
+def data_option(function):
+    """`--data DIR`: the folder holding `snapshots/` and `versions/`."""
+    return click.option(
+        "--data",
+        "data_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Folder holding the snapshots/ and versions/ repositories (default: ./data).",
+    )(function)
+
+
+def services_option(function):
+    return click.option(
+        "--services", "-s", multiple=True, help="Only these service ids (repeat the option for several)."
+    )(function)
+
+
+def types_option(function):
+    return click.option(
+        "--types", "-t", multiple=True, help="Only these terms types (repeat the option for several)."
+    )(function)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,245 @@
+"""Configuration: one `termshift.toml`, overridden by `TERMSHIFT_*` environment variables.
+
+Every setting has a default, so Termshift runs with no file at all. The file is
+looked up in this order: `--config PATH`, `$TERMSHIFT_CONFIG`, `./termshift.toml`.
+An environment variable `TERMSHIFT_<SECTION>_<KEY>` (or `TERMSHIFT_<KEY>` for a
+top-level key) overrides the file, e.g. `TERMSHIFT_FETCHER_LANGUAGE=fr`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from termshift import __version__
+
+# The reference of every setting: section -> key -> (default, help).
+# A top-level key lives in section "".
+DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
+    "": {
+        "declarations": ("declarations", "Folder of service declarations."),
+        "data": ("data", "Folder holding the snapshots/ and versions/ git repositories."),
+    },
+    "archive": {
+        "author_name": ("Termshift Bot", "Commit author name in both repositories."),
+        "author_email": ("bot@termshift.invalid", "Commit author e-mail."),
+        "snapshot_id_template": (
+            "./data/snapshots/%SNAPSHOT_ID",
+            "How version commits refer to their snapshots (%SNAPSHOT_ID is replaced).",
+        ),
+    },
+    "fetcher": {
+        "language": ("en", "Accept-Language: comma-separated language tags, without q-values."),
+        "user_agent": (
+            f"Termshift/{__version__} (+https://github.com/termshift/termshift)",
+            "User-Agent of the HTTP fetcher: name Termshift and a contact URL.",
+        ),
+        "timeout": (30.0, "Seconds before a fetch is abandoned."),
+        "per_host": (1, "Requests in flight at once on one host."),
+        "host_delay": (1.0, "Seconds between two requests to the same host."),
+        "max_body_bytes": (20 * 1024 * 1024, "Largest body accepted, in bytes."),
+        "max_redirects": (20, "Redirects followed before giving up."),
+        "robots_txt": (False, "Obey robots.txt (OTA does not)."),
+        "retries": (2, "Retries of a transient failure within a run."),
+        "browser_path": ("", "Chromium executable (empty: detected automatically)."),
+        "browser_endpoint": ("", "ws:// endpoint of a remote browser, used instead of a local Chromium."),
+        "browser_pages": (2, "Pages rendered at once by the browser."),
+        "wait_for_selectors": (10.0, "Seconds the browser waits for selectors to hold text."),
+    },
+    "schedule": {
+        "tracking": ("30 */12 * * *", "Cron expression of tracking runs."),
+        "dataset": ("30 8 * * MON", "Cron expression of dataset exports."),
+    },
+    "web": {
+        "host": ("127.0.0.1", "Address the viewer listens on."),
+        "port": (5000, "Port the viewer listens on."),
+        "base_url": ("", "Public URL of the viewer, used in feeds and webhooks (empty: from the request)."),
+        "admin_token": ("", "Token for the admin API and pages (empty: admin disabled)."),
+    },
+    "feeds": {
+        "length": (100, "Entries per feed."),
+    },
+    "webhooks": {
+        "allow_private_targets": ([], "Hosts or addresses allowed although private or loopback."),
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key and the reason."""
+
+
+@dataclass
+class Settings:
+    """All settings, as nested dicts: `settings["fetcher"]["language"]`."""
+
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: Path | None = None
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.values[section]
+
+    @property
+    def declarations(self) -> Path:
+        return Path(self.values[""]["declarations"])
+
+    @property
+    def data(self) -> Path:
+        return Path(self.values[""]["data"])
+
+
+def _coerce(key: str, default: Any, value: Any) -> Any:
+    """Convert `value` to the type of `default`, or raise ConfigError naming `key`."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            return value.lower() in {"1", "true", "yes", "on"}
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if isinstance(default, int) and not isinstance(default, bool):
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}") from None
+        if number < 0:
+            raise ConfigError(f"{key}: must not be negative, got {number}")
+        return number
+    if isinstance(default, float):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if number < 0:
+            raise ConfigError(f"{key}: must not be negative, got {number}")
+        return number
+    if isinstance(default, list):
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            return value
+        raise ConfigError(f"{key}: expected a list, got {value!r}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def load_settings(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Read the configuration file (if any), then environment overrides, then `overrides`.
+
+    Raises ConfigError listing every bad value (key and reason), one per line.
+    """
+    environ = os.environ if environ is None else environ
+    if path is None and environ.get("TERMSHIFT_CONFIG"):
+        path = Path(environ["TERMSHIFT_CONFIG"])
+    if path is None and Path("termshift.toml").is_file():
+        path = Path("termshift.toml")
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: configuration file not found") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+    errors: list[str] = []
+    values: dict[str, dict[str, Any]] = {section: {} for section in DEFAULTS}
+    for section, keys in DEFAULTS.items():
+        given = raw if section == "" else raw.get(section, {})
+        if not isinstance(given, dict):
+            errors.append(f"{section}: expected a table")
+            given = {}
+        for key, (default, _help) in keys.items():
+            dotted = f"{section}.{key}" if section else key
+            env_name = "TERMSHIFT_" + (f"{section}_{key}" if section else key).upper()
+            value = copy.deepcopy(default)
+            try:
+                if key in given:
+                    value = _coerce(dotted, default, given[key])
+                if env_name in environ:
+                    value = _coerce(f"{dotted} (from {env_name})", default, environ[env_name])
+                if overrides and key in overrides.get(section, {}) and overrides[section][key] is not None:
+                    value = _coerce(dotted, default, overrides[section][key])
+            except ConfigError as error:
+                errors.append(str(error))
+            values[section][key] = value
+        for key in given:
+            if section == "" and key in DEFAULTS:
+                continue
+            if key not in keys:
+                dotted = f"{section}.{key}" if section else key
+                errors.append(f"{dotted}: unknown setting")
+    errors.extend(_check(values))
+    if errors:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(f"  {e}" for e in errors))
+    return Settings(values=values, source=Path(path) if path else None)
+
+
+def _check(values: dict[str, dict[str, Any]]) -> list[str]:
+    """Checks that go beyond types."""
+    errors = []
+    fetcher = values["fetcher"]
+    if fetcher["per_host"] < 1:
+        errors.append("fetcher.per_host: must be at least 1")
+    if fetcher["browser_pages"] < 1:
+        errors.append("fetcher.browser_pages: must be at least 1")
+    if fetcher["timeout"] == 0:
+        errors.append("fetcher.timeout: must be more than 0")
+    language = fetcher["language"]
+    if ";q=" in language.lower() or not [tag for tag in language.split(",") if tag.strip()]:
+        errors.append(f"fetcher.language: expected language tags such as 'en-GB, en', got {language!r}")
+    endpoint = fetcher["browser_endpoint"]
+    if endpoint and not endpoint.startswith(("ws://", "wss://", "http://", "https://")):
+        errors.append(f"fetcher.browser_endpoint: expected a ws:// or http:// URL, got {endpoint!r}")
+    if "%SNAPSHOT_ID" not in values["archive"]["snapshot_id_template"]:
+        errors.append("archive.snapshot_id_template: must contain %SNAPSHOT_ID")
+    if not 0 < values["web"]["port"] < 65536:
+        errors.append("web.port: must be between 1 and 65535")
+    return errors
+
+
+def settings_for_command(
+    config_path: Path | None = None,
+    declarations_dir: Path | None = None,
+    data_dir: Path | None = None,
+) -> Settings:
+    """Settings for a CLI command: command-line paths win over file and environment.
+
+    A configuration error is turned into a click error (exit code 2) with the message.
+    """
+    overrides = {"": {"declarations": str(declarations_dir) if declarations_dir else None,
+                      "data": str(data_dir) if data_dir else None}}
+    try:
+        return load_settings(config_path, overrides=overrides)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.group("config")
+def config_group() -> None:
+    """Inspect the configuration (termshift.toml and TERMSHIFT_* variables)."""
+
+
+@config_group.command("check")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).")
+def config_check(config_path: Path | None) -> None:
+    """Report every bad value with its key and the reason; exit 1 if any."""
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as error:
+        click.echo(str(error), err=True)
+        raise SystemExit(1) from None
+    click.echo(f"configuration OK ({settings.source or 'defaults'})")

@@ -1,0 +1,506 @@
+"""Loading a collection of service declarations, in Open Terms Archive's format.
+
+A collection is a folder of `<service id>.json` files (reference §1), each with
+an optional `<id>.history.json` (past declarations, §1.8) and an optional
+`<id>.filters.py` (Python filter functions; an OTA `<id>.filters.js` is
+reported, never run). The service id is the file name without `.json`.
+
+Every file is checked against the JSON Schemas (`termshift.schema`) as it is
+loaded, and every filter a declaration names must exist, so a service either
+loads completely or is reported in `Collection.errors` with the file, the JSON
+path and the reason; the other services still load.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from termshift import schema
+from termshift.filters import (
+    BUILTIN_FILTERS,
+    FilterCall,
+    FilterFunction,
+    FiltersFileError,
+    builtin_names_redefined,
+    call_problem,
+    load_filters_file,
+)
+from termshift.trackers.errors import ErrorKind, TermshiftError
+
+__all__ = [
+    "Collection", "DeclarationError", "FilterCall", "Selectors", "Service", "ServiceFiles", "ServiceLoadError",
+    "SourceDocument", "Terms", "check_declaration_file", "check_filters", "check_history_file",
+    "list_service_ids", "load_collection", "load_service", "source_document_id",
+]
+
+MIME_EXTENSIONS_FILE = Path(__file__).resolve().parent / "data" / "mime-extensions.txt"
+
+# A CSS selector, a range {"startBefore"|"startAfter": css, "endBefore"|"endAfter": css}, or a list of both.
+Selectors = str | dict[str, str] | list[str | dict[str, str]]
+
+
+class DeclarationError(TermshiftError):
+    """Something wrong in a declaration file: `str()` is `"<file>: <json path>: <reason>"`."""
+
+    kind = ErrorKind.CONFIGURATION
+
+    def __init__(self, file: Path, json_path: str, reason: str) -> None:
+        self.file = Path(file)
+        self.json_path = json_path
+        self.reason = reason
+        super().__init__(f"{self.file}: {json_path}: {reason}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DeclarationError) and (self.file, self.json_path, self.reason) == (
+            other.file, other.json_path, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.file, self.json_path, self.reason))
+
+    def __repr__(self) -> str:
+        return f"DeclarationError({str(self.file)!r}, {self.json_path!r}, {self.reason!r})"
+
+
+class ServiceLoadError(TermshiftError):
+    """A service could not be loaded; `errors` lists every problem found."""
+
+    kind = ErrorKind.CONFIGURATION
+
+    def __init__(self, service_id: str, errors: list[DeclarationError]) -> None:
+        self.service_id = service_id
+        self.errors = errors
+        super().__init__("\n".join(str(error) for error in errors))
+
+
+# ------------------------------------------------------------ document ids
+
+
+@cache
+def _mime_extensions() -> frozenset[str]:
+    lines = MIME_EXTENSIONS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("#"))
+
+
+_SINGLE_DOT = {".", "%2e"}
+_DOUBLE_DOT = {"..", ".%2e", "%2e.", "%2e%2e"}
+
+
+def _url_pathname(url: str) -> str:
+    """The path of an http(s) URL as the WHATWG URL parser gives it (before decoding)."""
+    path = urlsplit(url.strip()).path.replace("\\", "/")  # a backslash separates segments in http(s)
+    output: list[str] = []
+    segments = path.split("/")[1:] if path.startswith("/") else path.split("/")
+    for position, segment in enumerate(segments):
+        is_last = position == len(segments) - 1
+        if segment.lower() in _DOUBLE_DOT:
+            if output:
+                output.pop()
+            if is_last:
+                output.append("")
+        elif segment.lower() in _SINGLE_DOT:
+            if is_last:
+                output.append("")
+        else:
+            output.append(segment)
+    return "/" + "/".join(output)
+
+
+def _extname(pathname: str) -> str:
+    """Node's `path.extname`: the last `.ext` of the last segment, trailing slashes ignored."""
+    base = pathname.rstrip("/").rpartition("/")[2]
+    dot = base.rfind(".")
+    return "" if dot <= 0 or base == ".." else base[dot:]
+
+
+_ILLEGAL_IN_FILE_NAMES = re.compile(r'[\\:"<>|*?]')
+
+
+def source_document_id(url: str) -> str:
+    """OTA's id of a source document (reference §2.6): the URL path made into a file-name part.
+
+    `https://example.com/legal/terms.html` -> `legal-terms`; the host and query are ignored,
+    a final extension is dropped only when it names a MIME type, and a root URL gives `''`.
+    """
+    pathname = unquote(_url_pathname(url), errors="replace")
+    extension = _extname(pathname)
+    if extension[1:].lower() in _mime_extensions():
+        # Sliced off the whole path, not the last segment, exactly as OTA does
+        # (so `/terms.html/` gives `terms.`).
+        pathname = pathname[: -len(extension)]
+    joined = "-".join(segment for segment in pathname.split("/") if segment)
+    return _ILLEGAL_IN_FILE_NAMES.sub("_", joined)
+
+
+# ----------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class SourceDocument:
+    """One page or PDF to fetch, and how to extract its content."""
+
+    location: str
+    select: Selectors | None = None
+    remove: Selectors | None = None
+    filters: list[FilterCall] = field(default_factory=list)
+    execute_client_scripts: bool | None = None
+    id: str | None = None  # computed from `location` when not given
+
+    def __post_init__(self) -> None:
+        # Accept raw declaration items ("name" or {"name": params}) for convenience.
+        calls = [item if isinstance(item, FilterCall) else FilterCall.from_declaration(item)
+                 for item in (self.filters or [])]
+        object.__setattr__(self, "filters", calls)
+        if self.id is None:
+            object.__setattr__(self, "id", source_document_id(self.location))
+
+    @property
+    def css_selectors(self) -> list[str]:
+        """Every CSS selector used, `select` then `remove`, ranges expanded to their bounds (OTA's order)."""
+        return [selector for value in (self.select, self.remove) for selector in _flatten_selectors(value)]
+
+    def to_declaration(self) -> dict[str, Any]:
+        """The declaration form (OTA's `toPersistence`), without the absent fields."""
+        declaration: dict[str, Any] = {"fetch": self.location}
+        if self.select is not None:
+            declaration["select"] = self.select
+        if self.remove is not None:
+            declaration["remove"] = self.remove
+        if self.filters:
+            declaration["filter"] = [call.to_declaration() for call in self.filters]
+        if self.execute_client_scripts is not None:
+            declaration["executeClientScripts"] = self.execute_client_scripts
+        return declaration
+
+
+def _flatten_selectors(value: Selectors | None) -> Iterator[str]:
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict):
+            for key in ("startBefore", "endBefore", "startAfter", "endAfter"):
+                if item.get(key):
+                    yield item[key]
+        elif item:
+            yield item
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The declaration of one terms type of a service: one document, or several combined."""
+
+    service_id: str
+    type: str
+    documents: list[SourceDocument]
+    combined: bool = False
+    valid_until: datetime | None = None  # set on history entries: the last instant it applied
+
+    @property
+    def duplicate_locations(self) -> list[str]:
+        """Locations that appear more than once in `combine` (OTA's `duplicateSourceDocuments`)."""
+        seen: set[str] = set()
+        duplicates: list[str] = []
+        for document in self.documents:
+            if document.location in seen and document.location not in duplicates:
+                duplicates.append(document.location)
+            seen.add(document.location)
+        return duplicates
+
+    def to_declaration(self) -> dict[str, Any]:
+        """The declaration form; combined terms give `{"combine": [...]}` with inherited values expanded."""
+        if self.combined:
+            return {"combine": [document.to_declaration() for document in self.documents]}
+        return self.documents[0].to_declaration()
+
+
+def _as_utc(date: datetime) -> datetime:
+    return date.replace(tzinfo=UTC) if date.tzinfo is None else date.astimezone(UTC)
+
+
+@dataclass
+class Service:
+    """A loaded service: current terms, past terms (ascending `valid_until`) and its filters."""
+
+    id: str
+    name: str
+    terms: dict[str, Terms]
+    history: dict[str, list[Terms]] = field(default_factory=dict)
+    filters: dict[str, FilterFunction] = field(default_factory=dict)
+    path: Path | None = None
+    imported_from: str | None = None
+
+    def terms_at(self, terms_type: str, date: datetime | None = None) -> Terms | None:
+        """The declaration of `terms_type` in force at `date` (`None`: now).
+
+        That is the first history entry whose `validUntil` is at or after `date`
+        (inclusive), else the current declaration. None when the type was not
+        declared then. A naive `date` is taken as UTC.
+        """
+        if date is not None:
+            date = _as_utc(date)
+            for entry in self.history.get(terms_type, []):
+                if date <= entry.valid_until:
+                    return entry
+        return self.terms.get(terms_type)
+
+    @property
+    def all_terms_types(self) -> list[str]:
+        """Current types, then those that live only in the history file."""
+        return [*self.terms, *(terms_type for terms_type in self.history if terms_type not in self.terms)]
+
+
+@dataclass
+class Collection:
+    directory: Path
+    services: dict[str, Service] = field(default_factory=dict)
+    errors: list[DeclarationError] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ files
+
+
+@dataclass(frozen=True)
+class ServiceFiles:
+    """The files that make up one service in a collection folder."""
+
+    directory: Path
+    service_id: str
+
+    def _file(self, suffix: str) -> Path:
+        return Path(self.directory) / f"{self.service_id}{suffix}"
+
+    @property
+    def declaration(self) -> Path:
+        return self._file(".json")
+
+    @property
+    def history(self) -> Path:
+        return self._file(".history.json")
+
+    @property
+    def filters(self) -> Path:
+        return self._file(".filters.py")
+
+    @property
+    def javascript_filters(self) -> Path:
+        return self._file(".filters.js")
+
+
+def list_service_ids(directory: Path) -> list[str]:
+    """Ids of the services of a collection: every `*.json` except `*.history.json`, sorted.
+
+    A missing or unreadable folder raises OSError, as in OTA.
+    """
+    return sorted(
+        path.name[: -len(".json")]
+        for path in Path(directory).iterdir()
+        if path.name.endswith(".json") and not path.name.endswith(".history.json") and path.is_file()
+    )
+
+
+def _read_json(path: Path) -> tuple[Any, list[DeclarationError]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        return None, [DeclarationError(path, "$", f"not UTF-8 text: {error.reason} at byte {error.start}")]
+    except OSError as error:
+        return None, [DeclarationError(path, "$", f"cannot be read: {error.strerror or error}")]
+    try:
+        return json.loads(text), []
+    except json.JSONDecodeError as error:
+        reason = (f"malformed JSON, it cannot be parsed: {error.msg} at line {error.lineno}, "
+                  f"column {error.colno}")
+        return None, [DeclarationError(path, "$", reason)]
+
+
+def _read_checked(
+    path: Path, problems: Callable[[Any], list[schema.SchemaProblem]]
+) -> tuple[Any, list[DeclarationError]]:
+    """Parse a JSON file and check it against a schema; the data is None when anything failed."""
+    data, errors = _read_json(path)
+    if errors:
+        return None, errors
+    errors = [DeclarationError(path, problem.json_path, problem.reason) for problem in problems(data)]
+    return (None if errors else data), errors
+
+
+def check_declaration_file(path: Path) -> list[DeclarationError]:
+    """JSON syntax and schema errors of a `<id>.json`."""
+    return _read_checked(Path(path), schema.service_problems)[1]
+
+
+def check_history_file(path: Path) -> list[DeclarationError]:
+    """JSON syntax and schema errors of a `<id>.history.json`."""
+    return _read_checked(Path(path), schema.history_problems)[1]
+
+
+# ---------------------------------------------------------------- filters
+
+
+def _load_filters(files: ServiceFiles) -> tuple[dict[str, FilterFunction] | None, list[DeclarationError]]:
+    """The service's filter functions ({} without a file); None when they are unavailable."""
+    if not files.filters.is_file():
+        if files.javascript_filters.is_file():
+            return None, [DeclarationError(
+                files.javascript_filters, "-",
+                f"JavaScript filters must be ported to Python: write the functions of "
+                f"'{files.javascript_filters.name}' in '{files.filters.name}'",
+            )]
+        return {}, []
+    try:
+        functions = load_filters_file(files.filters)
+    except FiltersFileError as error:
+        where = f"line {error.line}" if error.line else "-"
+        return None, [DeclarationError(files.filters, where, error.reason)]
+    errors = [
+        DeclarationError(files.filters, name,
+                         f"'{name}' is the name of a built-in filter, which takes precedence: rename this function")
+        for name in builtin_names_redefined(functions)
+    ]
+    return functions, errors
+
+
+def _filter_lists(data: Any, prefix: tuple[schema.PathPart, ...]) -> Iterator[tuple[tuple, list]]:
+    """(path, filter list) of one terms declaration, its own and those of its `combine` items."""
+    if isinstance(data.get("filter"), list):
+        yield (*prefix, "filter"), data["filter"]
+    for index, item in enumerate(data.get("combine") or []):
+        if isinstance(item, dict) and isinstance(item.get("filter"), list):
+            yield (*prefix, "combine", index, "filter"), item["filter"]
+
+
+def _reference_errors(
+    path: Path, terms_declarations: Iterable[tuple[tuple, dict]], functions: Mapping[str, FilterFunction] | None
+) -> list[DeclarationError]:
+    """Each filter named in these declarations must resolve and accept its arguments."""
+    errors = []
+    for prefix, declaration in terms_declarations:
+        for list_path, items in _filter_lists(declaration, prefix):
+            for index, item in enumerate(items):
+                call = FilterCall.from_declaration(item)
+                if functions is None and call.name not in BUILTIN_FILTERS:
+                    continue  # the filters file itself is already reported as unusable
+                problem = call_problem(call, functions)
+                if problem:
+                    errors.append(DeclarationError(path, schema.json_path((*list_path, index)), problem))
+    return errors
+
+
+def _current_declarations(data: dict) -> Iterator[tuple[tuple, dict]]:
+    for terms_type, declaration in data["terms"].items():
+        yield ("terms", terms_type), declaration
+
+
+def _history_declarations(data: dict) -> Iterator[tuple[tuple, dict]]:
+    for terms_type, entries in data.items():
+        for index, entry in enumerate(entries):
+            yield (terms_type, index), entry
+
+
+def _filter_errors(
+    files: ServiceFiles, declaration: dict | None, history: dict | None
+) -> tuple[dict[str, FilterFunction] | None, list[DeclarationError]]:
+    """The service's filter functions, and the problems of its filters file and filter references."""
+    functions, errors = _load_filters(files)
+    if declaration is not None:
+        errors += _reference_errors(files.declaration, _current_declarations(declaration), functions)
+    if history is not None:
+        errors += _reference_errors(files.history, _history_declarations(history), functions)
+    return functions, errors
+
+
+def check_filters(directory: Path, service_id: str) -> list[DeclarationError]:
+    """Filter errors of a service: its filters file loads (and is not JavaScript), redefines no
+    built-in, and every filter its declaration and history name exists and takes its arguments.
+    """
+    files = ServiceFiles(Path(directory), service_id)
+    declaration = _read_checked(files.declaration, schema.service_problems)[0]
+    history = _read_checked(files.history, schema.history_problems)[0] if files.history.is_file() else None
+    return _filter_errors(files, declaration, history)[1]
+
+
+# ---------------------------------------------------------------- building
+
+
+def _source_document(item: dict[str, Any], shared: Mapping[str, Any]) -> SourceDocument:
+    """A source document; each field it lacks is taken whole from `shared` (no merging, §1.6)."""
+
+    def pick(key: str) -> Any:
+        value = item.get(key)
+        return value if value is not None else shared.get(key)
+
+    return SourceDocument(
+        location=pick("fetch"),
+        select=pick("select"),
+        remove=pick("remove"),
+        filters=pick("filter") or [],
+        execute_client_scripts=pick("executeClientScripts"),
+    )
+
+
+def _terms(service_id: str, terms_type: str, declaration: dict[str, Any]) -> Terms:
+    valid_until = declaration.get("validUntil")
+    valid_until = schema.parse_date_time(valid_until) if valid_until else None
+    if "combine" in declaration:
+        documents = [_source_document(item, declaration) for item in declaration["combine"]]
+        return Terms(service_id, terms_type, documents, combined=True, valid_until=valid_until)
+    return Terms(service_id, terms_type, [_source_document(declaration, {})], valid_until=valid_until)
+
+
+def _history(service_id: str, data: dict[str, list[dict]]) -> dict[str, list[Terms]]:
+    # Sorted by date whatever the order of the file; equal dates keep file order.
+    return {
+        terms_type: sorted((_terms(service_id, terms_type, entry) for entry in entries),
+                           key=lambda terms: terms.valid_until)
+        for terms_type, entries in data.items()
+    }
+
+
+def load_service(directory: Path, service_id: str) -> Service:
+    """Load and check one service; raises ServiceLoadError listing every problem."""
+    files = ServiceFiles(Path(directory), service_id)
+    declaration, errors = _read_checked(files.declaration, schema.service_problems)
+    history = None
+    if files.history.is_file():
+        history, history_errors = _read_checked(files.history, schema.history_problems)
+        errors += history_errors
+    functions, filter_errors = _filter_errors(files, declaration, history)
+    errors += filter_errors
+    if errors:
+        raise ServiceLoadError(service_id, errors)
+    return Service(
+        id=service_id,
+        name=declaration["name"],
+        terms={terms_type: _terms(service_id, terms_type, value) for terms_type, value in declaration["terms"].items()},
+        history=_history(service_id, history or {}),
+        filters=functions or {},
+        path=files.declaration,
+        imported_from=declaration.get("importedFrom"),
+    )
+
+
+def load_collection(directory: Path, *, service_ids: Iterable[str] | None = None) -> Collection:
+    """Load every service of `directory` (or only `service_ids`).
+
+    Services with problems are left out and their errors gathered in
+    `Collection.errors`; a missing folder raises OSError.
+    """
+    directory = Path(directory)
+    available = list_service_ids(directory)
+    collection = Collection(directory)
+    wanted = available if service_ids is None else list(dict.fromkeys(service_ids))
+    for service_id in wanted:
+        if service_id not in available:
+            collection.errors.append(DeclarationError(
+                ServiceFiles(directory, service_id).declaration, "$", f"no declaration of service '{service_id}'"))
+            continue
+        try:
+            collection.services[service_id] = load_service(directory, service_id)
+        except ServiceLoadError as error:
+            collection.errors.extend(error.errors)
+    return collection

@@ -1,0 +1,247 @@
+"""`termshift validate`: check a collection of declarations before tracking it.
+
+The checks are a small registry. Each is a function `(run, service_id) ->
+iterable of DeclarationError`, registered with `register_check`; those marked
+`schema_only` make up `--schema-only` (JSON syntax, schemas, history files,
+filters), the others run without the flag. Network checks (fetch, selectors,
+stability, OTA's reference §1.10 item 5) live in another module, listed in
+`CHECK_MODULES`, which registers them when it is imported:
+
+    from termshift.validate import register_check
+
+    @register_check("fetchable", network=True)
+    def check_fetchable(run, service_id): ...
+
+Every error names the file, the JSON path and the reason; the command exits 1
+when there is any.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from termshift.cli import declarations_option, services_option, types_option
+from termshift.config import settings_for_command
+from termshift.declarations import (
+    DeclarationError,
+    Service,
+    ServiceFiles,
+    ServiceLoadError,
+    check_declaration_file,
+    check_filters,
+    check_history_file,
+    list_service_ids,
+    load_service,
+)
+from termshift.schema import json_path, suggest, terms_types
+
+# Modules that register more checks when imported; a missing one is skipped.
+CHECK_MODULES: tuple[str, ...] = ("termshift.validate_network",)
+
+
+@dataclass
+class ValidationRun:
+    """What a check needs: where the collection is and what to restrict itself to."""
+
+    directory: Path
+    service_ids: list[str]
+    types: tuple[str, ...] = ()  # empty: every terms type
+    schema_only: bool = False
+    _services: dict[str, Service | None] = field(default_factory=dict, repr=False)
+
+    def files(self, service_id: str) -> ServiceFiles:
+        return ServiceFiles(self.directory, service_id)
+
+    def service(self, service_id: str) -> Service | None:
+        """The loaded service, or None when it does not load (the schema checks report why)."""
+        if service_id not in self._services:
+            try:
+                self._services[service_id] = load_service(self.directory, service_id)
+            except ServiceLoadError:
+                self._services[service_id] = None
+        return self._services[service_id]
+
+    def wants(self, terms_type: str) -> bool:
+        return not self.types or terms_type in self.types
+
+
+CheckFunction = Callable[[ValidationRun, str], Iterable[DeclarationError]]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    function: CheckFunction
+    schema_only: bool = False  # part of `--schema-only`
+    network: bool = False  # fetches pages
+
+
+CHECKS: list[Check] = []
+
+
+def register_check(name: str, *, schema_only: bool = False, network: bool = False):
+    """Decorator adding a check to `CHECKS` (a check of the same name is replaced)."""
+
+    def register(function: CheckFunction) -> CheckFunction:
+        CHECKS[:] = [check for check in CHECKS if check.name != name]
+        CHECKS.append(Check(name, function, schema_only=schema_only, network=network))
+        return function
+
+    return register
+
+
+def load_check_modules() -> None:
+    for module_name in CHECK_MODULES:
+        try:
+            importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+
+
+def selected_checks(schema_only: bool) -> list[Check]:
+    return [check for check in CHECKS if check.schema_only or not schema_only]
+
+
+# ----------------------------------------------------------------- checks
+
+
+@register_check("declaration", schema_only=True)
+def check_declaration(run: ValidationRun, service_id: str) -> list[DeclarationError]:
+    """`<id>.json` is well-formed JSON that matches the service schema."""
+    return check_declaration_file(run.files(service_id).declaration)
+
+
+@register_check("history", schema_only=True)
+def check_history(run: ValidationRun, service_id: str) -> list[DeclarationError]:
+    """`<id>.history.json`, when present, is well-formed JSON that matches the history schema."""
+    path = run.files(service_id).history
+    return check_history_file(path) if path.is_file() else []
+
+
+@register_check("filters", schema_only=True)
+def check_service_filters(run: ValidationRun, service_id: str) -> list[DeclarationError]:
+    """The filters file loads, redefines no built-in, and every named filter exists."""
+    return check_filters(run.directory, service_id)
+
+
+@register_check("combine-duplicates")
+def check_combine_duplicates(run: ValidationRun, service_id: str) -> list[DeclarationError]:
+    """No `combine` lists the same location twice (OTA 14.1's check, §1.10 item 4)."""
+    service = run.service(service_id)
+    if service is None:
+        return []
+    return [
+        DeclarationError(service.path, json_path(("terms", terms_type, "combine")),
+                         f"the location '{location}' appears more than once")
+        for terms_type, terms in service.terms.items() if run.wants(terms_type)
+        for location in terms.duplicate_locations
+    ]
+
+
+# ----------------------------------------------------------------- running
+
+
+@dataclass
+class ValidationReport:
+    services: list[str]
+    checks: list[str]
+    errors: dict[str, list[DeclarationError]] = field(default_factory=dict)  # by service id
+
+    @property
+    def error_count(self) -> int:
+        return sum(len(errors) for errors in self.errors.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0 and bool(self.services)
+
+
+def _run_check(check: Check, run: ValidationRun, service_id: str) -> list[DeclarationError]:
+    try:
+        return list(check.function(run, service_id))
+    except Exception as error:  # a bug in one check must not hide the other results
+        return [DeclarationError(run.files(service_id).declaration, "-",
+                                 f"the check '{check.name}' crashed: {type(error).__name__}: {error}")]
+
+
+def validate_collection(
+    directory: Path,
+    *,
+    service_ids: Iterable[str] = (),
+    types: Iterable[str] = (),
+    schema_only: bool = False,
+) -> ValidationReport:
+    """Run the selected checks on the services of `directory` (all of them by default)."""
+    directory = Path(directory)
+    available = list_service_ids(directory)
+    wanted = list(dict.fromkeys(service_ids)) or available
+    if not schema_only:
+        load_check_modules()
+    checks = selected_checks(schema_only)
+    report = ValidationReport(services=[], checks=[check.name for check in checks])
+    run = ValidationRun(directory, [], tuple(types), schema_only)
+    for service_id in wanted:
+        if service_id not in available:
+            hint = suggest(service_id, available)
+            reason = f"no declaration of service '{service_id}'" + (f" (did you mean '{hint}'?)" if hint else "")
+            report.errors[service_id] = [DeclarationError(run.files(service_id).declaration, "$", reason)]
+            continue
+        run.service_ids.append(service_id)
+        report.services.append(service_id)
+        errors = [error for check in checks for error in _run_check(check, run, service_id)]
+        if errors:
+            report.errors[service_id] = errors
+    return report
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def summary(report: ValidationReport, schema_only: bool, network_available: bool) -> str:
+    mode = "schema only" if schema_only else "all checks" if network_available else "offline checks only"
+    head = f"{_plural(len(report.services), 'service')} checked ({mode})"
+    if not report.services and not report.errors:
+        return f"{head}: nothing to validate"
+    if report.error_count == 0:
+        return f"{head}: no errors"
+    return f"{head}: {_plural(report.error_count, 'error')} in {_plural(len(report.errors), 'service')}"
+
+
+@click.command("validate")
+@declarations_option
+@services_option
+@types_option
+@click.option("--schema-only", is_flag=True,
+              help="Only check the files: JSON, schemas, history files and filters. Fetches nothing.")
+def validate_command(declarations_dir: Path | None, services: tuple[str, ...], types: tuple[str, ...],
+                     schema_only: bool) -> None:
+    """Check the declarations of a collection; exit 1 if anything is wrong.
+
+    Each problem is printed as FILE: JSON PATH: REASON. Files are always checked
+    whole; --types only narrows the checks made per terms type.
+    """
+    directory = settings_for_command(declarations_dir=declarations_dir).declarations
+    if not directory.is_dir():
+        raise click.ClickException(f"declarations folder not found: {directory}")
+    for terms_type in types:
+        if terms_type not in terms_types():
+            hint = suggest(terms_type, terms_types())
+            raise click.BadParameter(f"unknown terms type '{terms_type}'"
+                                     + (f" (did you mean '{hint}'?)" if hint else ""), param_hint="--types")
+    report = validate_collection(directory, service_ids=services, types=types, schema_only=schema_only)
+    network_available = any(check.network for check in CHECKS)
+    if not schema_only and not network_available:
+        click.echo("Network checks (fetching pages, matching selectors) are not implemented yet: "
+                   "running the checks that need no network.", err=True)
+    for errors in report.errors.values():
+        for error in errors:
+            click.echo(str(error))
+    click.echo(summary(report, schema_only, network_available))
+    click.get_current_context().exit(0 if report.ok else 1)

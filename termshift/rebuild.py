@@ -1,0 +1,419 @@
+"""Replaying snapshots into versions: `termshift rebuild` and `termshift apply-technical-upgrades`.
+
+`rebuild` re-extracts the whole history of a snapshots repository, oldest
+first, each snapshot with the declaration in force at its fetch date, into a
+versions repository, recording a version only when the Markdown changes. It is
+how an OTA collection migrates to Termshift and how a fixed declaration is
+replayed over history.
+
+`apply_technical_upgrades` re-extracts each document's latest snapshot with the
+current declarations and code, and records the result as a technical upgrade
+when it differs from the latest version (OTA's §2.5.6).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from termshift.archive_repo import Archive, RecordRepository, Snapshot, Version
+from termshift.archive_repo.archive import archive_options
+from termshift.declarations import Collection, Service, SourceDocument, Terms, load_collection
+from termshift.trackers.errors import TermshiftError
+from termshift.trackers.extract import extract
+
+# Combined documents are joined by a Markdown horizontal rule, as OTA does.
+DOCUMENT_SEPARATOR = "\n\n- - -\n\n"
+
+# Snapshots recorded from a block or challenge page carry this trailer; they are
+# kept as evidence but never extracted.
+BLOCKED_TRAILER = "blocked"
+
+DocumentKey = tuple[str, str]  # (service id, terms type)
+
+
+class RebuildError(TermshiftError):
+    """The rebuild cannot start (bad declarations, non-empty target…)."""
+
+
+@dataclass
+class DocumentReport:
+    """What happened to one document (service, terms type) during a replay."""
+
+    snapshots: int = 0
+    versions: int = 0
+    failures: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def fail(self, reason: str) -> None:
+        self.failures += 1
+        self.reasons[reason] += 1
+
+
+@dataclass
+class ReplaySummary:
+    """Totals of a rebuild or a technical-upgrade pass, and the failures per document."""
+
+    snapshots_read: int = 0
+    versions_recorded: int = 0
+    seconds: float = 0.0
+    documents: dict[DocumentKey, DocumentReport] = field(default_factory=lambda: defaultdict(DocumentReport))
+
+    @property
+    def failures(self) -> int:
+        return sum(report.failures for report in self.documents.values())
+
+    def describe(self) -> str:
+        """The closing summary printed by the commands."""
+        rate = self.snapshots_read / self.seconds if self.seconds else 0.0
+        lines = [
+            f"{self.snapshots_read} snapshots read, {self.versions_recorded} versions recorded, "
+            f"{self.failures} failures, in {self.seconds:.1f} s ({rate:.0f} snapshots/s)"
+        ]
+        for (service_id, terms_type), report in sorted(self.documents.items()):
+            if not report.failures:
+                continue
+            lines.append(f"  {service_id} / {terms_type}: {report.failures} failed of {report.snapshots}")
+            for reason, count in report.reasons.most_common(3):
+                lines.append(f"    {count} × {reason}")
+        return "\n".join(lines)
+
+
+# Called once per snapshot read: (snapshot, markdown or None, error or None, version recorded or None).
+SnapshotCallback = Callable[[Snapshot, str | None, Exception | None, Version | None], None]
+
+
+def is_blocked(snapshot: Snapshot) -> bool:
+    """Whether the snapshot is a block or challenge page kept as evidence."""
+    return BLOCKED_TRAILER in snapshot.metadata
+
+
+def _document_key(terms: Terms, document: SourceDocument) -> str | None:
+    """The document id used in file names: only combined terms have one."""
+    return document.id if terms.combined else None
+
+
+class _Extractor:
+    """Extraction with a small memo: the same snapshot extracted with the same
+    declaration (combined terms re-join unchanged documents) is done once."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str | None, int], str] = {}
+
+    def __call__(self, snapshot: Snapshot, document: SourceDocument, service: Service) -> str:
+        key = (snapshot.id, id(document))
+        if snapshot.id is not None and key in self._memo:
+            return self._memo[key]
+        content = snapshot.content
+        if content is None or content in ("", b""):
+            raise TermshiftError(f"Empty content for source document {document.location} in snapshot {snapshot.id}")
+        markdown = extract(content, snapshot.mime_type, document, service.filters)
+        if len(self._memo) > 256:  # only combined terms need it; keep it bounded
+            self._memo.clear()
+        self._memo[key] = markdown
+        return markdown
+
+
+def _load_declarations(declarations_dir: Path, services: Iterable[str] | None) -> Collection:
+    wanted = list(services) if services else None
+    collection = load_collection(Path(declarations_dir), service_ids=wanted)
+    if collection.errors:
+        details = "\n".join(f"  {error}" for error in collection.errors)
+        raise RebuildError(f"the declarations in {declarations_dir} have errors:\n{details}")
+    return collection
+
+
+def rebuild(
+    declarations_dir: Path,
+    snapshots_path: Path,
+    versions_path: Path,
+    *,
+    services: Iterable[str] | None = None,
+    types: Iterable[str] | None = None,
+    settings: Any | None = None,
+    progress: bool = False,
+    on_snapshot: SnapshotCallback | None = None,
+) -> ReplaySummary:
+    """Replay every snapshot of `snapshots_path` (oldest first) into `versions_path`.
+
+    The versions repository is created when missing and must hold no version yet:
+    a replay never rewrites what is already archived. Raises RebuildError.
+    """
+    services = list(services) if services else None
+    types = list(types) if types else None
+    collection = _load_declarations(declarations_dir, services)
+    if not (Path(snapshots_path) / ".git").exists() and not (Path(snapshots_path) / "HEAD").exists():
+        raise RebuildError(f"{snapshots_path}: not a git repository")
+    snapshots = RecordRepository(snapshots_path, "snapshots", read_only=True)
+    versions = RecordRepository(versions_path, "versions", **archive_options(settings))
+    try:
+        existing = versions.count()
+        if existing:
+            raise RebuildError(
+                f"{versions_path} already holds {existing} versions; rebuild into an empty or new repository"
+            )
+        return _replay(collection, snapshots, versions, services, types, progress, on_snapshot)
+    finally:
+        snapshots.close()
+        versions.close()
+
+
+def _replay(
+    collection: Collection,
+    snapshots: RecordRepository,
+    versions: RecordRepository,
+    services: list[str] | None,
+    types: list[str] | None,
+    progress: bool,
+    on_snapshot: SnapshotCallback | None,
+) -> ReplaySummary:
+    summary = ReplaySummary()
+    extractor = _Extractor()
+    # The latest usable snapshot of each document, and the last Markdown recorded per terms.
+    latest: dict[DocumentKey, dict[str | None, Snapshot]] = defaultdict(dict)
+    last_markdown: dict[DocumentKey, str] = {}
+    started = time.perf_counter()
+    total = snapshots.count() if progress and not services and not types else None
+    records = snapshots.iterate(services, types)
+    bar = _progress_bar(total, progress)
+    try:
+        for snapshot in records:
+            bar.update(1)
+            summary.snapshots_read += 1
+            key = (snapshot.service_id, snapshot.terms_type)
+            report = summary.documents[key]
+            report.snapshots += 1
+            markdown, error, version = None, None, None
+            try:
+                markdown = _markdown_at(collection, snapshot, latest[key], extractor)
+            except (TermshiftError, ValueError) as failure:
+                error = failure
+                report.fail(_first_line(failure))
+            if markdown is not None and markdown != last_markdown.get(key):
+                version = versions.record(
+                    Version(
+                        service_id=snapshot.service_id,
+                        terms_type=snapshot.terms_type,
+                        fetch_date=snapshot.fetch_date,
+                        content=markdown,
+                        snapshot_ids=[s.id for s in _documents_snapshots(collection, snapshot, latest[key])],
+                    )
+                )
+                last_markdown[key] = markdown
+                if version is not None:
+                    summary.versions_recorded += 1
+                    report.versions += 1
+            if on_snapshot is not None:
+                on_snapshot(snapshot, markdown, error, version)
+            # Free the page: only combined terms need earlier contents, and they keep their records.
+            if snapshot.document_id is None:
+                snapshot.content = None
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _markdown_at(
+    collection: Collection,
+    snapshot: Snapshot,
+    latest: dict[str | None, Snapshot],
+    extractor: _Extractor,
+) -> str | None:
+    """The Markdown of the terms as of `snapshot`, or None while a combined document
+    has no snapshot yet. Raises TermshiftError when extraction fails."""
+    service = collection.services.get(snapshot.service_id)
+    if service is None:
+        raise RebuildError(f'no declaration for service "{snapshot.service_id}"')
+    terms = service.terms_at(snapshot.terms_type, snapshot.fetch_date)
+    if terms is None:
+        raise RebuildError(f'"{snapshot.terms_type}" is not declared for "{service.id}" at {snapshot.fetch_date:%Y-%m-%d}')
+    if is_blocked(snapshot):
+        raise RebuildError(f"snapshot {snapshot.id} is a blocked page ({snapshot.metadata[BLOCKED_TRAILER]})")
+    latest[snapshot.document_id] = snapshot
+    parts = []
+    for document in terms.documents:
+        document_snapshot = latest.get(_document_key(terms, document))
+        if document_snapshot is None:
+            return None
+        parts.append(extractor(document_snapshot, document, service))
+    return DOCUMENT_SEPARATOR.join(parts)
+
+
+def _documents_snapshots(collection: Collection, snapshot: Snapshot, latest: dict[str | None, Snapshot]) -> list[Snapshot]:
+    """The snapshots a version was assembled from, in declaration order."""
+    terms = collection.services[snapshot.service_id].terms_at(snapshot.terms_type, snapshot.fetch_date)
+    assert terms is not None
+    return [latest[_document_key(terms, document)] for document in terms.documents]
+
+
+def apply_technical_upgrades(
+    declarations_dir: Path,
+    data_dir: Path,
+    *,
+    services: Iterable[str] | None = None,
+    types: Iterable[str] | None = None,
+    settings: Any | None = None,
+    progress: bool = False,
+) -> ReplaySummary:
+    """Re-extract each document's latest snapshot with the current declarations.
+
+    A version is recorded (as a technical upgrade, dated at its latest snapshot)
+    only when the Markdown differs from the latest version. Combined terms whose
+    documents do not all have a snapshot yet are left for the next tracking run.
+    """
+    services = list(services) if services else None
+    wanted_types = set(types) if types else None
+    collection = _load_declarations(declarations_dir, services)
+    summary = ReplaySummary()
+    extractor = _Extractor()
+    started = time.perf_counter()
+    jobs = [
+        (service, terms)
+        for service_id, service in sorted(collection.services.items())
+        for terms in service.terms.values()
+        if wanted_types is None or terms.type in wanted_types
+    ]
+    with Archive.open(data_dir, settings) as archive:
+        bar = _progress_bar(len(jobs), progress)
+        try:
+            for service, terms in jobs:
+                bar.update(1)
+                key = (service.id, terms.type)
+                report = summary.documents[key]
+                try:
+                    version = _upgrade(archive, service, terms, extractor, report)
+                except TermshiftError as failure:
+                    report.fail(_first_line(failure))
+                    continue
+                if version is not None:
+                    summary.versions_recorded += 1
+                    report.versions += 1
+                summary.snapshots_read += report.snapshots
+        finally:
+            bar.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _upgrade(
+    archive: Archive, service: Service, terms: Terms, extractor: _Extractor, report: DocumentReport
+) -> Version | None:
+    snapshots = []
+    for document in terms.documents:
+        history = archive.snapshots.history(service.id, terms.type, _document_key(terms, document))
+        usable = next((snapshot for snapshot in history if not is_blocked(snapshot)), None)
+        if usable is None:
+            return None  # not tracked yet: the next tracking run records a first version
+        snapshots.append(usable)
+    report.snapshots += len(snapshots)
+    parts = [extractor(snapshot, document, service) for snapshot, document in zip(snapshots, terms.documents, strict=True)]
+    return archive.versions.record(
+        Version(
+            service_id=service.id,
+            terms_type=terms.type,
+            fetch_date=max(snapshot.fetch_date for snapshot in snapshots),
+            content=DOCUMENT_SEPARATOR.join(parts),
+            snapshot_ids=[snapshot.id for snapshot in snapshots],
+            is_technical_upgrade=True,
+        )
+    )
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+class _NoBar:
+    def update(self, _count: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int | None, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="snapshot", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+
+# ------------------------------------------------------------------ commands
+
+from termshift.cli import data_option, declarations_option, services_option, types_option  # noqa: E402
+from termshift.config import settings_for_command  # noqa: E402
+
+
+@click.command("rebuild")
+@declarations_option
+@click.option("--snapshots", "snapshots_path", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The snapshots git repository to read (an OTA snapshots repo works).")
+@click.option("--versions", "versions_path", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The versions git repository to write (created when missing; must hold no version).")
+@services_option
+@types_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def rebuild_command(
+    declarations_dir: Path | None,
+    snapshots_path: Path,
+    versions_path: Path,
+    services: tuple[str, ...],
+    types: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Re-extract a whole snapshots history into a versions repository.
+
+    Snapshots are read oldest first; each is extracted with the declaration in
+    force at its fetch date (history files included), and a version is recorded
+    only when the Markdown changes. Prints a summary with the failures per
+    document. Exit 0 when the replay completed, 1 when it could not start.
+    """
+    settings = settings_for_command(declarations_dir=declarations_dir)
+    try:
+        summary = rebuild(
+            settings.declarations, snapshots_path, versions_path,
+            services=services or None, types=types or None, settings=settings, progress=not quiet,
+        )
+    except TermshiftError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(summary.describe())
+
+
+@click.command("apply-technical-upgrades")
+@declarations_option
+@data_option
+@services_option
+@types_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def apply_technical_upgrades_command(
+    declarations_dir: Path | None,
+    data_dir: Path | None,
+    services: tuple[str, ...],
+    types: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Re-extract each document's latest snapshot with the current declarations.
+
+    Records a version marked "Apply technical or declaration upgrade on …" when
+    the result differs from the latest version (after a selector fix, a filter
+    change or an engine upgrade). Nothing is fetched.
+    """
+    settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
+    try:
+        summary = apply_technical_upgrades(
+            settings.declarations, settings.data,
+            services=services or None, types=types or None, settings=settings, progress=not quiet,
+        )
+    except TermshiftError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(summary.describe())

@@ -1,0 +1,24 @@
+"""The snapshots and versions git repositories, in Open Terms Archive's layout.
+
+`Archive.open(data_dir, settings)` gives `.snapshots` and `.versions`, two
+`RecordRepository`s that record `Snapshot` and `Version` records (one commit per
+record, OTA's commit messages) and read them back, crash-safe.
+"""
+
+from termshift.archive_repo.archive import Archive
+from termshift.archive_repo.errors import ArchiveError, ArchiveLockedError, InvalidRecordError
+from termshift.archive_repo.git_repository import RecordRepository
+from termshift.archive_repo.messages import RecordKind
+from termshift.archive_repo.records import Record, Snapshot, Version
+
+__all__ = [
+    "Archive",
+    "ArchiveError",
+    "ArchiveLockedError",
+    "InvalidRecordError",
+    "Record",
+    "RecordKind",
+    "RecordRepository",
+    "Snapshot",
+    "Version",
+]

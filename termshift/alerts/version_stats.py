@@ -1,0 +1,96 @@
+"""Diff statistics of archived versions, computed once and cached in alerts.sqlite.
+
+Feeds show them for up to `feeds.length` entries per request and webhooks send
+them; a version never changes, so its statistics are computed once (texts read
+from git in one batch) and then read from the `version_stats` table.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from termshift.alerts.archive import VersionEntry, read_texts
+from termshift.alerts.events import DiffStats, diff_stats
+from termshift.alerts.store import transaction
+
+
+def as_entry(version: Any) -> VersionEntry:
+    """Any object with archive_repo Version's attributes, as a VersionEntry."""
+    if isinstance(version, VersionEntry):
+        return version
+    return VersionEntry(
+        service_id=version.service_id, terms_type=version.terms_type, id=version.id,
+        fetch_date=version.fetch_date, is_first_record=bool(version.is_first_record),
+        is_technical_upgrade=bool(getattr(version, "is_technical_upgrade", False)),
+    )
+
+
+def _viewer_counter() -> Callable[[str, str], tuple[int, int]] | None:
+    """The viewer's `(words added, words removed)` function, if the viewer is installed.
+
+    Feeds and webhooks then give the very figures the diff page shows; our own
+    word diff still picks the changed sentences.
+    """
+    try:
+        from termshift.web.diffing import count_changes
+    except ImportError:
+        return None
+    return count_changes
+
+
+def compute(entry: VersionEntry, previous: str | None, text: str | None) -> DiffStats | None:
+    """Statistics from the two texts; None when a needed text is missing."""
+    if text is None:
+        return None
+    if entry.is_first_record:
+        return diff_stats(None, text)
+    if previous is None:
+        return None
+    stats = diff_stats(previous, text)
+    counter = _viewer_counter()
+    if counter is not None:
+        added, removed = counter(previous, text)
+        stats = replace(stats, words_added=added, words_removed=removed)
+    return stats
+
+
+def _cached(db: sqlite3.Connection, ids: list[str]) -> dict[str, DiffStats]:
+    found: dict[str, DiffStats] = {}
+    for start in range(0, len(ids), 500):  # stay under SQLite's variable limit
+        chunk = ids[start: start + 500]
+        rows = db.execute(
+            f"SELECT * FROM version_stats WHERE version_id IN ({','.join('?' * len(chunk))})", chunk,
+        )
+        for row in rows:
+            found[row["version_id"]] = DiffStats(
+                row["words_added"], row["words_removed"], tuple(json.loads(row["changed_sentences"])),
+            )
+    return found
+
+
+def remember(db: sqlite3.Connection, stats: dict[str, DiffStats | None]) -> None:
+    rows = [
+        (version_id, item.words_added, item.words_removed, json.dumps(list(item.changed_sentences)))
+        for version_id, item in stats.items()
+        if item is not None
+    ]
+    if rows:
+        with transaction(db):  # one commit for all, not one per row
+            db.executemany("INSERT OR REPLACE INTO version_stats VALUES (?, ?, ?, ?)", rows)
+
+
+def stats_for(data_dir: Path, db: sqlite3.Connection, versions: Iterable[Any]) -> dict[str, DiffStats | None]:
+    """Statistics per version id, from the cache or computed from git (then cached)."""
+    entries = [as_entry(version) for version in versions]
+    known = _cached(db, [entry.id for entry in entries])
+    missing = [entry for entry in entries if entry.id not in known]
+    fresh: dict[str, DiffStats | None] = {}
+    for entry, (previous, text) in zip(missing, read_texts(data_dir, missing), strict=True):
+        fresh[entry.id] = compute(entry, previous, text)
+    remember(db, fresh)
+    return {**fresh, **known}

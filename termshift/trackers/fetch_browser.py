@@ -1,0 +1,421 @@
+"""Render pages that need JavaScript, with Playwright driving Chromium (OTA's "fullDom" fetcher).
+
+`BrowserFetcher` is an asyncio object: start it (or use `async with`), then
+`await fetch(url, css_selectors)` from as many tasks as you like; at most
+`pages` render at once. Each fetch gets a fresh browser context (no cookies,
+storage or cache shared between documents), a 1920×1080 viewport and the
+configured languages, as OTA does (reference §2.2).
+
+The browser is the system's Chromium (`browser_path.py`), launched with flags
+that stop it from calling Google's services (this machine, like many servers,
+refuses them), or a remote browser reached at `fetcher.browser_endpoint`:
+`http(s)://` and `ws://…/devtools/browser/…` speak the Chrome DevTools Protocol,
+any other `ws://` is a Playwright browser server.
+
+Beyond OTA: when the first load is a challenge page that a browser may pass
+(Cloudflare's "Just a moment…", an empty JavaScript shell…), the fetcher gives
+it up to `wait_for_selectors` seconds to reload itself into the real page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from termshift.trackers.blocking import detect_block
+from termshift.trackers.errors import ErrorKind, FetchError
+from termshift.trackers.fetcher import network_error_message, timeout_message
+
+__all__ = [
+    "CHROMIUM_ARGS",
+    "BrowserFetcher",
+    "BrowserPage",
+    "accept_language",
+    "parse_language",
+]
+
+# Always passed to a local Chromium. Without the background-networking ones Chromium
+# keeps trying to reach Google's hosts (updates, sync, field trials).
+CHROMIUM_ARGS = (
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-features=Translate,OptimizationHints,MediaRouter",
+    "--metrics-recording-only",
+    # navigator.webdriver = false: some sites refuse automated browsers outright.
+    "--disable-blink-features=AutomationControlled",
+)
+
+# Signatures of pages that a real browser can get past by waiting: a JavaScript
+# challenge that reloads the page. An application shell that renders itself is
+# waited for too, but only when there are no selectors (selectors are the better signal).
+_PASSABLE = {"cloudflare-challenge", "aws-waf", "imperva-incapsula", "perimeterx"}
+
+# True once `selector` matches an element with non-blank text (OTA's wait). An
+# invalid selector ends the wait at once; extraction will report it.
+_HAS_TEXT = """(selector) => {
+  try {
+    const element = document.querySelector(selector);
+    return Boolean(element && element.textContent.trim());
+  } catch (error) {
+    return true;
+  }
+}"""
+
+_PLATFORMS = {"linux": "X11; Linux x86_64", "darwin": "Macintosh; Intel Mac OS X 10_15_7", "win32": "Windows NT 10.0; Win64; x64"}
+
+# Chromium navigation errors, as the Node system error codes OTA's messages use.
+_NET_ERRORS = {
+    "ERR_CONNECTION_RESET": "ECONNRESET",
+    "ERR_CONNECTION_CLOSED": "ECONNRESET",
+    "ERR_EMPTY_RESPONSE": "ECONNRESET",
+    "ERR_CONNECTION_REFUSED": "ECONNREFUSED",
+    "ERR_CONNECTION_TIMED_OUT": "ETIMEDOUT",
+    "ERR_TIMED_OUT": "ETIMEDOUT",
+    "ERR_NAME_NOT_RESOLVED": "ERR_NAME_NOT_RESOLVED",
+    "ERR_ADDRESS_UNREACHABLE": "EHOSTUNREACH",
+    "ERR_INTERNET_DISCONNECTED": "ENETUNREACH",
+}
+
+
+def parse_language(value: str) -> list[str]:
+    """The language tags of `fetcher.language` ("fr-FR, fr" → ["fr-FR", "fr"]), as OTA's parseLanguage.
+
+    Quality values are refused: the order of the tags already says the preference.
+    """
+    if not isinstance(value, str) or ";q=" in value.lower():
+        raise FetchError(
+            f"fetcher.language: expected comma-separated language tags without q-values, got {value!r}",
+            ErrorKind.CONFIGURATION,
+        )
+    tags = [tag.strip() for tag in value.split(",") if tag.strip()]
+    if not tags:
+        raise FetchError(f"fetcher.language: no language tag in {value!r}", ErrorKind.CONFIGURATION)
+    return tags
+
+
+def accept_language(tags: Sequence[str]) -> str:
+    """The Accept-Language header Chrome derives from a list: en-IE,en-GB;q=0.9,en;q=0.8."""
+    parts = []
+    for position, tag in enumerate(tags):
+        quality = max(0.1, round(1 - position / 10, 1))
+        parts.append(tag if position == 0 else f"{tag};q={quality:g}")
+    return ",".join(parts)
+
+
+@dataclass
+class BrowserPage:
+    """What the browser got: the main document's status and headers, and the rendered page.
+
+    `content` is the serialised live DOM (`str`, `mime_type` "text/html"), or the
+    PDF's bytes (`mime_type` "application/pdf").
+    """
+
+    status: int
+    headers: dict[str, str]
+    content: str | bytes
+    mime_type: str
+    final_url: str
+
+
+@dataclass
+class _PdfCapture:
+    """Catches a PDF answer through the DevTools Fetch domain (Chromium shows PDFs in a viewer,
+    so the page's own content is not the file). Used only when there are no selectors, as OTA."""
+
+    session: Any = None
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def attach(self) -> None:
+        self.session.on("Fetch.requestPaused", self._on_paused)
+        pattern = {"urlPattern": "*", "resourceType": "Document", "requestStage": "Response"}
+        await self.session.send("Fetch.enable", {"patterns": [pattern]})
+
+    def _on_paused(self, event: dict[str, Any]) -> None:
+        task = asyncio.ensure_future(self._handle(event))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _handle(self, event: dict[str, Any]) -> None:
+        from playwright.async_api import Error as PlaywrightError
+
+        headers = {item["name"].lower(): item["value"] for item in event.get("responseHeaders") or []}
+        try:
+            if "application/pdf" in headers.get("content-type", "").lower():
+                self.status = event.get("responseStatusCode")
+                self.headers = headers
+                if self.status is not None and 200 <= self.status < 300:
+                    answer = await self.session.send("Fetch.getResponseBody", {"requestId": event["requestId"]})
+                    data = answer["body"]
+                    self.body = base64.b64decode(data) if answer.get("base64Encoded") else data.encode("utf-8")
+            await self.session.send("Fetch.continueRequest", {"requestId": event["requestId"]})
+        except PlaywrightError:
+            pass  # the page was closed meanwhile
+
+    async def settle(self) -> None:
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class BrowserFetcher:
+    """A shared Chromium that renders documents, `pages` at a time."""
+
+    def __init__(
+        self,
+        *,
+        executable: str | None = None,
+        endpoint: str = "",
+        language: str = "en",
+        timeout: float = 30.0,
+        wait_for_selectors: float = 10.0,
+        pages: int = 2,
+    ) -> None:
+        if not executable and not endpoint:
+            raise FetchError("BrowserFetcher needs a Chromium executable or an endpoint", ErrorKind.CONFIGURATION)
+        self.executable = executable
+        self.endpoint = endpoint
+        self.languages = parse_language(language)
+        self.timeout = timeout
+        self.wait_for_selectors = wait_for_selectors
+        self.pages = pages
+        self._slots = asyncio.Semaphore(pages)
+        self._start_lock = asyncio.Lock()
+        self._playwright: Any = None
+        self._browser: Any = None
+        self._user_agent: str | None = None
+
+    @classmethod
+    def from_settings(cls, fetcher: Mapping[str, Any], executable: str | None = None) -> BrowserFetcher:
+        """A fetcher configured by the "fetcher" settings section."""
+        return cls(
+            executable=executable,
+            endpoint=fetcher.get("browser_endpoint") or "",
+            language=fetcher["language"],
+            timeout=float(fetcher["timeout"]),
+            wait_for_selectors=float(fetcher["wait_for_selectors"]),
+            pages=int(fetcher["browser_pages"]),
+        )
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> BrowserFetcher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Launch (or connect to) the browser; later calls do nothing."""
+        async with self._start_lock:
+            if self._browser is not None:
+                return
+            from playwright.async_api import Error as PlaywrightError
+            from playwright.async_api import async_playwright
+
+            self._playwright = await async_playwright().start()
+            try:
+                self._browser = await self._open_browser(self._playwright.chromium)
+            except PlaywrightError as error:
+                await self._playwright.stop()
+                self._playwright = None
+                where = self.endpoint or self.executable
+                raise FetchError(
+                    f"Could not start the browser ({where}): {_first_line(error)}", ErrorKind.CONFIGURATION
+                ) from None
+            major = (self._browser.version or "0").split(".")[0]
+            platform = _PLATFORMS.get(sys.platform, _PLATFORMS["linux"])
+            # Headless Chromium says "HeadlessChrome"; many sites turn that away.
+            self._user_agent = (
+                f"Mozilla/5.0 ({platform}) AppleWebKit/537.36 (KHTML, like Gecko) "
+                f"Chrome/{major}.0.0.0 Safari/537.36"
+            )
+
+    async def _open_browser(self, chromium: Any) -> Any:
+        timeout_ms = self.timeout * 1000
+        if self.endpoint:
+            if self.endpoint.startswith(("http://", "https://")) or "/devtools/browser/" in self.endpoint:
+                return await chromium.connect_over_cdp(self.endpoint, timeout=timeout_ms)
+            return await chromium.connect(self.endpoint, timeout=timeout_ms)
+        running_as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+        args = list(CHROMIUM_ARGS) + (["--no-sandbox"] if running_as_root else [])
+        return await chromium.launch(
+            executable_path=self.executable,
+            headless=True,
+            args=args,
+            chromium_sandbox=not running_as_root,
+            timeout=timeout_ms,
+        )
+
+    async def close(self) -> None:
+        """Close the browser (or disconnect from a remote one) and stop Playwright."""
+        async with self._start_lock:
+            browser, self._browser = self._browser, None
+            driver, self._playwright = self._playwright, None
+            if browser is not None:
+                # A browser that died or hangs is closed enough.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(browser.close(), 10)
+            if driver is not None:
+                await driver.stop()
+
+    # -- fetching ---------------------------------------------------------------------------
+
+    async def fetch(self, location: str, css_selectors: Iterable[str] = ()) -> BrowserPage:
+        """Render `location`; raises FetchError when no page could be had.
+
+        An HTTP error status is *not* raised here: the page comes back with its
+        status, so that the caller can recognise a block page served as a 403.
+        """
+        await self.start()
+        selectors = list(css_selectors)
+        # A hard limit in case the browser stops answering: navigation, the selector
+        # wait, the challenge wait and closing the context, with some margin.
+        limit = self.timeout + 2 * self.wait_for_selectors + 10
+        async with self._slots:
+            context = await self._browser.new_context(
+                viewport={"width": 1920, "height": 1080},
+                locale=self.languages[0],
+                user_agent=self._user_agent,
+            )
+            try:
+                return await asyncio.wait_for(self._render(context, location, selectors), limit)
+            except TimeoutError:
+                raise FetchError(timeout_message(self.timeout, location), ErrorKind.TRANSIENT) from None
+            finally:
+                with contextlib.suppress(Exception):  # closing must not hide the result
+                    await asyncio.wait_for(context.close(), 10)
+
+    async def _render(self, context: Any, location: str, selectors: list[str]) -> BrowserPage:
+        from playwright.async_api import Error as PlaywrightError
+        from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+
+        page = await context.new_page()
+        page.set_default_navigation_timeout(self.timeout * 1000)
+        session = await context.new_cdp_session(page)
+        # Given the whole list, Chromium derives both navigator.languages and the
+        # Accept-Language header with q-values (en-IE,en-GB;q=0.9,en;q=0.8), as in OTA.
+        await session.send(
+            "Emulation.setUserAgentOverride",
+            {"userAgent": self._user_agent, "acceptLanguage": ",".join(self.languages)},
+        )
+        capture = None
+        if not selectors:
+            capture = _PdfCapture(session)
+            await capture.attach()
+        documents: list[Any] = []  # the main frame's document answers, in order
+        page.on("response", lambda response: _keep_document(page, response, documents))
+        try:
+            response = await page.goto(location, wait_until="load")
+        except PlaywrightTimeoutError:
+            raise FetchError(timeout_message(self.timeout, location)) from None
+        except PlaywrightError as error:
+            if capture is not None:
+                await capture.settle()
+                if capture.body is not None:  # Chromium may abort a PDF navigation after the capture
+                    return _pdf_page(capture, page.url or location)
+            raise FetchError(_navigation_message(error, location)) from None
+        if capture is not None:
+            await capture.settle()
+            if capture.body is not None:
+                return _pdf_page(capture, response.url if response else location)
+        if response is None:
+            raise FetchError(f"Response is empty when trying to fetch '{location}'")
+        passable = _PASSABLE if selectors else _PASSABLE | {"empty-shell"}
+        await self._settle_challenge(page, documents, response, passable)
+        await self._wait_for_selectors(page, selectors)
+        content = await _content(page)
+        final = documents[-1] if documents else response
+        headers = await final.all_headers()
+        return BrowserPage(final.status, headers, content, "text/html", page.url)
+
+    async def _wait_for_selectors(self, page: Any, selectors: list[str]) -> None:
+        """Wait until every selector holds text; each may time out (selectors can be stale)."""
+        from playwright.async_api import Error as PlaywrightError
+
+        async def wait_for(selector: str) -> None:
+            with contextlib.suppress(PlaywrightError):  # a time-out is tolerated, as OTA
+                await page.wait_for_function(_HAS_TEXT, arg=selector, timeout=self.wait_for_selectors * 1000)
+
+        if selectors:
+            await asyncio.gather(*(wait_for(selector) for selector in selectors))
+
+    async def _settle_challenge(self, page: Any, documents: list[Any], response: Any, passable: set[str]) -> None:
+        """Give a passable challenge (or a shell still rendering) time to turn into the page."""
+        from playwright.async_api import Error as PlaywrightError
+
+        deadline = time.monotonic() + self.wait_for_selectors
+        while True:
+            latest = documents[-1] if documents else response
+            try:
+                content = await page.content()
+                headers = await latest.all_headers()
+            except PlaywrightError:  # the page is navigating: look again
+                content, headers = None, {}
+            if content is not None and detect_block(latest.status, headers, content) not in passable:
+                return
+            if time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.25)
+            with contextlib.suppress(PlaywrightError):
+                await page.wait_for_load_state("load", timeout=max(0.1, deadline - time.monotonic()) * 1000)
+
+
+async def _content(page: Any, attempts: int = 20) -> str:
+    """The serialised DOM; retried while a late navigation replaces the document."""
+    from playwright.async_api import Error as PlaywrightError
+
+    for _ in range(attempts - 1):
+        try:
+            return await page.content()
+        except PlaywrightError:
+            await page.wait_for_load_state("load")
+    return await page.content()
+
+
+def _keep_document(page: Any, response: Any, documents: list[Any]) -> None:
+    try:
+        if response.request.is_navigation_request() and response.frame == page.main_frame:
+            documents.append(response)
+    except Exception:  # noqa: BLE001 - a response without a frame (service worker) is not ours
+        pass
+
+
+def _pdf_page(capture: _PdfCapture, url: str) -> BrowserPage:
+    assert capture.body is not None and capture.status is not None
+    return BrowserPage(capture.status, capture.headers, capture.body, "application/pdf", url)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _navigation_message(error: BaseException, location: str) -> str:
+    """OTA-style wording for a failed navigation, so that classification works."""
+    text = _first_line(error)
+    for net_error, code in _NET_ERRORS.items():
+        if net_error in text:
+            return network_error_message(code, location)
+    if "ERR_TOO_MANY_REDIRECTS" in text:
+        return f"maximum redirect reached at: {location}"
+    if "ERR_ABORTED" in text:
+        return f"Navigation aborted when trying to fetch '{location}'"
+    if "ERR_CERT" in text or "ERR_SSL" in text:
+        return f"TLS error ({text.split()[0]}) when trying to fetch '{location}'"
+    return f"{text} when trying to fetch '{location}'"

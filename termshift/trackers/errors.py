@@ -85,6 +85,7 @@ class BlockedPageError(FetchError):
             ErrorKind.BLOCKED,
             status=status,
         )
+        self.location = location
         self.signature = signature
 
 

@@ -185,14 +185,14 @@ def validate_collection(
         load_check_modules()
     checks = selected_checks(schema_only)
     report = ValidationReport(services=[], checks=[check.name for check in checks])
-    run = ValidationRun(directory, [], tuple(types), schema_only)
+    # Every service is known up front, so that the network checks fetch them all in one batch.
+    run = ValidationRun(directory, [sid for sid in wanted if sid in available], tuple(types), schema_only)
     for service_id in wanted:
         if service_id not in available:
             hint = suggest(service_id, available)
             reason = f"no declaration of service '{service_id}'" + (f" (did you mean '{hint}'?)" if hint else "")
             report.errors[service_id] = [DeclarationError(run.files(service_id).declaration, "$", reason)]
             continue
-        run.service_ids.append(service_id)
         report.services.append(service_id)
         errors = [error for check in checks for error in _run_check(check, run, service_id)]
         if errors:
@@ -220,8 +220,11 @@ def summary(report: ValidationReport, schema_only: bool, network_available: bool
 @types_option
 @click.option("--schema-only", is_flag=True,
               help="Only check the files: JSON, schemas, history files and filters. Fetches nothing.")
+@click.option("--modified", is_flag=True,
+              help="Only the services and terms types changed since the merge base with --base (git).")
+@click.option("--base", default=None, metavar="REF", help="Branch or commit for --modified (default: main).")
 def validate_command(declarations_dir: Path | None, services: tuple[str, ...], types: tuple[str, ...],
-                     schema_only: bool) -> None:
+                     schema_only: bool, modified: bool, base: str | None) -> None:
     """Check the declarations of a collection; exit 1 if anything is wrong.
 
     Each problem is printed as FILE: JSON PATH: REASON. Files are always checked
@@ -235,7 +238,16 @@ def validate_command(declarations_dir: Path | None, services: tuple[str, ...], t
             hint = suggest(terms_type, terms_types())
             raise click.BadParameter(f"unknown terms type '{terms_type}'"
                                      + (f" (did you mean '{hint}'?)" if hint else ""), param_hint="--types")
-    report = validate_collection(directory, service_ids=services, types=types, schema_only=schema_only)
+    if modified or base:
+        from termshift.validate_network import validate_modified
+
+        report = validate_modified(directory, base, service_ids=services, types=types, schema_only=schema_only)
+        if not report.services and not report.errors:
+            # A pull request that touches no declaration has nothing to validate: that is fine.
+            click.echo("Nothing changed in the declarations: nothing to validate.")
+            return
+    else:
+        report = validate_collection(directory, service_ids=services, types=types, schema_only=schema_only)
     network_available = any(check.network for check in CHECKS)
     if not schema_only and not network_available:
         click.echo("Network checks (fetching pages, matching selectors) are not implemented yet: "

@@ -54,8 +54,19 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "wait_for_selectors": (10.0, "Seconds the browser waits for selectors to hold text."),
     },
     "schedule": {
-        "tracking": ("30 */12 * * *", "Cron expression of tracking runs."),
-        "dataset": ("30 8 * * MON", "Cron expression of dataset exports."),
+        "tracking": (
+            "30 */12 * * *",
+            "When tracking runs: a cron expression (5 fields) or `every <n>s|m|h|d`; empty: never.",
+        ),
+        "dataset": ("30 8 * * MON", "When the dataset is exported (same syntax); empty: never."),
+        "deliveries": (30.0, "Seconds between two webhook delivery passes; 0: no delivery job."),
+        "timezone": ("", "Time zone of the cron expressions, e.g. `Europe/Paris` (empty: the machine's)."),
+        "misfire_grace": (
+            43200.0,
+            "Seconds a missed run (machine off) may be late and still run, once, at start-up.",
+        ),
+        "stuck_after": (21600.0, "Seconds after which a running tracking run is reported stuck by /healthz."),
+        "refresh_index": (True, "Refresh the viewer's index after each tracking run."),
     },
     "web": {
         "host": ("127.0.0.1", "Address the viewer listens on."),
@@ -65,9 +76,35 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
     },
     "feeds": {
         "length": (100, "Entries per feed."),
+        "tag_authority": ("", "`<domain>,<date>` of feed entry ids; set it once (empty: the viewer's host, 2026)."),
     },
+    # Read by termshift.alerts.options (which keeps the same defaults).
     "webhooks": {
         "allow_private_targets": ([], "Hosts or addresses allowed although private or loopback."),
+        "timeout": (10.0, "Seconds before a webhook request is abandoned (connect, send and answer)."),
+        "concurrency": (8, "Webhook requests in flight at once."),
+        "retry_base": (60.0, "Seconds before the first retry; doubled after each failure."),
+        "retry_max": (86400.0, "Longest wait between two attempts, in seconds."),
+        "max_age": (3 * 86400.0, "Seconds after which an undelivered event is marked failed."),
+        "include_diff_max_bytes": (262144, "Largest unified diff put in a payload; longer ones are cut."),
+    },
+    "publish": {
+        "snapshots_remote": ("", "Git remote (URL or path) the snapshots repository is pushed to after each run."),
+        "versions_remote": ("", "Git remote (URL or path) the versions repository is pushed to after each run."),
+        "branch": ("main", "Branch the repositories are pushed to."),
+        "retries": (3, "Retries of a failed push, with a doubling wait."),
+        "backoff": (30.0, "Seconds before the first retry of a failed push."),
+        "timeout": (600.0, "Seconds before one `git push` is abandoned."),
+    },
+    "dataset": {
+        "title": ("Termshift", "Dataset title: names the ZIP file and heads its README."),
+        "directory": ("", "Folder of scheduled dataset exports (empty: `<data>/datasets`)."),
+        "versions_repository_url": ("", "Public URL of the versions repository, linked from the README."),
+        "keep": (8, "Scheduled exports kept in the folder (older ones are deleted); 0: keep all."),
+    },
+    "logging": {
+        "level": ("INFO", "Lowest level logged: DEBUG, INFO, WARNING or ERROR."),
+        "json": (False, "Log one JSON object per line (for log shippers) instead of text."),
     },
 }
 
@@ -103,6 +140,9 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
         if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
             return value.lower() in {"1", "true", "yes", "on"}
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if isinstance(value, bool) and isinstance(default, int | float):
+        # TOML `timeout = true` would otherwise become 1.
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
     if isinstance(default, int) and not isinstance(default, bool):
         try:
             number = int(value)
@@ -162,7 +202,7 @@ def load_settings(
             given = {}
         for key, (default, _help) in keys.items():
             dotted = f"{section}.{key}" if section else key
-            env_name = "TERMSHIFT_" + (f"{section}_{key}" if section else key).upper()
+            env_name = environment_variable(section, key)
             value = copy.deepcopy(default)
             try:
                 if key in given:
@@ -207,7 +247,52 @@ def _check(values: dict[str, dict[str, Any]]) -> list[str]:
         errors.append("archive.snapshot_id_template: must contain %SNAPSHOT_ID")
     if not 0 < values["web"]["port"] < 65536:
         errors.append("web.port: must be between 1 and 65535")
+    if values["feeds"]["length"] < 1:
+        errors.append("feeds.length: must be at least 1")
+    for key in ("timeout", "concurrency", "retry_base", "retry_max", "max_age", "include_diff_max_bytes"):
+        if values["webhooks"][key] <= 0:
+            errors.append(f"webhooks.{key}: must be more than 0")
+    errors.extend(_check_service(values))
     return errors
+
+
+def _check_service(values: dict[str, dict[str, Any]]) -> list[str]:
+    """Checks of the scheduler, publishing, dataset and logging settings."""
+    # Imported here: the scheduler module pulls in APScheduler, which most commands never need.
+    from termshift.scheduler import ScheduleError, parse_schedule, parse_timezone
+
+    errors = []
+    schedule = values["schedule"]
+    timezone = None
+    try:
+        timezone = parse_timezone(schedule["timezone"])
+    except ScheduleError as error:
+        errors.append(f"schedule.timezone: {error}")
+    for key in ("tracking", "dataset"):
+        try:
+            parse_schedule(schedule[key], timezone)
+        except ScheduleError as error:
+            errors.append(f"schedule.{key}: {error}")
+    if schedule["stuck_after"] <= 0:
+        errors.append("schedule.stuck_after: must be more than 0")
+    if values["publish"]["timeout"] <= 0:
+        errors.append("publish.timeout: must be more than 0")
+    for key in ("snapshots_remote", "versions_remote"):
+        remote = values["publish"][key]
+        if remote != remote.strip() or remote.startswith("-"):
+            errors.append(f"publish.{key}: expected a git URL or path, got {remote!r}")
+    branch = values["publish"]["branch"]
+    if not branch or any(char in branch for char in " ~^:?*[\\") or branch.startswith("-"):
+        errors.append(f"publish.branch: not a valid branch name: {branch!r}")
+    if not values["dataset"]["title"].strip():
+        errors.append("dataset.title: must not be empty")
+    level = values["logging"]["level"]
+    if level.upper() not in LOG_LEVELS:
+        errors.append(f"logging.level: expected one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    return errors
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def settings_for_command(
@@ -243,3 +328,44 @@ def config_check(config_path: Path | None) -> None:
         click.echo(str(error), err=True)
         raise SystemExit(1) from None
     click.echo(f"configuration OK ({settings.source or 'defaults'})")
+
+
+def environment_variable(section: str, key: str) -> str:
+    """The `TERMSHIFT_*` variable that overrides a setting."""
+    return "TERMSHIFT_" + (f"{section}_{key}" if section else key).upper()
+
+
+def _format_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, list):
+        return "`[]`" if not value else "`" + ", ".join(map(str, value)) + "`"
+    if value == "":
+        return "(empty)"
+    if isinstance(value, float) and value.is_integer():
+        return f"`{int(value)}`"
+    return f"`{value}`"
+
+
+def reference_markdown() -> str:
+    """The Markdown table of every setting: key, default, environment variable and meaning.
+
+    Generated from DEFAULTS, so the README can never disagree with the code.
+    """
+    lines = [
+        "| Setting | Default | Environment variable | Meaning |",
+        "|---|---|---|---|",
+    ]
+    for section, keys in DEFAULTS.items():
+        for key, (default, help_text) in keys.items():
+            dotted = f"{section}.{key}" if section else key
+            cells = [f"`{dotted}`", _format_default(default), f"`{environment_variable(section, key)}`",
+                     help_text.replace("|", "\\|")]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@config_group.command("reference")
+def config_reference() -> None:
+    """Print the Markdown table of all settings (for the README)."""
+    click.echo(reference_markdown(), nl=False)

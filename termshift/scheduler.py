@@ -1,0 +1,600 @@
+"""Termshift as a service: tracking on a schedule, webhook deliveries, dataset exports.
+
+`termshift schedule` (or `python scheduler.py`) runs an APScheduler 3 scheduler with
+three jobs, persisted in `<data>/scheduler.sqlite` (SQLAlchemyJobStore) under stable
+ids, so a restart neither loses nor duplicates them:
+
+- `tracking` on `schedule.tracking` (OTA's `30 */12 * * *`): one tracking run, under
+  the data folder's run lock (termshift.locking) so that two runs never overlap, even
+  from two processes: a run that finds the lock taken is skipped with a log line. After
+  a run: the viewer's index is refreshed, both repositories are pushed in the background
+  (termshift.publish) and the delivery job is woken up at once.
+- `deliveries` every `schedule.deliveries` seconds: one pass of webhook deliveries.
+- `dataset` on `schedule.dataset` (weekly): a ZIP export into `dataset.directory`.
+
+A run missed while the machine was off runs once at start-up (coalesce), if it is no
+later than `schedule.misfire_grace`. Each execution leaves a row in the `run_history`
+table (same file), read by the status page and /metrics (termshift.health).
+
+SIGTERM or SIGINT: the running tracking run is told to stop (its `stop_event`); it
+finishes the document it is recording, leaving both repositories consistent; then the
+scheduler stops without starting anything else. A second signal exits at once (the
+archive recovers from that too, on next open).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from termshift import health, logs
+from termshift.config import Settings, settings_for_command
+from termshift.locking import RunLock, RunLockBusy, process_alive
+from termshift.publish import Publisher
+
+log = logging.getLogger(__name__)
+
+JOB_TRACKING = "tracking"
+JOB_DELIVERIES = "deliveries"
+JOB_DATASET = "dataset"
+HISTORY_KEPT = 5000  # run_history rows kept (deliveries only write a row when they sent something)
+
+TrackingFunction = Callable[..., Any]
+
+
+class ScheduleError(ValueError):
+    """A schedule expression or time zone that cannot be used; the message says why."""
+
+
+# --- schedule expressions -------------------------------------------------------------------
+
+_EVERY = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_timezone(name: str) -> tzinfo:
+    """`""` is the machine's local time zone (as OTA's cron), else an IANA name."""
+    if not name:
+        from tzlocal import get_localzone
+
+        return get_localzone()
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ScheduleError(f"unknown time zone {name!r} (expected an IANA name such as 'Europe/Paris')") from None
+
+
+def parse_schedule(expression: str, timezone: tzinfo | None = None) -> BaseTrigger | None:
+    """A trigger from a 5-field cron expression or `every <n><s|m|h|d>`; None when empty (disabled).
+
+    `every` exists for intervals shorter than a minute (tests, busy collections); cron
+    is what operators know, and what OTA's `trackingSchedule` uses.
+    """
+    expression = (expression or "").strip()
+    if not expression:
+        return None
+    every = _EVERY.fullmatch(expression)
+    if every:
+        seconds = float(every.group(1)) * _UNIT_SECONDS[every.group(2)[0].lower()]
+        if seconds <= 0:
+            raise ScheduleError(f"{expression!r}: the interval must be more than 0")
+        return IntervalTrigger(seconds=seconds, timezone=timezone or UTC)
+    if len(expression.split()) != 5:
+        raise ScheduleError(
+            f"{expression!r}: expected a cron expression of 5 fields (minute hour day month weekday) "
+            "or 'every <n>s|m|h|d'"
+        )
+    try:
+        return CronTrigger.from_crontab(expression, timezone=timezone)
+    except ValueError as error:
+        raise ScheduleError(f"{expression!r}: {error}") from None
+
+
+# --- run history ----------------------------------------------------------------------------
+
+HISTORY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS run_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    status TEXT NOT NULL,          -- running, ok, failed, stopped, skipped, missed, interrupted
+    started_at REAL NOT NULL,      -- Unix time
+    finished_at REAL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    counts TEXT NOT NULL DEFAULT '{}',  -- JSON, e.g. the tracking run's counts
+    message TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS run_history_job ON run_history (job_id, started_at);
+CREATE TABLE IF NOT EXISTS run_documents (
+    run_id INTEGER NOT NULL,       -- run_history.id
+    service_id TEXT NOT NULL,
+    terms_type TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    error_kind TEXT,
+    seconds REAL                   -- time spent on the document, when the run reports it
+);
+CREATE INDEX IF NOT EXISTS run_documents_run ON run_documents (run_id);
+"""
+
+
+class RunHistory:
+    """The `run_history` table: one row per job execution, or per skipped or missed one.
+
+    Written by every scheduler process sharing the data folder; a row is committed when
+    a run starts (status `running`) so a crash leaves a trace (`interrupted` at next start).
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        with health.connect_state(self.data_dir) as db:
+            db.executescript(HISTORY_SCHEMA)
+
+    def start(self, job_id: str) -> int:
+        with health.connect_state(self.data_dir) as db:
+            cursor = db.execute(
+                "INSERT INTO run_history (job_id, status, started_at, pid, host) VALUES (?, 'running', ?, ?, ?)",
+                (job_id, time.time(), os.getpid(), socket.gethostname()),
+            )
+            return int(cursor.lastrowid)
+
+    def finish(
+        self, row_id: int, status: str, counts: dict[str, Any] | None = None, message: str = "",
+        documents: list[dict[str, Any]] | None = None,
+    ) -> None:
+        with health.connect_state(self.data_dir) as db:
+            db.execute(
+                "UPDATE run_history SET status = ?, finished_at = ?, counts = ?, message = ? WHERE id = ?",
+                (status, time.time(), json.dumps(counts or {}, default=str), message, row_id),
+            )
+            db.executemany(
+                "INSERT INTO run_documents (run_id, service_id, terms_type, outcome, error_kind, seconds)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(row_id, d["service_id"], d["terms_type"], d["outcome"], d.get("error_kind"), d.get("seconds"))
+                 for d in documents or []],
+            )
+
+    def note(self, job_id: str, status: str, message: str) -> None:
+        """A row for something that did not run (skipped, missed)."""
+        now = time.time()
+        with health.connect_state(self.data_dir) as db:
+            db.execute(
+                "INSERT INTO run_history (job_id, status, started_at, finished_at, pid, host, message)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_id, status, now, now, os.getpid(), socket.gethostname(), message),
+            )
+
+    def mark_interrupted(self) -> int:
+        """Close the `running` rows of dead processes on this host (killed, power cut)."""
+        with health.connect_state(self.data_dir) as db:
+            rows = db.execute("SELECT id, pid, host FROM run_history WHERE status = 'running'").fetchall()
+            dead = [row["id"] for row in rows if process_alive(row["pid"], row["host"]) is False]
+            db.executemany(
+                "UPDATE run_history SET status = 'interrupted', message = 'the process ended during the run'"
+                " WHERE id = ?",
+                [(row_id,) for row_id in dead],
+            )
+        return len(dead)
+
+    def prune(self, keep: int = HISTORY_KEPT) -> None:
+        with health.connect_state(self.data_dir) as db:
+            db.execute("DELETE FROM run_history WHERE id <= (SELECT MAX(id) FROM run_history) - ?", (keep,))
+            db.execute("DELETE FROM run_documents WHERE run_id NOT IN (SELECT id FROM run_history)")
+
+
+# --- what a tracking run returned -----------------------------------------------------------
+
+def summary_counts(summary: Any) -> dict[str, Any]:
+    """The counts of a RunSummary (or of a dict with "counts"), as plain JSON-able values."""
+    counts = summary.get("counts") if isinstance(summary, dict) else getattr(summary, "counts", None)
+    if hasattr(counts, "__dataclass_fields__"):
+        counts = {name: getattr(counts, name) for name in counts.__dataclass_fields__}
+    return dict(counts) if isinstance(counts, dict) else {}
+
+
+def _field(result: Any, *names: str) -> Any:
+    """The first of `names` that `result` (an object or a dict) has and is not None."""
+    for name in names:
+        value = result.get(name) if isinstance(result, dict) else getattr(result, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def summary_documents(summary: Any) -> list[dict[str, Any]]:
+    """Per-document results of a RunSummary as dicts: service_id, terms_type, outcome,
+    error_kind, error, seconds. Tolerates results as objects or dicts, and missing fields."""
+    results = _field(summary, "documents", "results", "terms")
+    documents = []
+    for result in results or []:
+        kind = _field(result, "error_kind", "kind")
+        error = _field(result, "error")
+        outcome = _field(result, "outcome", "status") or ("failed" if error or kind else "ok")
+        seconds = _field(result, "seconds", "duration", "fetch_seconds")
+        if isinstance(seconds, timedelta):
+            seconds = seconds.total_seconds()
+        documents.append({
+            "service_id": str(_field(result, "service_id", "service") or "?"),
+            "terms_type": str(_field(result, "terms_type", "type") or "?"),
+            "outcome": str(getattr(outcome, "value", outcome)),
+            "error_kind": str(getattr(kind, "value", kind)) if kind else None,
+            "error": str(error) if error else None,
+            "seconds": float(seconds) if isinstance(seconds, int | float) else None,
+        })
+    return documents
+
+
+def default_tracking() -> TrackingFunction:
+    """`termshift.trackers.run.run_tracking`, imported when first needed (it pulls in Scrapy)."""
+    from termshift.trackers.run import run_tracking
+
+    return run_tracking
+
+
+# --- the service ----------------------------------------------------------------------------
+
+# Jobs in the persistent store name a module-level function and plain arguments (they are
+# pickled); the function finds the live service of the data folder here.
+_SERVICES: dict[str, SchedulerService] = {}
+
+
+def _dispatch(service_key: str, job_id: str) -> None:
+    service = _SERVICES.get(service_key)
+    if service is None:
+        log.warning("job %s: no scheduler running for %s in this process", job_id, service_key)
+        return
+    service.run_job(job_id)
+
+
+class SchedulerService:
+    """The scheduler of one data folder and the jobs it runs.
+
+    `tracking` is the tracking function (default: termshift.trackers.run.run_tracking),
+    called as `tracking(settings, stop_event=event)`. `deliver`, `refresh_index` and
+    `export_dataset` take the settings; None picks the real ones.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tracking: TrackingFunction | None = None,
+        deliver: Callable[[Settings], Any] | None = None,
+        refresh_index: Callable[[Settings], Any] | None = None,
+        export_dataset: Callable[[Settings], Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.data_dir = Path(settings.data)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.key = str(self.data_dir.resolve())
+        self.stop_event = threading.Event()  # set: the running tracking run stops after its document
+        self.run_lock = RunLock(self.data_dir)
+        self.history = RunHistory(self.data_dir)
+        self.publisher = Publisher.from_settings(settings, stop_event=self.stop_event)
+        self._tracking = tracking
+        self._deliver = deliver or _deliver_due
+        self._refresh_index = refresh_index or _refresh_index
+        self._export_dataset = export_dataset or _export_dataset
+        self.scheduler: BackgroundScheduler | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the scheduler thread with the three jobs (re)registered under stable ids."""
+        if self.key in _SERVICES:
+            raise RuntimeError(f"a scheduler already runs for {self.data_dir} in this process")
+        schedule = self.settings["schedule"]
+        timezone = parse_timezone(schedule["timezone"])
+        interrupted = self.history.mark_interrupted()
+        if interrupted:
+            log.warning("%d run(s) were interrupted by the end of their process", interrupted)
+        self.history.prune()
+        store = SQLAlchemyJobStore(
+            url=f"sqlite:///{health.state_path(self.data_dir)}",
+            engine_options={"connect_args": {"timeout": 60}},
+        )
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": store},
+            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            job_defaults={
+                "coalesce": True,  # N missed runs → one run
+                "max_instances": 1,
+                "misfire_grace_time": max(1, int(schedule["misfire_grace"])),
+            },
+            timezone=timezone,
+        )
+        self.scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        _SERVICES[self.key] = self
+        # Paused while jobs are registered: nothing may fire before all are in place, and
+        # get_job() reads the stored state of the previous process.
+        self.scheduler.start(paused=True)
+        try:
+            self._register(JOB_TRACKING, parse_schedule(schedule["tracking"], timezone))
+            deliveries = float(schedule["deliveries"])
+            self._register(JOB_DELIVERIES, IntervalTrigger(seconds=deliveries) if deliveries > 0 else None)
+            self._register(JOB_DATASET, parse_schedule(schedule["dataset"], timezone))
+        except BaseException:
+            self.shutdown()
+            raise
+        self.scheduler.resume()
+        for job in self.scheduler.get_jobs():
+            log.info("job %s: %s, next run %s", job.id, job.trigger, _iso(job.next_run_time))
+
+    def _register(self, job_id: str, trigger: BaseTrigger | None) -> None:
+        """Add or replace the job `job_id`, keeping its stored next run time when the
+        trigger is unchanged: that is how a run missed while we were down is still due."""
+        assert self.scheduler is not None
+        existing = self.scheduler.get_job(job_id)
+        if trigger is None:
+            if existing is not None:
+                self.scheduler.remove_job(job_id)
+            log.info("job %s: disabled by configuration", job_id)
+            return
+        options: dict[str, Any] = {}
+        if existing is not None and str(existing.trigger) == str(trigger) and existing.next_run_time:
+            options["next_run_time"] = existing.next_run_time
+        self.scheduler.add_job(
+            "termshift.scheduler:_dispatch", trigger, args=[self.key, job_id], id=job_id, name=job_id,
+            replace_existing=True, **options,
+        )
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop: the tracking run finishes its current document, nothing new starts.
+
+        With `wait`, returns once the running jobs have returned.
+        """
+        self.stop_event.set()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+        if self.publisher is not None:
+            self.publisher.wait(timeout=10 if wait else 0)
+        _SERVICES.pop(self.key, None)
+
+    def next_run_times(self) -> dict[str, datetime | None]:
+        if self.scheduler is None:
+            return {}
+        return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
+
+    def _on_missed(self, event: JobEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            message = f"run due at {_iso(event.scheduled_run_time)} missed by more than schedule.misfire_grace"
+            log.warning("job %s: %s", event.job_id, message)
+            self.history.note(event.job_id, "missed", message)
+        elif event.job_id == JOB_TRACKING:
+            # Our own previous run is still going: same outcome as a busy lock.
+            log.warning("tracking run skipped: the previous run in this process is still in progress")
+            self.history.note(event.job_id, "skipped", "previous run still in progress (this process)")
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def run_job(self, job_id: str) -> str:
+        jobs = {JOB_TRACKING: self.run_tracking, JOB_DELIVERIES: self.run_deliveries, JOB_DATASET: self.run_dataset}
+        return jobs[job_id]()
+
+    def run_tracking(self) -> str:
+        """One tracking run under the run lock, then index refresh, publishing and
+        deliveries. Returns the status recorded: ok, failed, stopped or skipped."""
+        if self.stop_event.is_set():
+            return "stopped"
+        try:
+            self.run_lock.acquire(JOB_TRACKING)
+        except RunLockBusy as busy:
+            log.warning("tracking run skipped: %s", busy)
+            self.history.note(JOB_TRACKING, "skipped", str(busy))
+            return "skipped"
+        try:
+            status = self._track()
+        finally:
+            self.run_lock.release()
+        if status == "ok":
+            self._after_run()
+        return status
+
+    def _track(self) -> str:
+        row = self.history.start(JOB_TRACKING)
+        started = time.monotonic()
+        log.info("tracking run started")
+        try:
+            tracking = self._tracking or default_tracking()
+            summary = tracking(self.settings, stop_event=self.stop_event)
+        except Exception as error:
+            if getattr(error, "kind", None) == "configuration":
+                # Bad declarations or settings: the message names file, field and reason; a
+                # traceback would only bury it.
+                log.error("tracking run cannot start: %s", error)
+            else:
+                log.exception("tracking run failed")
+            self.history.finish(row, "failed", message=f"{type(error).__name__}: {error}")
+            return "failed"
+        status = "stopped" if self.stop_event.is_set() else "ok"
+        counts, documents = summary_counts(summary), summary_documents(summary)
+        self.history.finish(row, status, counts, documents=documents)
+        logs.log_documents(documents, run_id=row)
+        log.info("tracking run %s in %.1f s: %s", status, time.monotonic() - started,
+                 ", ".join(f"{key} {value}" for key, value in counts.items()) or "no counts",
+                 extra={"event": "run", "run_id": row, "status": status, "counts": counts})
+        return status
+
+    def _after_run(self) -> None:
+        # No versions repository: the run recorded nothing (yet), there is nothing to index.
+        if self.settings["schedule"]["refresh_index"] and (self.data_dir / "versions").is_dir():
+            self._timed("index", lambda: self._refresh_index(self.settings))
+        if self.publisher is not None:
+            self.publisher.publish_in_background()
+        self.wake(JOB_DELIVERIES)
+
+    def wake(self, job_id: str) -> None:
+        """Run a job now (e.g. deliveries right after a run brought new versions)."""
+        if self.scheduler is None or not self.scheduler.running:
+            return
+        with contextlib.suppress(JobLookupError):  # disabled by configuration
+            self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+
+    def run_deliveries(self) -> str:
+        """One delivery pass. Written to the history only when something was attempted,
+        or on failure: a pass every 30 s would otherwise drown the runs."""
+        try:
+            report = self._deliver(self.settings)
+        except Exception as error:
+            log.exception("webhook delivery pass failed")
+            self.history.note(JOB_DELIVERIES, "failed", f"{type(error).__name__}: {error}")
+            return "failed"
+        attempted = getattr(report, "attempted", 0)
+        if attempted:
+            counts = {name: getattr(report, name) for name in ("delivered", "retried", "failed") if hasattr(report, name)}
+            row = self.history.start(JOB_DELIVERIES)
+            self.history.finish(row, "ok", {"attempted": attempted, **counts})
+        return "ok"
+
+    def run_dataset(self) -> str:
+        return self._timed(JOB_DATASET, lambda: self._export_dataset(self.settings))
+
+    def _timed(self, job_id: str, action: Callable[[], Any]) -> str:
+        """Run `action` with a history row (ok / failed with the error)."""
+        row = self.history.start(job_id)
+        try:
+            result = action()
+        except Exception as error:
+            log.exception("%s failed", job_id)
+            self.history.finish(row, "failed", message=f"{type(error).__name__}: {error}")
+            return "failed"
+        if isinstance(result, dict):
+            self.history.finish(row, "ok", _flat_counts(result))
+        else:
+            self.history.finish(row, "ok", message=str(result or "")[:500])
+        return "ok"
+
+
+def _flat_counts(result: dict[str, Any]) -> dict[str, Any]:
+    """`{"versions": {"new": 2, "head": "…"}}` → `{"versions_new": 2}`: the numbers worth showing."""
+    flat: dict[str, Any] = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}_{name}": inner for name, inner in value.items()
+                         if isinstance(inner, int | float) and not isinstance(inner, bool)})
+        elif isinstance(value, int | float | str) and not isinstance(value, bool):
+            flat[key] = value
+    return flat
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "never"
+
+
+# --- the real collaborators, imported when first used ---------------------------------------
+
+def _deliver_due(settings: Settings) -> Any:
+    from termshift.alerts.delivery import deliver_due
+
+    return deliver_due(Path(settings.data), settings)
+
+
+def _refresh_index(settings: Settings) -> dict[str, Any]:
+    from termshift.web.index import refresh_index
+
+    return refresh_index(Path(settings.data))
+
+
+def _export_dataset(settings: Settings) -> dict[str, Any]:
+    from termshift.dataset import scheduled_export
+
+    return scheduled_export(settings)
+
+
+# --- entry points ---------------------------------------------------------------------------
+
+def start_background_scheduler(settings: Settings, *, tracking: TrackingFunction | None = None) -> SchedulerService:
+    """Start the scheduler in background threads (for `termshift serve --with-scheduler`).
+
+    Returns the running service (`.scheduler` is the APScheduler instance). In the main
+    thread, SIGTERM and SIGINT first tell a running tracking run to stop after its current
+    document, then end the web server as Ctrl-C does; at exit the scheduler is shut down.
+    (Setting the stop event in the handler matters: Python joins the job threads before
+    it runs exit handlers, so a stop requested only at exit would wait for a whole run.)
+    """
+    service = SchedulerService(settings, tracking=tracking)
+    service.start()
+    atexit.register(service.shutdown)
+    if threading.current_thread() is threading.main_thread():
+        def stop_then_interrupt(signum: int, _frame: Any) -> None:
+            log.info("%s received: stopping after the current document", signal.Signals(signum).name)
+            service.stop_event.set()
+            raise KeyboardInterrupt
+
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, stop_then_interrupt)
+    return service
+
+
+def run_service(settings: Settings, *, tracking: TrackingFunction | None = None) -> int:
+    """Run the scheduler in the foreground until SIGTERM or SIGINT; the exit code."""
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        if stop_requested.is_set():
+            log.error("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("%s received: stopping after the current document", signal.Signals(signum).name)
+        stop_requested.set()
+
+    previous = {number: signal.signal(number, request_stop) for number in (signal.SIGTERM, signal.SIGINT)}
+    service = SchedulerService(settings, tracking=tracking)
+    try:
+        service.start()
+        log.info("scheduler started for %s (pid %d)", service.data_dir, os.getpid())
+        while not stop_requested.wait(0.5):
+            pass
+        service.shutdown(wait=True)
+        log.info("scheduler stopped")
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return 0
+
+
+@click.command("schedule")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).")
+@click.option("--declarations", "declarations_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of service declarations.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder holding snapshots/, versions/ and the service's databases.")
+@click.option("--log-json/--no-log-json", default=None, help="One JSON object per log line (default: logging.json).")
+@click.option("--once", is_flag=True, help="Run one tracking run (with index refresh, publishing and deliveries) and exit.")
+def schedule_command(config_path: Path | None, declarations_dir: Path | None, data_dir: Path | None,
+                     log_json: bool | None, once: bool) -> None:
+    """Run Termshift as a service: tracking on schedule.tracking, webhook deliveries,
+    weekly dataset exports. Stops cleanly on SIGTERM or Ctrl-C."""
+    settings = settings_for_command(config_path, declarations_dir, data_dir)
+    logs.configure(settings, json_output=log_json)
+    if once:
+        service = SchedulerService(settings)
+        status = service.run_tracking()
+        if service.publisher is not None:
+            service.publisher.wait()
+        if status in ("ok", "stopped"):
+            service.run_deliveries()
+        raise SystemExit(0 if status == "ok" else 1)
+    raise SystemExit(run_service(settings))

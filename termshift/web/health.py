@@ -1,0 +1,90 @@
+"""The service's health, as one Flask blueprint (`blueprint`).
+
+Routes (registered by the viewer's app factory):
+
+    GET /status        the status page: last run, next runs, failing documents, deliveries, publishing
+    GET /status.json   the same data as JSON
+    GET /healthz       for probes: 200 {"status": "ok", ...} or 503 {"status": "fail", ...}
+    GET /metrics       Prometheus text format
+
+What the blueprint reads from the app (as the feeds blueprint does):
+`app.config["SETTINGS"]` (a `termshift.config.Settings`), and `app.config["DATA_DIR"]`
+which, when set, overrides the data folder. Everything shown is read from the data
+folder at each request (termshift.health), so it is right even when the scheduler runs
+in another process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, send_from_directory
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from termshift import health
+from termshift.config import Settings, load_settings
+
+blueprint = Blueprint("health", __name__, template_folder="templates")
+
+
+def _settings() -> Settings:
+    """The app's settings, with `DATA_DIR` applied; the defaults when the app has none."""
+    settings = current_app.config.get("SETTINGS")
+    if settings is None:
+        settings = load_settings()
+        current_app.config["SETTINGS"] = settings
+    data_dir = current_app.config.get("DATA_DIR")
+    if data_dir and Path(data_dir) != settings.data:
+        values = {section: dict(keys) for section, keys in settings.values.items()}
+        values[""]["data"] = str(data_dir)
+        settings = dataclasses.replace(settings, values=values)
+    return settings
+
+
+@blueprint.get("/status")
+def status_page() -> str:
+    return render_template("health/status.html", status=health.status(_settings()))
+
+
+@blueprint.get("/-/health/status.css")
+def stylesheet() -> Response:
+    """The page's styles, from our origin: the viewer's Content-Security-Policy forbids inline ones."""
+    return send_from_directory(Path(blueprint.root_path) / "templates" / "health", "status.css",
+                               mimetype="text/css", max_age=3600)
+
+
+@blueprint.get("/status.json")
+def status_json() -> Response:
+    return jsonify(health.status(_settings()))
+
+
+@blueprint.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    healthy, body = health.healthz(_settings())
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response, 200 if healthy else 503
+
+
+@blueprint.get("/metrics")
+def metrics() -> Response:
+    registry = health.metrics_registry(_settings())
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+@blueprint.app_template_filter("duration")
+def format_duration(seconds: Any) -> str:
+    """`3725` → `1 h 2 min 5 s` (the status page's durations)."""
+    if seconds is None:
+        return "–"
+    seconds = int(round(float(seconds)))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            parts.append(f"{seconds // size} {unit}")
+            seconds %= size
+    if seconds or not parts:
+        parts.append(f"{seconds} s")
+    return " ".join(parts)

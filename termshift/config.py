@@ -49,7 +49,7 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "robots_txt": (False, "Obey robots.txt (OTA does not)."),
         "retries": (2, "Retries of a transient failure within a run."),
         "browser_path": ("", "Chromium executable (empty: detected automatically)."),
-        "browser_endpoint": ("", "ws:// endpoint of a remote browser, used instead of a local Chromium."),
+        "browser_endpoint": ("", "Remote browser to render on instead of a local Chromium: ws:// (Playwright or CDP) or http:// (CDP)."),
         "browser_pages": (2, "Pages rendered at once by the browser."),
         "wait_for_selectors": (10.0, "Seconds the browser waits for selectors to hold text."),
     },

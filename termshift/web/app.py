@@ -1,0 +1,171 @@
+"""The Flask app factory of the viewer (`termshift serve`).
+
+`create_app(versions_repo, snapshots_repo=None, declarations_dir=None, index_path=None, **config)`
+wires the index, the blueprints (pages, versions, snapshots, the OTA-compatible API and,
+when present, the feeds of `termshift.web.feeds`), security headers, languages and
+JSON error answers. Templates live in `templates/`, static files in `static/`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, request
+from flask.json.provider import DefaultJSONProvider
+
+from termshift.config import Settings, load_settings
+from termshift.web import api, errors, i18n, pages, security, snapshots, urls, versions
+from termshift.web.index import Sources
+from termshift.web.state import Viewer
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "PAGE_SIZE": 50,  # rows per page of timelines and lists
+    "REFRESH_ON_START": True,  # index new commits before serving
+    "REFRESH_INTERVAL": 5.0,  # seconds between checks for new commits (0: never)
+    "DIFF_CONTEXT": 3,  # unchanged lines shown around each change
+    "JSON_SORT_KEYS": False,
+}
+
+
+class IsoJSONProvider(DefaultJSONProvider):
+    """JSON with dates as `2024-03-18T18:30:09Z` (Flask's default is an HTTP date)."""
+
+    sort_keys = False
+    ensure_ascii = False
+
+    @staticmethod
+    def default(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return urls.iso(value)
+        if hasattr(value, "to_json"):
+            return value.to_json()
+        return DefaultJSONProvider.default(value)
+
+
+def _sources_from_settings(settings: Settings) -> tuple[Path, Path | None, Path | None, Path]:
+    data = Path(settings.data)
+    snapshots = data / "snapshots"
+    return data / "versions", snapshots if snapshots.exists() else None, settings.declarations, data / "index.sqlite"
+
+
+# Blueprints written alongside the viewer, registered when their module exists:
+# feeds (/feed…), the service's health (/status, /healthz, /metrics), /declare.
+OPTIONAL_BLUEPRINTS = {"termshift.web.feeds": "FEEDS", "termshift.web.health": "HEALTH",
+                       "termshift.web.declare": "DECLARE"}
+
+
+def _register_optional(app: Flask) -> None:
+    """Register each optional blueprint whose module can be imported (a missing one is skipped;
+    any other import failure is a bug and surfaces)."""
+    for module_name, flag in OPTIONAL_BLUEPRINTS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            log.info("%s is not available", module_name)
+            continue
+        app.register_blueprint(module.blueprint)
+        app.config[flag] = True
+
+
+def create_app(
+    versions_repo: Path | str | Settings | None = None,
+    snapshots_repo: Path | str | None = None,
+    declarations_dir: Path | str | None = None,
+    index_path: Path | str | None = None,
+    **config: Any,
+) -> Flask:
+    """Build the viewer for an OTA-format versions repository (and optional snapshots).
+
+    `versions_repo` may also be a `termshift.config.Settings`, whose data folder then
+    gives both repositories and the index. Extra keyword arguments go into `app.config`
+    (upper-cased): PAGE_SIZE, REFRESH_ON_START, REFRESH_INTERVAL, RUNS_DB, DATA_DIR…
+    """
+    settings = versions_repo if isinstance(versions_repo, Settings) else None
+    if settings is not None:
+        versions_repo, default_snapshots, default_declarations, default_index = _sources_from_settings(settings)
+        snapshots_repo = snapshots_repo or default_snapshots
+        declarations_dir = declarations_dir or (default_declarations if default_declarations.is_dir() else None)
+        index_path = index_path or default_index
+    if versions_repo is None:
+        raise ValueError("create_app: a versions repository (or Settings) is required")
+
+    app = Flask(__name__, static_url_path="/-/static")
+    app.json = IsoJSONProvider(app)
+    app.config.update(DEFAULTS)
+    app.config.update({key.upper(): value for key, value in config.items()})
+
+    sources = Sources(
+        Path(versions_repo),
+        Path(snapshots_repo) if snapshots_repo else None,
+        Path(index_path) if index_path else Sources.resolve((Path(versions_repo), None)).index,
+    )
+    data_dir = Path(app.config.get("DATA_DIR") or _guess_data_dir(sources))
+    app.config.setdefault("DATA_DIR", str(data_dir))
+    app.config.setdefault("RUNS_DB", str(data_dir / "runs.sqlite"))
+    if "SETTINGS" not in app.config:
+        # The feeds blueprint reads its options from a Settings object.
+        app.config["SETTINGS"] = settings or load_settings(
+            environ={}, overrides={"": {"data": str(data_dir),
+                                        "declarations": str(declarations_dir) if declarations_dir else None}},
+        )
+
+    viewer = Viewer(
+        sources,
+        Path(declarations_dir) if declarations_dir else None,
+        Path(app.config["RUNS_DB"]),
+        float(app.config["REFRESH_INTERVAL"]),
+    )
+    app.extensions["termshift"] = viewer
+    if app.config["REFRESH_ON_START"]:
+        started = time.perf_counter()
+        stats = viewer.refresher.refresh()
+        log.info("index ready in %.1f s: %s", time.perf_counter() - started, stats)
+        app.config["STARTUP_INDEX_STATS"] = stats
+
+    for module in (pages, versions, snapshots, api):
+        app.register_blueprint(module.blueprint)
+    _register_optional(app)
+    errors.register(app)
+    i18n.register(app)
+    security.register(app)
+
+    @app.before_request
+    def _check_for_new_commits() -> None:
+        viewer.refresher.poke()
+
+    @app.after_request
+    def _vary(response: Response) -> Response:
+        if not request.path.startswith("/-/static/"):
+            response.vary.add("Accept")
+        return response
+
+    viewer.refresher.after_refresh = lambda: warm_pages(app)
+    if app.config["REFRESH_ON_START"]:
+        warm_pages(app)
+    return app
+
+
+WARM_PAGES = ("/", "/-/changes")
+
+
+def warm_pages(app: Flask) -> None:
+    """Render the busiest pages once per language, so their first visitor gets them cached."""
+    client = app.test_client()
+    for language in i18n.CODES:
+        for path in WARM_PAGES:
+            client.get(path, headers={"Accept-Language": language})
+
+
+def _guess_data_dir(sources: Sources) -> Path:
+    """The data folder when the versions repository sits in one (`<data>/versions`)."""
+    parent = sources.versions.resolve().parent
+    return parent if sources.versions.name == "versions" else sources.index.parent

@@ -1,0 +1,90 @@
+"""`termshift serve`: the web viewer on a local port.
+
+    termshift serve [--data DIR | --versions REPO [--snapshots REPO]] [--declarations DIR]
+                    [--host 127.0.0.1] [--port 5000] [--index FILE]
+
+`serve()` is the same thing as a function (used by `termshift demo`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import click
+
+from termshift.cli import data_option, declarations_option
+from termshift.config import settings_for_command
+
+
+def _existing(path: Path | None, option: str) -> Path | None:
+    if path is not None and not Path(path).is_dir():
+        raise click.BadParameter(f"{path}: no such directory", param_hint=option)
+    return Path(path) if path is not None else None
+
+
+def serve(
+    data_dir: Path | None = None,
+    declarations_dir: Path | None = None,
+    *,
+    versions_repo: Path | None = None,
+    snapshots_repo: Path | None = None,
+    index_path: Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    refresh_interval: float = 5.0,
+) -> None:
+    """Index the archive (new commits only), then serve the viewer until interrupted."""
+    from werkzeug.serving import run_simple
+
+    from termshift.web.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if versions_repo is not None and data_dir is not None:
+        raise click.UsageError("give either --data or --versions, not both")
+    if snapshots_repo is not None and versions_repo is None:
+        raise click.UsageError("--snapshots goes with --versions")
+    settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
+    declarations = declarations_dir or (settings.declarations if settings.declarations.is_dir() else None)
+    if versions_repo is None:
+        versions_repo = _existing(settings.data / "versions", "--data")
+        if snapshots_repo is None and (settings.data / "snapshots").is_dir():
+            snapshots_repo = settings.data / "snapshots"
+        index_path = index_path or settings.data / "index.sqlite"
+    _existing(versions_repo, "--versions")
+    _existing(snapshots_repo, "--snapshots")
+    _existing(declarations, "--declarations")
+    started = time.perf_counter()
+    click.echo(f"Indexing {versions_repo}" + (f" and {snapshots_repo}" if snapshots_repo else "") + " ...", err=True)
+    app = create_app(versions_repo, snapshots_repo, declarations, index_path,
+                     settings=settings, refresh_interval=refresh_interval,
+                     admin_token=settings["web"]["admin_token"] or None)
+    stats = app.config.get("STARTUP_INDEX_STATS", {})
+    new = sum(part.get("new", 0) for part in stats.values())
+    click.echo(f"Index ready in {time.perf_counter() - started:.1f} s ({new} new records).", err=True)
+    host = host or settings["web"]["host"]
+    port = port or settings["web"]["port"]
+    click.echo(f"Serving on http://{host}:{port}/", err=True)
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+
+
+@click.command("serve")
+@data_option
+@click.option("--versions", "versions_repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A versions repository in OTA format (instead of --data), e.g. a clone of OTA's public one.")
+@click.option("--snapshots", "snapshots_repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The snapshots repository that goes with --versions.")
+@declarations_option
+@click.option("--index", "index_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The viewer's SQLite index (default: DATA/index.sqlite, or a per-repository file in ~/.cache).")
+@click.option("--host", default=None, help="Address to listen on (default: 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default: 5000).")
+@click.option("--refresh-interval", type=float, default=5.0, show_default=True,
+              help="Seconds between checks for new commits (0: never).")
+def serve_command(data_dir: Path | None, versions_repo: Path | None, snapshots_repo: Path | None,
+                  declarations_dir: Path | None, index_path: Path | None, host: str | None, port: int | None,
+                  refresh_interval: float) -> None:
+    """Browse the archive: every service, document timeline and diff, with JSON twins and the OTA API."""
+    serve(data_dir, declarations_dir, versions_repo=versions_repo, snapshots_repo=snapshots_repo,
+          index_path=index_path, host=host, port=port, refresh_interval=refresh_interval)

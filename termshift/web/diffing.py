@@ -1,0 +1,430 @@
+"""Compare two versions of a document: line alignment first, then words inside changed lines.
+
+Terms are Markdown with one paragraph per line, so lines are the natural unit to align:
+diff-match-patch's line mode (`diff_linesToChars`) pairs up unchanged paragraphs, and
+only inside the changed regions do we diff word by word, so that a reader sees the three
+words that changed in a paragraph instead of the whole paragraph struck through.
+
+The same `compare()` feeds the diff page *and* the index's "words added/removed" figures,
+so the timeline and the diff page can never disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections import Counter
+from dataclasses import dataclass, field
+
+from diff_match_patch import diff_match_patch
+
+EQUAL, INSERT, DELETE = 0, 1, -1
+
+# Words as counted everywhere in the viewer: runs of letters and digits (any script).
+WORD = re.compile(r"\w+")
+# Units of the word-level diff: words, runs of spaces, single punctuation marks. Line
+# breaks are kept as their own tokens so a changed region splits back into its lines.
+TOKEN = re.compile(r"\w+|\n|[^\S\n]+|[^\w\s]")
+SPACE = re.compile(r"\s")
+
+ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+# A setext heading: a non-blank line that does not start a list, quote, heading or code
+# fence, underlined with = or - (no spaces inside: `- - -` is a thematic break).
+SETEXT_UNDERLINE = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$")
+NOT_A_SETEXT_TITLE = re.compile(r"^ {0,3}(?:[*+-][ \t]|\d+[.)][ \t]|>|#|```|~~~)")
+MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+EMPHASIS = re.compile(r"(?<!\\)(?:\*\*|__|\*|_(?=\w)|(?<=\w)_)")
+BACKSLASH_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!>~|=])")
+
+# A change region this large (in tokens) is shown as whole lines: word alignment of two
+# unrelated 100 KB blocks is slow and unreadable anyway.
+MAX_WORD_DIFF_TOKENS = 60_000
+# Line diffs encode each distinct line as one Unicode character.
+MAX_LINES = 1_000_000
+
+
+@dataclass
+class Hunk:
+    """A run of lines that is unchanged, inserted, deleted or changed.
+
+    `segments` (for "change" hunks) is the word-level diff of the old lines against the
+    new ones: (op, text) pairs whose text, joined per side, gives back those lines.
+    """
+
+    kind: str  # "equal" | "insert" | "delete" | "change"
+    old_start: int  # 0-based index of the first old line
+    new_start: int
+    old_lines: list[str]
+    new_lines: list[str]
+    segments: list[tuple[int, str]] = field(default_factory=list)
+    section: str | None = None  # the heading this change falls under (set by compare())
+
+    def to_json(self) -> dict:
+        data = {
+            "kind": self.kind,
+            "section": self.section,
+            "old_start": self.old_start,
+            "new_start": self.new_start,
+            "old_lines": self.old_lines,
+            "new_lines": self.new_lines,
+        }
+        if self.segments:
+            data["segments"] = [[op, text] for op, text in self.segments]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> Hunk:
+        return cls(
+            data["kind"], data["old_start"], data["new_start"], data["old_lines"], data["new_lines"],
+            [(op, text) for op, text in data.get("segments", [])], data.get("section"),
+        )
+
+
+@dataclass
+class Comparison:
+    """The diff of two texts and what a reader wants to know about it first."""
+
+    hunks: list[Hunk]
+    words_added: int
+    words_removed: int
+    sections: list[str | None]  # headings whose section changed; None = before any heading
+
+    @property
+    def changes(self) -> list[Hunk]:
+        return [hunk for hunk in self.hunks if hunk.kind != "equal"]
+
+    def to_json(self) -> dict:
+        return {
+            "words_added": self.words_added,
+            "words_removed": self.words_removed,
+            "sections": self.sections,
+            "hunks": [hunk.to_json() for hunk in self.hunks],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Comparison:
+        return cls([Hunk.from_json(h) for h in data["hunks"]], data["words_added"],
+                   data["words_removed"], data["sections"])
+
+
+def count_words(text: str) -> int:
+    return len(WORD.findall(text))
+
+
+def _engine(timeout: float) -> diff_match_patch:
+    engine = diff_match_patch()
+    # A time limit keeps pathological inputs bounded; the result is then still a correct
+    # (if not minimal) diff.
+    engine.Diff_Timeout = timeout
+    return engine
+
+
+def _split_lines(text: str) -> list[str]:
+    return text.split("\n")
+
+
+def _encode(old_items: list[str], new_items: list[str]) -> tuple[str, str, list[str]]:
+    """Encode each distinct item (a line or a token) as one character.
+
+    This is diff_linesToChars' trick, generalised: diff-match-patch then compares
+    whole lines or whole words at the cost of characters. Code 0 is left unused.
+    """
+    table: list[str] = [""]
+    codes: dict[str, int] = {}
+
+    def encode(items: list[str]) -> str:
+        return "".join([chr(codes.setdefault(item, len(codes) + 1)) for item in items])
+
+    old_chars, new_chars = encode(old_items), encode(new_items)
+    table.extend(codes)  # dicts keep insertion order, so position == code
+    return old_chars, new_chars, table
+
+
+def _longest_increasing_run(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The longest subsequence of (i, j) pairs (sorted by i) whose j increase too."""
+    tails: list[int] = []  # tails[k] = index in pairs of the smallest tail of a run of length k+1
+    tail_values: list[int] = []
+    previous: list[int] = [-1] * len(pairs)
+    for index, (_i, j) in enumerate(pairs):
+        position = bisect_left(tail_values, j)
+        if position:
+            previous[index] = tails[position - 1]
+        if position == len(tails):
+            tails.append(index)
+            tail_values.append(j)
+        else:
+            tails[position] = index
+            tail_values[position] = j
+    run = []
+    index = tails[-1] if tails else -1
+    while index != -1:
+        run.append(pairs[index])
+        index = previous[index]
+    return run[::-1]
+
+
+def _anchored_diff(engine: diff_match_patch, old: str, new: str) -> list[tuple[int, str]]:
+    """Diff two encoded strings, anchored on items that occur once in each (patience diff).
+
+    Paragraphs of terms are nearly all unique, so anchoring on them leaves diff-match-patch
+    only the small gaps between anchors: fast on long documents, and the alignment follows
+    the paragraphs a reader recognises.
+    """
+    old_count, new_count = Counter(old), Counter(new)
+    new_position = {char: j for j, char in enumerate(new) if new_count[char] == 1}
+    pairs = [
+        (i, new_position[char])
+        for i, char in enumerate(old)
+        if old_count[char] == 1 and char in new_position
+    ]
+    diffs: list[tuple[int, str]] = []
+    old_at = new_at = 0
+    for i, j in [*_longest_increasing_run(pairs), (len(old), len(new))]:
+        old_gap, new_gap = old[old_at:i], new[new_at:j]
+        if old_gap == new_gap:
+            diffs.append((EQUAL, old_gap))
+        elif not old_gap or not new_gap:
+            diffs.append((INSERT, new_gap) if new_gap else (DELETE, old_gap))
+        else:
+            diffs.extend(engine.diff_main(old_gap, new_gap, False))
+        if i < len(old):
+            diffs.append((EQUAL, old[i]))
+        old_at, new_at = i + 1, j + 1
+    diffs = [(op, text) for op, text in diffs if text]
+    engine.diff_cleanupMerge(diffs)
+    return diffs
+
+
+def _common_line_prefix(engine: diff_match_patch, old: str, new: str) -> int:
+    """Length of the longest common prefix of whole lines (ending with a newline)."""
+    return old.rfind("\n", 0, engine.diff_commonPrefix(old, new)) + 1
+
+
+def _common_line_suffix(engine: diff_match_patch, old: str, new: str) -> int:
+    """Length of a common suffix made of whole lines (starting after a newline in both)."""
+    common = engine.diff_commonSuffix(old, new)
+    start = old.find("\n", len(old) - common)
+    return 0 if start == -1 else len(old) - start - 1
+
+
+def _lines(text: str, ends_before_suffix: bool) -> list[str]:
+    """Lines of a middle part. Before a common tail it ends with a newline (or is empty);
+    at the end of the text, even an empty string is one (empty) line."""
+    if ends_before_suffix:
+        return text[:-1].split("\n") if text else []
+    return text.split("\n")
+
+
+def line_diff(old: str, new: str, timeout: float = 2.0) -> list[tuple[int, list[str]]]:
+    """(op, lines) runs aligning the lines of `old` and `new`.
+
+    The common head and tail are cut first, at C speed, so the line-by-line work is
+    only done on the region between the first and the last change.
+    """
+    engine = _engine(timeout)
+    head = _common_line_prefix(engine, old, new)
+    tail = _common_line_suffix(engine, old[head:], new[head:])
+    old_middle = old[head:len(old) - tail]
+    new_middle = new[head:len(new) - tail]
+    old_lines, new_lines = _lines(old_middle, tail > 0), _lines(new_middle, tail > 0)
+    runs: list[tuple[int, list[str]]] = []
+    if head:
+        runs.append((EQUAL, old[:head - 1].split("\n")))
+    if len(old_lines) + len(new_lines) > MAX_LINES:  # one character per line must stay possible
+        runs += [(DELETE, old_lines), (INSERT, new_lines)]
+    elif old_lines or new_lines:
+        old_chars, new_chars, table = _encode(old_lines, new_lines)
+        diffs = _anchored_diff(engine, old_chars, new_chars)
+        # Absorb lone unchanged lines (typically the blank line between two changed
+        # paragraphs) into the surrounding change, so one edit reads as one region.
+        engine.diff_cleanupSemantic(diffs)
+        runs += [(op, [table[ord(char)] for char in chars]) for op, chars in diffs]
+    if tail:
+        runs.append((EQUAL, old[len(old) - tail:].split("\n")))
+    return _merge_runs([run for run in runs if run[1]])
+
+
+def _merge_runs(runs: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
+    merged: list[tuple[int, list[str]]] = []
+    for op, lines in runs:
+        if merged and merged[-1][0] == op:
+            merged[-1] = (op, merged[-1][1] + lines)
+        else:
+            merged.append((op, lines))
+    return merged
+
+
+def _whole_word_edges(engine: diff_match_patch, old: str, new: str) -> tuple[int, int]:
+    """Lengths of a common head and tail that never cut a word (they end or start at a space)."""
+    common = engine.diff_commonPrefix(old, new)
+    head = max(old.rfind(" ", 0, common), old.rfind("\n", 0, common)) + 1
+    rest_old, rest_new = old[head:], new[head:]
+    common = engine.diff_commonSuffix(rest_old, rest_new)
+    if not common:
+        return head, 0
+    space = SPACE.search(rest_old, len(rest_old) - common)
+    return head, (len(rest_old) - space.start() - 1) if space else 0
+
+
+def word_diff(old: str, new: str, timeout: float = 1.0) -> list[tuple[int, str]]:
+    """Word-level (op, text) segments of two short texts, semantically cleaned up.
+
+    The common head and tail are cut first (at C speed, on word boundaries), so only the
+    changed middle is tokenised and diffed.
+    """
+    engine = _engine(timeout)
+    head, tail = _whole_word_edges(engine, old, new)
+    old_middle, new_middle = old[head:len(old) - tail], new[head:len(new) - tail]
+    segments = [(EQUAL, old[:head])]
+    old_tokens, new_tokens = TOKEN.findall(old_middle), TOKEN.findall(new_middle)
+    if len(old_tokens) + len(new_tokens) > MAX_WORD_DIFF_TOKENS:
+        segments += [(DELETE, old_middle), (INSERT, new_middle)]
+    else:
+        old_chars, new_chars, table = _encode(old_tokens, new_tokens)
+        diffs = engine.diff_main(old_chars, new_chars, False)
+        # On the encoded form each "character" is a whole token, so semantic cleanup
+        # weighs tokens and never splits a word.
+        engine.diff_cleanupSemantic(diffs)
+        segments += [(op, "".join([table[ord(char)] for char in chars])) for op, chars in diffs]
+    segments.append((EQUAL, old[len(old) - tail:]))
+    return _merge_segments(segments)
+
+
+def _merge_segments(segments: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    merged: list[tuple[int, str]] = []
+    for op, text in segments:
+        if not text:
+            continue
+        if merged and merged[-1][0] == op:
+            merged[-1] = (op, merged[-1][1] + text)
+        else:
+            merged.append((op, text))
+    return merged
+
+
+def _hunks(runs: list[tuple[int, list[str]]]) -> list[Hunk]:
+    """Group line runs into hunks; adjacent deletions and insertions form a "change"."""
+    hunks: list[Hunk] = []
+    old_at = new_at = 0
+    pending_old: list[str] = []
+    pending_new: list[str] = []
+
+    def flush() -> None:
+        nonlocal old_at, new_at, pending_old, pending_new
+        if not pending_old and not pending_new:
+            return
+        kind = "change" if pending_old and pending_new else ("delete" if pending_old else "insert")
+        hunk = Hunk(kind, old_at, new_at, pending_old, pending_new)
+        if kind == "change":
+            hunk.segments = word_diff("\n".join(pending_old), "\n".join(pending_new))
+        hunks.append(hunk)
+        old_at += len(pending_old)
+        new_at += len(pending_new)
+        pending_old, pending_new = [], []
+
+    for op, lines in runs:
+        if op == EQUAL:
+            flush()
+            hunks.append(Hunk("equal", old_at, new_at, lines, lines))
+            old_at += len(lines)
+            new_at += len(lines)
+        elif op == DELETE:
+            pending_old = pending_old + lines
+        else:
+            pending_new = pending_new + lines
+    flush()
+    return hunks
+
+
+def plain_title(markdown: str) -> str:
+    """A heading's text without Markdown syntax: links, emphasis and backslash escapes."""
+    text = MARKDOWN_LINK.sub(r"\1", markdown)
+    text = EMPHASIS.sub("", text)
+    return BACKSLASH_ESCAPE.sub(r"\1", text).strip()
+
+
+def headings(text: str) -> list[tuple[int, str]]:
+    """(line index, title) of every Markdown heading, ATX (`## x`) or setext (`x` + `---`).
+
+    Each line is first checked with cheap string tests; regular expressions run only on
+    the few candidates (the diff page needs this for 200 KB documents).
+    """
+    lines = text.split("\n")
+    found = []
+    for index, line in enumerate(lines):
+        start = line[:4].lstrip(" ")
+        if start.startswith("#"):
+            match = ATX_HEADING.match(line)
+            if match:
+                found.append((index, plain_title(match.group(2) or "")))
+                continue
+        if index + 1 < len(lines):
+            underline = lines[index + 1][:4].lstrip(" ")[:1]
+            if (underline in ("=", "-") and underline and line.strip()
+                    and SETEXT_UNDERLINE.match(lines[index + 1]) and not NOT_A_SETEXT_TITLE.match(line)):
+                found.append((index, plain_title(line.strip())))
+    return found
+
+
+def _heading_at(found: list[tuple[int, str]], line: int) -> str | None:
+    title = None
+    for index, text in found:
+        if index > line:
+            break
+        title = text
+    return title
+
+
+def _sections(hunks: list[Hunk], old_headings, new_headings) -> list[str | None]:
+    """Headings whose section holds a change, in document order, each once.
+
+    Also sets each changed hunk's `section`: the heading in force where it starts.
+    """
+    touched: list[str | None] = []
+
+    def add(title: str | None) -> None:
+        if title not in touched:
+            touched.append(title)
+
+    for hunk in hunks:
+        if hunk.kind == "equal":
+            continue
+        if hunk.kind == "delete":
+            hunk.section = _heading_at(old_headings, hunk.old_start)
+            inside = [t for i, t in old_headings if hunk.old_start <= i < hunk.old_start + len(hunk.old_lines)]
+        else:
+            hunk.section = _heading_at(new_headings, hunk.new_start)
+            inside = [t for i, t in new_headings if hunk.new_start <= i < hunk.new_start + len(hunk.new_lines)]
+        add(hunk.section)
+        for title in inside:
+            add(title)
+    return touched
+
+
+def _count_changed_words(hunks: list[Hunk]) -> tuple[int, int]:
+    added = removed = 0
+    for hunk in hunks:
+        if hunk.kind == "insert":
+            added += sum(count_words(line) for line in hunk.new_lines)
+        elif hunk.kind == "delete":
+            removed += sum(count_words(line) for line in hunk.old_lines)
+        elif hunk.kind == "change":
+            for op, text in hunk.segments:
+                if op == INSERT:
+                    added += count_words(text)
+                elif op == DELETE:
+                    removed += count_words(text)
+    return added, removed
+
+
+def count_changes(old: str, new: str) -> tuple[int, int]:
+    """(words added, words removed) from `old` to `new`: the figures `compare()` reports."""
+    return _count_changed_words(_hunks(line_diff(old, new)))
+
+
+def compare(old: str, new: str) -> Comparison:
+    """The full comparison of two versions: hunks, word counts and sections touched."""
+    hunks = _hunks(line_diff(old, new))
+    added, removed = _count_changed_words(hunks)
+    sections = _sections(hunks, headings(old), headings(new))
+    return Comparison(hunks, added, removed, sections)

@@ -1,0 +1,47 @@
+"""Error answers: a readable page for people, `{"error", "status"}` for JSON clients.
+
+A request that cannot name anything (unknown service, `..`, control characters, absurd
+length) gets a 404 or 400, never a 500; an unexpected failure is logged and answered
+with a 500 that reveals nothing internal.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from termshift.web.gitread import MissingObject
+from termshift.web.views import wants_json
+
+log = logging.getLogger(__name__)
+
+
+def _json_wanted() -> bool:
+    path = request.path
+    return path.endswith(".json") or path.startswith("/api/") or wants_json()
+
+
+def _answer(status: int, title: str, description: str):
+    if _json_wanted():
+        return jsonify({"error": description, "status": status}), status
+    return render_template("error.html", status=status, title=title, description=description), status
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        return _answer(error.code or 500, error.name, error.description or error.name)
+
+    @app.errorhandler(MissingObject)
+    def _missing_object(error: MissingObject):
+        # The index names a blob the repository no longer has: its history was rewritten.
+        # The next refresh rebuilds the index; until then, this record is gone.
+        return _answer(404, "Not Found", "This record is no longer in the repository; the index is being updated.")
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        log.exception("unexpected error on %s", request.path)
+        generic = InternalServerError()
+        return _answer(500, generic.name, "The viewer failed to answer; the error was logged.")

@@ -1,0 +1,317 @@
+"""Interface languages (English, French): the catalogue, the choice, and formatting.
+
+Templates write English text inside `_("…")` (or `_n(singular, plural, n)`); the
+catalogue below maps it to French. The language comes from `?lang=fr` (remembered in a
+cookie), else the cookie, else the browser's Accept-Language. A missing translation
+falls back to English; tests check that every text used in a template is translated.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Flask, Response, g, request
+
+from termshift.web import urls
+
+LANGUAGES = [("en", "English"), ("fr", "Français")]
+CODES = [code for code, _label in LANGUAGES]
+COOKIE = "lang"
+
+FRENCH: dict[str, str] = {
+    # Layout
+    "Terms archive": "Archive des conditions",
+    "Skip to main content": "Aller au contenu principal",
+    "Main": "Navigation principale",
+    "Services": "Services",
+    "Latest changes": "Derniers changements",
+    "Search services, documents and texts": "Chercher un service, un document ou un texte",
+    "Search": "Chercher",
+    "Language": "Langue",
+    "Breadcrumbs": "Fil d'Ariane",
+    "Follow these changes:": "Suivre ces changements :",
+    "Atom feed": "Flux Atom",
+    "RSS feed": "Flux RSS",
+    "Subscribe:": "S'abonner :",
+    "This page as JSON": "Cette page en JSON",
+    "API description (OpenAPI)": "Description de l'API (OpenAPI)",
+    "Pages": "Pages",
+    "Newer": "Plus récents",
+    "Older": "Plus anciens",
+    "Page {page} of {pages}": "Page {page} sur {pages}",
+    # Home
+    "{services} services, {documents} documents and {versions} recorded versions. Each document's history "
+    "shows what changed, word by word.":
+        "{services} services, {documents} documents et {versions} versions enregistrées. L'historique de chaque "
+        "document montre ce qui a changé, mot à mot.",
+    "See the latest changes": "Voir les derniers changements",
+    "This archive has no versions yet.": "Cette archive ne contient encore aucune version.",
+    "no longer tracked": "plus suivi",
+    "last change": "dernier changement",
+    "no change recorded": "aucun changement enregistré",
+    # Latest changes
+    "Filter changes": "Filtrer les changements",
+    "Service": "Service",
+    "All services": "Tous les services",
+    "Document type": "Type de document",
+    "All types": "Tous les types",
+    "From": "Du",
+    "To": "Au",
+    "Include technical upgrades": "Inclure les mises à jour techniques",
+    "Apply filters": "Filtrer",
+    "Latest changes, newest first": "Derniers changements, du plus récent au plus ancien",
+    "Date": "Date",
+    "Document": "Document",
+    "Kind": "Nature",
+    "Words": "Mots",
+    "Links": "Liens",
+    "See the changes": "Voir les changements",
+    "No change matches these filters.": "Aucun changement ne correspond à ces filtres.",
+    # Search
+    "Words to look for": "Mots à chercher",
+    "Services and documents": "Services et documents",
+    "No service or document name matches.": "Aucun nom de service ou de document ne correspond.",
+    "In the current texts": "Dans les textes en vigueur",
+    "No current text contains these words.": "Aucun texte en vigueur ne contient ces mots.",
+    # Service
+    "Service id:": "Identifiant du service :",
+    "Latest changes of this service": "Derniers changements de ce service",
+    "Documents": "Documents",
+    "Last change": "Dernier changement",
+    "Versions": "Versions",
+    "Tracking": "Suivi",
+    "Feeds": "Flux",
+    "Declared but not recorded yet:": "Déclarés mais pas encore enregistrés :",
+    "since": "depuis",
+    "last checked": "dernière vérification",
+    # Document
+    "Tracked since": "Suivi depuis",
+    "Current version": "Version en vigueur",
+    "History": "Historique",
+    "Technical upgrades (changes of extraction, not of the terms) are shown.":
+        "Les mises à jour techniques (changements de l'extraction, pas des conditions) sont affichées.",
+    "Technical upgrades (changes of extraction, not of the terms) are hidden.":
+        "Les mises à jour techniques (changements de l'extraction, pas des conditions) sont masquées.",
+    "Hide technical upgrades": "Masquer les mises à jour techniques",
+    "Show technical upgrades": "Afficher les mises à jour techniques",
+    "Compare": "Comparer",
+    "Size": "Taille",
+    "Compare from this version": "Comparer à partir de cette version",
+    "Compare to this version": "Comparer jusqu'à cette version",
+    "from": "de",
+    "to": "à",
+    "Markdown": "Markdown",
+    "Compare selected versions": "Comparer les versions choisies",
+    # Version
+    "Version recorded on": "Version enregistrée le",
+    "This is the version that was in force on": "C'est la version qui était en vigueur le",
+    "See what changed in this version": "Voir ce qui a changé dans cette version",
+    "Download the Markdown": "Télécharger le Markdown",
+    "Permanent link": "Lien permanent",
+    "Previous version": "Version précédente",
+    "Next version": "Version suivante",
+    "Details and sources": "Détails et sources",
+    "Commit": "Commit",
+    "Engine version": "Version du moteur",
+    "Extracted from": "Extrait de",
+    "snapshot": "instantané",
+    "external": "externe",
+    "not in this archive": "absent de cette archive",
+    "unknown": "inconnu",
+    "Text of the version": "Texte de la version",
+    # Diff
+    "Changes": "Changements",
+    "Changes to the {document}": "Changements du document « {document} »",
+    "From the version of": "De la version du",
+    "to the version of": "à la version du",
+    "First recorded version:": "Première version enregistrée :",
+    "Summary": "Résumé",
+    "Sections touched": "Sections modifiées",
+    "Before the first heading": "Avant le premier titre",
+    "Display of the changes": "Affichage des changements",
+    "Inline": "En ligne",
+    "Side by side": "Côte à côte",
+    "Show only the changes": "Montrer seulement les changements",
+    "Show the whole text": "Montrer tout le texte",
+    "Previous change of this document": "Changement précédent de ce document",
+    "Next change of this document": "Changement suivant de ce document",
+    "Keyboard: j / k go to the next / previous changed passage.":
+        "Clavier : j / k vont au passage modifié suivant / précédent.",
+    "These two versions have exactly the same text.": "Ces deux versions ont exactement le même texte.",
+    "Legend:": "Légende :",
+    "added text": "texte ajouté",
+    "removed text": "texte supprimé",
+    "Line before": "Ligne avant",
+    "Line after": "Ligne après",
+    "Before": "Avant",
+    "After": "Après",
+    "Change": "Changement",
+    "Text": "Texte",
+    "Change {n} of {total}": "Changement {n} sur {total}",
+    "previous": "précédent",
+    "next": "suivant",
+    "words added": "mots ajoutés",
+    "words removed": "mots supprimés",
+    "words added:": "mots ajoutés :",
+    "words removed:": "mots supprimés :",
+    # Snapshot
+    "Snapshot": "Instantané",
+    "Archived page": "Page archivée",
+    "This is the page as it was fetched, shown in an isolated frame: its scripts do not run and it cannot "
+    "load anything.":
+        "Voici la page telle qu'elle a été récupérée, dans un cadre isolé : ses scripts ne s'exécutent pas "
+        "et elle ne peut rien charger.",
+    "Fetched on": "Récupérée le",
+    "Address": "Adresse",
+    "Source document": "Document source",
+    "Format": "Format",
+    "Fetcher": "Récupérateur",
+    "Versions extracted from this snapshot": "Versions extraites de cet instantané",
+    "Download the archived file": "Télécharger le fichier archivé",
+    "The page": "La page",
+    "Archived page (isolated)": "Page archivée (isolée)",
+    "Source": "Source",
+    "The source is long; only its beginning is shown. Download the file for all of it.":
+        "La source est longue ; seul son début est affiché. Téléchargez le fichier pour l'avoir en entier.",
+    # Errors
+    "Back to the list of services": "Retour à la liste des services",
+    "Page not found": "Page introuvable",
+    "Bad request": "Requête incorrecte",
+    "Something went wrong": "Une erreur s'est produite",
+    # Kinds and states
+    "First record": "Premier enregistrement",
+    "Change of the terms": "Changement des conditions",
+    "Technical upgrade": "Mise à jour technique",
+    "Other commit": "Autre commit",
+    "Tracked": "Suivi",
+    "Failing": "En échec",
+    "Blocked": "Bloqué",
+    "Unknown": "Inconnu",
+}
+
+# Plural forms: (singular, plural) -> (French singular, French plural). French uses the
+# singular for 0 and 1.
+FRENCH_PLURALS: dict[tuple[str, str], tuple[str, str]] = {
+    ("{n} change", "{n} changes"): ("{n} changement", "{n} changements"),
+    ("{n} changed passage", "{n} changed passages"): ("{n} passage modifié", "{n} passages modifiés"),
+    ("{n} failure in a row", "{n} failures in a row"): ("{n} échec de suite", "{n} échecs de suite"),
+    ("{n} unchanged line", "{n} unchanged lines"): ("{n} ligne inchangée", "{n} lignes inchangées"),
+    ("{n} word added", "{n} words added"): ("{n} mot ajouté", "{n} mots ajoutés"),
+    ("{n} word removed", "{n} words removed"): ("{n} mot supprimé", "{n} mots supprimés"),
+    ("{n} word", "{n} words"): ("{n} mot", "{n} mots"),
+}
+
+KIND_NAMES = {"first": "First record", "change": "Change of the terms", "technical": "Technical upgrade",
+              "other": "Other commit"}
+STATUS_NAMES = {"ok": "Tracked", "failing": "Failing", "blocked": "Blocked", "unknown": "Unknown"}
+ERROR_TITLES = {404: "Page not found", 400: "Bad request", 500: "Something went wrong"}
+
+
+def translate(lang: str, text: str, **values) -> str:
+    translated = FRENCH.get(text, text) if lang == "fr" else text
+    return translated.format(**values) if values else translated
+
+
+def translate_plural(lang: str, singular: str, plural: str, n: int, **values) -> str:
+    if lang == "fr":
+        french = FRENCH_PLURALS.get((singular, plural))
+        if french:
+            chosen = french[0] if abs(n) <= 1 else french[1]
+            return chosen.format(n=format_number(n, lang), **values)
+    chosen = singular if n == 1 else plural
+    return chosen.format(n=format_number(n, lang), **values)
+
+
+def choose_language() -> str:
+    """?lang=, then the cookie, then Accept-Language; English by default."""
+    asked = request.args.get("lang")
+    if asked in CODES:
+        return asked
+    remembered = request.cookies.get(COOKIE)
+    if remembered in CODES:
+        return remembered
+    return request.accept_languages.best_match(CODES, default="en") or "en"
+
+
+def format_number(n: int | None, lang: str = "en") -> str:
+    if n is None:
+        return "—"
+    text = f"{n:,}"
+    return text.replace(",", "\u202f") if lang == "fr" else text
+
+
+def format_signed(n: int, lang: str = "en") -> str:
+    sign = "+" if n > 0 else ("−" if n < 0 else "±")
+    return sign + format_number(abs(n), lang)
+
+
+def format_bytes(size: int, lang: str = "en") -> str:
+    unit = "o" if lang == "fr" else "B"
+    if size < 1024:
+        return f"{format_number(size, lang)} {unit}"
+    value = f"{size / 1024:.1f}"
+    if lang == "fr":
+        value = value.replace(".", ",")
+    return f"{value} k{unit}"
+
+
+def format_datetime(moment: datetime) -> str:
+    """Unambiguous in every language: `2024-03-18 18:30 UTC`."""
+    return moment.isoformat(sep=" ", timespec="minutes")[:16] + " UTC"
+
+
+def format_date(moment: datetime) -> str:
+    return moment.date().isoformat()
+
+
+def _language_url(code: str) -> str:
+    arguments = {key: value for key, value in request.args.items() if key != "lang"}
+    arguments["lang"] = code
+    from urllib.parse import urlencode
+
+    return f"{request.path}?{urlencode(arguments)}"
+
+
+def current_language() -> str:
+    return getattr(g, "lang", "en") if g else "en"
+
+
+def register(app: Flask) -> None:
+    @app.before_request
+    def _pick_language() -> None:
+        g.lang = choose_language()
+
+    @app.after_request
+    def _remember_language(response: Response) -> Response:
+        asked = request.args.get("lang")
+        if asked in CODES:
+            response.set_cookie(COOKIE, asked, max_age=365 * 86400, samesite="Lax", httponly=True)
+        response.vary.add("Accept-Language")
+        response.vary.add("Cookie")
+        if "Content-Language" not in response.headers and response.mimetype == "text/html":
+            response.headers["Content-Language"] = getattr(g, "lang", "en")
+        return response
+
+    # Globals (not a context processor) so that imported macros see them too; each reads
+    # the request's language when called.
+    app.jinja_env.globals.update({
+        "languages": LANGUAGES,
+        "_": lambda text, **values: translate(current_language(), text, **values),
+        "_n": lambda singular, plural, n, **values: translate_plural(current_language(), singular, plural, n,
+                                                                     **values),
+        "language_url": _language_url,
+        "format_number": lambda n: format_number(n, current_language()),
+        "format_signed": lambda n: format_signed(n, current_language()),
+        "format_bytes": lambda n: format_bytes(n, current_language()),
+        "format_datetime": format_datetime,
+        "format_date": format_date,
+        "kind_name": lambda kind: translate(current_language(), KIND_NAMES.get(kind, "Other commit")),
+        "status_name": lambda state: translate(current_language(), STATUS_NAMES.get(state, "Unknown")),
+        "error_title": lambda status, default: translate(current_language(), ERROR_TITLES.get(status, default)),
+        "urls": urls,
+        "iso": urls.iso,
+    })
+
+    @app.context_processor
+    def _language() -> dict:
+        return {"lang": current_language()}

@@ -1,0 +1,273 @@
+"""Collection pages: home, latest changes, search, a service, a document's timeline.
+
+Each has a JSON twin (`.json` suffix or `Accept: application/json`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, abort, current_app, request
+
+from termshift.web import urls
+from termshift.web.catalog import ChangeFilter
+from termshift.web.state import viewer
+from termshift.web.status import UNKNOWN, read_statuses
+from termshift.web.views import (
+    Page,
+    cached_page,
+    check_segment,
+    end_of_day,
+    flag,
+    page_number,
+    parse_moment,
+    respond,
+    split_suffix,
+    version_summary,
+    wants_json,
+)
+
+blueprint = Blueprint("pages", __name__)
+
+SEARCH_WORD = re.compile(r"\w+")
+MAX_QUERY = 200
+
+
+def _document_summary(document: dict) -> dict:
+    service_id, terms_type = document["service_id"], document["terms_type"]
+    last_change = None
+    if document["last_change_commit"]:
+        reference = {"service_id": service_id, "terms_type": terms_type, "date": document["last_change_date"],
+                     "commit_id": document["last_change_commit"]}
+        last_change = {
+            "date": document["last_change_date"],
+            "kind": document["last_change_kind"],
+            "words_added": document["last_change_added"],
+            "words_removed": document["last_change_removed"],
+            "url": urls.version_url(reference),
+            "diff_url": urls.diff_url(reference),
+        }
+    return {
+        "terms_type": terms_type,
+        "url": urls.document_url(service_id, terms_type),
+        "json_url": urls.document_url(service_id, terms_type, json=True),
+        "versions": document["versions"],
+        "changes": document["changes"],
+        "first_date": document["first_date"],
+        "current_version_date": document["latest_date"],
+        "current_version_id": document["latest_commit"],
+        "last_change": last_change,
+        "removed": document["removed"],
+        "feeds": urls.feed_urls(service_id, terms_type),
+    }
+
+
+def _services(documents: list[dict]) -> list[dict]:
+    """Documents grouped by service, services sorted by name."""
+    services: dict[str, dict] = {}
+    state = viewer()
+    for document in documents:
+        service_id = document["service_id"]
+        if service_id not in services:
+            services[service_id] = {
+                "id": service_id,
+                "name": state.service_name(service_id),
+                "url": urls.service_url(service_id),
+                "documents": [],
+            }
+        services[service_id]["documents"].append(_document_summary(document))
+    return sorted(services.values(), key=lambda service: (service["name"].casefold(), service["id"]))
+
+
+@blueprint.route("/")
+@blueprint.route("/index.json", endpoint="home_json")
+@cached_page
+def home():
+    as_json = wants_json(request.path.endswith(".json"))
+    catalog = viewer().catalog
+    data = {
+        "totals": catalog.totals(),
+        "services": _services(catalog.documents()),
+        "feeds": urls.feed_urls(),
+        "json_url": urls.home_url(json=True),
+    }
+    return respond("home.html", data, as_json=as_json)
+
+
+def _change_filter() -> tuple[ChangeFilter, dict]:
+    """Filters from the query string; a malformed date is a 400 naming the field."""
+    arguments = {name: request.args.get(name, "").strip() for name in ("service", "type", "from", "to")}
+    since = until = None
+    if arguments["from"]:
+        since = parse_moment(arguments["from"])
+        if since is None:
+            abort(400, description="from: expected a date like 2024-03-18 or 2024-03-18T18:30:09Z")
+    if arguments["to"]:
+        until = end_of_day(arguments["to"])
+        if until is None:
+            abort(400, description="to: expected a date like 2024-03-18 or 2024-03-18T18:30:09Z")
+    check_segment(arguments["service"], arguments["type"])
+    technical = flag("technical")
+    filters = ChangeFilter(arguments["service"] or None, arguments["type"] or None, since, until, technical)
+    return filters, {**arguments, "technical": technical}
+
+
+@blueprint.route("/-/changes")
+@blueprint.route("/-/changes.json", endpoint="changes_json")
+@cached_page
+def changes():
+    as_json = wants_json(request.path.endswith(".json"))
+    filters, arguments = _change_filter()
+    catalog = viewer().catalog
+    size = current_app.config["PAGE_SIZE"]
+    number = page_number()
+    rows, total = catalog.latest_changes(filters, limit=size, offset=(number - 1) * size)
+    page = Page(number, size, total)
+    query = {"service": arguments["service"], "type": arguments["type"], "from": arguments["from"],
+             "to": arguments["to"], "technical": "1" if arguments["technical"] else None}
+    data = {
+        "filters": arguments,
+        "changes": [version_summary(row) for row in rows],
+        "pagination": page.to_json(),
+        "previous_page_url": urls.changes_url(**query, page=number - 1) if number > 1 else None,
+        "next_page_url": urls.changes_url(**query, page=number + 1) if number < page.count else None,
+        "json_url": urls.changes_url(json=True, **query, page=number if number > 1 else None),
+        "service_options": [(sid, viewer().service_name(sid)) for sid in catalog.service_ids()],
+        "type_options": catalog.terms_types(),
+        "feeds": urls.feed_urls(filters.service_id, filters.terms_type if filters.service_id else None),
+    }
+    return respond("changes.html", data, as_json=as_json)
+
+
+@blueprint.route("/-/search")
+@blueprint.route("/-/search.json", endpoint="search_json")
+def search():
+    as_json = wants_json(request.path.endswith(".json"))
+    text = request.args.get("q", "").strip()[:MAX_QUERY]
+    state = viewer()
+    names = []
+    hits = []
+    if text:
+        folded = text.casefold()
+        for document in state.catalog.documents():
+            name = state.service_name(document["service_id"])
+            haystack = f"{name} {document['service_id']} {document['terms_type']}".casefold()
+            if all(word in haystack for word in folded.split()):
+                names.append({"service_id": document["service_id"], "service_name": name,
+                              "terms_type": document["terms_type"],
+                              "url": urls.document_url(document["service_id"], document["terms_type"])})
+        for hit in state.catalog.search(SEARCH_WORD.findall(text)[:12]):
+            hits.append({
+                "service_id": hit["service_id"],
+                "service_name": state.service_name(hit["service_id"]),
+                "terms_type": hit["terms_type"],
+                "url": urls.document_url(hit["service_id"], hit["terms_type"]),
+                "excerpt": _excerpt_parts(hit["snippet"]),
+            })
+    data = {"query": text, "documents": names, "full_text": hits,
+            "json_url": urls.search_url(json=True, q=text)}
+    return respond("search.html", data, as_json=as_json)
+
+
+def _excerpt_parts(snippet: str) -> list[dict]:
+    """FTS snippet with \\x02…\\x03 around matches → [{"text", "match"}] (escaped by the template)."""
+    parts = []
+    for index, piece in enumerate(re.split(r"[\x02\x03]", snippet)):
+        if piece:
+            parts.append({"text": piece, "match": index % 2 == 1})
+    return parts
+
+
+def _status_of(statuses: dict, service_id: str, terms_type: str) -> dict:
+    return statuses.get((service_id, terms_type), UNKNOWN).to_json()
+
+
+def service_page(service_id: str):
+    check_segment(service_id)
+    catalog = viewer().catalog
+    state = viewer()
+
+    def exists(name: str) -> bool:
+        return catalog.has_service(name) or name in state.declared
+
+    service_id, suffix = split_suffix(service_id, exists)
+    if not exists(service_id):
+        abort(404, description=f"No service {service_id!r} in this archive.")
+    statuses = read_statuses(state.runs_db, service_id)
+    documents = [_document_summary(d) | {"status": _status_of(statuses, service_id, d["terms_type"])}
+                 for d in catalog.documents(service_id)]
+    declared = state.declared.get(service_id)
+    recorded = {d["terms_type"] for d in documents}
+    data = {
+        "id": service_id,
+        "name": state.service_name(service_id),
+        "documents": documents,
+        "declared_without_versions": sorted(set(declared.terms) - recorded) if declared else [],
+        "feeds": urls.feed_urls(service_id),
+        "url": urls.service_url(service_id),
+        "json_url": urls.service_url(service_id, json=True),
+        "changes_url": urls.changes_url(service=service_id),
+    }
+    return respond("service.html", data, as_json=wants_json(bool(suffix)))
+
+
+@blueprint.route("/<service_id>")
+@cached_page
+def service(service_id: str):
+    return service_page(service_id)
+
+
+@blueprint.route("/-/service/<service_id>")
+def reserved_service(service_id: str):
+    """Services whose id is one of the viewer's own first path segments."""
+    return service_page(service_id)
+
+
+def document_page(service_id: str, terms_type: str):
+    check_segment(service_id, terms_type)
+    state = viewer()
+    catalog = state.catalog
+    terms_type, suffix = split_suffix(terms_type, lambda name: catalog.document(service_id, name) is not None)
+    document = catalog.document(service_id, terms_type)
+    if document is None:
+        abort(404, description=f"No document {terms_type!r} of service {service_id!r} in this archive.")
+    technical = flag("technical")
+    size = current_app.config["PAGE_SIZE"]
+    number = page_number()
+    rows, total = catalog.timeline(service_id, terms_type, technical=technical, limit=size,
+                                   offset=(number - 1) * size)
+    page = Page(number, size, total)
+    query = {"technical": "1" if technical else None}
+    status = _status_of(read_statuses(state.runs_db, service_id), service_id, terms_type)
+    data = {
+        "service": {"id": service_id, "name": state.service_name(service_id),
+                    "url": urls.service_url(service_id)},
+        "terms_type": terms_type,
+        "document": _document_summary(document) | {"status": status},
+        "technical": technical,
+        "versions": [version_summary(row) for row in rows],
+        "pagination": page.to_json(),
+        "previous_page_url": urls.document_url(service_id, terms_type, **query, page=number - 1)
+        if number > 1 else None,
+        "next_page_url": urls.document_url(service_id, terms_type, **query, page=number + 1)
+        if number < page.count else None,
+        "toggle_technical_url": urls.document_url(service_id, terms_type,
+                                                  technical=None if technical else "1"),
+        "compare_url": urls.compare_url(service_id, terms_type),
+        "feeds": urls.feed_urls(service_id, terms_type),
+        "url": urls.document_url(service_id, terms_type),
+        "json_url": urls.document_url(service_id, terms_type, json=True, **query,
+                                      page=number if number > 1 else None),
+    }
+    return respond("document.html", data, as_json=wants_json(bool(suffix)))
+
+
+@blueprint.route("/<service_id>/<terms_type>")
+@cached_page
+def document(service_id: str, terms_type: str):
+    return document_page(service_id, terms_type)
+
+
+@blueprint.route("/-/service/<service_id>/<terms_type>")
+def reserved_document(service_id: str, terms_type: str):
+    return document_page(service_id, terms_type)

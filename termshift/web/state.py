@@ -1,0 +1,192 @@
+"""The viewer's long-lived state: index, blob readers, caches, declarations, refreshes.
+
+One `Viewer` per Flask app (in `app.extensions["termshift"]`). Request handlers reach it
+with `viewer()`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import current_app
+
+from termshift.web import gitread
+from termshift.web.catalog import Catalog
+from termshift.web.collection import DeclaredService, load_declared_services
+from termshift.web.diffing import Comparison, compare
+from termshift.web.index import Indexer, Sources
+from termshift.web.render import RENDER_FORMAT, markdown_to_html
+
+log = logging.getLogger(__name__)
+
+DIFF_FORMAT = 2  # bump when Comparison's JSON form changes (it is cached by blob ids)
+
+
+class LRU:
+    """A small thread-safe least-recently-used cache."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return None
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def get_or_compute(self, key, compute: Callable):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = compute()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+class Refresher:
+    """Re-indexes when a repository's HEAD moves, at most every `interval` seconds.
+
+    `poke()` is cheap (file modification times, no subprocess) and is called before
+    requests; the refresh itself runs in a background thread so no request waits for it.
+    """
+
+    def __init__(self, sources: Sources, interval: float):
+        self.sources = sources
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._checked = 0.0
+        self._fingerprint = self._current_fingerprint()
+        self._running = False
+        self.after_refresh: Callable[[], None] | None = None  # e.g. re-render the busiest pages
+
+    def _current_fingerprint(self) -> tuple:
+        repos = [self.sources.versions, self.sources.snapshots]
+        return tuple(gitread.head_fingerprint(repo) if repo else None for repo in repos)
+
+    def refresh(self) -> dict:
+        """Index new commits now (synchronously); returns the indexer's statistics."""
+        fingerprint = self._current_fingerprint()
+        indexer = Indexer(self.sources)
+        try:
+            stats = indexer.refresh()
+        finally:
+            indexer.close()
+        self._fingerprint = fingerprint
+        return stats
+
+    def poke(self) -> None:
+        if self.interval <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if self._running or now - self._checked < self.interval:
+                return
+            self._checked = now
+            if self._current_fingerprint() == self._fingerprint:
+                return
+            self._running = True
+        threading.Thread(target=self._refresh_in_background, daemon=True).start()
+
+    def _refresh_in_background(self) -> None:
+        try:
+            stats = self.refresh()
+            log.info("index refreshed: %s", stats)
+            if self.after_refresh is not None:
+                self.after_refresh()
+        except Exception:  # a failed refresh must not take the viewer down
+            log.exception("index refresh failed")
+        finally:
+            with self._lock:
+                self._running = False
+
+
+class Viewer:
+    """Everything a request needs besides the request itself."""
+
+    def __init__(self, sources: Sources, declarations_dir: Path | None, runs_db: Path | None,
+                 refresh_interval: float):
+        self.sources = sources
+        self.declarations_dir = declarations_dir
+        self.runs_db = runs_db
+        self.refresher = Refresher(sources, refresh_interval)
+        self.catalog = Catalog(sources.index)
+        self.versions = gitread.BlobReader(sources.versions)
+        self.snapshots = gitread.BlobReader(sources.snapshots) if sources.snapshots else None
+        self.declared: dict[str, DeclaredService] = load_declared_services(declarations_dir)
+        self._texts = LRU(64)
+        self._comparisons = LRU(32)
+        self._renders = LRU(32)
+        self.pages = LRU(256)  # rendered collection pages (see views.cached_page)
+
+    def close(self) -> None:
+        self.versions.close()
+        if self.snapshots:
+            self.snapshots.close()
+        self.catalog.close()
+
+    # --- names
+
+    def service_name(self, service_id: str) -> str:
+        declared = self.declared.get(service_id)
+        return declared.name if declared else service_id
+
+    # --- contents
+
+    def version_text(self, blob: str) -> str:
+        return self._texts.get_or_compute(blob, lambda: self.versions.read(blob).decode("utf-8", "replace"))
+
+    def snapshot_bytes(self, blob: str) -> bytes:
+        if self.snapshots is None:
+            raise gitread.MissingObject(blob)
+        return self.snapshots.read(blob)
+
+    def version_html(self, blob: str) -> str:
+        """The version rendered and sanitised; cached in memory and in the index."""
+
+        def render() -> str:
+            cached = self.catalog.cached("render_cache", (blob,), RENDER_FORMAT)
+            if cached is not None:
+                return cached.decode("utf-8")
+            html = markdown_to_html(self.version_text(blob))
+            self.catalog.store("render_cache", (blob,), RENDER_FORMAT, html.encode("utf-8"))
+            return html
+
+        return self._renders.get_or_compute(blob, render)
+
+    def comparison(self, old_blob: str | None, new_blob: str) -> Comparison:
+        """The diff of two blobs (None: the empty text); cached in memory and in the index."""
+        key = (old_blob or "", new_blob)
+
+        def compute() -> Comparison:
+            cached = self.catalog.cached("diff_cache", key, DIFF_FORMAT)
+            if cached is not None:
+                return Comparison.from_json(json.loads(cached))
+            old = self.version_text(old_blob) if old_blob else ""
+            result = compare(old, self.version_text(new_blob))
+            self.catalog.store("diff_cache", key, DIFF_FORMAT, json.dumps(result.to_json()).encode("utf-8"))
+            return result
+
+        return self._comparisons.get_or_compute(key, compute)
+
+
+def viewer() -> Viewer:
+    return current_app.extensions["termshift"]

@@ -1,0 +1,163 @@
+"""The viewer's diff: line alignment, word-level highlighting, word counts and sections."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from termshift.web.diffing import (
+    DELETE,
+    EQUAL,
+    INSERT,
+    Comparison,
+    compare,
+    count_changes,
+    count_words,
+    headings,
+    line_diff,
+)
+from termshift.web.diffview import build_blocks, section_links
+from tests.support.archive_factory import PRIVACY_V1, PRIVACY_V2, PRIVACY_V3
+
+
+def sides(comparison: Comparison) -> tuple[str, str]:
+    """Both texts rebuilt from the hunks (and, for changes, from the word segments)."""
+    old, new = [], []
+    for hunk in comparison.hunks:
+        old += hunk.old_lines
+        new += hunk.new_lines
+        if hunk.kind == "change":
+            assert "".join(t for op, t in hunk.segments if op != INSERT) == "\n".join(hunk.old_lines)
+            assert "".join(t for op, t in hunk.segments if op != DELETE) == "\n".join(hunk.new_lines)
+    return "\n".join(old), "\n".join(new)
+
+
+def test_changed_words_are_isolated_within_an_aligned_paragraph():
+    comparison = compare(PRIVACY_V1, PRIVACY_V2)
+    changes = comparison.changes
+    assert [hunk.kind for hunk in changes] == ["change"]
+    segments = changes[0].segments
+    assert (DELETE, "never") in segments
+    assert (INSERT, "may") in segments
+    assert any(op == INSERT and "advertising partners" in text for op, text in segments)
+    # Unchanged words of the paragraph stay unmarked.
+    assert any(op == EQUAL and "share your data" in text for op, text in segments)
+    assert comparison.words_added == count_words("may with our advertising partners")
+    assert comparison.words_removed == 1
+
+
+def test_sections_touched_are_the_headings_above_each_change():
+    comparison = compare(PRIVACY_V2, PRIVACY_V3)
+    # "five years" is under the title; the cookie paragraph is a new section at the end.
+    assert comparison.sections == ["Privacy Policy", "Your rights", "Cookies"]
+    links = section_links(comparison)
+    # v3 also reformats the "Your rights" heading (change 2), then adds a section (change 3).
+    assert links == [{"title": "Privacy Policy", "change": 1}, {"title": "Your rights", "change": 2},
+                     {"title": "Cookies", "change": 3}]
+
+
+def test_setext_atx_and_escaped_headings_are_recognised_but_not_lists_or_rules():
+    text = ("Title\n=====\n\nSome *text*\n\n## 2\\. The [rules](https://x.example) ##\n\n"
+            "1. item\n---\n\n- - -\n\nLast\n----\n")
+    assert headings(text) == [(0, "Title"), (5, "2. The rules"), (12, "Last")]
+
+
+def test_texts_rebuild_exactly_from_the_diff_for_random_edits():
+    rng = random.Random(7)
+    alphabet = ["alpha beta", "gamma", "", "delta, epsilon.", "## Heading", "zeta eta theta", "-----"]
+    for _ in range(400):
+        old = "\n".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9))) + rng.choice(["", "\n"])
+        new = "\n".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9))) + rng.choice(["", "\n"])
+        comparison = compare(old, new)
+        assert sides(comparison) == (old, new)
+        runs = line_diff(old, new)
+        if old == new:
+            assert all(op == EQUAL for op, _lines in runs)
+
+
+def test_appending_a_line_is_an_insertion_not_a_change_of_the_last_line():
+    comparison = compare("One.\nTwo.", "One.\nTwo.\nThree.")
+    assert [hunk.kind for hunk in comparison.changes] == ["insert"]
+    assert comparison.changes[0].new_lines == ["Three."]
+    assert (comparison.words_added, comparison.words_removed) == (1, 0)
+
+
+def test_moved_paragraphs_align_on_unique_lines():
+    paragraphs = [f"Paragraph number {n} says something unique." for n in range(30)]
+    moved = paragraphs[:5] + paragraphs[6:20] + [paragraphs[5]] + paragraphs[20:]
+    comparison = compare("\n".join(paragraphs), "\n".join(moved))
+    changed = [hunk for hunk in comparison.changes]
+    # One deletion and one insertion of the moved paragraph; everything else aligned.
+    assert sorted(hunk.kind for hunk in changed) == ["delete", "insert"]
+    assert comparison.words_added == comparison.words_removed == count_words(paragraphs[5])
+
+
+def test_count_changes_agrees_with_compare_and_word_totals():
+    rng = random.Random(3)
+    words = ["terms", "data", "privacy", "we", "you", "share", "keep", "delete"]
+    old = "\n\n".join(" ".join(rng.choices(words, k=12)) for _ in range(40))
+    new_paragraphs = old.split("\n\n")
+    for _ in range(6):
+        index = rng.randrange(len(new_paragraphs))
+        new_paragraphs[index] = " ".join(rng.choices(words, k=rng.randint(5, 15)))
+    new = "\n\n".join(new_paragraphs)
+    added, removed = count_changes(old, new)
+    comparison = compare(old, new)
+    assert (added, removed) == (comparison.words_added, comparison.words_removed)
+    # The index derives a version's word count from its predecessor's with these figures.
+    assert count_words(old) + added - removed == count_words(new)
+
+
+def test_first_version_compared_with_nothing_is_all_inserted():
+    comparison = compare("", PRIVACY_V1)
+    assert comparison.words_added == count_words(PRIVACY_V1)
+    assert comparison.words_removed == 0
+
+
+def test_comparison_survives_its_json_form():
+    comparison = compare(PRIVACY_V1, PRIVACY_V3)
+    again = Comparison.from_json(comparison.to_json())
+    assert again.to_json() == comparison.to_json()
+
+
+@pytest.mark.parametrize("side_by_side", [False, True])
+def test_unchanged_stretches_fold_to_the_context_around_changes(side_by_side):
+    lines = [f"Line {n} of the terms." for n in range(100)]
+    changed = list(lines)
+    changed[50] = "Line 50 of the new terms."
+    comparison = compare("\n".join(lines), "\n".join(changed))
+    blocks = build_blocks(comparison, side_by_side=side_by_side, context=3)
+    rows = [row for block in blocks for row in block.rows]
+    skips = [row.skipped for row in rows if row.kind == "skip"]
+    assert skips == [47, 46]  # 50 lines before minus 3 of context, 49 after minus 3
+    shown = [row.new_number for row in rows if row.kind == "equal"]
+    assert shown == [48, 49, 50, 52, 53, 54]
+    change = next(block for block in blocks if block.change_number == 1)
+    if side_by_side:
+        assert (INSERT, "new ") in change.rows[0].new and (EQUAL, "Line 50 of the ") in change.rows[0].old
+    else:
+        assert (INSERT, "new ") in change.rows[0].parts
+    everything = build_blocks(comparison, side_by_side=side_by_side, context=None)
+    assert not [row for block in everything for row in block.rows if row.kind == "skip"]
+
+
+def test_side_by_side_rows_pair_the_lines_of_a_changed_region():
+    old = "Intro.\n\nWe keep data for one year.\n\nOutro."
+    new = "Intro.\n\nWe keep data for two years.\nAnd we sell it.\n\nOutro."
+    blocks = build_blocks(compare(old, new), side_by_side=True, context=None)
+    change = next(block for block in blocks if block.change_number)
+    left = ["".join(text for _op, text in row.old) for row in change.rows]
+    right = ["".join(text for _op, text in row.new) for row in change.rows]
+    assert left == ["We keep data for one year.", ""]
+    assert right == ["We keep data for two years.", "And we sell it."]
+    assert change.rows[1].old_number is None and change.rows[1].new_number == 4
+
+
+def test_huge_unrelated_regions_fall_back_to_whole_lines():
+    old = " ".join(f"a{n}" for n in range(40_000))
+    new = " ".join(f"b{n}" for n in range(40_000))
+    comparison = compare(old, new)
+    change = comparison.changes[0]
+    assert change.segments == [(DELETE, old), (INSERT, new)]
+    assert comparison.words_added == comparison.words_removed == 40_000

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import click
 
 from termshift.cli import data_option, declarations_option
 from termshift.config import settings_for_command
+from termshift.logs import configure as configure_logging
 
 
 def _existing(path: Path | None, option: str) -> Path | None:
@@ -34,18 +34,29 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     refresh_interval: float = 5.0,
+    with_scheduler: bool = False,
 ) -> None:
-    """Index the archive (new commits only), then serve the viewer until interrupted."""
+    """Index the archive (new commits only), then serve the viewer until interrupted.
+
+    With `with_scheduler`, the scheduler (tracking, deliveries, dataset) runs in this
+    process too: the small-deployment setup.
+    """
     from werkzeug.serving import run_simple
 
     from termshift.web.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if versions_repo is not None and data_dir is not None:
         raise click.UsageError("give either --data or --versions, not both")
     if snapshots_repo is not None and versions_repo is None:
         raise click.UsageError("--snapshots goes with --versions")
     settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
+    configure_logging(settings)
+    if with_scheduler:
+        if versions_repo is not None:
+            raise click.UsageError("--with-scheduler records into a data folder: use --data, not --versions")
+        from termshift.archive_repo import Archive
+
+        Archive.open(settings.data, settings).close()  # a fresh deployment starts with empty repositories
     declarations = declarations_dir or (settings.declarations if settings.declarations.is_dir() else None)
     if versions_repo is None:
         versions_repo = _existing(settings.data / "versions", "--data")
@@ -65,6 +76,12 @@ def serve(
     click.echo(f"Index ready in {time.perf_counter() - started:.1f} s ({new} new records).", err=True)
     host = host or settings["web"]["host"]
     port = port or settings["web"]["port"]
+    if with_scheduler:
+        from termshift.scheduler import start_background_scheduler
+
+        start_background_scheduler(settings)
+        click.echo("Scheduler started: tracking, webhook deliveries and dataset exports run in this process.",
+                   err=True)
     click.echo(f"Serving on http://{host}:{port}/", err=True)
     run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
 
@@ -82,9 +99,12 @@ def serve(
 @click.option("--port", type=int, default=None, help="Port to listen on (default: 5000).")
 @click.option("--refresh-interval", type=float, default=5.0, show_default=True,
               help="Seconds between checks for new commits (0: never).")
+@click.option("--with-scheduler", is_flag=True,
+              help="Also run the scheduler in this process: tracking, webhook deliveries, dataset exports.")
 def serve_command(data_dir: Path | None, versions_repo: Path | None, snapshots_repo: Path | None,
                   declarations_dir: Path | None, index_path: Path | None, host: str | None, port: int | None,
-                  refresh_interval: float) -> None:
+                  refresh_interval: float, with_scheduler: bool) -> None:
     """Browse the archive: every service, document timeline and diff, with JSON twins and the OTA API."""
     serve(data_dir, declarations_dir, versions_repo=versions_repo, snapshots_repo=snapshots_repo,
-          index_path=index_path, host=host, port=port, refresh_interval=refresh_interval)
+          index_path=index_path, host=host, port=port, refresh_interval=refresh_interval,
+          with_scheduler=with_scheduler)

@@ -1,0 +1,905 @@
+"""The tracking run: `termshift track` and `run_tracking()`.
+
+One run, in this order:
+
+1. Load and check the declarations (a broken one stops the run: configuration error).
+2. Technical upgrades (OTA runs them before every tracking, reference §2.5.6): the
+   terms whose declaration, filters file or engine version changed since their latest
+   version (a fingerprint kept in runs.sqlite) are re-extracted from their latest
+   snapshots by `termshift.rebuild.apply_technical_upgrades`. Unchanged terms cost
+   nothing, so the pass is cheap on every run.
+3. Fetch every source document of every selected terms in ONE batch
+   (`fetcher.iter_fetch`: many hosts in parallel, polite per host, browser fallback,
+   in-run retries), with the previous ETag/Last-Modified for a conditional GET.
+4. As results arrive, record each page as a snapshot (block and challenge pages too,
+   marked `blocked`: evidence, never versions). When every document of a terms is in,
+   extract the Markdown from the latest non-blocked snapshots (combined documents
+   joined in declaration order) and record a version when it changed. A terms with
+   a failed document gets no version, but its other snapshots stay recorded (OTA).
+5. Queue webhook events for the new versions, refresh the viewer's index, optimise
+   both repositories, and store the run's summary in runs.sqlite.
+
+Extraction is skipped for a terms only when nothing can have changed: every document
+answered 304 or a page identical to its latest snapshot, its declaration fingerprint
+is the one of its latest version, its last processing succeeded, and the previous run
+completed with the archive left exactly as it found it (same HEADs). Otherwise the
+terms is extracted again, so a run killed between a snapshot and its version is
+caught up by the next run.
+
+Stopping (`stop_event`): no new result is taken, what is in hand is recorded, terms
+left incomplete are reported `interrupted`, and the run is stored as interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from termshift import __version__
+from termshift.archive_repo import Archive, InvalidRecordError, RecordRepository, Snapshot, Version
+from termshift.archive_repo.media_types import extension_for
+from termshift.archive_repo.messages import record_path
+from termshift.declarations import DeclarationError, Service, ServiceFiles, Terms, load_collection
+from termshift.rebuild import BLOCKED_TRAILER, DOCUMENT_SEPARATOR, apply_technical_upgrades, is_blocked
+from termshift.trackers.errors import (
+    ErrorKind,
+    ExtractError,
+    FetchError,
+    InaccessibleContentError,
+    TermshiftError,
+)
+from termshift.trackers.extract import extract
+from termshift.trackers.fetcher import FetchRequest, FetchResult, iter_fetch
+from termshift.trackers.status import RUNS_FILE, DocumentState, RunStore, SourceValidators, iso
+
+__all__ = [
+    "FAILED",
+    "INTERRUPTED",
+    "NEW_VERSION",
+    "UNCHANGED",
+    "RunCounts",
+    "RunSummary",
+    "TermsResult",
+    "TrackConfigurationError",
+    "run_tracking",
+    "terms_fingerprint",
+    "track_command",
+]
+
+log = logging.getLogger("termshift.track")
+
+# Outcome of a terms in a run.
+NEW_VERSION = "new version"
+UNCHANGED = "unchanged"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+
+# New versions are handed to the webhook outbox in batches of this size as the run goes,
+# so that a killed run loses at most one batch of alerts.
+ALERT_BATCH = 50
+# How often the main loop looks at `stop_event` while waiting for results.
+POLL_SECONDS = 0.2
+
+
+class TrackConfigurationError(TermshiftError):
+    """The run cannot start: bad declarations or options. `errors` lists each problem."""
+
+    kind = ErrorKind.CONFIGURATION
+
+    def __init__(self, errors: list[DeclarationError | str]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(error) for error in errors))
+
+
+# -- what a run returns ----------------------------------------------------------------------
+
+
+@dataclass
+class TermsResult:
+    """What happened to one terms (service, terms type) in a run."""
+
+    service_id: str
+    terms_type: str
+    outcome: str  # NEW_VERSION | UNCHANGED | FAILED | INTERRUPTED
+    error_kind: str | None = None  # an ErrorKind value, when failed
+    error: str | None = None
+    consecutive_failures: int = 0
+    snapshots_recorded: int = 0
+    blocked: int = 0  # documents served a block page
+    version_id: str | None = None
+    seconds: float = 0.0  # time spent downloading its documents
+
+    def describe(self) -> str:
+        """`service / type: outcome`, with the error class and message when it failed."""
+        text = f"{self.service_id} / {self.terms_type}: {self.outcome}"
+        if self.outcome == FAILED:
+            text += f" ({self.error_kind}): {self.error}"
+            if self.consecutive_failures > 1:
+                text += f" [{self.consecutive_failures} consecutive failures]"
+        return text
+
+
+@dataclass
+class RunCounts:
+    terms: int = 0
+    documents: int = 0  # source documents requested
+    snapshots_recorded: int = 0
+    not_modified: int = 0  # 304 answers to a conditional GET
+    new_versions: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    blocked: int = 0  # terms failed because a block page was served
+    interrupted: int = 0
+    technical_upgrades: int = 0
+
+
+@dataclass
+class RunSummary:
+    """A tracking run's result (also stored in runs.sqlite)."""
+
+    run_id: int
+    status: str  # "completed" | "interrupted"
+    started_at: datetime
+    finished_at: datetime | None = None
+    counts: RunCounts = field(default_factory=RunCounts)
+    documents: list[TermsResult] = field(default_factory=list)
+    new_versions: list[Version] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # problems after recording (alerts, index)
+
+    @property
+    def seconds(self) -> float:
+        end = self.finished_at or datetime.now(UTC)
+        return (end - self.started_at).total_seconds()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "seconds": round(self.seconds, 3),
+            "counts": asdict(self.counts),
+            "documents": [asdict(result) for result in self.documents],
+            "errors": self.errors,
+        }
+
+    def describe(self) -> str:
+        """The closing report: one line per terms (failures first), then the totals."""
+        order = {FAILED: 0, INTERRUPTED: 1, NEW_VERSION: 2, UNCHANGED: 3}
+        lines = [result.describe() for result in sorted(
+            self.documents, key=lambda r: (order.get(r.outcome, 9), r.service_id, r.terms_type))]
+        lines.append(self.totals())
+        lines.extend(f"error: {error}" for error in self.errors)
+        return "\n".join(lines)
+
+    def totals(self) -> str:
+        """One line: status, duration and counts."""
+        counts = self.counts
+        totals = (
+            f"Tracking run {self.run_id} {self.status} in {self.seconds:.1f} s: {counts.terms} terms "
+            f"({counts.documents} documents): {counts.new_versions} new versions, {counts.unchanged} unchanged, "
+            f"{counts.failed} failed ({counts.blocked} blocked)"
+        )
+        if counts.interrupted:
+            totals += f", {counts.interrupted} interrupted"
+        return totals + (f"; {counts.snapshots_recorded} snapshots recorded, {counts.not_modified} not modified "
+                         f"(304), {counts.technical_upgrades} technical upgrades")
+
+
+# -- selecting what to track -----------------------------------------------------------------
+
+
+def select_terms(
+    declarations_dir: Path, services: Iterable[str] | None, types: Iterable[str] | None
+) -> list[tuple[Service, Terms]]:
+    """The (service, terms) to track: services sorted by id, terms types in declaration order.
+
+    Raises TrackConfigurationError listing every declaration error, an unknown service,
+    or a terms type that no selected service declares.
+    """
+    declarations_dir = Path(declarations_dir)
+    if not declarations_dir.is_dir():
+        raise TrackConfigurationError([f"{declarations_dir}: no such declarations folder"])
+    wanted_services = list(services) if services else None
+    collection = load_collection(declarations_dir, service_ids=wanted_services)
+    if collection.errors:
+        raise TrackConfigurationError(list(collection.errors))
+    wanted_types = list(types) if types else None
+    selected = [
+        (service, terms)
+        for _service_id, service in sorted(collection.services.items())
+        for terms in service.terms.values()
+        if wanted_types is None or terms.type in wanted_types
+    ]
+    if wanted_types:
+        found = {terms.type for _service, terms in selected}
+        missing = [f"--types: no selected service declares terms of type '{name}'"
+                   for name in wanted_types if name not in found]
+        if missing:
+            raise TrackConfigurationError(missing)
+    return selected
+
+
+def terms_fingerprint(service: Service, terms: Terms, declarations_dir: Path) -> str:
+    """What the latest version of a terms depends on besides its snapshots.
+
+    The declaration (documents, selectors, filters named), the service's filters file
+    and the engine version: when none changed, re-extracting the latest snapshots
+    gives the latest version back, and the technical-upgrade pass can skip the terms.
+    (Code changes within one engine version are not seen: bump the version.)
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps(terms.to_declaration(), sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    digest.update(b"\0" + __version__.encode("ascii") + b"\0")
+    filters_file = ServiceFiles(Path(declarations_dir), service.id).filters
+    if filters_file.is_file():
+        digest.update(filters_file.read_bytes())
+    return digest.hexdigest()
+
+
+def _terms_key(terms: Terms) -> tuple[str, str]:
+    return (terms.service_id, terms.type)
+
+
+# -- state of one terms during the run -------------------------------------------------------
+
+
+@dataclass
+class _DocumentFetch:
+    """One source document of a terms: its fetch result and what was recorded from it."""
+
+    position: int
+    file_id: str | None  # the document id in file names (combined terms only)
+    validators: SourceValidators | None  # sent with the request
+    result: FetchResult | None = None
+    recorded: Snapshot | None = None  # the snapshot recorded from this fetch
+    unchanged: bool = False  # 304, or a page identical to the latest snapshot
+    error: TermshiftError | None = None
+    blocked: bool = False
+    snapshot_path: str | None = None  # where the fetched page lives in the snapshots repo
+
+    @property
+    def state_key(self) -> str:
+        return self.file_id or ""
+
+
+@dataclass
+class _TermsJob:
+    service: Service
+    terms: Terms
+    fingerprint: str
+    documents: list[_DocumentFetch]
+    arrived: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return _terms_key(self.terms)
+
+    @property
+    def complete(self) -> bool:
+        return self.arrived == len(self.documents)
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def run_tracking(
+    settings: Any,
+    services: Iterable[str] | None = None,
+    types: Iterable[str] | None = None,
+    progress: bool = False,
+    stop_event: threading.Event | None = None,
+) -> RunSummary:
+    """Track every selected terms once; see the module docstring for the steps.
+
+    `settings` is a `termshift.config.Settings` (declarations and data folders, fetcher,
+    archive, web.base_url, schedule.refresh_index). Raises TrackConfigurationError before
+    anything is written when the declarations or the selection are wrong. Document
+    failures do not raise: they are in the summary (and in runs.sqlite).
+    """
+    declarations_dir = Path(settings.declarations)
+    data_dir = Path(settings.data)
+    selected = select_terms(declarations_dir, services, types)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    started_at = datetime.now(UTC)
+    with RunStore(data_dir / RUNS_FILE) as store:
+        run_id = store.start_run(started_at)
+        summary = RunSummary(run_id=run_id, status="running", started_at=started_at)
+        try:
+            _run(settings, selected, store, summary, progress, stop_event)
+        except BaseException as error:
+            summary.finished_at = datetime.now(UTC)
+            store.finish_run(run_id, "failed", summary.finished_at, asdict(summary.counts), summary.to_json(),
+                             error=f"{type(error).__name__}: {error}")
+            raise
+        summary.finished_at = datetime.now(UTC)
+        store.finish_run(run_id, summary.status, summary.finished_at, asdict(summary.counts), summary.to_json(),
+                         heads=_heads(data_dir))
+    log.info("%s", summary.totals())
+    return summary
+
+
+def _run(
+    settings: Any,
+    selected: list[tuple[Service, Terms]],
+    store: RunStore,
+    summary: RunSummary,
+    progress: bool,
+    stop_event: threading.Event | None,
+) -> None:
+    declarations_dir, data_dir = Path(settings.declarations), Path(settings.data)
+    fingerprints = {_terms_key(terms): terms_fingerprint(service, terms, declarations_dir) for service, terms in selected}
+    states = store.document_states()
+    previous = store.previous_run(summary.run_id)
+    # Decided before this run writes anything: did the archive stay as the last run left it?
+    heads = _heads(data_dir)
+    trusted = previous is not None and previous.status == "completed" and (
+        previous.snapshots_head, previous.versions_head) == heads
+    has_versions = heads[1] is not None
+    summary.counts.technical_upgrades = _technical_upgrades(settings, selected, fingerprints, states, store,
+                                                            has_versions)
+    states = store.document_states()
+    with Archive.open(data_dir, settings) as archive:
+        tracker = _Tracker(settings, archive, store, summary, states, trusted, fingerprints)
+        try:
+            tracker.track(selected, store.validators(), progress, stop_event)
+        finally:
+            tracker.alerts.flush()  # the versions recorded so far are announced, whatever happens next
+        archive.snapshots.optimize()
+        archive.versions.optimize()
+    _refresh_index(settings, summary)
+
+
+def _technical_upgrades(
+    settings: Any,
+    selected: list[tuple[Service, Terms]],
+    fingerprints: dict[tuple[str, str], str],
+    states: dict[tuple[str, str], DocumentState],
+    store: RunStore,
+    has_versions: bool,
+) -> int:
+    """Re-extract the terms whose fingerprint changed; returns the versions recorded.
+
+    The fingerprint is stored for each terms re-extracted without error, so the next run
+    skips it. A failing one keeps its old fingerprint and is tried again next run (its
+    tracking then reports the extraction error). Without any version yet (a first run)
+    there is nothing to upgrade: the fingerprints are simply noted.
+    """
+    stale = [(service, terms) for service, terms in selected
+             if (state := states.get(_terms_key(terms))) is None or state.fingerprint != fingerprints[_terms_key(terms)]]
+    if not stale:
+        return 0
+    if not has_versions:
+        store.set_fingerprints((*_terms_key(terms), fingerprints[_terms_key(terms)]) for _service, terms in stale)
+        return 0
+    started = time.perf_counter()
+    report = apply_technical_upgrades(
+        Path(settings.declarations), Path(settings.data),
+        services=sorted({service.id for service, _terms in stale}),
+        types=sorted({terms.type for _service, terms in stale}),
+        settings=settings,
+    )
+    done = []
+    for _service, terms in stale:
+        key = _terms_key(terms)
+        document = report.documents.get(key)
+        if document is not None and document.failures:
+            log.warning("%s / %s: technical upgrade failed: %s", *key, ", ".join(document.reasons))
+        else:
+            done.append((*key, fingerprints[key]))
+    store.set_fingerprints(done)
+    log.info("technical upgrades: %d terms re-extracted, %d versions recorded, in %.1f s",
+             len(stale), report.versions_recorded, time.perf_counter() - started)
+    return report.versions_recorded
+
+
+class _Tracker:
+    """Records results as they arrive, and versions when a terms is complete."""
+
+    def __init__(
+        self,
+        settings: Any,
+        archive: Archive,
+        store: RunStore,
+        summary: RunSummary,
+        states: dict[tuple[str, str], DocumentState],
+        trusted: bool,
+        fingerprints: dict[tuple[str, str], str],
+    ) -> None:
+        self.settings = settings
+        self.archive = archive
+        self.store = store
+        self.summary = summary
+        self.states = states
+        self.trusted = trusted
+        self.fingerprints = fingerprints
+        self.fetch_date = datetime.now(UTC)
+        self.snapshots_dir = Path(settings.data) / "snapshots"
+        self.alerts = _AlertBatcher(settings, summary)
+        self.jobs: list[_TermsJob] = []
+
+    # -- fetching ----------------------------------------------------------------------
+
+    def track(
+        self,
+        selected: list[tuple[Service, Terms]],
+        validators: dict[tuple[str, str, str], SourceValidators],
+        progress: bool,
+        stop_event: threading.Event | None,
+    ) -> None:
+        requests = self._plan(selected, validators)
+        self.summary.counts.terms = len(self.jobs)
+        self.summary.counts.documents = len(requests)
+        bar = _progress_bar(len(requests), progress)
+        feed = _FetchFeed(requests, self.settings)
+        interrupted = False
+        try:
+            for result in feed.results(stop_event):
+                self._on_result(result)
+                bar.update(1)
+            interrupted = feed.stopped
+        finally:
+            bar.close()
+            feed.close()
+        incomplete = [job for job in self.jobs if not job.complete]
+        for job in incomplete:
+            self._interrupted(job)
+        # A stop that came after the last result missed nothing: the run completed.
+        self.summary.status = "interrupted" if interrupted and incomplete else "completed"
+
+    def _plan(
+        self, selected: list[tuple[Service, Terms]], validators: dict[tuple[str, str, str], SourceValidators]
+    ) -> list[FetchRequest]:
+        requests = []
+        for service, terms in selected:
+            documents = []
+            for position, document in enumerate(terms.documents):
+                file_id = document.id if terms.combined else None
+                known = validators.get((service.id, terms.type, file_id or ""))
+                if known is not None and not self._usable(known, document.location):
+                    known = None
+                documents.append(_DocumentFetch(position, file_id, known))
+                requests.append(FetchRequest(
+                    location=document.location,
+                    execute_client_scripts=document.execute_client_scripts,
+                    css_selectors=document.css_selectors,
+                    key=(len(self.jobs), position),
+                    etag=known.etag if known else None,
+                    last_modified=known.last_modified if known else None,
+                ))
+            self.jobs.append(_TermsJob(service, terms, self.fingerprints[_terms_key(terms)], documents))
+        return requests
+
+    def _usable(self, validators: SourceValidators, location: str) -> bool:
+        """Validators are sent only for the same URL, and only while their snapshot is in the
+        archive (a data folder restored without runs.sqlite, or the reverse, must not earn a
+        304 for a page that was never recorded)."""
+        return (
+            validators.location == location
+            and bool(validators.etag or validators.last_modified)
+            and validators.snapshot_path is not None
+            and (self.snapshots_dir / validators.snapshot_path).is_file()
+        )
+
+    def _on_result(self, result: FetchResult) -> None:
+        job_index, position = result.key
+        job = self.jobs[job_index]
+        document = job.documents[position]
+        document.result = result
+        job.arrived += 1
+        if result.not_modified:
+            document.unchanged = True
+            document.snapshot_path = document.validators.snapshot_path if document.validators else None
+            self.summary.counts.not_modified += 1
+        elif result.blocked:
+            document.blocked = True
+            document.error = result.error
+            self._record_snapshot(job, document, blocked=getattr(result.error, "signature", "blocked"))
+        elif result.error is not None:
+            document.error = result.error
+        else:
+            self._record_snapshot(job, document)
+        if job.complete:
+            self._finish(job)
+
+    def _record_snapshot(self, job: _TermsJob, document: _DocumentFetch, blocked: str | None = None) -> None:
+        result = document.result
+        assert result is not None
+        source = job.terms.documents[document.position]
+        metadata = {"x-fetcher": result.fetcher or "", "x-source-document-location": source.location}
+        if blocked is not None:
+            metadata[BLOCKED_TRAILER] = blocked
+        snapshot = Snapshot(
+            service_id=job.service.id, terms_type=job.terms.type, document_id=document.file_id,
+            fetch_date=self.fetch_date, content=result.content, mime_type=result.mime_type or "text/html",
+            metadata=metadata,
+        )
+        try:
+            document.snapshot_path = record_path(job.service.id, job.terms.type, document.file_id,
+                                                 extension_for(snapshot.mime_type))
+            recorded = self.archive.snapshots.record(snapshot)
+        except (InvalidRecordError, ValueError) as error:
+            # An answer that cannot be stored (unknown MIME type, empty body…) fails the document;
+            # a block page keeps its own error.
+            if blocked is None:
+                document.error = FetchError(f"The page of '{source.location}' cannot be recorded: {error}",
+                                            ErrorKind.PERMANENT)
+            else:
+                log.warning("the block page of '%s' cannot be recorded: %s", source.location, error)
+            return
+        if recorded is None:
+            document.unchanged = blocked is None
+        else:
+            document.recorded = recorded
+            self.summary.counts.snapshots_recorded += 1
+
+    # -- versions ----------------------------------------------------------------------
+
+    def _finish(self, job: _TermsJob) -> None:
+        """Every document of the terms is in: record its version, or its failure."""
+        seconds = sum(document.result.elapsed for document in job.documents if document.result)
+        recorded = sum(1 for document in job.documents if document.recorded is not None)
+        errors = [document.error for document in job.documents if document.error is not None]
+        version = None
+        if not errors:
+            try:
+                version = None if self._nothing_changed(job) else self._record_version(job)
+            except ExtractError as error:
+                errors = [error]
+            except (TermshiftError, ValueError) as error:
+                # Empty or missing snapshot, unreadable content: the extraction step failed.
+                errors = [ExtractError(str(error))]
+        result = TermsResult(job.service.id, job.terms.type, UNCHANGED, snapshots_recorded=recorded,
+                             blocked=sum(1 for document in job.documents if document.blocked), seconds=seconds)
+        if errors:
+            error = errors[0] if len(errors) == 1 else InaccessibleContentError(errors)
+            result.outcome, result.error_kind, result.error = FAILED, str(error.kind), str(error)
+            result.consecutive_failures = self.store.record_failure(
+                *job.key, self.summary.run_id, self.fetch_date, result.error_kind, result.error, blocked=result.blocked)
+            self.summary.counts.failed += 1
+            if error.kind is ErrorKind.BLOCKED:
+                self.summary.counts.blocked += 1
+            log.warning("%s", result.describe())
+        else:
+            if version is not None:
+                result.outcome, result.version_id = NEW_VERSION, version.id
+                self.summary.counts.new_versions += 1
+                self.alerts.add(version)
+            else:
+                self.summary.counts.unchanged += 1
+            self.store.record_success(*job.key, self.summary.run_id, self.fetch_date, job.fingerprint,
+                                      self._validators(job))
+            log.info("%s", result.describe())
+        self.summary.documents.append(result)
+        for document in job.documents:  # the pages are in the archive now: free them
+            document.result = None
+            document.recorded = None
+
+    def _nothing_changed(self, job: _TermsJob) -> bool:
+        state = self.states.get(job.key)
+        return (
+            self.trusted
+            and state is not None
+            and state.succeeded_last
+            and state.fingerprint == job.fingerprint
+            and all(document.unchanged for document in job.documents)
+        )
+
+    def _record_version(self, job: _TermsJob) -> Version | None:
+        """Extract every document from its latest usable snapshot; record the Markdown if it changed."""
+        parts, snapshot_ids, dates = [], [], []
+        for document in job.documents:
+            source = job.terms.documents[document.position]
+            snapshot = document.recorded or self._latest_usable(job, document)
+            if snapshot is None:
+                raise TermshiftError(f"No snapshot of {source.location} to extract from")
+            content = snapshot.content
+            if content is None or content in ("", b""):
+                raise TermshiftError(f"Empty content for source document {source.location} in snapshot {snapshot.id}")
+            parts.append(extract(content, snapshot.mime_type, source, job.service.filters))
+            snapshot_ids.append(snapshot.id)
+            dates.append(snapshot.fetch_date)
+        return self.archive.versions.record(Version(
+            service_id=job.service.id, terms_type=job.terms.type, fetch_date=max(dates),
+            content=DOCUMENT_SEPARATOR.join(parts), snapshot_ids=snapshot_ids,
+        ))
+
+    def _latest_usable(self, job: _TermsJob, document: _DocumentFetch) -> Snapshot | None:
+        """The document's latest snapshot that is not a block page."""
+        repository: RecordRepository = self.archive.snapshots
+        latest = repository.latest(job.service.id, job.terms.type, document.file_id)
+        if latest is None or not is_blocked(latest):
+            return latest  # type: ignore[return-value]
+        history = repository.history(job.service.id, job.terms.type, document.file_id)
+        return next((snapshot for snapshot in history if not is_blocked(snapshot)), None)  # type: ignore[return-value]
+
+    def _validators(self, job: _TermsJob) -> list[tuple[str, SourceValidators]]:
+        """Validators to keep for the next conditional GET of each document."""
+        kept = []
+        for document in job.documents:
+            result = document.result
+            assert result is not None
+            etag, modified = result.etag, result.last_modified
+            if result.not_modified and document.validators is not None:
+                # A 304 need not repeat the validators: the previous ones still hold.
+                etag = etag or document.validators.etag
+                modified = modified or document.validators.last_modified
+            source = job.terms.documents[document.position]
+            kept.append((document.state_key, SourceValidators(source.location, etag, modified, document.snapshot_path)))
+        return kept
+
+    def _interrupted(self, job: _TermsJob) -> None:
+        """A terms the run stopped before all its documents came: snapshots kept, no version."""
+        recorded = sum(1 for document in job.documents if document.recorded is not None)
+        self.store.forget_validators(*job.key)
+        self.summary.counts.interrupted += 1
+        result = TermsResult(job.service.id, job.terms.type, INTERRUPTED, snapshots_recorded=recorded)
+        self.summary.documents.append(result)
+        log.info("%s", result.describe())
+
+
+# -- fetching in the background --------------------------------------------------------------
+
+_DONE = object()
+
+
+class _FetchFeed:
+    """`iter_fetch` consumed by a thread, so the run can watch `stop_event` between results.
+
+    `iter_fetch` blocks until the next result, which may be a time-out away; the run's
+    thread waits on a queue instead, in short steps. Stopping closes the iterator (which
+    stops the fetch worker) as soon as the thread gets control back.
+    """
+
+    def __init__(self, requests: list[FetchRequest], settings: Any) -> None:
+        self._requests = requests
+        self._settings = settings
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._consume, name="tracking fetch feed", daemon=True)
+        self.stopped = False
+
+    def _consume(self) -> None:
+        iterator = iter_fetch(self._requests, self._settings)
+        try:
+            for result in iterator:
+                if self._stop.is_set():
+                    break
+                self._queue.put(result)
+        except BaseException as error:  # noqa: BLE001 - handed to the run's thread, which raises it
+            self._queue.put(error)
+        finally:
+            iterator.close()
+            self._queue.put(_DONE)
+
+    def results(self, stop_event: threading.Event | None) -> Iterator[FetchResult]:
+        """Results as they arrive; after `stop_event` is set, only those already received."""
+        if not self._requests:
+            return
+        if stop_event is not None and stop_event.is_set():
+            self.stopped = True  # asked to stop before anything was fetched
+            return
+        self._thread.start()
+        while True:
+            if stop_event is not None and stop_event.is_set():
+                self._stop.set()
+                self.stopped = True
+                yield from self._received()
+                return
+            try:
+                item = self._queue.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _received(self) -> Iterator[FetchResult]:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, FetchResult):
+                yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            # Finishes at its next result at the latest; a daemon, so it never holds up exit.
+            self._thread.join(timeout=1.0)
+
+
+# -- after recording ------------------------------------------------------------------------
+
+
+class _AlertBatcher:
+    """Hands new versions to the webhook outbox in batches as the run goes (never delivers)."""
+
+    def __init__(self, settings: Any, summary: RunSummary) -> None:
+        self.settings = settings
+        self.summary = summary
+        self.pending: list[Version] = []
+
+    def add(self, version: Version) -> None:
+        self.summary.new_versions.append(version)
+        self.pending.append(version)
+        if len(self.pending) >= ALERT_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        from termshift.alerts.outbox import enqueue_new_versions
+
+        try:
+            enqueue_new_versions(Path(self.settings.data), self.pending, self.settings["web"]["base_url"],
+                                 self.settings)
+        except Exception as error:  # noqa: BLE001 - the versions are recorded; say what was not queued
+            ids = ", ".join(version.id or "?" for version in self.pending)
+            message = f"webhook events for {len(self.pending)} versions were not queued ({ids}): {error}"
+            log.exception("%s", message)
+            self.summary.errors.append(message)
+        for version in self.pending:
+            version.content = None  # in git now; the summary keeps the light records
+        self.pending = []
+
+
+def _refresh_index(settings: Any, summary: RunSummary) -> None:
+    """Bring the viewer's index up to date, when the viewer offers it and it is wanted."""
+    if not settings["schedule"]["refresh_index"]:
+        return
+    try:
+        from termshift.web.index import refresh_index
+    except ImportError as error:
+        log.debug("no viewer index to refresh: %s", error)
+        return
+    try:
+        refresh_index(Path(settings.data))
+    except Exception as error:  # noqa: BLE001 - the run's records are safe; the index catches up next time
+        log.exception("refreshing the viewer's index failed")
+        summary.errors.append(f"index refresh failed: {error}")
+
+
+def _heads(data_dir: Path) -> tuple[str | None, str | None]:
+    """The commits HEAD points at in the snapshots and versions repositories (None: no commit)."""
+    heads = []
+    for name in ("snapshots", "versions"):
+        path = Path(data_dir) / name
+        if not path.is_dir():
+            heads.append(None)
+            continue
+        answer = subprocess.run(["git", "-C", str(path), "rev-parse", "--verify", "-q", "HEAD"],
+                                capture_output=True, text=True, check=False)
+        heads.append(answer.stdout.strip() or None)
+    return heads[0], heads[1]
+
+
+class _NoBar:
+    def update(self, _count: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    # disable=None: no bar when stderr is not a terminal (cron, systemd), only the log lines.
+    return tqdm(total=total, unit="doc", file=sys.stderr, dynamic_ncols=True, mininterval=0.5, disable=None)
+
+
+# -- the command ---------------------------------------------------------------------------
+
+from termshift.cli import data_option, declarations_option, services_option, types_option  # noqa: E402
+from termshift.config import settings_for_command  # noqa: E402
+
+
+@contextmanager
+def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM ask the run to stop cleanly; a second one stops at once."""
+
+    def ask_to_stop(signum: int, _frame: Any) -> None:
+        if stop_event.is_set():
+            raise KeyboardInterrupt
+        log.warning("stopping after the documents in hand (%s); again to abort", signal.Signals(signum).name)
+        stop_event.set()
+
+    previous = {signum: signal.signal(signum, ask_to_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@click.command("track")
+@declarations_option
+@data_option
+@services_option
+@types_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (the log lines remain).")
+@click.option("--deliver", is_flag=True,
+              help="After the run, deliver the queued webhooks until none is due (for cron; the scheduler "
+                   "delivers on its own).")
+@click.option("--deliver-timeout", type=click.FloatRange(min=0), default=300.0, show_default=True,
+              help="Longest time --deliver spends delivering, in seconds.")
+def track_command(
+    declarations_dir: Path | None,
+    data_dir: Path | None,
+    services: tuple[str, ...],
+    types: tuple[str, ...],
+    quiet: bool,
+    deliver: bool,
+    deliver_timeout: float,
+) -> None:
+    """Fetch every declared document once and record what changed.
+
+    Pages are recorded as snapshots, and a new version is recorded when the
+    extracted Markdown changed. One line per terms is logged as it completes,
+    then a summary. Exit status: 0 when the run completed (even if some
+    documents failed: see the summary), 1 when it was interrupted or another run
+    holds the data folder, 2 on a configuration error (each bad declaration is
+    named with its file, field and reason).
+    """
+    from termshift import logs
+    from termshift.locking import RunLock, RunLockBusy
+
+    settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
+    logs.configure(settings)
+    stop_event = threading.Event()
+    lock = RunLock(Path(settings.data))
+    try:
+        lock.acquire("termshift track")
+    except RunLockBusy as busy:
+        click.echo(f"error: {busy}", err=True)
+        sys.exit(1)
+    try:
+        with _stop_on_signals(stop_event), _logging_beside_bar(not quiet):
+            summary = run_tracking(settings, services or None, types or None, progress=not quiet,
+                                   stop_event=stop_event)
+    except TrackConfigurationError as error:
+        click.echo("error: the tracking run cannot start:", err=True)
+        for problem in error.errors:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(2)
+    finally:
+        lock.release()
+    click.echo(summary.describe())
+    if deliver:
+        from termshift.alerts.delivery import drain
+
+        report = drain(Path(settings.data), settings, max_seconds=deliver_timeout)
+        click.echo(f"webhooks: {report.delivered} delivered, {report.retried} to retry, {report.failed} failed, "
+                   f"in {report.seconds:.1f} s")
+    if summary.status != "completed":
+        sys.exit(1)
+
+
+def _logging_beside_bar(enabled: bool) -> Any:
+    """Log lines printed above the progress bar instead of through it."""
+    if not enabled or not sys.stderr.isatty():
+        return nullcontext()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()

@@ -6,8 +6,9 @@ ids, so a restart neither loses nor duplicates them:
 
 - `tracking` on `schedule.tracking` (OTA's `30 */12 * * *`): one tracking run, under
   the data folder's run lock (termshift.locking) so that two runs never overlap, even
-  from two processes: a run that finds the lock taken is skipped with a log line. After
-  a run: the viewer's index is refreshed, both repositories are pushed in the background
+  from two processes: a run that finds the lock taken is skipped with a log line. The
+  run itself refreshes the viewer's index and logs one line per document
+  (termshift.trackers.run); after it, both repositories are pushed in the background
   (termshift.publish) and the delivery job is woken up at once.
 - `deliveries` every `schedule.deliveries` seconds: one pass of webhook deliveries.
 - `dataset` on `schedule.dataset` (weekly): a ZIP export into `dataset.directory`.
@@ -272,8 +273,9 @@ class SchedulerService:
     """The scheduler of one data folder and the jobs it runs.
 
     `tracking` is the tracking function (default: termshift.trackers.run.run_tracking),
-    called as `tracking(settings, stop_event=event)`. `deliver`, `refresh_index` and
-    `export_dataset` take the settings; None picks the real ones.
+    called as `tracking(settings, stop_event=event)`; it owns what belongs to the run
+    (refreshing the viewer's index, the log line per document), so the scheduler does
+    neither twice. `deliver` and `export_dataset` take the settings; None picks the real ones.
     """
 
     def __init__(
@@ -282,7 +284,6 @@ class SchedulerService:
         *,
         tracking: TrackingFunction | None = None,
         deliver: Callable[[Settings], Any] | None = None,
-        refresh_index: Callable[[Settings], Any] | None = None,
         export_dataset: Callable[[Settings], Any] | None = None,
     ) -> None:
         self.settings = settings
@@ -295,7 +296,6 @@ class SchedulerService:
         self.publisher = Publisher.from_settings(settings, stop_event=self.stop_event)
         self._tracking = tracking
         self._deliver = deliver or _deliver_due
-        self._refresh_index = refresh_index or _refresh_index
         self._export_dataset = export_dataset or _export_dataset
         self.scheduler: BackgroundScheduler | None = None
 
@@ -394,8 +394,8 @@ class SchedulerService:
         return jobs[job_id]()
 
     def run_tracking(self) -> str:
-        """One tracking run under the run lock, then index refresh, publishing and
-        deliveries. Returns the status recorded: ok, failed, stopped or skipped."""
+        """One tracking run under the run lock, then publishing and deliveries.
+        Returns the status recorded: ok, failed, stopped or skipped."""
         if self.stop_event.is_set():
             return "stopped"
         try:
@@ -430,17 +430,14 @@ class SchedulerService:
             return "failed"
         status = "stopped" if self.stop_event.is_set() else "ok"
         counts, documents = summary_counts(summary), summary_documents(summary)
+        # Kept for the status page and /metrics; the run logged its documents itself.
         self.history.finish(row, status, counts, documents=documents)
-        logs.log_documents(documents, run_id=row)
         log.info("tracking run %s in %.1f s: %s", status, time.monotonic() - started,
                  ", ".join(f"{key} {value}" for key, value in counts.items()) or "no counts",
                  extra={"event": "run", "run_id": row, "status": status, "counts": counts})
         return status
 
     def _after_run(self) -> None:
-        # No versions repository: the run recorded nothing (yet), there is nothing to index.
-        if self.settings["schedule"]["refresh_index"] and (self.data_dir / "versions").is_dir():
-            self._timed("index", lambda: self._refresh_index(self.settings))
         if self.publisher is not None:
             self.publisher.publish_in_background()
         self.wake(JOB_DELIVERIES)
@@ -509,12 +506,6 @@ def _deliver_due(settings: Settings) -> Any:
     from termshift.alerts.delivery import deliver_due
 
     return deliver_due(Path(settings.data), settings)
-
-
-def _refresh_index(settings: Settings) -> dict[str, Any]:
-    from termshift.web.index import refresh_index
-
-    return refresh_index(Path(settings.data))
 
 
 def _export_dataset(settings: Settings) -> dict[str, Any]:

@@ -9,7 +9,10 @@ settings (concurrency, robots.txt, TLS).
 from __future__ import annotations
 
 import email.utils
+import os
+import threading
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -494,6 +497,51 @@ def test_stopping_iteration_early_stops_the_crawl() -> None:
         results.close()  # kills the worker although a download is still going
         assert time.monotonic() - start < 10
     assert first.ok and first.location.endswith("/page/fast")
+
+
+def fetch_workers() -> list[int]:
+    """Ids of this process's live fetch workers (children running `worker_main`), read from /proc."""
+    workers = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # ended while we looked
+        # Fields after the command name, which is in parentheses: state, parent id, …
+        state, parent = stat.rsplit(")", 1)[1].split()[:2]
+        if int(parent) == os.getpid() and state != "Z" and b"worker_main" in command:
+            workers.append(int(entry.name))
+    return workers
+
+
+def test_setting_the_stop_event_ends_the_iteration_and_kills_the_worker() -> None:
+    """A run asked to stop must not wait for a slow download (up to the fetch time-out)."""
+    stop = threading.Event()
+    with FaultServer() as server:
+        requests = [FetchRequest(server.url("/page/before-stop"), False), FetchRequest(server.url("/sleep/30"), False)]
+        settings = fetcher_settings(host_delay=0.0, per_host=2, timeout=60.0)
+        results = iter_fetch(requests, settings, stop_event=stop)
+        first = next(results)
+        assert fetch_workers(), "the worker should still be downloading the slow page"
+        set_at: list[float] = []
+
+        def ask_to_stop() -> None:
+            set_at.append(time.monotonic())
+            stop.set()
+
+        timer = threading.Timer(0.5, ask_to_stop)  # set while the iterator waits for the slow page
+        timer.start()
+        rest = list(results)
+        ended_at = time.monotonic()
+        timer.join()
+        workers_left = fetch_workers()
+    assert first.ok and first.location.endswith("/page/before-stop")
+    assert rest == []  # the slow page got no result (it did not fail: it was not fetched)
+    assert ended_at - set_at[0] < 2, f"the iterator took {ended_at - set_at[0]:.1f}s to end after the stop"
+    assert workers_left == []  # killed and reaped by the time the iterator ended
 
 
 def test_fetch_all_can_run_again_in_the_same_process(batch: dict[str, Any], fault_server: FaultServer) -> None:

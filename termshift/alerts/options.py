@@ -1,8 +1,9 @@
 """The alerts' settings, read from `termshift.config.Settings` (or plain nested dicts) with defaults.
 
-`termshift.config.DEFAULTS` declares the same keys with the same defaults (and
-reads `TERMSHIFT_WEBHOOKS_<KEY>` environment variables); the defaults here let
-the alerts run from a plain dict too, as the tests and the benchmark do.
+The defaults and help texts live in one place, `termshift.config.DEFAULTS["webhooks"]`
+(which also reads `TERMSHIFT_WEBHOOKS_<KEY>` environment variables). Reading them from
+there here lets the alerts run from a plain dict too, as the tests and the benchmark do,
+without a second copy that could drift.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# section "webhooks": key -> (default, help), as in termshift.config.DEFAULTS.
-WEBHOOK_DEFAULTS: dict[str, tuple[Any, str]] = {
-    "allow_private_targets": ([], "Hosts or addresses allowed although private or loopback."),
-    "timeout": (10.0, "Seconds before a webhook request is abandoned (connect, send and answer)."),
-    "concurrency": (8, "Webhook requests in flight at once."),
-    "retry_base": (60.0, "Seconds before the first retry; doubled after each failure."),
-    "retry_max": (86400.0, "Longest wait between two attempts, in seconds."),
-    "max_age": (3 * 86400.0, "Seconds after which an undelivered event is marked failed."),
-    "include_diff_max_bytes": (262144, "Largest unified diff put in a payload; longer ones are cut."),
-}
+from termshift.config import DEFAULTS
+
+# section "webhooks": key -> (default, help); the same object as in termshift.config.
+WEBHOOK_DEFAULTS: dict[str, tuple[Any, str]] = DEFAULTS["webhooks"]
+
+
+def _default(key: str) -> Any:
+    """The configured default of `webhooks.<key>` (a copy, so no caller can change it)."""
+    default = WEBHOOK_DEFAULTS[key][0]
+    return list(default) if isinstance(default, list) else default
 
 
 def _section(settings: Any, name: str) -> Mapping[str, Any]:
@@ -37,20 +38,21 @@ def _section(settings: Any, name: str) -> Mapping[str, Any]:
 class WebhookOptions:
     """Delivery settings. Durations in seconds."""
 
-    allow_private_targets: list[str] = field(default_factory=list)
-    timeout: float = 10.0
-    concurrency: int = 8
-    retry_base: float = 60.0
-    retry_max: float = 86400.0
-    max_age: float = 3 * 86400.0
-    include_diff_max_bytes: int = 262144
+    allow_private_targets: list[str] = field(default_factory=lambda: _default("allow_private_targets"))
+    timeout: float = _default("timeout")
+    concurrency: int = _default("concurrency")
+    retry_base: float = _default("retry_base")
+    retry_max: float = _default("retry_max")
+    max_age: float = _default("max_age")
+    include_diff_max_bytes: int = _default("include_diff_max_bytes")
 
     @classmethod
     def from_settings(cls, settings: Any) -> WebhookOptions:
         """Read `settings["webhooks"]`; missing keys keep their defaults; bad values raise ValueError."""
         given = _section(settings, "webhooks")
         values: dict[str, Any] = {}
-        for key, (default, _help) in WEBHOOK_DEFAULTS.items():
+        for key in WEBHOOK_DEFAULTS:
+            default = _default(key)
             value = given.get(key, default)
             if isinstance(default, list):
                 if isinstance(value, str):

@@ -33,6 +33,7 @@ import logging
 import random
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,6 +48,10 @@ from termshift.alerts.subscriptions import Subscription, all_subscriptions
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "http://localhost:5000"
+# The missing web.base_url is said once per process: the setting cannot change while the
+# process runs, and a tracking run enqueues in batches (one warning each would be noise).
+_base_url_warning_lock = threading.Lock()
+_base_url_warning_said = False
 
 
 @dataclass
@@ -75,10 +80,19 @@ class Claimed:
     token: str
 
 
+def _warn_once_missing_base_url() -> None:
+    global _base_url_warning_said
+    with _base_url_warning_lock:
+        if _base_url_warning_said:
+            return
+        _base_url_warning_said = True
+    log.warning("web.base_url is not set: webhook links will point to %s", DEFAULT_BASE_URL)
+
+
 def _resolve_base_url(base_url: str | None, settings: Any) -> str:
     base = (base_url or "").rstrip("/") or options.base_url(settings)
     if not base:
-        log.warning("web.base_url is not set: webhook links will point to %s", DEFAULT_BASE_URL)
+        _warn_once_missing_base_url()
         return DEFAULT_BASE_URL
     if not base.startswith(("http://", "https://")):
         raise ValueError(f"base_url: expected an http(s) URL, got {base!r}")

@@ -24,6 +24,7 @@ LOG_OPTIONS = (
     "--no-color",
     "--no-show-signature",
 )
+SUBMODULE_MODE = "160000"
 _CHUNK = 1 << 16
 
 
@@ -62,7 +63,8 @@ def parse_log(fields: Iterable[bytes]) -> Iterator[LoggedCommit]:
 
     Layout per commit: id, author timestamp, message, then zero or more pairs
     (`:<mode> <mode> <old blob> <new blob> <status>`, path). A raw entry is recognised by
-    its leading `:`, which no commit id has.
+    its leading `:`, which no commit id has. Submodule entries (mode 160000) are left
+    out: they point at commits of another repository, never at a record's blob.
     """
     iterator = iter(fields)
     pending: bytes | None = None
@@ -82,7 +84,9 @@ def parse_log(fields: Iterable[bytes]) -> Iterator[LoggedCommit]:
             if not entry.startswith(b":"):
                 pending = token
                 break
-            _old_mode, _new_mode, _old_blob, new_blob, status = entry[1:].decode("ascii").split(" ")
+            _old_mode, new_mode, _old_blob, new_blob, status = entry[1:].decode("ascii").split(" ")
             path = next(iterator).decode("utf-8", errors="surrogateescape")
+            if new_mode == SUBMODULE_MODE:
+                continue
             changes.append(FileChange(path=path, blob=new_blob, status=status[:1]))
         yield LoggedCommit(id=commit_id, timestamp=timestamp, message=message, changes=tuple(changes))

@@ -30,6 +30,8 @@ fails with a bot-blocking error (403, 406, 502, ECONNRESET) or gets a block page
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -60,6 +62,8 @@ RETRY_AFTER_CAP = 30.0
 # The worker sends a heartbeat every HEARTBEAT seconds (fetch_http.WorkerProcess
 # kills a worker silent for longer than its STALL_LIMIT).
 HEARTBEAT = 2.0
+# How often a stoppable batch looks at its `stop_event` while waiting for the worker.
+STOP_POLL = 0.2
 
 
 @dataclass
@@ -279,20 +283,29 @@ def fetch_all(
 
 
 def iter_fetch(
-    requests: Iterable[FetchRequest], settings: Any, *, backoff: float = DEFAULT_BACKOFF
+    requests: Iterable[FetchRequest],
+    settings: Any,
+    *,
+    backoff: float = DEFAULT_BACKOFF,
+    stop_event: threading.Event | None = None,
 ) -> Iterator[FetchResult]:
     """Yield one result per request, in the order they complete.
 
-    Closing the iterator early (break) stops the crawl.
+    Closing the iterator early (break) stops the crawl. So does setting `stop_event`,
+    without waiting for the next result (which may be a time-out away): within
+    STOP_POLL seconds the iterator yields the results already received, then ends,
+    and the fetch worker is killed. Requests not fetched by then get no result.
     """
-    for _position, result in _iter_positions(list(requests), settings, backoff):
+    for _position, result in _iter_positions(list(requests), settings, backoff, stop_event):
         yield result
 
 
 def _iter_positions(
-    requests: list[FetchRequest], settings: Any, backoff: float
+    requests: list[FetchRequest], settings: Any, backoff: float, stop_event: threading.Event | None = None
 ) -> Iterator[tuple[int, FetchResult]]:
-    """(position in `requests`, result) pairs, as results become final."""
+    """(position in `requests`, result) pairs, as results become final, until `stop_event` is set."""
+    if stop_event is not None and stop_event.is_set():
+        return
     fetcher_settings = dict(settings["fetcher"])
     work, rejected = _plan(requests)
     yield from rejected
@@ -303,8 +316,8 @@ def _iter_positions(
             yield from _failed(item, requests, browser_problem, FULL_DOM)
         else:
             runnable.append(item)
-    if runnable:
-        yield from _crawl(runnable, requests, fetcher_settings, browser, backoff)
+    if runnable and not (stop_event is not None and stop_event.is_set()):
+        yield from _crawl(runnable, requests, fetcher_settings, browser, backoff, stop_event)
 
 
 def _plan(requests: list[FetchRequest]) -> tuple[list[_Work], list[tuple[int, FetchResult]]]:
@@ -346,8 +359,9 @@ def _crawl(
     fetcher_settings: dict[str, Any],
     browser: dict[str, Any] | None,
     backoff: float,
+    stop_event: threading.Event | None = None,
 ) -> Iterator[tuple[int, FetchResult]]:
-    """Run the worker on `work`; every item gets a result, even if the worker dies."""
+    """Run the worker on `work`; every item gets a result, even if the worker dies, unless stopped."""
     from termshift.trackers.fetch_http import WorkerProcess
 
     job = {
@@ -358,20 +372,69 @@ def _crawl(
         "requests": [item.to_job() for item in work],
     }
     pending = {item.index: item for item in work}
+    # Leaving this block, early or not, kills a worker that has not finished.
     with WorkerProcess(job) as worker:
-        for index, wire in worker.results():
+        for index, wire in _until_stopped(worker.results(), stop_event):
             item = pending.pop(index, None)
             if item is None:
                 continue
             for position in item.members:
                 yield position, result_from_wire(wire, requests[position].key)
         failure = worker.failure
+    if stop_event is not None and stop_event.is_set():
+        return  # asked to stop: what was not fetched did not fail
     for item in pending.values():
         error = FetchError(
             f"The fetch worker stopped ({failure or 'no result'}) before fetching '{item.location}'",
             ErrorKind.TRANSIENT,
         )
         yield from _failed(item, requests, error)
+
+
+_END = object()
+
+
+def _until_stopped(messages: Iterator[Any], stop_event: threading.Event | None) -> Iterator[Any]:
+    """The items of `messages` until it ends, or until `stop_event` is set.
+
+    `messages` blocks until the worker's next message, which may be a slow download
+    away, so a thread reads it into a queue and this generator waits on the queue in
+    STOP_POLL steps. Once stopped, it yields what was already received, and ends; the
+    reading thread ends by itself when the worker it reads from is killed.
+    """
+    if stop_event is None:
+        yield from messages
+        return
+    received: queue.Queue[Any] = queue.Queue()
+
+    def read() -> None:
+        try:
+            for message in messages:
+                received.put(message)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+            received.put(error)
+        finally:
+            received.put(_END)
+
+    threading.Thread(target=read, name="fetch worker results", daemon=True).start()
+    while not stop_event.is_set():
+        try:
+            message = received.get(timeout=STOP_POLL)
+        except queue.Empty:
+            continue
+        if message is _END:
+            return
+        if isinstance(message, BaseException):
+            raise message
+        yield message
+    while True:  # stopped: only what is already in hand
+        try:
+            message = received.get_nowait()
+        except queue.Empty:
+            return
+        if message is _END or isinstance(message, BaseException):
+            return
+        yield message
 
 
 def _invalid_location(location: Any) -> FetchError | None:

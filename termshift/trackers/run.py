@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import queue
 import signal
 import subprocess
 import sys
@@ -92,8 +91,6 @@ INTERRUPTED = "interrupted"
 # New versions are handed to the webhook outbox in batches of this size as the run goes,
 # so that a killed run loses at most one batch of alerts.
 ALERT_BATCH = 50
-# How often the main loop looks at `stop_event` while waiting for results.
-POLL_SECONDS = 0.2
 
 
 class TrackConfigurationError(TermshiftError):
@@ -446,16 +443,17 @@ class _Tracker:
         self.summary.counts.terms = len(self.jobs)
         self.summary.counts.documents = len(requests)
         bar = _progress_bar(len(requests), progress)
-        feed = _FetchFeed(requests, self.settings)
-        interrupted = False
+        # iter_fetch watches `stop_event` itself: once it is set, it hands over the
+        # results in hand and ends promptly, and the fetch worker is killed.
+        results = iter_fetch(requests, self.settings, stop_event=stop_event)
         try:
-            for result in feed.results(stop_event):
+            for result in results:
                 self._on_result(result)
                 bar.update(1)
-            interrupted = feed.stopped
         finally:
             bar.close()
-            feed.close()
+            results.close()
+        interrupted = stop_event is not None and stop_event.is_set()
         incomplete = [job for job in self.jobs if not job.complete]
         for job in incomplete:
             self._interrupted(job)
@@ -574,7 +572,6 @@ class _Tracker:
             self.summary.counts.failed += 1
             if error.kind is ErrorKind.BLOCKED:
                 self.summary.counts.blocked += 1
-            log.warning("%s", result.describe())
         else:
             if version is not None:
                 result.outcome, result.version_id = NEW_VERSION, version.id
@@ -584,7 +581,7 @@ class _Tracker:
                 self.summary.counts.unchanged += 1
             self.store.record_success(*job.key, self.summary.run_id, self.fetch_date, job.fingerprint,
                                       self._validators(job))
-            log.info("%s", result.describe())
+        _log_result(result, self.summary.run_id)
         self.summary.documents.append(result)
         for document in job.documents:  # the pages are in the archive now: free them
             document.result = None
@@ -650,81 +647,19 @@ class _Tracker:
         self.summary.counts.interrupted += 1
         result = TermsResult(job.service.id, job.terms.type, INTERRUPTED, snapshots_recorded=recorded)
         self.summary.documents.append(result)
-        log.info("%s", result.describe())
+        _log_result(result, self.summary.run_id)
 
 
-# -- fetching in the background --------------------------------------------------------------
+def _log_result(result: TermsResult, run_id: int) -> None:
+    """The run's one log line per terms: WARNING when it failed, else INFO.
 
-_DONE = object()
-
-
-class _FetchFeed:
-    """`iter_fetch` consumed by a thread, so the run can watch `stop_event` between results.
-
-    `iter_fetch` blocks until the next result, which may be a time-out away; the run's
-    thread waits on a queue instead, in short steps. Stopping closes the iterator (which
-    stops the fetch worker) as soon as the thread gets control back.
+    Its fields (`event: "document"`, the run id, outcome, error, seconds) become keys
+    of the JSON log line, so operators can filter on them (termshift.logs).
     """
-
-    def __init__(self, requests: list[FetchRequest], settings: Any) -> None:
-        self._requests = requests
-        self._settings = settings
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._consume, name="tracking fetch feed", daemon=True)
-        self.stopped = False
-
-    def _consume(self) -> None:
-        iterator = iter_fetch(self._requests, self._settings)
-        try:
-            for result in iterator:
-                if self._stop.is_set():
-                    break
-                self._queue.put(result)
-        except BaseException as error:  # noqa: BLE001 - handed to the run's thread, which raises it
-            self._queue.put(error)
-        finally:
-            iterator.close()
-            self._queue.put(_DONE)
-
-    def results(self, stop_event: threading.Event | None) -> Iterator[FetchResult]:
-        """Results as they arrive; after `stop_event` is set, only those already received."""
-        if not self._requests:
-            return
-        if stop_event is not None and stop_event.is_set():
-            self.stopped = True  # asked to stop before anything was fetched
-            return
-        self._thread.start()
-        while True:
-            if stop_event is not None and stop_event.is_set():
-                self._stop.set()
-                self.stopped = True
-                yield from self._received()
-                return
-            try:
-                item = self._queue.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                continue
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def _received(self) -> Iterator[FetchResult]:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, FetchResult):
-                yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            # Finishes at its next result at the latest; a daemon, so it never holds up exit.
-            self._thread.join(timeout=1.0)
+    fields = {"event": "document", "run_id": run_id, "service_id": result.service_id,
+              "terms_type": result.terms_type, "outcome": result.outcome, "error_kind": result.error_kind,
+              "error": result.error, "seconds": result.seconds}
+    log.log(logging.WARNING if result.outcome == FAILED else logging.INFO, "%s", result.describe(), extra=fields)
 
 
 # -- after recording ------------------------------------------------------------------------

@@ -12,27 +12,20 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-# With -z, the id, the author timestamp and the message are NUL-separated fields, and so
-# are the raw diff entries that follow them (`:<modes> <blobs> <status>`, then the path).
+from termshift.archive_repo.log_reader import LOG_OPTIONS, LoggedCommit, nul_fields, parse_log
+
+# The log is read and parsed by archive_repo.log_reader (one parser for both readers);
+# the viewer adds the order its index needs.
 LOG_ARGUMENTS = (
     "log",
-    "-z",
-    "--format=%H%x00%at%x00%B",
-    "--raw",
-    "--no-abbrev",
-    "--no-renames",  # a renamed record reads as a new file, as OTA reads it
-    "--root",  # so the first commit's files show as added
-    "--no-merges",
-    "--no-color",
+    *LOG_OPTIONS,
     "--reverse",
     "--topo-order",  # oldest first, parents before children even if dates disagree
 )
-_CHUNK = 1 << 16
 _ENVIRONMENT = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
 
 
@@ -44,19 +37,8 @@ class MissingObject(KeyError):
     """The repository does not have this object (history rewritten since it was indexed?)."""
 
 
-@dataclass(frozen=True)
-class FileChange:
-    path: str
-    blob: str  # the new blob id (all zeros for a deletion)
-    status: str  # A, M, D, T…
-
-
-@dataclass(frozen=True)
-class Commit:
-    id: str
-    timestamp: int  # author date, seconds since the epoch (OTA: the fetch date)
-    message: str
-    changes: tuple[FileChange, ...]
+# The web index names a logged commit `gitread.Commit`; it is the log reader's type.
+Commit = LoggedCommit
 
 
 def run_git(repo: Path, *arguments: str) -> str:
@@ -125,47 +107,6 @@ def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
     return result.returncode == 0
 
 
-def _nul_fields(stream: IO[bytes]) -> Iterator[bytes]:
-    pending = b""
-    while chunk := stream.read(_CHUNK):
-        pending += chunk
-        *fields, pending = pending.split(b"\0")
-        yield from fields
-    if pending.strip():
-        yield pending
-
-
-def parse_log(fields: Iterable[bytes]) -> Iterator[Commit]:
-    """Commits from the NUL-separated fields of `git log` run with LOG_ARGUMENTS.
-
-    Per commit: id, timestamp, message, then (raw entry, path) pairs. Raw entries start
-    with `:` (after the newline git puts before the first one); commit ids never do.
-    """
-    commit_id: str | None = None
-    timestamp = 0
-    message = ""
-    changes: list[FileChange] = []
-    iterator = iter(fields)
-    for field in iterator:
-        token = field.lstrip(b"\n")
-        if token.startswith(b":"):
-            path = next(iterator, b"").decode("utf-8", "surrogateescape")
-            _old_mode, new_mode, _old_blob, new_blob, status = token[1:].decode("ascii").split(" ")
-            if new_mode != "160000":  # submodules are not records
-                changes.append(FileChange(path, new_blob, status[:1]))
-            continue
-        if not token.strip():
-            continue
-        if commit_id is not None:
-            yield Commit(commit_id, timestamp, message, tuple(changes))
-        commit_id = token.strip().decode("ascii")
-        timestamp = int(next(iterator))
-        message = next(iterator).decode("utf-8", "replace")
-        changes = []
-    if commit_id is not None:
-        yield Commit(commit_id, timestamp, message, tuple(changes))
-
-
 def read_log(repo: Path, since: str | None, until: str) -> Iterator[Commit]:
     """Commits reachable from `until` but not from `since`, oldest first, in one git process."""
     revision = f"{since}..{until}" if since else until
@@ -175,7 +116,7 @@ def read_log(repo: Path, since: str | None, until: str) -> Iterator[Commit]:
     )
     assert process.stdout is not None and process.stderr is not None
     try:
-        yield from parse_log(_nul_fields(process.stdout))
+        yield from parse_log(nul_fields(process.stdout))
     finally:
         process.stdout.close()
         error = process.stderr.read().decode("utf-8", "replace").strip()

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -78,7 +81,7 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "length": (100, "Entries per feed."),
         "tag_authority": ("", "`<domain>,<date>` of feed entry ids; set it once (empty: the viewer's host, 2026)."),
     },
-    # Read by termshift.alerts.options (which keeps the same defaults).
+    # Also the defaults of termshift.alerts.options (when it reads a plain dict).
     "webhooks": {
         "allow_private_targets": ([], "Hosts or addresses allowed although private or loopback."),
         "timeout": (10.0, "Seconds before a webhook request is abandoned (connect, send and answer)."),
@@ -218,13 +221,26 @@ def load_settings(
             if section == "" and key in DEFAULTS:
                 continue
             if key not in keys:
-                dotted = f"{section}.{key}" if section else key
-                errors.append(f"{dotted}: unknown setting")
+                errors.append(_unknown_setting(section, key))
     errors.extend(_check(values))
     if errors:
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(f"  {e}" for e in errors))
     return Settings(values=values, source=Path(path) if path else None)
+
+
+def _unknown_setting(section: str, key: str) -> str:
+    """`fetcher.langage: unknown setting (did you mean 'fetcher.language'?)`."""
+    # Imported here: termshift.schema pulls in jsonschema, and only a mistake needs it.
+    from termshift.schema import suggest
+
+    dotted = f"{section}.{key}" if section else key
+    # At the top level, a misspelt section (`[fetchr]`) is as likely as a misspelt key.
+    candidates = list(DEFAULTS[section]) + ([name for name in DEFAULTS if name] if section == "" else [])
+    hint = suggest(key, candidates)
+    if hint is None:
+        return f"{dotted}: unknown setting"
+    return f"{dotted}: unknown setting (did you mean '{f'{section}.{hint}' if section else hint}'?)"
 
 
 def _check(values: dict[str, dict[str, Any]]) -> list[str]:
@@ -240,6 +256,11 @@ def _check(values: dict[str, dict[str, Any]]) -> list[str]:
     language = fetcher["language"]
     if ";q=" in language.lower() or not [tag for tag in language.split(",") if tag.strip()]:
         errors.append(f"fetcher.language: expected language tags such as 'en-GB, en', got {language!r}")
+    user_agent = fetcher["user_agent"]
+    if not user_agent.strip():
+        errors.append("fetcher.user_agent: must not be empty (name Termshift and a contact URL)")
+    elif any(char in user_agent for char in "\r\n"):
+        errors.append(f"fetcher.user_agent: must be on one line, got {user_agent!r}")
     endpoint = fetcher["browser_endpoint"]
     if endpoint and not endpoint.startswith(("ws://", "wss://", "http://", "https://")):
         errors.append(f"fetcher.browser_endpoint: expected a ws:// or http:// URL, got {endpoint!r}")
@@ -247,13 +268,55 @@ def _check(values: dict[str, dict[str, Any]]) -> list[str]:
         errors.append("archive.snapshot_id_template: must contain %SNAPSHOT_ID")
     if not 0 < values["web"]["port"] < 65536:
         errors.append("web.port: must be between 1 and 65535")
+    base_url = values["web"]["base_url"]
+    if base_url and not _is_base_url(base_url):
+        errors.append(f"web.base_url: expected an http:// or https:// address with a host, such as "
+                      f"'https://example.org/termshift', got {base_url!r}")
     if values["feeds"]["length"] < 1:
         errors.append("feeds.length: must be at least 1")
+    authority = values["feeds"]["tag_authority"]
+    if authority and not _is_tag_authority(authority):
+        errors.append(f"feeds.tag_authority: expected '<domain>,<YYYY or YYYY-MM-DD>', such as "
+                      f"'example.org,2026', got {authority!r}")
     for key in ("timeout", "concurrency", "retry_base", "retry_max", "max_age", "include_diff_max_bytes"):
         if values["webhooks"][key] <= 0:
             errors.append(f"webhooks.{key}: must be more than 0")
     errors.extend(_check_service(values))
     return errors
+
+
+def _is_base_url(value: str) -> bool:
+    """An absolute http(s) URL with a host: feeds and webhooks put it before every link."""
+    if any(char.isspace() for char in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment
+
+
+# RFC 4151 tagging entity: a DNS name or an e-mail address, a comma, then a date
+# (YYYY, YYYY-MM or YYYY-MM-DD) on which the authority owned that name.
+_DNS_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+_TAG_AUTHORITY = re.compile(
+    rf"^(?:[A-Za-z0-9._%+-]+@)?{_DNS_NAME},(\d{{4}})(?:-(0[1-9]|1[0-2])(?:-(0[1-9]|[12]\d|3[01]))?)?$")
+
+
+def _is_tag_authority(value: str) -> bool:
+    """`example.org,2026` or `example.org,2026-01-31`: entry ids are `tag:<this>:…` (RFC 4151)."""
+    match = _TAG_AUTHORITY.match(value)
+    if not match:
+        return False
+    year, month, day = match.groups()
+    if day is None:
+        return True
+    try:
+        date(int(year), int(month), int(day))  # 2026-02-30 does not exist
+    except ValueError:
+        return False
+    return True
 
 
 def _check_service(values: dict[str, dict[str, Any]]) -> list[str]:
@@ -295,6 +358,35 @@ def _check_service(values: dict[str, dict[str, Any]]) -> list[str]:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+_CONFIG_PATH_KEY = "termshift.config_path"  # where `config_option` keeps the path, in click's context
+
+
+def config_option(function: Any) -> Any:
+    """`--config PATH`: the configuration file of a command.
+
+    The value is not passed to the command: it is kept in the click context, where
+    `settings_for_command` (and `configured_path`) find it. So one line,
+    `@config_option`, gives a command the option, whatever its signature.
+    """
+
+    def remember(context: click.Context, _parameter: click.Parameter, value: Path | None) -> Path | None:
+        if value is not None:
+            context.meta[_CONFIG_PATH_KEY] = value
+        return value
+
+    return click.option(
+        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+        expose_value=False, is_eager=True, callback=remember, metavar="PATH",
+        help="Configuration file (default: $TERMSHIFT_CONFIG, else ./termshift.toml).",
+    )(function)
+
+
+def configured_path() -> Path | None:
+    """The `--config PATH` of the running command, if it was given (None outside a command)."""
+    context = click.get_current_context(silent=True)
+    return context.meta.get(_CONFIG_PATH_KEY) if context is not None else None
+
+
 def settings_for_command(
     config_path: Path | None = None,
     declarations_dir: Path | None = None,
@@ -302,8 +394,10 @@ def settings_for_command(
 ) -> Settings:
     """Settings for a CLI command: command-line paths win over file and environment.
 
-    A configuration error is turned into a click error (exit code 2) with the message.
+    Without `config_path`, the command's `--config` (see `config_option`) is used.
+    A configuration error is turned into a click error (exit code 1) with the message.
     """
+    config_path = config_path or configured_path()
     overrides = {"": {"declarations": str(declarations_dir) if declarations_dir else None,
                       "data": str(data_dir) if data_dir else None}}
     try:
@@ -318,12 +412,11 @@ def config_group() -> None:
 
 
 @config_group.command("check")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).")
-def config_check(config_path: Path | None) -> None:
+@config_option
+def config_check() -> None:
     """Report every bad value with its key and the reason; exit 1 if any."""
     try:
-        settings = load_settings(config_path)
+        settings = load_settings(configured_path())
     except ConfigError as error:
         click.echo(str(error), err=True)
         raise SystemExit(1) from None

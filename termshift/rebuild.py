@@ -351,7 +351,7 @@ def _progress_bar(total: int | None, enabled: bool) -> Any:
 # ------------------------------------------------------------------ commands
 
 from termshift.cli import data_option, declarations_option, services_option, types_option  # noqa: E402
-from termshift.config import settings_for_command  # noqa: E402
+from termshift.config import config_option, settings_for_command  # noqa: E402
 
 
 @click.command("rebuild")
@@ -362,6 +362,7 @@ from termshift.config import settings_for_command  # noqa: E402
               help="The versions git repository to write (created when missing; must hold no version).")
 @services_option
 @types_option
+@config_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def rebuild_command(
     declarations_dir: Path | None,
@@ -394,6 +395,7 @@ def rebuild_command(
 @data_option
 @services_option
 @types_option
+@config_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def apply_technical_upgrades_command(
     declarations_dir: Path | None,

@@ -3,7 +3,7 @@
 The checks are a small registry. Each is a function `(run, service_id) ->
 iterable of DeclarationError`, registered with `register_check`; those marked
 `schema_only` make up `--schema-only` (JSON syntax, schemas, history files,
-filters), the others run without the flag. Network checks (fetch, selectors,
+CSS selectors, filters), the others run without the flag. Network checks (fetch, selectors,
 stability, OTA's reference §1.10 item 5) live in another module, listed in
 `CHECK_MODULES`, which registers them when it is imported:
 
@@ -19,6 +19,7 @@ when there is any.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from pathlib import Path
 import click
 
 from termshift.cli import declarations_option, services_option, types_option
-from termshift.config import settings_for_command
+from termshift.config import config_option, settings_for_command
 from termshift.declarations import (
     DeclarationError,
     Service,
@@ -38,7 +39,7 @@ from termshift.declarations import (
     list_service_ids,
     load_service,
 )
-from termshift.schema import json_path, suggest, terms_types
+from termshift.schema import json_path, selector_problems, suggest, terms_types
 
 # Modules that register more checks when imported; a missing one is skipped.
 CHECK_MODULES: tuple[str, ...] = ("termshift.validate_network",)
@@ -122,6 +123,26 @@ def check_history(run: ValidationRun, service_id: str) -> list[DeclarationError]
     """`<id>.history.json`, when present, is well-formed JSON that matches the history schema."""
     path = run.files(service_id).history
     return check_history_file(path) if path.is_file() else []
+
+
+@register_check("selectors", schema_only=True)
+def check_selectors(run: ValidationRun, service_id: str) -> list[DeclarationError]:
+    """Every CSS selector of `<id>.json` and `<id>.history.json` compiles as extraction compiles it.
+
+    Offline, so `--schema-only` finds `"remove": "div[["`, at the path of the exact
+    item (`.remove[2]`, `.select[0].startAfter`); the network checks then skip such
+    documents rather than fail them again.
+    """
+    files = run.files(service_id)
+    errors = []
+    for path, kind in ((files.declaration, "service"), (files.history, "history")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError):
+            continue  # a missing or unreadable file: the declaration and history checks say why
+        errors += [DeclarationError(path, problem.json_path, problem.reason)
+                   for problem in selector_problems(data, kind)]
+    return errors
 
 
 @register_check("filters", schema_only=True)
@@ -218,8 +239,10 @@ def summary(report: ValidationReport, schema_only: bool, network_available: bool
 @declarations_option
 @services_option
 @types_option
+@config_option
 @click.option("--schema-only", is_flag=True,
-              help="Only check the files: JSON, schemas, history files and filters. Fetches nothing.")
+              help="Only check the files: JSON, schemas, history files, CSS selectors and filters. "
+                   "Fetches nothing.")
 @click.option("--modified", is_flag=True,
               help="Only the services and terms types changed since the merge base with --base (git).")
 @click.option("--base", default=None, metavar="REF", help="Branch or commit for --modified (default: main).")

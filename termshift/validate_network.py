@@ -36,7 +36,7 @@ import click
 from lxml import etree
 
 from termshift.declarations import DeclarationError, Service, SourceDocument, Terms
-from termshift.schema import json_path
+from termshift.schema import json_path, terms_selector_problems
 from termshift.trackers import selectors
 from termshift.trackers.errors import ErrorKind, ExtractError, FetchError
 from termshift.trackers.extract import extract, is_pdf, parse_html
@@ -59,6 +59,10 @@ HINTS = {
     "stable": "part of the page changes at every load (a date, a counter, a random id): leave it out "
               'with "remove", or with a filter (docs/filters.md)',
     "select-items": "fix this item or delete it: it extracts nothing today, so a typo in it goes unnoticed",
+    "remove-range": "extraction stops when a bound of a remove range matches nothing: fix this bound, or delete "
+                    "the range if that part of the page is gone",
+    "invalid-selector": "this is not CSS that extraction can use: check its brackets and quotes; pseudo-elements "
+                        "(::before) are not supported. `termshift validate --schema-only` finds these offline",
     "several-candidates": "all of them are kept, in page order; if you meant only one, use a more precise "
                           "selector (an id, or the element that contains them all)",
 }
@@ -169,6 +173,14 @@ def _item_findings(root: etree._Element, item: Any, where: tuple, *, report_empt
     return []
 
 
+def selector_findings(document: SourceDocument) -> list[Finding]:
+    """A finding for each `select` or `remove` selector of `document` that is not usable CSS,
+    where it sits (`("remove", 1)`, `("select", 0, "startAfter")`): such a document is not fetched."""
+    problems = terms_selector_problems({"select": document.select, "remove": document.remove})
+    return [Finding("selectors-match", problem.reason, problem.path, specific_hint=HINTS["invalid-selector"])
+            for problem in problems]
+
+
 def _extract(result: FetchResult, inspection: DocumentInspection,
              service_filters: Mapping[str, Any] | None) -> str | None:
     """The Markdown of a fetched page, or None with a finding saying why."""
@@ -176,9 +188,33 @@ def _extract(result: FetchResult, inspection: DocumentInspection,
     try:
         markdown = extract(result.content, result.mime_type or "text/html", document, dict(service_filters or {}))
     except ExtractError as error:
-        inspection.findings.append(Finding("selectors-match", str(error), ("select",)))
+        in_remove = _failing_remove_range(result, document, service_filters)
+        inspection.findings.append(Finding("selectors-match", str(error), in_remove or ("select",),
+                                           specific_hint=HINTS["remove-range"] if in_remove else None))
         return None
     return markdown
+
+
+def _failing_remove_range(result: FetchResult, document: SourceDocument,
+                          service_filters: Mapping[str, Any] | None) -> tuple[str | int, ...] | None:
+    """Where a failed extraction went wrong when it is a `remove` range whose bound matches nothing
+    (extraction evaluates `remove` first); None when the problem is elsewhere."""
+    if document.remove is None or is_pdf(result.mime_type or "") or not isinstance(result.content, str):
+        return None
+    try:
+        root = parse_html(result.content, document.location, html_elements=bool(document.filters))
+        if document.filters:
+            from termshift.filters import apply_filters
+
+            apply_filters(root, document, service_filters or {})
+        in_list = isinstance(document.remove, list)
+        for index, item in enumerate(selectors.as_list(document.remove)):
+            for bound in ("startBefore", "startAfter", "endBefore", "endAfter"):
+                if isinstance(item, dict) and bound in item and selectors.query_first(root, item[bound]) is None:
+                    return ("remove", index, bound) if in_list else ("remove", bound)
+    except ExtractError:
+        return None
+    return None
 
 
 def _check_first(result: FetchResult, inspection: DocumentInspection,
@@ -253,10 +289,13 @@ def inspect_documents(
     `settings` is a `termshift.config.Settings` (its fetcher section); `fetcher` is
     `fetch_all`, which fetches a whole batch in one crawl.
     """
-    inspections = [DocumentInspection(document) for document, _filters in documents]
+    inspections = [DocumentInspection(document, findings=selector_findings(document))
+                   for document, _filters in documents]
     filters = [service_filters for _document, service_filters in documents]
-    requests = [_request(document, index) for index, (document, _filters) in enumerate(documents)]
-    for result in fetcher(requests, settings):
+    # A document with a selector that is not CSS would only fail again after the fetch.
+    requests = [_request(document, index) for index, (document, _filters) in enumerate(documents)
+                if not inspections[index].findings]
+    for result in fetcher(requests, settings) if requests else []:
         _check_first(result, inspections[result.key], filters[result.key])
     if delay is None:
         return inspections
@@ -330,19 +369,20 @@ def _reason(finding: Finding, document: SourceDocument) -> str:
 
 def _inspect_services(run: ValidationRun, service_ids: list[str]) -> dict[str, _ServiceResults]:
     """Run the network checks of several services in one batch of fetches."""
-    from termshift.config import ConfigError, load_settings
+    from termshift.config import ConfigError, configured_path, load_settings
 
+    # A document with a selector that is not CSS is left out: the offline check 'selectors' reports it.
     targets = [
         _Target(service, terms, index)
         for service in map(run.service, service_ids)
         for terms in service.terms.values() if run.wants(terms.type)
-        for index in range(len(terms.documents))
+        for index in range(len(terms.documents)) if not selector_findings(terms.documents[index])
     ]
     results = {service_id: _ServiceResults() for service_id in service_ids}
     if not targets:
         return results
     try:
-        settings = load_settings()
+        settings = load_settings(configured_path())  # the command's --config, if given
     except ConfigError as error:
         for service_id in service_ids:
             path = run.files(service_id).declaration

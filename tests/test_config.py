@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from termshift.config import DEFAULTS, ConfigError, config_group, load_settings, reference_markdown
+from termshift.config import (
+    DEFAULTS,
+    ConfigError,
+    config_group,
+    configured_path,
+    load_settings,
+    reference_markdown,
+)
+from termshift.contrib.lint import lint_command
+from termshift.validate import validate_command
 
 BAD_CONFIG = """\
 [schedule]
@@ -27,6 +36,14 @@ level = "LOUD"
 
 [fetcher]
 per_host = 0
+langage = "fr"
+user_agent = " "
+
+[web]
+base_url = "example.org/termshift"
+
+[feeds]
+tag_authority = "not valid"
 
 [webhooks]
 timeout = 0
@@ -46,6 +63,10 @@ EXPECTED_ERRORS = {
     "publish.versions_remote": "git URL or path",
     "logging.level": "LOUD",
     "fetcher.per_host": "at least 1",
+    "fetcher.langage": "unknown setting (did you mean 'fetcher.language'?)",
+    "fetcher.user_agent": "must not be empty",
+    "web.base_url": "expected an http:// or https:// address with a host",
+    "feeds.tag_authority": "expected '<domain>,<YYYY or YYYY-MM-DD>'",
     "webhooks.timeout": "more than 0",
     "nope": "unknown setting",
 }
@@ -102,3 +123,87 @@ def test_reference_lists_every_setting_once_with_its_variable() -> None:
     assert "`every <n>s\\|m\\|h\\|d`" in tracking
     result = CliRunner().invoke(config_group, ["reference"])
     assert result.exit_code == 0 and result.output == table
+
+
+@pytest.mark.parametrize(("section", "key", "value", "valid"), [
+    ("web", "base_url", "https://example.org/termshift", True),
+    ("web", "base_url", "http://127.0.0.1:5000", True),
+    ("web", "base_url", "example.org/termshift", False),  # no scheme: links would be relative
+    ("web", "base_url", "ftp://example.org", False),
+    ("web", "base_url", "https://", False),
+    ("web", "base_url", "https://example.org:99999", False),
+    ("web", "base_url", "https://example.org/?page=1", False),
+    ("feeds", "tag_authority", "example.org,2026", True),
+    ("feeds", "tag_authority", "terms.example.org,2026-01-31", True),
+    ("feeds", "tag_authority", "bot@example.org,2026-02", True),  # RFC 4151 allows an e-mail and a month
+    ("feeds", "tag_authority", "example.org", False),
+    ("feeds", "tag_authority", "example.org,26", False),
+    ("feeds", "tag_authority", "example.org,2026-02-30", False),
+    ("feeds", "tag_authority", "exa mple.org,2026", False),
+    ("feeds", "tag_authority", "https://example.org,2026", False),
+    ("fetcher", "user_agent", "", False),
+    ("fetcher", "user_agent", "Bot/1.0\r\nX-Injected: 1", False),
+    ("fetcher", "user_agent", "MyArchive/1.0 (+https://example.org/contact)", True),
+])
+def test_values_that_would_break_the_output_are_refused(section, key, value, valid) -> None:
+    variable = f"TERMSHIFT_{section}_{key}".upper()
+    if valid:
+        assert load_settings(None, environ={variable: value})[section][key] == value
+    else:
+        with pytest.raises(ConfigError) as raised:
+            load_settings(None, environ={variable: value})
+        assert f"{section}.{key}:" in str(raised.value)
+
+
+def test_unknown_sections_and_top_level_keys_get_a_suggestion(tmp_path: Path) -> None:
+    config = tmp_path / "termshift.toml"
+    config.write_text('declaration = "decl"\n[fetchr]\nlanguage = "fr"\n[web]\nportt = 80\nzzz = 1\n')
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config, environ={})
+    lines = [line.strip() for line in str(raised.value).splitlines()[1:]]
+    assert lines == [
+        "declaration: unknown setting (did you mean 'declarations'?)",
+        "fetchr: unknown setting (did you mean 'fetcher'?)",
+        "web.portt: unknown setting (did you mean 'web.port'?)",
+        "web.zzz: unknown setting",
+    ]
+
+
+@pytest.fixture
+def collection_elsewhere(tmp_path: Path, monkeypatch) -> Path:
+    """A configuration file naming a declarations folder; the commands run from another folder."""
+    declarations = tmp_path / "collection" / "declarations"
+    declarations.mkdir(parents=True)
+    (declarations / "A.json").write_text('{\n  "name": "A",\n  "terms": {}\n}\n', encoding="utf-8")
+    config = tmp_path / "collection" / "termshift.toml"
+    config.write_text(f"declarations = {str(declarations)!r}\n", encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("TERMSHIFT_CONFIG", raising=False)
+    monkeypatch.delenv("TERMSHIFT_DECLARATIONS", raising=False)
+    return config
+
+
+@pytest.mark.parametrize(("command", "arguments", "expected"), [
+    (validate_command, ["--schema-only"], "1 service checked (schema only): no errors"),
+    (lint_command, [], "1 file checked: all canonical"),
+])
+def test_commands_read_the_file_given_with_config(collection_elsewhere: Path, command, arguments, expected) -> None:
+    without = CliRunner().invoke(command, arguments)
+    assert without.exit_code == 1 and "declarations folder not found" in without.output
+    result = CliRunner().invoke(command, [*arguments, "--config", str(collection_elsewhere)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == expected
+
+
+def test_a_bad_file_given_with_config_is_named(collection_elsewhere: Path) -> None:
+    collection_elsewhere.write_text('[web]\nbase_url = "example.org"\n', encoding="utf-8")
+    result = CliRunner().invoke(validate_command, ["--schema-only", "--config", str(collection_elsewhere)])
+    assert result.exit_code == 1
+    assert f"invalid configuration in {collection_elsewhere}" in result.output
+    assert "web.base_url: expected an http:// or https:// address" in result.output
+
+
+def test_outside_a_command_no_config_path_is_given() -> None:
+    assert configured_path() is None

@@ -73,9 +73,9 @@ def write(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def record(declarations: Path, data_dir: Path, service: str, terms_type: str):
+def record(declarations: Path, data_dir: Path, service: str, terms_type: str, *options: str):
     return CliRunner().invoke(history_group, ["record", service, terms_type, "--declarations", str(declarations),
-                                              "--data", str(data_dir)])
+                                              "--data", str(data_dir), *options])
 
 
 def test_record_moves_the_declaration_with_the_last_date_it_extracted(declarations, data_dir):
@@ -158,3 +158,31 @@ def test_without_an_archive(declarations, tmp_path):
     result = record(declarations, tmp_path / "no-data", "ACME", "Terms of Service")
     assert result.exit_code == 1
     assert f"no snapshots archive at {tmp_path / 'no-data' / 'snapshots'}" in result.output
+
+
+def test_refused_while_the_declaration_still_extracts_the_newest_snapshot(declarations, data_dir):
+    # `p` is in both layouts: the page "changed" but this declaration did not stop working.
+    data = json.loads((declarations / "ACME.json").read_text())
+    data["terms"]["Terms of Service"]["select"] = "p"
+    write(declarations / "ACME.json", data)
+    result = record(declarations, data_dir, "ACME", "Terms of Service")
+    assert result.exit_code == 1
+    assert (f'the current "Terms of Service" declaration of ACME still extracts the newest snapshot '
+            f"(fetched {iso(day(4))})") in result.output
+    assert "pass --force" in result.output
+    assert not (declarations / "ACME.history.json").exists()
+
+    forced = record(declarations, data_dir, "ACME", "Terms of Service", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "it still extracts the newest snapshot (recorded with --force)" in forced.output
+    [entry] = json.loads((declarations / "ACME.history.json").read_text())["Terms of Service"]
+    assert entry == {"fetch": "https://acme.example/tos", "select": "p", "validUntil": iso(day(4))}
+
+
+def test_combined_terms_are_refused_only_when_no_document_broke(declarations, data_dir):
+    data = json.loads((declarations / "Combo.json").read_text())
+    data["terms"]["Privacy Policy"]["select"] = "p"
+    write(declarations / "Combo.json", data)
+    result = record(declarations, data_dir, "Combo", "Privacy Policy")
+    assert result.exit_code == 1 and "still extracts every document's newest snapshot" in result.output
+    assert not (declarations / "Combo.history.json").exists()

@@ -171,3 +171,40 @@ def test_python_filters_go_through_ruff(tmp_path: Path):
     assert fixed.exit_code == 0, fixed.output
     text = filters.read_text()
     assert "import os" not in text and "def clean(document, context):" in text
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+def test_filters_are_checked_from_the_collection_root_and_counted_once(tmp_path: Path, monkeypatch):
+    # The usual way to run it: from the collection root, the default `declarations/` folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TERMSHIFT_CONFIG", raising=False)
+    monkeypatch.delenv("TERMSHIFT_DECLARATIONS", raising=False)
+    folder = tmp_path / "declarations"
+    folder.mkdir()
+    (folder / "A.json").write_text(json.dumps({"name": "A", "terms": {}}, indent=2) + "\n")
+    # Two findings of `ruff check` and a formatting problem, all in one file.
+    (folder / "A.filters.py").write_text("import os\nimport sys\ndef clean(document,context):\n    return None\n")
+    (folder / "B.filters.py").write_text("def clean(document, context):\n    return None\n")
+    result = CliRunner().invoke(lint_command, [])
+    assert result.exit_code == 1
+    assert "E902" not in result.output and "ruff format failed" not in result.output
+    assert "declarations/A.filters.py:1:8: F401 `os` imported but unused" in result.output
+    assert "declarations/A.filters.py:2:8: F401 `sys` imported but unused" in result.output
+    assert "not formatted as `ruff format` would" in result.output
+    assert "B.filters.py" not in result.output
+    assert result.output.strip().splitlines()[-1] == "3 files checked: 1 with problems"
+
+    fixed = CliRunner().invoke(lint_command, ["--fix"])
+    assert fixed.exit_code == 0, fixed.output
+    assert fixed.output.strip().splitlines()[-1] == "3 files checked: all canonical"
+    assert (folder / "A.filters.py").read_text() == "def clean(document, context):\n    return None\n"
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+def test_a_filters_file_ruff_cannot_parse_is_one_problem_with_its_reason(tmp_path: Path):
+    (tmp_path / "A.filters.py").write_text("def clean(:\n")
+    result = run_lint(tmp_path)
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'A.filters.py'}:1:" in result.output  # where the syntax error is
+    assert "ruff format failed" not in result.output  # the formatter's refusal says nothing more
+    assert result.output.strip().splitlines()[-1] == "1 file checked: 1 with problems"

@@ -81,7 +81,10 @@ def test_try_shows_noise_and_several_candidates(site):
 def test_try_without_select_takes_the_body_and_flags_tiny_content(site):
     result = run(try_command, site.url("/tiny"), "--once")
     assert result.exit_code == 1
-    assert "No --select given: extracting the whole <body>" in result.output
+    # First, before the Markdown it explains, as docs/adding-a-service.md shows it.
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("No --select given: extracting the whole <body>. Find the element")
+    assert lines[1:3] == ["", f"── Markdown of {site.url('/tiny')} (4 characters, fetched with htmlOnly) " + "─" * 3]
     checks = section(result.output, "Checks")
     assert " FAIL  long-enough [select]: the extracted text has only 4 characters" in checks
     assert "hint: that is too short for terms" in checks
@@ -111,6 +114,17 @@ def test_try_rejects_bad_input_before_fetching(site, arguments, message):
     before = site.hits("/terms")
     result = run(try_command, site.url("/terms"), *arguments)
     assert result.exit_code == 2 and message in result.output
+    assert site.hits("/terms") == before
+
+
+def test_try_reports_every_selector_that_is_not_css_before_fetching(site):
+    before = site.hits("/terms")
+    result = run(try_command, site.url("/terms"), "--select", "main", "--select", '{"startAfter": "h1[", '
+                 '"endBefore": "p"}', "--remove", ".ad", "--remove", "div[[")
+    assert result.exit_code == 2
+    assert "$.select[1].startAfter: 'h1[' is not a valid selector" in result.output
+    assert "$.remove[1]: 'div[[' is not a valid selector" in result.output
+    assert "$.select:" not in result.output and "$.remove:" not in result.output
     assert site.hits("/terms") == before
 
 
@@ -158,3 +172,20 @@ def test_try_with_the_browser_runs_the_page_scripts():
     assert "fetched with fullDom" in result.output
     assert section(result.output, "Markdown of").startswith("These terms were written by JavaScript.")
     assert json.loads(section(result.output, "Terms declaration"))["executeClientScripts"] is True
+
+
+def test_preview_points_at_each_bad_selector_and_does_not_fetch(tmp_path: Path, site):
+    directory = tmp_path / "declarations"
+    directory.mkdir()
+    url = site.url("/terms") + "?bad-selectors"
+    (directory / "Bad.json").write_text(json.dumps({"name": "Bad", "terms": {"Imprint": {
+        "fetch": url, "select": "main[[", "remove": [".ad", "div[["]}}}))
+    result = run(preview_command, "Bad", "--declarations", str(directory), "--once")
+    assert result.exit_code == 1
+    checks = section(result.output, "Checks").splitlines()
+    assert checks[0] == " skip  fetchable: the page can be fetched (not fetched: fix the selectors first)"
+    failures = [line for line in checks if line.startswith(" FAIL ")]
+    assert [line.split(":")[0] for line in failures] == [" FAIL  selectors-match [select]",
+                                                         " FAIL  selectors-match [remove.1]"]
+    assert "'main[[' is not a valid selector" in failures[0] and "'div[[' is not a valid selector" in failures[1]
+    assert site.hits("/terms?bad-selectors") == 0

@@ -312,3 +312,54 @@ def test_a_real_subprocess(tmp_path):
 def test_the_corpus_declarations_validate(corpus_dir):
     result = invoke("--declarations", str(corpus_dir / "declarations"), "--schema-only")
     assert result.exit_code == 0, result.output
+
+
+# ------------------------------------------------------------ CSS selectors
+
+
+def test_selectors_that_are_not_css_are_found_offline_at_the_exact_item(tmp_path):
+    (tmp_path / "Shop.json").write_text(json.dumps({"name": "Shop", "terms": {
+        "Terms of Service": {"fetch": "https://shop.example/tos", "select": "main", "remove": "div[["},
+        "Privacy Policy": {"fetch": "https://shop.example/privacy", "select": "main >",
+                           "remove": [".ok", "a::before", {"startAfter": "#a", "endBefore": "p["}]},
+        "Imprint": {"select": ["h1", "h2"],
+                    "combine": [{"fetch": "https://shop.example/a"},
+                                {"fetch": "https://shop.example/b", "remove": {"startBefore": "#x[", "endAfter": "p"}}]},
+        "Trackers Policy": {"fetch": "https://shop.example/cookies", "select": ""},  # the schema's to report
+    }}, indent=2))
+    (tmp_path / "Shop.history.json").write_text(json.dumps({"Terms of Service": [
+        {"fetch": "https://shop.example/tos", "select": "#old((", "validUntil": "2024-01-01T00:00:00Z"}]}))
+    result = invoke("--declarations", str(tmp_path), "--schema-only")
+    assert result.exit_code == 1
+    declaration, history = tmp_path / "Shop.json", tmp_path / "Shop.history.json"
+    css_errors = [line for line in result.output.splitlines() if "is not a valid selector" in line]
+    assert [line.split(": '")[0] for line in css_errors] == [
+        f'{declaration}: $.terms["Terms of Service"].remove',
+        f'{declaration}: $.terms["Privacy Policy"].select',
+        f'{declaration}: $.terms["Privacy Policy"].remove[1]',
+        f'{declaration}: $.terms["Privacy Policy"].remove[2].endBefore',
+        f"{declaration}: $.terms.Imprint.combine[1].remove.startBefore",
+        f'{history}: $["Terms of Service"][0].select',
+    ]
+    assert "'div[[' is not a valid selector: Expected" in css_errors[0]
+    assert "'a::before' is not a valid selector: Pseudo-elements are not supported" in css_errors[2]
+    empty = [line for line in result.output.splitlines() if '["Trackers Policy"].select' in line]
+    assert len(empty) == 1 and "a CSS selector must be a non-empty string" in empty[0]
+    assert result.output.strip().splitlines()[-1] == "1 service checked (schema only): 7 errors in 1 service"
+
+
+@pytest.mark.parametrize("css", [
+    "main > p:nth-of-type(2)", "a[href^='http']", "p:contains('x')", "input:checked", "#a, .b",
+    "div[[", "p:hover(", "a::before", "main >", ":has(> p)",
+])
+def test_the_offline_check_agrees_with_extraction(css):
+    from termshift.trackers.errors import ExtractError
+    from termshift.trackers.selectors import compile_selector
+
+    try:
+        compile_selector(css)
+        extraction_accepts = True
+    except ExtractError:
+        extraction_accepts = False
+    problems = schema.selector_problems({"Imprint": [{"remove": ["p", css]}]}, "history")
+    assert [problem.json_path for problem in problems] == ([] if extraction_accepts else ["$.Imprint[0].remove[1]"])

@@ -174,6 +174,30 @@ def test_a_passing_selection_exits_zero_and_fetches_only_its_types(collection, s
     assert (site.hits("/terms"), site.hits("/privacy")) == (before[0], before[1] + 2)
 
 
+def test_bad_selectors_are_reported_where_they_are_and_not_fetched(site, tmp_path):
+    directory = tmp_path / "declarations"
+    directory.mkdir()
+    bad_remove, both_bad, dead_range = (site.url("/terms") + query for query in ("?r", "?b", "?d"))
+    write_service(directory, "Selectors", {
+        "Terms of Service": {"fetch": bad_remove, "select": "main", "remove": "div[["},
+        "Privacy Policy": {"fetch": both_bad, "select": "main[[", "remove": [".ad", "div[["]},
+        "Imprint": {"fetch": dead_range, "select": "main",
+                    "remove": [{"startAfter": "#nowhere", "endBefore": "p"}, ".ad"]},
+    })
+    result = CliRunner().invoke(validate_command, ["--declarations", str(directory)])
+    assert result.exit_code == 1
+    errors = errors_of(result.output, "Selectors")
+    where = [error.split(": ")[1] for error in errors]
+    assert where == ['$.terms["Terms of Service"].remove', '$.terms["Privacy Policy"].select',
+                     '$.terms["Privacy Policy"].remove[1]', "$.terms.Imprint.remove[0].startAfter"], result.output
+    assert "'div[[' is not a valid selector" in errors[0] and "'main[[' is not a valid selector" in errors[1]
+    # Reported once, by the offline check: the pages with bad CSS are not even fetched.
+    assert (site.hits("/terms?r"), site.hits("/terms?b")) == (0, 0)
+    assert '[selectors-match]' in errors[3] and 'The "start" selector has no match' in errors[3]
+    assert "hint: extraction stops when a bound of a remove range matches nothing" in errors[3]
+    assert site.hits("/terms?d") == 1
+
+
 # ------------------------------------------------------------------ pure parts
 
 

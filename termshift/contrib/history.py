@@ -11,7 +11,9 @@ This command finds that date for you: it walks the document's snapshots in the
 archive, newest first, and stops at the first one the *current* declaration
 still extracts. It then appends the current declaration, with that
 `validUntil`, to the history file (kept sorted and canonical), and leaves
-`<id>.json` as it is, for you to edit.
+`<id>.json` as it is, for you to edit. While the current declaration still
+extracts the newest snapshot the page has not changed, and it refuses (unless
+`--force`): recording then would end the declaration that today's snapshots need.
 
 For combined terms every document is searched, and `validUntil` is the earliest
 of their dates: from the first snapshot that broke, the new declaration applies.
@@ -29,7 +31,7 @@ import click
 
 from termshift.archive_repo import ArchiveError, RecordRepository, Snapshot
 from termshift.cli import data_option, declarations_option
-from termshift.config import settings_for_command
+from termshift.config import config_option, settings_for_command
 from termshift.contrib.lint import NotCanonicalizable, parse_json_text, write_canonical
 from termshift.declarations import (
     Service,
@@ -141,15 +143,22 @@ def _current_declaration(path: Path, terms_type: str) -> dict[str, Any]:
 
 
 def record_history(declarations_dir: Path, data_dir: Path, service_id: str,
-                   terms_type: str) -> tuple[str, list[DocumentSearch]]:
+                   terms_type: str, *, force: bool = False) -> tuple[str, list[DocumentSearch]]:
     """Append the current declaration of `terms_type` to the history file; returns its
-    `validUntil` and the search of each document. Raises HistoryError."""
+    `validUntil` and the search of each document. Raises HistoryError.
+
+    Refused, unless `force`, while the current declaration still extracts the newest
+    snapshot of every document: the page has not changed, so that declaration is
+    still the right one for today's snapshots.
+    """
     service, terms = _load(declarations_dir, service_id, terms_type)
     snapshots = _open_snapshots(data_dir)
     try:
         searches = _searches(snapshots, service, terms)
     finally:
         snapshots.close()
+    if not force:
+        _refuse_unchanged(service, terms, searches)
     valid_until = format_valid_until(min(search.snapshot.fetch_date for search in searches))
     files = ServiceFiles(declarations_dir, service_id)
     history = _read_history(files.history)
@@ -161,6 +170,20 @@ def record_history(declarations_dir: Path, data_dir: Path, service_id: str,
     history[terms_type] = [*entries, entry]
     write_canonical(files.history, history, "history")
     return valid_until, searches
+
+
+def _refuse_unchanged(service: Service, terms: Terms, searches: list[DocumentSearch]) -> None:
+    """History is recorded when the page changed; recording it before would end the current
+    declaration at a snapshot that it still extracts, and leave today's snapshots to the next one."""
+    if any(search.first_failure is not None for search in searches):
+        return
+    newest = max(search.snapshot.fetch_date for search in searches)
+    documents = "every document's" if len(searches) > 1 else "the"
+    raise HistoryError(
+        f'the current "{terms.type}" declaration of {service.id} still extracts {documents} newest snapshot '
+        f"(fetched {format_valid_until(newest)}): the page has not changed, so there is no history to record. "
+        "Record history only when the page changed and the declaration stopped extracting it; "
+        "to record it anyway (say, before a planned redesign), pass --force.")
 
 
 def _refuse_overlap(path: Path, terms_type: str, entries: list[Any], valid_until: str) -> None:
@@ -188,14 +211,20 @@ def history_group() -> None:
 @click.argument("terms_type", metavar="TYPE")
 @declarations_option
 @data_option
-def record_command(service_id: str, terms_type: str, declarations_dir: Path | None, data_dir: Path | None) -> None:
+@config_option
+@click.option("--force", is_flag=True,
+              help="Record even though the declaration still extracts the newest snapshot.")
+def record_command(service_id: str, terms_type: str, declarations_dir: Path | None, data_dir: Path | None,
+                   force: bool) -> None:
     """Move the current TYPE declaration of SERVICE into its history file.
 
     Its validUntil is the date of the newest snapshot in the archive that it
-    still extracts. The current declaration is left for you to edit.
+    still extracts. The current declaration is left for you to edit. Refused
+    (exit 1) while it still extracts the newest snapshot, unless --force.
     """
     settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
-    valid_until, searches = record_history(settings.declarations, settings.data, service_id, terms_type)
+    valid_until, searches = record_history(settings.declarations, settings.data, service_id, terms_type,
+                                           force=force)
     history_file = ServiceFiles(settings.declarations, service_id).history
     click.echo(f'Recorded the current "{terms_type}" declaration of {service_id} in {history_file}, '
                f"valid until {valid_until}.")
@@ -207,7 +236,7 @@ def record_command(service_id: str, terms_type: str, declarations_dir: Path | No
             click.echo(f"    {search.newer_failures} newer snapshot(s) do not extract, the first fetched "
                        f"{format_valid_until(search.first_failure.fetch_date)}: the new declaration must fit them")
         else:
-            click.echo("    it still extracts the newest snapshot: record history only when the page changed")
+            click.echo("    it still extracts the newest snapshot (recorded with --force)")
     click.echo(f'Now edit "{terms_type}" in {ServiceFiles(settings.declarations, service_id).declaration}, '
                f'then check it with: termshift preview "{service_id}" "{terms_type}"')
     custom = [call.name for document in searches for call in document.document.filters

@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 from termshift.cli import declarations_option
-from termshift.config import settings_for_command
+from termshift.config import config_option, settings_for_command
 from termshift.declarations import DeclarationError, FilterCall
 from termshift.filters import BUILTIN_FILTERS
 from termshift.schema import json_path
@@ -286,6 +286,7 @@ def _ports(directory: Path, service_ids: list[str]) -> list[FilterPort]:
 @click.command("import-ota")
 @click.argument("source", type=click.Path(file_okay=False, path_type=Path))
 @declarations_option
+@config_option
 @click.option("--overwrite", is_flag=True, help="Replace files that already exist with other content.")
 def import_ota_command(source: Path, declarations_dir: Path | None, overwrite: bool) -> None:
     """Copy an Open Terms Archive collection's declarations into this collection.

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import click
 
 from termshift.cli import declarations_option, services_option
-from termshift.config import settings_for_command
+from termshift.config import config_option, settings_for_command
 from termshift.schema import parse_date_time
 
 TOP_LEVEL_ORDER = ("name", "terms", "importedFrom")
@@ -214,13 +214,35 @@ def lint_json_file(path: Path) -> JsonLint:
 # --------------------------------------------------------------- Python filters
 
 
+@dataclass(frozen=True)
+class RuffProblem:
+    """One finding of `ruff check` on a filters file, shown with the path as the collection names it."""
+
+    path: Path
+    line: int
+    column: int
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.code} {self.message}"
+
+
 @dataclass
 class RuffLint:
-    """What ruff said about the filters files: problems it cannot fix, and files to reformat."""
+    """What ruff said about the filters files: problems, files to reformat, and ruff's own failures."""
 
     available: bool = True
-    problems: list[str] = field(default_factory=list)  # "file:line:col: CODE message"
-    unformatted: list[str] = field(default_factory=list)  # diff lines of `ruff format --diff`
+    problems: list[RuffProblem] = field(default_factory=list)
+    unformatted: dict[Path, list[str]] = field(default_factory=dict)  # file -> its `ruff format --diff` lines
+    failures: list[str] = field(default_factory=list)  # ruff itself could not run (bad configuration…)
+
+    def files_with_problems(self, paths: list[Path]) -> list[Path]:
+        """The files of `paths` that need a human; all of them when ruff itself failed."""
+        if self.failures:
+            return list(paths)
+        flagged = {problem.path for problem in self.problems} | set(self.unformatted)
+        return [path for path in paths if path in flagged]
 
 
 def _ruff_command() -> list[str] | None:
@@ -235,13 +257,21 @@ def _ruff_command() -> list[str] | None:
 
 
 def lint_python_files(paths: list[Path], *, fix: bool, cwd: Path) -> RuffLint:
-    """`ruff check` and `ruff format` on `paths` (with their fixes when `fix`)."""
+    """`ruff check` and `ruff format` on `paths` (with their fixes when `fix`).
+
+    ruff runs in `cwd` (so a `ruff.toml` of the collection applies) on absolute
+    paths: the paths as given may be relative to another folder (`declarations/X.filters.py`
+    from the collection root), which ruff would not find from `cwd`. Findings keep
+    the paths as given, like the messages about JSON files.
+    """
     ruff = _ruff_command()
     if ruff is None:
         return RuffLint(available=False)
     if not paths:
         return RuffLint()
-    names = [str(path) for path in paths]
+    cwd = Path(cwd).resolve()
+    given = {path.resolve(): path for path in paths}
+    names = [str(absolute) for absolute in given]
 
     def run(*arguments: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*ruff, *arguments, *names], cwd=cwd, capture_output=True, text=True, check=False)
@@ -250,16 +280,50 @@ def lint_python_files(paths: list[Path], *, fix: bool, cwd: Path) -> RuffLint:
     if fix:
         run("check", "--fix", "--quiet")
         run("format", "--quiet")
-    check = run("check", "--output-format", "concise", "--quiet")
-    result.problems = [line for line in check.stdout.splitlines() if line.strip()]
-    if check.returncode not in (0, 1):  # 2: ruff itself failed (bad configuration…)
-        result.problems.append(f"ruff check failed: {check.stderr.strip() or check.stdout.strip()}")
+    check = run("check", "--output-format", "json", "--quiet")
+    result.problems, failure = _check_findings(check, given)
+    if failure:
+        result.failures.append(f"ruff check failed: {failure}")
     form = run("format", "--diff", "--quiet")
-    if form.returncode == 1:
-        result.unformatted = form.stdout.splitlines() or form.stderr.splitlines()
-    elif form.returncode != 0:
-        result.problems.append(f"ruff format failed: {form.stderr.strip()}")
+    result.unformatted = _diffs_by_file(form.stdout, cwd, given)
+    if form.returncode not in (0, 1):
+        # A file ruff cannot parse stops the formatter too; `ruff check` reported its syntax error.
+        reasons = [line for line in form.stderr.splitlines()
+                   if line.strip() and "Failed to parse" not in line and "would be reformatted" not in line]
+        if reasons or not result.problems:
+            result.failures.append("ruff format failed: " + ("; ".join(reasons) or f"exit status {form.returncode}"))
     return result
+
+
+def _check_findings(check: subprocess.CompletedProcess[str],
+                    given: dict[Path, Path]) -> tuple[list[RuffProblem], str | None]:
+    """The findings of `ruff check --output-format json`, or why there are none."""
+    if check.returncode not in (0, 1):  # 2: ruff itself failed (bad configuration…)
+        return [], check.stderr.strip() or check.stdout.strip() or f"exit status {check.returncode}"
+    try:
+        findings = json.loads(check.stdout or "[]")
+    except json.JSONDecodeError:
+        return [], f"unreadable output: {check.stdout[:200]!r}"
+    problems = []
+    for finding in findings:
+        absolute = Path(finding["filename"]).resolve()
+        location = finding.get("location") or {}
+        problems.append(RuffProblem(given.get(absolute, absolute), location.get("row", 1), location.get("column", 1),
+                                    finding.get("code") or "syntax-error", finding.get("message", "")))
+    return problems, None
+
+
+def _diffs_by_file(diff: str, cwd: Path, given: dict[Path, Path]) -> dict[Path, list[str]]:
+    """`ruff format --diff` output split per file; its headers name files relative to `cwd`."""
+    diffs: dict[Path, list[str]] = {}
+    current: list[str] | None = None
+    for line in diff.splitlines():
+        if line.startswith("--- "):
+            absolute = (cwd / line[4:].strip()).resolve()
+            current = diffs.setdefault(given.get(absolute, absolute), [])
+        if current is not None:
+            current.append(line)
+    return diffs
 
 
 # ----------------------------------------------------------------- collection
@@ -285,6 +349,7 @@ def collection_files(directory: Path, service_ids: Iterable[str] = ()) -> tuple[
 @click.command("lint")
 @declarations_option
 @services_option
+@config_option
 @click.option("--fix", is_flag=True, help="Rewrite the files in canonical form and apply ruff's fixes.")
 def lint_command(declarations_dir: Path | None, services: tuple[str, ...], fix: bool) -> None:
     """Check that declaration, history and filters files are in canonical form.
@@ -328,19 +393,23 @@ def _report_json(lint: JsonLint, fix: bool) -> int:
 
 
 def _report_ruff(ruff: RuffLint, python_files: list[Path], fix: bool) -> int:
+    """Print what ruff found; the number of filters files that still need a human."""
     if not python_files:
         return 0
     if not ruff.available:
         click.echo("ruff is not installed: the Python filters files were not checked "
                    "(pip install ruff)", err=True)
         return 0
-    for line in ruff.problems:
-        click.echo(line)
+    for failure in ruff.failures:
+        click.echo(failure)
+    for problem in ruff.problems:
+        click.echo(str(problem))
     if ruff.unformatted:
         click.echo("Python filters not formatted as `ruff format` would "
                    "(`termshift lint --fix` reformats them):")
-        for line in ruff.unformatted[:MAX_DIFF_LINES]:
+        lines = [line for diff in ruff.unformatted.values() for line in diff]
+        for line in lines[:MAX_DIFF_LINES]:
             click.echo(f"    {line}")
     elif fix:
         click.echo(f"ruff: {len(python_files)} filters file{'' if len(python_files) == 1 else 's'} checked")
-    return len(ruff.problems) + (1 if ruff.unformatted else 0)
+    return len(ruff.files_with_problems(python_files))

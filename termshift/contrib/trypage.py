@@ -22,11 +22,17 @@ from urllib.parse import urlsplit
 import click
 
 from termshift.cli import declarations_option
-from termshift.config import settings_for_command
+from termshift.config import config_option, settings_for_command
 from termshift.contrib.lint import canonical_declaration, canonical_terms, format_json
 from termshift.declarations import ServiceLoadError, SourceDocument, Terms, load_service
-from termshift.schema import service_problems, suggest, terms_types
-from termshift.validate_network import DEFAULT_NOISE_DELAY, MIN_LENGTH, DocumentInspection, inspect_documents
+from termshift.schema import selector_problems, service_problems, suggest, terms_types
+from termshift.validate_network import (
+    DEFAULT_NOISE_DELAY,
+    MIN_LENGTH,
+    DocumentInspection,
+    Finding,
+    inspect_documents,
+)
 
 DEFAULT_SELECT = "body"
 PLACEHOLDER_TYPE = "Terms of Service"  # only to check a bare terms declaration against the schema
@@ -78,8 +84,9 @@ def service_declaration(name: str, terms_type: str, terms: dict[str, Any]) -> di
 
 
 def declaration_problems(declaration: dict[str, Any], terms_type: str = PLACEHOLDER_TYPE) -> list[str]:
-    """Schema problems of a terms declaration, as `field: reason` lines."""
-    problems = service_problems({"name": "-", "terms": {terms_type: declaration}})
+    """Schema problems of a terms declaration, bad CSS selectors included, as `field: reason` lines."""
+    data = {"name": "-", "terms": {terms_type: declaration}}
+    problems = service_problems(data) + selector_problems(data)
     prefix = f'$.terms["{terms_type}"]'
     return [f"{problem.json_path.replace(prefix, '$', 1)}: {problem.reason}" for problem in problems]
 
@@ -105,8 +112,15 @@ class CheckLine:
 
 
 def check_lines(inspection: DocumentInspection, noise_checked: bool) -> list[CheckLine]:
-    """Every check, passed or not, in the order they run, then the warnings."""
-    failures = {finding.check: finding for finding in reversed(inspection.errors)}
+    """Every check, passed or not, in the order they run, then the warnings.
+
+    A check that failed several times (a bad `select` and a bad `remove`) has a line
+    for each failure. A document that was not fetched (its selectors are not CSS)
+    has its fetch check skipped.
+    """
+    failures: dict[str, list[Finding]] = {}
+    for finding in inspection.errors:
+        failures.setdefault(finding.check, []).append(finding)
     lines = []
     previous_failed = False
     for check, description in (
@@ -116,11 +130,13 @@ def check_lines(inspection: DocumentInspection, noise_checked: bool) -> list[Che
         ("long-enough", f"more than {MIN_LENGTH} characters"),
         ("stable", "the same text on a second fetch"),
     ):
-        finding = failures.get(check)
-        if finding is not None:
-            where = ".".join(str(part) for part in finding.where)
-            lines.append(CheckLine(check, "fail", finding.message, finding.hint, where))
+        if check in failures:
+            for finding in failures[check]:
+                where = ".".join(str(part) for part in finding.where)
+                lines.append(CheckLine(check, "fail", finding.message, finding.hint, where))
             previous_failed = previous_failed or check in ("fetchable", "selectors-match")
+        elif check == "fetchable" and inspection.first is None:
+            lines.append(CheckLine(check, "skipped", f"{description} (not fetched: fix the selectors first)"))
         elif previous_failed or (check == "stable" and not noise_checked):
             lines.append(CheckLine(check, "skipped", description))
         else:
@@ -182,6 +198,7 @@ def _check_type(terms_type: str | None) -> None:
 @click.option("--delay", type=click.FloatRange(min=0), default=DEFAULT_NOISE_DELAY, show_default=True,
               help="Seconds between the two fetches of the noise check.")
 @click.option("--once", is_flag=True, help="Fetch only once: no noise check.")
+@config_option
 def try_command(url: str, select_texts: tuple[str, ...], remove_texts: tuple[str, ...], browser: bool,
                 terms_type: str | None, name: str | None, delay: float, once: bool) -> None:
     """Fetch URL, extract it with the given selectors and print the Markdown.
@@ -194,8 +211,10 @@ def try_command(url: str, select_texts: tuple[str, ...], remove_texts: tuple[str
     select_items = [parse_selector(text, "--select") for text in select_texts]
     remove_items = [parse_selector(text, "--remove") for text in remove_texts]
     if not select_items:
+        # On standard output, before the report it explains: a separate stream could show it after
+        # everything else (when both are captured), far from the Markdown it is about.
         click.echo(f"No --select given: extracting the whole <{DEFAULT_SELECT}>. Find the element that holds "
-                   "the terms (right-click > Inspect in a browser) and pass it with --select.", err=True)
+                   "the terms (right-click > Inspect in a browser) and pass it with --select.")
         select_items = [DEFAULT_SELECT]
     declaration = document_declaration(url, selectors_value(select_items), selectors_value(remove_items), browser)
     problems = declaration_problems(declaration)
@@ -222,6 +241,7 @@ def try_command(url: str, select_texts: tuple[str, ...], remove_texts: tuple[str
 @click.option("--delay", type=click.FloatRange(min=0), default=DEFAULT_NOISE_DELAY, show_default=True,
               help="Seconds between the two fetches of the noise check.")
 @click.option("--once", is_flag=True, help="Fetch only once: no noise check.")
+@config_option
 def preview_command(service_id: str, terms_type: str | None, declarations_dir: Path | None,
                     delay: float, once: bool) -> None:
     """Fetch a declared document and print what it extracts, with the checks.

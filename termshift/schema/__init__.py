@@ -416,6 +416,74 @@ def _with_pdf_hint(error: ValidationError, problem: SchemaProblem) -> SchemaProb
     return SchemaProblem(problem.path, problem.reason + hint)
 
 
+# ------------------------------------------------------------ CSS selectors
+
+_RANGE_BOUNDS = ("startBefore", "startAfter", "endBefore", "endAfter")
+
+
+def selector_problems(data: Any, kind: str = "service") -> list[SchemaProblem]:
+    """Every CSS selector of a parsed `<id>.json` (`kind="service"`) or `<id>.history.json`
+    (`kind="history"`) that extraction could not use, at the path of the exact item.
+
+    The JSON Schema only says a selector is a non-empty string; whether it is CSS is
+    decided here, by compiling it with the translation extraction uses
+    (`termshift.trackers.selectors.compile_selector`), so no fetch is needed to find a
+    typo such as `div[[`. Parts of `data` that do not have the declared shape are
+    skipped: the schema problems report them.
+    """
+    if not isinstance(data, dict):
+        return []
+    if kind == "service":
+        terms = data.get("terms")
+        declarations = [(("terms", name), value) for name, value in terms.items()] if isinstance(terms, dict) else []
+    elif kind == "history":
+        declarations = [((name, index), entry) for name, entries in data.items() if isinstance(entries, list)
+                        for index, entry in enumerate(entries)]
+    else:
+        raise ValueError(f"kind must be 'service' or 'history', not {kind!r}")
+    return [problem for path, declaration in declarations for problem in terms_selector_problems(declaration, path)]
+
+
+def terms_selector_problems(declaration: Any, path: tuple[PathPart, ...] = ()) -> list[SchemaProblem]:
+    """The bad selectors of one terms declaration, history entry or source document (a dict
+    with `select` and `remove`), its `combine` items included; paths start with `path`."""
+    if not isinstance(declaration, dict):
+        return []
+    problems = [problem for key in ("select", "remove") if key in declaration
+                for problem in _selectors_problems((*path, key), declaration[key])]
+    combine = declaration.get("combine")
+    for index, item in enumerate(combine if isinstance(combine, list) else []):
+        if isinstance(item, dict):
+            problems += [problem for key in ("select", "remove") if key in item
+                         for problem in _selectors_problems((*path, "combine", index, key), item[key])]
+    return problems
+
+
+def _selectors_problems(path: tuple[PathPart, ...], value: Any) -> list[SchemaProblem]:
+    """A `select` or `remove` value: a CSS selector, a range, or an array of them."""
+    if isinstance(value, list):
+        return [problem for index, item in enumerate(value)
+                for problem in _selectors_problems((*path, index), item) if not isinstance(item, list)]
+    if isinstance(value, dict):
+        return [problem for bound in _RANGE_BOUNDS if bound in value
+                for problem in _css_problems((*path, bound), value[bound])]
+    return _css_problems(path, value)
+
+
+def _css_problems(path: tuple[PathPart, ...], css: Any) -> list[SchemaProblem]:
+    if not isinstance(css, str) or not css.strip() or any(char in css.strip() for char in "\r\n"):
+        return []  # not a string, empty or on several lines: the schema's own checks say so
+    # Imported here: extraction pulls in lxml and cssselect, which the schema checks alone do not need.
+    from termshift.trackers.errors import ExtractError
+    from termshift.trackers.selectors import compile_selector
+
+    try:
+        compile_selector(css)
+    except ExtractError as error:
+        return [SchemaProblem(path, str(error))]
+    return []
+
+
 _HANDLERS = {
     "required": _explain_required,
     "additionalProperties": _explain_additional_properties,
@@ -430,5 +498,5 @@ _HANDLERS = {
 
 __all__ = [
     "SchemaProblem", "history_problems", "is_http_url", "json_path", "load_schema", "parse_date_time",
-    "service_problems", "suggest", "terms_types",
+    "selector_problems", "service_problems", "suggest", "terms_selector_problems", "terms_types",
 ]

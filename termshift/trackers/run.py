@@ -747,7 +747,7 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 # -- the command ---------------------------------------------------------------------------
 
 from termshift.cli import data_option, declarations_option, services_option, types_option  # noqa: E402
-from termshift.config import settings_for_command  # noqa: E402
+from termshift.config import config_option, settings_for_command  # noqa: E402
 
 
 @contextmanager
@@ -773,6 +773,7 @@ def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
 @data_option
 @services_option
 @types_option
+@config_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (the log lines remain).")
 @click.option("--deliver", is_flag=True,
               help="After the run, deliver the queued webhooks until none is due (for cron; the scheduler "

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from lxml import etree
 
-from termshift.alerts import archive
+from termshift.alerts import archive, store
 from termshift.config import load_settings
 from termshift.web.feeds import blueprint
 from tests.support.alerts import VersionsRepo
@@ -256,3 +256,35 @@ def test_in_the_viewer_feeds_come_from_its_index_and_link_to_its_pages(archive_d
         assert client.get(link.path + (f"?{link.query}" if link.query else "")).status_code == 200, entry.link
     diff_page = client.get(urlsplit(feed.entries[1].link).path).get_data(as_text=True)
     assert "advertising" in diff_page
+
+
+SUBPROCESSORS_V1 = """Sub-processors
+==============
+
+*   **Hetzner:** for [hosting](https://hetzner.com/legal) servers, operated by Hetzner s. r. o. in Germany.
+*   **Stripe:** for payments.
+"""
+SUBPROCESSORS_V2 = SUBPROCESSORS_V1.replace("**Hetzner:**", "**Hetzner Online:**")
+
+
+def test_summaries_are_plain_text_even_where_an_older_cache_kept_markdown(tmp_path):
+    """Feed summaries quote sentences without Markdown; statistics cached before that are computed again."""
+    data = tmp_path / "data"
+    repo = VersionsRepo(data)
+    repo.record("Acme", PRIVACY, SUBPROCESSORS_V1)
+    change = repo.record("Acme", PRIVACY, SUBPROCESSORS_V2)
+    declarations = tmp_path / "declarations"
+    declare(declarations, "Acme", [PRIVACY])
+    db = store.connect(data)
+    try:  # the row an earlier release cached: a bare JSON list of Markdown lines
+        with store.transaction(db):
+            db.execute("INSERT INTO version_stats VALUES (?, 1, 0, ?)",
+                       (change.id, json.dumps(["**Hetzner Online:** for [hosting](https://hetzner.com/legal)"])))
+    finally:
+        db.close()
+
+    for kind in ("atom", "rss"):
+        feed = feedparser.parse(make_client(data, declarations).get(f"/feed.{kind}").data)
+        assert feed.entries[0].summary == (
+            "+1/−0 words: “Hetzner Online: for hosting servers, operated by Hetzner s. r. o. in Germany.”"
+        )

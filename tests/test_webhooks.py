@@ -270,3 +270,98 @@ def test_records_written_by_the_archive_module_are_announced(tmp_path):
     validate(change)
     assert change["data"]["stats"] == {"words_added": 1, "words_removed": 0}
     assert change["data"]["fetch_date"] == "2026-03-02T08:00:00Z"
+
+
+# -- readable summaries --------------------------------------------------------------------------------
+
+# A privacy page as services publish it; `markdown_of` turns it into the Markdown the tracker records
+# (setext headings, `*   ` bullets, `**bold**`, escapes, GFM tables with `<br>`).
+PRIVACY_PAGE = """<main>
+<h1>Privacy Policy</h1>
+<p>UptimeRobot (a service by UptimeRobot s. r. o.) operates <a href="https://uptimerobot.com/">uptimerobot.com</a>.
+It is our policy to respect your privacy.</p>
+<h2>Sub-processors</h2>
+<ul>
+<li><strong>Hetzner:</strong> for hosting <a href="https://hetzner.com/legal">monitoring</a> infrastructure.</li>
+<li><em>Amazon Web Services:</em> for sending_requests and *storing* data.</li>
+</ul>
+<hr>
+<table><tr><th>Name</th><th>Purpose</th></tr><tr><td>Stripe</td><td>Payments<br>Billing</td></tr></table>
+</main>"""
+
+
+def markdown_of(html: str) -> str:
+    lxml_html = pytest.importorskip("lxml.html")
+    to_markdown = pytest.importorskip("termshift.trackers.markdown").to_markdown
+    return to_markdown(lxml_html.fragment_fromstring(html))
+
+
+def test_payload_sentences_are_plain_text_without_markdown(tmp_path):
+    """A first record starts with a setext heading; a change sits in a bold, linked bullet."""
+    first_text = markdown_of(PRIVACY_PAGE)
+    assert "==============" in first_text and "**Hetzner:**" in first_text  # what the sentences must not show
+    repo = VersionsRepo(tmp_path)
+    first = repo.record("UptimeRobot", "Privacy Policy", first_text)
+    change = repo.record("UptimeRobot", "Privacy Policy", markdown_of(
+        PRIVACY_PAGE.replace("<strong>Hetzner:</strong>", "<strong>Hetzner Online GmbH:</strong>")
+        .replace("<td>Stripe</td>", "<td>Stripe, Inc.</td>")
+    ))
+    subscribe(tmp_path)
+    outbox.enqueue_new_versions(tmp_path, [first, change], BASE_URL, webhook_settings())
+    payloads = {row["version_id"]: row["payload"] for row in queued(tmp_path)}
+    for payload in payloads.values():
+        validate(payload)
+
+    first_data = payloads[first.id]["data"]
+    assert first_data["changed_sentences"] == [
+        "Privacy Policy", "UptimeRobot (a service by UptimeRobot s. r. o.) operates uptimerobot.com.",
+    ]
+    change_data = payloads[change.id]["data"]
+    assert change_data["changed_sentences"] == [
+        "Hetzner Online GmbH: for hosting monitoring infrastructure.", "Stripe, Inc. Payments",
+    ]
+    assert change_data["summary"].endswith(
+        ": “Hetzner Online GmbH: for hosting monitoring infrastructure.” “Stripe, Inc. Payments”"
+    )
+
+
+@pytest.mark.parametrize(("markdown", "expected"), [
+    ("*   **Hetzner:** for [hosting](https://hetzner.com/legal \"Legal\") servers.",
+     "Hetzner: for hosting servers."),
+    ("### Cookies ###", "Cookies"),
+    ("> 2.  _Amazon_ keeps `logs` for 30 days.", "Amazon keeps logs for 30 days."),
+    ("We store sending\\_requests and \\*starred\\* words, see \\[1\\].", "We store sending_requests and *starred* words, see [1]."),
+    ("| Stripe | Payments  <br>Billing |", "Stripe Payments"),
+    ("[![Logo](logo.png) Acme](https://acme.example/) is ~~not~~ a snake_case_name company.",
+     "Logo Acme is not a snake_case_name company."),
+    ("Write to <mailto:privacy@acme.example> today.", "Write to privacy@acme.example today."),
+])
+def test_sentences_lose_their_markdown_syntax(markdown, expected):
+    assert events.diff_stats(None, markdown).changed_sentences[0] == expected
+
+
+def test_lines_of_only_syntax_or_punctuation_are_not_sentences():
+    text = "Title\n=====\n\n* * *\n\n| --- | --- |\n\n*   \\-\n\n---\n\nThe body."
+    assert events.diff_stats(None, text).changed_sentences == ("Title", "The body.")
+    # A change that only touches the underline says no sentence, rather than "=====".
+    assert events.diff_stats(text, text.replace("=====", "======")).changed_sentences == ()
+
+
+def test_sentences_end_before_a_capital_letter_and_never_inside_abbreviations():
+    text = ("Our company, UptimeRobot s. r. o. (the Provider), e.g. in Prague, runs it. "
+            "**6\\.** Fees are due. Next, visit [our site. See it](https://x.example). Last one.")
+    stats = events.diff_stats(None, text)
+    assert stats.changed_sentences == (
+        "Our company, UptimeRobot s. r. o. (the Provider), e.g. in Prague, runs it.", "6. Fees are due.",
+    )
+    changed = text.replace("Last one.", "Last two.")
+    assert events.diff_stats(text, changed).changed_sentences == ("Last two.",)
+    changed = text.replace("Next,", "Then,")
+    assert events.diff_stats(text, changed).changed_sentences == ("Then, visit our site. See it.",)
+
+
+def test_long_sentences_are_cut_between_words_with_an_ellipsis():
+    sentence = "We may share " + " ".join(f"category{n} data" for n in range(60)) + "."
+    (cut,) = events.diff_stats(None, sentence).changed_sentences
+    assert len(cut) <= events.MAX_SENTENCE_CHARS and cut.endswith("…")
+    assert sentence.startswith(cut[:-1]) and sentence[len(cut) - 1] == " "  # the cut falls between two words

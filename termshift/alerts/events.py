@@ -2,7 +2,10 @@
 
 - `diff_stats(old, new)`: words added and removed (a word-level diff with
   diff-match-patch, one "character" per token so a 20-page policy diffs in
-  milliseconds) and the first sentences that changed.
+  milliseconds) and the first sentences that changed, as plain readable text:
+  versions are Markdown, but a summary in a feed reader, a chat message or a
+  webhook receiver must not show `**`, `](https://…)` or a heading's `=====`
+  (`plain_text` strips the syntax; lines of only syntax are not sentences).
 - `version_event(...)`: the `version.recorded` payload sent to subscribers;
   `test_event(...)`: the `webhook.test` payload. Both are described by
   `webhook-event.schema.json` next to this module.
@@ -16,6 +19,7 @@ import bisect
 import difflib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,9 +37,44 @@ WEBHOOK_TEST = "webhook.test"
 # or a single punctuation mark. Only words are counted; punctuation still diffs.
 TOKEN = re.compile(r"\w+(?:['’.\-]\w+)*|[^\w\s]")
 WORD = re.compile(r"\w+")
-# Sentences end at . ! ? followed by a space, or at a line break (Markdown blocks).
-SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
-MARKDOWN_LEAD = re.compile(r"^(?:[#>*+\-]+|\d+\\?\.)\s+")
+
+# -- Markdown blocks that say nothing as a sentence --------------------------------------------------
+# Setext heading underlines, horizontal rules (`* * *`) and GFM table separators (`| --- | :-: |`).
+SETEXT_UNDERLINE = re.compile(r"\s{0,3}(?:=+|-+)\s*")
+HORIZONTAL_RULE = re.compile(r"\s{0,3}(?:(?:\*\s*){3,}|(?:-\s*){3,}|(?:_\s*){3,})")
+TABLE_SEPARATOR = re.compile(r"\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*")
+# A block (a sentence never spans two) ends at a line break, or at a `<br>` (a table cell's
+# paragraphs). What opens a block: a table separator that turndown glued to the text after a
+# table (`| --- | --- |2023 Terms`), a table cell's pipe, blockquote marks, a list bullet or
+# number, an ATX heading's hashes.
+BLOCK_BREAK = re.compile(r"\n|<br\s*/?>", re.IGNORECASE)
+BLOCK_LEAD = re.compile(
+    r"^\s*(?:(?:\|\s*:?-{3,}:?\s*)+\|)?\s*(?:\|\s*)?(?:>\s*)*(?:[*+\-]\s+|\d{1,9}[.)]\s+|#{1,6}(?:\s+|$))?"
+)
+ATX_CLOSING = re.compile(r"\s+#+\s*$")
+
+# -- Inline Markdown -------------------------------------------------------------------------------
+# `[text](target "title")` and `![alt](source)`; the text may hold escaped brackets.
+LINK = re.compile(r"(?<!\\)!?\[((?:\\.|[^\]\\])*)\]\((?:[^()\s]|\([^()]*\))*(?:\s+\"[^\"]*\")?\)")
+AUTOLINK = re.compile(r"<(?:mailto:)?((?:https?://|[^<>\s@]+@)[^<>\s]+)>")  # <https://x>, <mailto:a@x>
+LINE_BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
+# Backslash escapes (CommonMark: any ASCII punctuation), emphasis and code marks at a word's edge
+# (`**Hetzner:**`, `_x_`, `~~x~~`, `` `x` ``; the `_` of `snake_case` stays), table pipes.
+INLINE_SYNTAX = re.compile(
+    r"\\(?P<escaped>[!-/:-@\[-`{-~])"
+    r"|(?<![\w\\])[*_~`]+(?=\S)|(?<=\S)[*_~`]+(?!\w)"
+    r"|(?<!\\)\|"
+)
+# Where a sentence may end: . ! or ? (maybe closed by emphasis, a bracket or a quote), then spaces.
+# `_sentence_starts` keeps those followed by a capital letter or a digit, and not after an abbreviation.
+SENTENCE_END = re.compile(r"[.!?][*_)\]\"'’”»]*\s+(?=[*_(\[\"'‘“«]*(\w))")
+ABBREVIATIONS = frozenset({
+    "approx", "art", "ca", "cal", "cf", "civ", "dr", "fig", "incl", "jr", "mr", "mrs", "ms", "no", "nr", "para",
+    "pp", "prof", "sec", "sr", "st", "vol", "vs",
+})
+WORD_BEFORE_PERIOD = re.compile(r"([\w.]+)\.$")
+# "6.", "6.1." or "2a." opening a block: a section number, not a sentence.
+SECTION_NUMBER = re.compile(r"\d+[a-z]?(?:\.\d+[a-z]?)*\.?")
 MAX_SENTENCES = 2
 MAX_SENTENCE_CHARS = 240
 
@@ -84,34 +123,126 @@ def _encode(tokens: list[re.Match[str]], codes: dict[str, str]) -> str:
     return "".join(characters)
 
 
-def _sentence_spans(text: str) -> list[tuple[int, int]]:
-    spans, start = [], 0
-    for match in SENTENCE_BREAK.finditer(text):
-        spans.append((start, match.start()))
+def _is_decoration(line: str) -> bool:
+    """A line that is only Markdown structure: a heading underline, a rule, a table separator."""
+    return any(pattern.fullmatch(line) for pattern in (SETEXT_UNDERLINE, HORIZONTAL_RULE, TABLE_SEPARATOR))
+
+
+def _block_content(line: str) -> tuple[int, int]:
+    """Where a line's text starts and ends once its bullet, number, `>` or heading hashes are set aside."""
+    lead = BLOCK_LEAD.match(line)
+    start = lead.end() if lead else 0
+    end = len(line)
+    if lead and "#" in lead.group():
+        closing = ATX_CLOSING.search(line, start)
+        end = closing.start() if closing else end
+    return start, end
+
+
+def _is_abbreviation(before: str) -> bool:
+    """Whether a block's text up to a period ends with an abbreviation ("s. r. o.", "e.g.",
+    "U.S.", "Dr.") or is only a section number (`**6\\.** Fees`)."""
+    before = before.replace("\\", "").replace("*", "").replace("_", "").strip()
+    if SECTION_NUMBER.fullmatch(before):
+        return True
+    word = WORD_BEFORE_PERIOD.search(before)
+    if word is None:
+        return False
+    word = word.group(1)
+    return len(word) == 1 or "." in word or word.lower() in ABBREVIATIONS
+
+
+def _sentence_starts(line: str, start: int, end: int) -> list[int]:
+    """Offsets in `line` where a new sentence starts after a sentence end.
+
+    A sentence ends at . ! or ? followed by a capital letter or a digit, never inside a link and never
+    after an abbreviation (so "UptimeRobot s. r. o." stays whole).
+    """
+    links = [match.span() for match in LINK.finditer(line, start, end)]
+    starts = []
+    for match in SENTENCE_END.finditer(line, start, end):
+        at = match.start()
+        if not (match.group(1).isupper() or match.group(1).isdigit()) or any(a <= at < b for a, b in links):
+            continue
+        if line[at] == "." and _is_abbreviation(line[start: at + 1]):
+            continue
+        starts.append(match.end())
+    return starts
+
+
+def _blocks(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each block of `text`: its lines, and a line's `<br>`-separated parts."""
+    start = 0
+    for match in BLOCK_BREAK.finditer(text):
+        yield start, match.start()
         start = match.end()
-    spans.append((start, len(text)))
-    return [(a, b) for a, b in spans if text[a:b].strip()]
+    yield start, len(text)
 
 
-def _tidy(sentence: str) -> str:
-    sentence = MARKDOWN_LEAD.sub("", " ".join(sentence.split()))
-    if len(sentence) > MAX_SENTENCE_CHARS:
-        sentence = sentence[: MAX_SENTENCE_CHARS - 1].rstrip() + "…"
-    return sentence
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) offsets in `text` of each sentence of each block, block syntax left out."""
+    spans: list[tuple[int, int]] = []
+    for block_start, block_end in _blocks(text):
+        block = text[block_start:block_end]
+        if block.strip() and not _is_decoration(block):
+            start, end = _block_content(block)
+            bounds = [start, *_sentence_starts(block, start, end), end]
+            spans += [(block_start + a, block_start + b) for a, b in zip(bounds, bounds[1:], strict=False) if a < b]
+    return spans
+
+
+def _unlink(text: str) -> str:
+    """Links and images as their text; twice, for an image inside a link (`[![logo](a.png)](b)`)."""
+    for _ in range(2):
+        text = LINK.sub(r"\1", text)
+    return AUTOLINK.sub(r"\1", text)
+
+
+def _inline_replacement(match: re.Match[str]) -> str:
+    if match.group("escaped"):
+        return match.group("escaped")
+    return " " if match.group() == "|" else ""
+
+
+def plain_text(markdown: str) -> str:
+    """A Markdown sentence as readable text: no emphasis or code marks, links as their text,
+    no escapes, `<br>` or table pipes, whitespace collapsed."""
+    text = _unlink(LINE_BREAK_TAG.sub(" ", markdown))
+    text = INLINE_SYNTAX.sub(_inline_replacement, text)
+    return " ".join(text.split())
+
+
+def _shorten(sentence: str) -> str:
+    """At most MAX_SENTENCE_CHARS, cut between words with an ellipsis."""
+    if len(sentence) <= MAX_SENTENCE_CHARS:
+        return sentence
+    cut = sentence[: MAX_SENTENCE_CHARS - 1]
+    space = cut.rfind(" ")
+    if space > MAX_SENTENCE_CHARS // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-–—") + "…"
 
 
 def _sentences_at(text: str, offsets: list[int], limit: int) -> tuple[str, ...]:
-    """The first `limit` distinct sentences of `text` holding one of `offsets`."""
+    """The first `limit` distinct readable sentences of `text` holding one of `offsets`.
+
+    Sentences with no letter or digit once the syntax is gone (a lone `*`, `---`) are skipped.
+    """
     spans = _sentence_spans(text)
     starts = [start for start, _end in spans]
     chosen: list[int] = []
+    sentences: list[str] = []
     for offset in offsets:
         index = bisect.bisect_right(starts, offset) - 1
-        if index >= 0 and offset < spans[index][1] and index not in chosen:
-            chosen.append(index)
-            if len(chosen) == limit:
+        if index < 0 or offset >= spans[index][1] or index in chosen:
+            continue
+        chosen.append(index)
+        sentence = plain_text(text[spans[index][0]: spans[index][1]])
+        if any(character.isalnum() for character in sentence):
+            sentences.append(_shorten(sentence))
+            if len(sentences) == limit:
                 break
-    return tuple(_tidy(text[spans[i][0]: spans[i][1]]) for i in chosen)
+    return tuple(sentences)
 
 
 def diff_stats(old: str | None, new: str, timeout: float = 2.0) -> DiffStats:

@@ -25,7 +25,7 @@ from termshift.alerts.events import DiffStats
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MEDIA_TYPES = {"atom": "application/atom+xml; charset=utf-8", "rss": "application/rss+xml; charset=utf-8"}
-RENDERING_VERSION = "1"  # part of the ETag: bump when the rendered XML changes for the same entries
+RENDERING_VERSION = "2"  # part of the ETag: bump when the rendered XML changes for the same entries
 
 
 @dataclass(frozen=True)

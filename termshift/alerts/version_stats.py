@@ -2,7 +2,8 @@
 
 Feeds show them for up to `feeds.length` entries per request and webhooks send
 them; a version never changes, so its statistics are computed once (texts read
-from git in one batch) and then read from the `version_stats` table.
+from git in one batch) and then read from the `version_stats` table, until the
+way sentences are picked changes (`SENTENCES_FORMAT`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from typing import Any
 from termshift.alerts.archive import VersionEntry, read_texts
 from termshift.alerts.events import DiffStats, diff_stats
 from termshift.alerts.store import transaction
+
+# How `changed_sentences` were picked, stored with them: rows written by an older way (a bare
+# JSON list, before sentences were plain text) are computed again rather than served.
+SENTENCES_FORMAT = 2
 
 
 def as_entry(version: Any) -> VersionEntry:
@@ -67,15 +72,21 @@ def _cached(db: sqlite3.Connection, ids: list[str]) -> dict[str, DiffStats]:
             f"SELECT * FROM version_stats WHERE version_id IN ({','.join('?' * len(chunk))})", chunk,
         )
         for row in rows:
-            found[row["version_id"]] = DiffStats(
-                row["words_added"], row["words_removed"], tuple(json.loads(row["changed_sentences"])),
-            )
+            stored = json.loads(row["changed_sentences"])
+            if isinstance(stored, dict) and stored.get("format") == SENTENCES_FORMAT:
+                found[row["version_id"]] = DiffStats(
+                    row["words_added"], row["words_removed"], tuple(stored["sentences"]),
+                )
     return found
+
+
+def _stored_sentences(stats: DiffStats) -> str:
+    return json.dumps({"format": SENTENCES_FORMAT, "sentences": list(stats.changed_sentences)}, ensure_ascii=False)
 
 
 def remember(db: sqlite3.Connection, stats: dict[str, DiffStats | None]) -> None:
     rows = [
-        (version_id, item.words_added, item.words_removed, json.dumps(list(item.changed_sentences)))
+        (version_id, item.words_added, item.words_removed, _stored_sentences(item))
         for version_id, item in stats.items()
         if item is not None
     ]

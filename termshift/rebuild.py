@@ -43,6 +43,11 @@ class RebuildError(TermshiftError):
     """The rebuild cannot start (bad declarations, non-empty target…)."""
 
 
+class NotDeclared(RebuildError):
+    """A snapshot of a document that no declaration covers at its date (a retired
+    document, an undeclared service): skipped, not a failure of the declaration."""
+
+
 @dataclass
 class DocumentReport:
     """What happened to one document (service, terms type) during a replay."""
@@ -50,6 +55,7 @@ class DocumentReport:
     snapshots: int = 0
     versions: int = 0
     failures: int = 0
+    skipped: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
 
     def fail(self, reason: str) -> None:
@@ -70,6 +76,10 @@ class ReplaySummary:
     def failures(self) -> int:
         return sum(report.failures for report in self.documents.values())
 
+    @property
+    def skipped(self) -> int:
+        return sum(report.skipped for report in self.documents.values())
+
     def describe(self) -> str:
         """The closing summary printed by the commands."""
         rate = self.snapshots_read / self.seconds if self.seconds else 0.0
@@ -78,6 +88,8 @@ class ReplaySummary:
             f"{self.failures} failures, in {self.seconds:.1f} s ({rate:.0f} snapshots/s)"
         ]
         for (service_id, terms_type), report in sorted(self.documents.items()):
+            if report.skipped:
+                lines.append(f"  {service_id} / {terms_type}: {report.skipped} snapshots skipped (not declared then)")
             if not report.failures:
                 continue
             lines.append(f"  {service_id} / {terms_type}: {report.failures} failed of {report.snapshots}")
@@ -193,6 +205,9 @@ def _replay(
             markdown, error, version = None, None, None
             try:
                 markdown = _markdown_at(collection, snapshot, latest[key], extractor)
+            except NotDeclared as skip:
+                error = skip
+                report.skipped += 1
             except (TermshiftError, ValueError) as failure:
                 error = failure
                 report.fail(_first_line(failure))
@@ -231,10 +246,10 @@ def _markdown_at(
     has no snapshot yet. Raises TermshiftError when extraction fails."""
     service = collection.services.get(snapshot.service_id)
     if service is None:
-        raise RebuildError(f'no declaration for service "{snapshot.service_id}"')
+        raise NotDeclared(f'no declaration for service "{snapshot.service_id}"')
     terms = service.terms_at(snapshot.terms_type, snapshot.fetch_date)
     if terms is None:
-        raise RebuildError(f'"{snapshot.terms_type}" is not declared for "{service.id}" at {snapshot.fetch_date:%Y-%m-%d}')
+        raise NotDeclared(f'"{snapshot.terms_type}" is not declared for "{service.id}" at {snapshot.fetch_date:%Y-%m-%d}')
     if is_blocked(snapshot):
         raise RebuildError(f"snapshot {snapshot.id} is a blocked page ({snapshot.metadata[BLOCKED_TRAILER]})")
     latest[snapshot.document_id] = snapshot

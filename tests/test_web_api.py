@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import time
+
 import jsonschema
 import pytest
 
@@ -114,3 +118,46 @@ def test_without_declarations_the_api_describes_the_archive(undeclared_client):
     assert body == {"id": "Café & Co", "name": "Café & Co",
                     "terms": [{"type": "Terms of Service", "sourceDocuments": []}]}
     assert undeclared_client.get("/api/v1/service/Nobody").status_code == 404
+
+
+def test_declarations_changed_while_serving_are_followed_without_restart(sample, tmp_path):
+    """Adding, renaming, removing or breaking a declaration shows in the pages and the API."""
+    declarations = tmp_path / "declarations"
+    shutil.copytree(sample.declarations, declarations)
+    app = create_app(sample.data / "versions", None, declarations, tmp_path / "index.sqlite",
+                     refresh_interval=0.05)
+    client = app.test_client()
+    assert client.get("/NewCloud").status_code == 404
+    assert client.get("/api/v1/service/NewCloud").status_code == 404
+    assert "Acme Corp" in client.get("/").get_data(as_text=True)  # now cached
+
+    (declarations / "NewCloud.json").write_text(json.dumps({"name": "New Cloud", "terms": {
+        "Terms of Service": {"fetch": "https://newcloud.example/tos", "select": "main"}}}), encoding="utf-8")
+    acme = json.loads((declarations / "Acme.json").read_text(encoding="utf-8"))
+    (declarations / "Acme.json").write_text(json.dumps({**acme, "name": "Acme Holdings"}), encoding="utf-8")
+    (declarations / "Bolt.json").unlink()
+    (declarations / "Broken.json").write_text("{ not json", encoding="utf-8")
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and client.get("/api/v1/service/NewCloud").status_code != 200:
+        time.sleep(0.05)  # each request may start the (background) reload
+    service = client.get("/api/v1/service/NewCloud")
+    assert service.status_code == 200 and valid("OtaService", service.get_json())
+    assert service.get_json()["terms"][0]["sourceDocuments"][0]["location"] == "https://newcloud.example/tos"
+    assert [s["id"] for s in client.get("/api/v1/services").get_json()] == ["Acme", "NewCloud"]
+    assert client.get("/NewCloud.json").get_json()["declared_without_versions"] == ["Terms of Service"]
+    assert client.get("/Bolt").status_code == 404 and client.get("/api/v1/service/Bolt").status_code == 404
+    home = client.get("/").get_data(as_text=True)
+    assert "Acme Holdings" in home and "Acme Corp" not in home
+    app.extensions["termshift"].close()
+
+
+def test_declarations_are_not_reloaded_when_nothing_changed(sample, tmp_path):
+    from termshift.web.collection import Declarations
+
+    declarations = Declarations(sample.declarations, interval=0.01)
+    loaded = declarations.services
+    for _ in range(3):
+        time.sleep(0.02)
+        declarations.poke()
+    assert declarations.services is loaded and declarations.generation == 0

@@ -161,3 +161,73 @@ def test_huge_unrelated_regions_fall_back_to_whole_lines():
     change = comparison.changes[0]
     assert change.segments == [(DELETE, old), (INSERT, new)]
     assert comparison.words_added == comparison.words_removed == 40_000
+
+
+# --------------------------------------------------------------------------- whitespace
+
+# An excerpt of UptimeRobot's Privacy Policy (OTA demo collection) whose 2026-06-24 version
+# only turned spaces around its links into non-breaking spaces.
+UPTIMEROBOT = (
+    "Privacy policy.\n===============\n\n"
+    "UptimeRobot (a service by UptimeRobot s. r. o.) operates several websites including "
+    "[uptimerobot.com](https://uptimerobot.com/), [uptimerobot.com/api/](http://uptimerobot.com/api/) and "
+    "[uptimerobot.com/blog/](https://uptimerobot.com/blog/). It is UptimeRobot's policy to respect your privacy.\n\n"
+    "What This Policy Covers\n-----------------------\n\n"
+    "For users who qualify as data controllers, a separate GDPR-compliant "
+    "[Data Processing Agreement (“DPA”)](https://uptimerobot.com/dpa/) is available upon request.\n"
+)
+UPTIMEROBOT_NBSP = (UPTIMEROBOT.replace("including [", "including\u00a0[").replace(", [", ",\u00a0[")
+                    .replace(") and [", ")\u00a0and\u00a0[").replace("compliant [", "compliant\u00a0[")
+                    .replace(") is", ")\u00a0is"))
+
+
+def changed_segments(comparison: Comparison) -> list[tuple[int, str]]:
+    return [(op, text) for hunk in comparison.changes for op, text in hunk.segments if op != EQUAL]
+
+
+def test_spaces_that_became_non_breaking_change_no_word():
+    assert UPTIMEROBOT_NBSP.count("\u00a0") == 6
+    comparison = compare(UPTIMEROBOT, UPTIMEROBOT_NBSP)
+    assert (comparison.words_added, comparison.words_removed) == (0, 0)
+    assert count_changes(UPTIMEROBOT, UPTIMEROBOT_NBSP) == (0, 0)
+    assert len(comparison.changes) == 2 and comparison.whitespace_only
+    assert all(hunk.whitespace_only for hunk in comparison.changes)
+    # Each swapped space is its own deletion and insertion, words around it stay unchanged.
+    assert changed_segments(comparison) == [(DELETE, " "), (INSERT, "\u00a0")] * 6
+    assert sides(comparison) == (UPTIMEROBOT, UPTIMEROBOT_NBSP)
+    assert comparison.to_json()["hunks"][1]["whitespace_only"] is True
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u202f", "\u2009", "\t", "  "])
+def test_every_kind_of_space_is_the_same_separator(space):
+    old = "Intro.\n\nWe keep your data for one year and then we delete it.\n\nOutro."
+    new = old.replace("one year and then", f"one{space}year{space}and{space}then")
+    comparison = compare(old, new)
+    assert (comparison.words_added, comparison.words_removed) == (0, 0)
+    assert comparison.whitespace_only
+    assert {text for op, text in changed_segments(comparison)} == {" ", space}
+
+
+def test_a_word_change_next_to_a_changed_space_is_not_whitespace_only():
+    old = "We keep your data for one year."
+    new = "We keep your data for\u00a0two years."
+    comparison = compare(old, new)
+    assert (comparison.words_added, comparison.words_removed) == (2, 2)
+    assert not comparison.whitespace_only and not comparison.changes[0].whitespace_only
+    assert sides(comparison) == (old, new)
+
+
+def test_unchanged_texts_are_not_whitespace_only():
+    assert not compare(PRIVACY_V1, PRIVACY_V1).whitespace_only
+
+
+def test_changed_whitespace_gets_visible_named_marks():
+    from termshift.web.diffview import draws_whitespace_marks, whitespace_marks
+
+    assert whitespace_marks("\u00a0 \t") == [("⍽", "non-breaking space", "U+00A0", "\u00a0"),
+                                             ("·", "space", "U+0020", " "), ("→", "tab", "U+0009", "\t")]
+    assert whitespace_marks("\u3000")[0][:3] == ("␣", "other space", "U+3000")
+    assert draws_whitespace_marks(compare(UPTIMEROBOT, UPTIMEROBOT_NBSP))
+    assert not draws_whitespace_marks(compare(PRIVACY_V1, PRIVACY_V2))
+    blocks = build_blocks(compare(UPTIMEROBOT, UPTIMEROBOT_NBSP), side_by_side=False, context=1)
+    assert [block.whitespace_only for block in blocks if block.change_number] == [True, True]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -239,7 +240,7 @@ def test_version_by_id_abbreviation_and_date(client, sample):
     assert in_force["requested_date"] == "2024-02-15T00:00:00Z"
     assert client.get(f"{PRIVACY}/2024-03-18.json").get_json()["version"]["id"] == sample.ids["privacy_1"]
     assert client.get(f"{PRIVACY}/2024-06-01.json").get_json()["version"]["id"] == sample.ids["privacy_3"]
-    assert "We keep it for five years." in client.get(f"{PRIVACY}/2030-01-01.json").get_json()["content"]
+    assert "We keep it for five years." in client.get(f"{PRIVACY}/2025-01-01.json").get_json()["content"]
     assert client.get(f"{PRIVACY}/2023-01-01T00:00:00Z").status_code == 404  # before the first version
     assert client.get(f"{PRIVACY}/not-a-ref").status_code == 400
     assert client.get(f"{PRIVACY}/{'0' * 40}").status_code == 404
@@ -435,12 +436,19 @@ def test_every_interface_text_has_a_french_translation():
 
     templates = Path(__file__).resolve().parent.parent / "termshift" / "web" / "templates"
     singles, plurals = set(), set()
-    for template in templates.glob("*.html"):
+    for template in [*templates.glob("*.html"), *templates.glob("health/*.html")]:
         source = template.read_text(encoding="utf-8")
         for double, single in re.findall(r"""\b_\(\s*(?:"([^"]*)"|'([^']*)')""", source):
             singles.add(double or single)
         plurals |= set(re.findall(r'\b_n\(\s*"([^"]+)"\s*,\s*"([^"]+)"', source))
     singles |= set(i18n.KIND_NAMES.values()) | set(i18n.STATUS_NAMES.values()) | set(i18n.ERROR_TITLES.values())
+    # Texts that reach `_()` through a variable: names of changed spaces, error explanations.
+    from termshift.web.diffview import OTHER_SPACE, WHITESPACE_MARKS
+    from termshift.web.errors import DateInTheFuture
+
+    singles |= {name for _mark, name in [*WHITESPACE_MARKS.values(), OTHER_SPACE]}
+    future = DateInTheFuture(datetime(2099, 1, 1, tzinfo=UTC), "/")
+    singles |= {future.explanation[0], future.link[1]}
     assert len(singles) > 100
     assert sorted(singles - set(i18n.FRENCH)) == []
     assert sorted(plurals - set(i18n.FRENCH_PLURALS)) == []
@@ -547,7 +555,7 @@ def test_every_route_answers(app, client, sample):
         "api.welcome": "/api/v1/", "api.docs": "/api/v1/docs", "api.openapi": "/api/v1/openapi.json",
         "api.metadata": "/api/v1/metadata", "api.services": "/api/v1/services", "api.service": "/api/v1/service/Acme",
         "api.version": "/api/v1/version/Acme/Privacy%20Policy/2024-06-01T00:00:00Z",
-        "static": "/-/static/style.css",
+        "static": "/-/static/style.css", "pages.favicon": "/favicon.ico",
     }
     # Blueprints of other modules (feeds, health, declare) are tested with them.
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules()
@@ -621,3 +629,141 @@ def test_advertised_feeds_are_served_when_the_feeds_module_is_present(client):
         response = client.get(url)
         assert response.status_code == 200, url
         assert response.mimetype in ("application/atom+xml", "application/rss+xml"), url
+
+
+# --------------------------------------------------------------------------- QA fixes
+
+
+def language_link(page: str, code: str) -> str:
+    [link] = lxml.html.fromstring(page).xpath(f'//nav[@class="language"]//a[@hreflang="{code}"]')
+    return link.get("href")
+
+
+def test_language_links_keep_the_encoded_path_and_the_other_arguments(tmp_path):
+    from tests.support.archive_factory import ArchiveFactory
+
+    name = "Café & Co #1?"
+    factory = ArchiveFactory(tmp_path / "data")
+    factory.version(name, "Terms of Service", "2024-01-01T00:00:00Z", "One.\n")
+    factory.version(name, "Terms of Service", "2024-02-01T00:00:00Z", "Two.\n")
+    app = create_app(factory.versions, None, None, tmp_path / "index.sqlite", refresh_interval=0)
+    client = app.test_client()
+    document = "/" + quote(name, safe="") + "/Terms%20of%20Service"
+    assert document == "/Caf%C3%A9%20%26%20Co%20%231%3F/Terms%20of%20Service"
+    for url in (document, f"{document}/2024-02-01T00:00:00Z/diff?view=split&context=all"):
+        href = language_link(html(client.get(url)), "fr")
+        path, _, query = href.partition("?")
+        assert path == url.partition("?")[0]  # still percent-encoded: no raw space, `#` or `?`
+        french = client.get(href)
+        assert '<html lang="fr">' in html(french)
+        assert language_link(french.get_data(as_text=True), "en") == href.replace("lang=fr", "lang=en")
+    assert query == "view=split&context=all&lang=fr"
+    changes = html(client.get("/-/changes?service=" + quote(name, safe="") + "&technical=1"))
+    assert language_link(changes, "fr") == "/-/changes?service=Caf%C3%A9+%26+Co+%231%3F&technical=1&lang=fr"
+    app.extensions["termshift"].close()
+
+
+def test_a_whitespace_only_change_is_labelled_and_its_spaces_are_visible(tmp_path):
+    from tests.support.archive_factory import ArchiveFactory
+    from tests.test_web_diffing import UPTIMEROBOT, UPTIMEROBOT_NBSP
+
+    factory = ArchiveFactory(tmp_path / "data")
+    factory.version("UptimeRobot", "Privacy Policy", "2026-05-05T00:30:00Z", UPTIMEROBOT)
+    factory.version("UptimeRobot", "Privacy Policy", "2026-06-24T12:30:22Z", UPTIMEROBOT_NBSP)
+    app = create_app(factory.versions, None, None, tmp_path / "index.sqlite", refresh_interval=0)
+    client = app.test_client()
+    url = "/UptimeRobot/Privacy%20Policy/2026-06-24T12:30:22Z/diff"
+    data = client.get(url + ".json").get_json()
+    assert data["summary"]["whitespace_only"] is True
+    assert (data["summary"]["words_added"], data["summary"]["words_removed"], data["summary"]["changes"]) == (0, 0, 2)
+    timeline = client.get("/UptimeRobot/Privacy%20Policy.json").get_json()["versions"]
+    assert (timeline[0]["words_added"], timeline[0]["words_removed"]) == (0, 0)  # the index agrees
+    for view in ("inline", "split"):
+        tree = lxml.html.fromstring(html(client.get(f"{url}?view={view}")))
+        summary = tree.xpath('//section[@class="summary"]')[0].text_content()
+        assert "whitespace only" in summary and "words added" not in summary
+        marks = tree.xpath('//ins[@class="ws"]/span[@class="ws-mark"]')
+        assert len(marks) == 6
+        assert {mark.get("title") for mark in marks} == {"non-breaking space (U+00A0)"}
+        assert {mark.xpath('span[@aria-hidden="true"]')[0].text for mark in marks} == {"⍽"}
+        removed = tree.xpath('//del[@class="ws"]/span[@class="ws-mark"]')
+        assert {mark.get("title") for mark in removed} == {"space (U+0020)"} and len(removed) == 6
+    french = html(client.get(url + "?lang=fr"))
+    assert "espaces seulement" in french and 'title="espace insécable (U+00A0)"' in french
+    app.extensions["termshift"].close()
+
+
+def test_a_document_with_only_its_first_record_says_so(client):
+    page = html(client.get("/Acme/Terms%20of%20Service"))
+    versions = lxml.html.fromstring(page).xpath('//dl[@class="facts"]/dt[.="Versions"]/following-sibling::dd[1]')
+    assert versions[0].text_content().strip() == "1 version (first record)"
+    privacy = lxml.html.fromstring(html(client.get(PRIVACY)))
+    counts = privacy.xpath('//dl[@class="facts"]/dt[.="Versions"]/following-sibling::dd[1]')[0].text_content()
+    assert counts.strip() == "4 versions (first record, 2 changes and 1 technical upgrade)"
+    french = html(client.get("/Acme/Terms%20of%20Service?lang=fr"))
+    assert "1 version (premier enregistrement)" in french
+
+
+def test_home_and_service_pages_say_first_recorded_when_nothing_changed_since(client, sample):
+    home = lxml.html.fromstring(html(client.get("/")))
+    items = {item.xpath("a")[0].text: " ".join(item.xpath('span[@class="meta"]')[0].text_content().split())
+             for item in home.xpath('//ul[@class="document-list"]/li')}
+    assert items["Terms of Service"].startswith("first recorded 2024-")  # Acme's and Café & Co's
+    assert items["Privacy Policy"] == "last change 2024-06-01"
+    data = client.get("/index.json").get_json()
+    acme = next(service for service in data["services"] if service["id"] == "Acme")
+    firsts = {d["terms_type"]: d["last_change"]["is_first_record"] for d in acme["documents"]}
+    assert firsts == {"Imprint": True, "Privacy Policy": False, "Terms of Service": True}
+    tos = next(d for d in acme["documents"] if d["terms_type"] == "Terms of Service")
+    assert f'<a href="{tos["last_change"]["url"]}">' in html(client.get("/"))  # the version, not a diff
+    service = html(client.get("/Acme"))
+    assert "first recorded" in service
+    assert "premier enregistrement" in html(client.get("/?lang=fr"))
+
+
+def test_a_date_in_the_future_is_416_as_in_ota_api(client, sample):
+    future = f"{PRIVACY}/2099-01-01T00:00:00Z"
+    for url in (future + ".json", future + "/diff.json"):
+        response = client.get(url)
+        assert response.status_code == 416, url
+        assert response.get_json() == {"error": "Requested version is in the future", "status": 416}
+    assert client.get(future, headers={"Accept": "application/json"}).status_code == 416
+    page = client.get(future)
+    assert page.status_code == 416 and page.mimetype == "text/html"
+    tree = lxml.html.fromstring(page.get_data(as_text=True))
+    assert tree.xpath("//h1")[0].text == "Date in the future"
+    assert "2099-01-01T00:00:00Z is in the future" in tree.xpath("//main")[0].text_content()
+    assert tree.xpath('//main//a[.="See the current version"]/@href') == [f"{PRIVACY}/2024-06-01T00:00:00Z"]
+    french = client.get(future + "?lang=fr").get_data(as_text=True)
+    assert "Date dans le futur" in french and "Voir la version en vigueur" in french
+    # A past date after the last version is still "the version in force then".
+    assert client.get(f"{PRIVACY}/2025-01-01T00:00:00Z.json").get_json()["version"]["id"] == sample.ids["privacy_3"]
+
+
+def test_a_failing_document_says_since_when_which_error_and_what_error(client):
+    tree = lxml.html.fromstring(html(client.get(PRIVACY)))
+    [alert] = tree.xpath('//section[contains(@class, "tracking-alert")]')
+    assert alert.xpath("h2")[0].text == "Tracking of this document is failing"
+    facts = {dt.text: " ".join(dt.getnext().text_content().split()) for dt in alert.xpath(".//dt")}
+    assert facts == {"Failing since": "2024-06-02 12:00 UTC (3 failures in a row)", "Error class": "transient",
+                     "Last error": "Received HTTP code 503", "Last successful fetch": "2024-06-01 00:00 UTC"}
+    # It comes before the history, right under the title.
+    assert alert.getprevious().tag == "h1"
+    healthy = html(client.get("/Acme/Terms%20of%20Service"))
+    assert "tracking-alert" not in healthy
+
+
+def test_status_page_has_the_site_layout_and_the_favicon_is_served(app, client):
+    pytest.importorskip("termshift.web.health")
+    tree = lxml.html.fromstring(html(client.get("/status")))
+    assert tree.xpath('//a[@class="skip-link"]') and tree.xpath("//header") and tree.xpath("//footer")
+    assert tree.xpath('//nav[@aria-label="Main"]//a[@aria-current="page"]/@href') == ["/status"]
+    assert language_link(html(client.get("/status")), "fr") == "/status?lang=fr"
+    stylesheets = tree.xpath('//link[@rel="stylesheet"]/@href')
+    assert stylesheets == ["/-/static/style.css", "/-/health/status.css"]
+    assert all(client.get(href).status_code == 200 for href in stylesheets)
+    assert tree.xpath("//h1")[0].text == "Service status" and len(tree.xpath("//h1")) == 1
+    assert "État du service" in html(client.get("/status?lang=fr"))
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.mimetype == "image/vnd.microsoft.icon"
+    assert icon.data[:4] == b"\x00\x00\x01\x00" and b"PNG" in icon.data[:64]  # an ICO holding a PNG

@@ -139,8 +139,8 @@ def create_app(
     security.register(app)
 
     @app.before_request
-    def _check_for_new_commits() -> None:
-        viewer.refresher.poke()
+    def _check_for_changes() -> None:
+        viewer.poke()
 
     @app.after_request
     def _vary(response: Response) -> Response:

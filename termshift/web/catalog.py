@@ -129,7 +129,8 @@ class Catalog:
             SELECT d.service_id, d.terms_type, d.versions, d.changes, d.first_date, d.removed,
                 d.last_change_date, latest.fetch_date AS latest_date, latest.commit_id AS latest_commit,
                 change.commit_id AS last_change_commit, change.words_added AS last_change_added,
-                change.words_removed AS last_change_removed, change.kind AS last_change_kind
+                change.words_removed AS last_change_removed, change.kind AS last_change_kind,
+                change.is_first AS last_change_is_first
             FROM documents d
             JOIN versions latest ON latest.id = d.latest_id
             LEFT JOIN versions change ON change.id = d.last_change_id

@@ -1,12 +1,16 @@
 """What the viewer takes from the declarations: service names and, for the API, the terms.
 
 Without a declarations folder the viewer still works: a service's name is its id and
-its terms types are those found in the archive.
+its terms types are those found in the archive. With one, `Declarations` reloads it when
+its files change, so a service declared while `serve` runs gets its pages and API answers.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,3 +54,79 @@ def load_declared_services(directory: Path | None) -> dict[str, DeclaredService]
         )
         for service_id, service in collection.services.items()
     }
+
+
+def folder_fingerprint(directory: Path) -> tuple | None:
+    """The folder's and its files' modification times and sizes (None when unreadable).
+
+    One `scandir` and a `stat` per file: cheap enough to run every few seconds on a
+    collection of thousands of services. Any added, removed, renamed or edited file
+    changes it.
+    """
+    try:
+        folder = os.stat(directory)
+        with os.scandir(directory) as entries:
+            files = sorted((entry.name, *_stamp(entry.stat())) for entry in entries)
+    except OSError:  # missing folder, or a file removed between listing and stat
+        return None
+    return (folder.st_mtime_ns, tuple(files))
+
+
+def _stamp(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_mtime_ns, stat.st_size
+
+
+class Declarations:
+    """The declared services, reloaded when the declarations folder changes.
+
+    `poke()` (called before requests) looks at the folder at most every `interval` seconds
+    (0: never) and, when its fingerprint moved, reloads it in a background thread, as the
+    index refresh does, so no request waits. `generation` grows with each reload, for
+    caches of pages that show service names.
+    """
+
+    def __init__(self, directory: Path | None, interval: float):
+        self.directory = directory
+        self.interval = interval
+        self.generation = 0
+        self._lock = threading.Lock()
+        self._checked = time.monotonic()
+        self._running = False
+        self._fingerprint = folder_fingerprint(directory) if directory is not None else None
+        self.services: dict[str, DeclaredService] = load_declared_services(directory)
+
+    def reload(self) -> None:
+        """Load the folder again now; on failure the services loaded before are kept."""
+        fingerprint = folder_fingerprint(self.directory)
+        try:
+            services = load_declared_services(self.directory)
+        except OSError as error:
+            log.warning("%s: declarations not reloaded: %s", self.directory, error)
+            return
+        self.services = services  # one assignment: readers see the old dict or the new one
+        self._fingerprint = fingerprint
+        self.generation += 1
+        log.info("declarations reloaded: %d services", len(services))
+
+    def poke(self) -> None:
+        if self.directory is None or self.interval <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if self._running or now - self._checked < self.interval:
+                return
+            self._checked = now
+            fingerprint = folder_fingerprint(self.directory)
+            if fingerprint is None or fingerprint == self._fingerprint:
+                return
+            self._running = True
+        threading.Thread(target=self._reload_in_background, daemon=True).start()
+
+    def _reload_in_background(self) -> None:
+        try:
+            self.reload()
+        except Exception:  # a broken declaration must not take the viewer down
+            log.exception("declarations reload failed")
+        finally:
+            with self._lock:
+                self._running = False

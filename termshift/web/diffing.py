@@ -59,10 +59,21 @@ class Hunk:
     segments: list[tuple[int, str]] = field(default_factory=list)
     section: str | None = None  # the heading this change falls under (set by compare())
 
+    @property
+    def whitespace_only(self) -> bool:
+        """A change of layout alone: only spaces or line breaks added, removed or swapped
+        (say spaces that became non-breaking spaces); not one word differs."""
+        if self.kind == "equal":
+            return False
+        if self.kind == "change":
+            return all(not text.strip() for op, text in self.segments if op != EQUAL)
+        return all(not line.strip() for line in self.old_lines + self.new_lines)
+
     def to_json(self) -> dict:
         data = {
             "kind": self.kind,
             "section": self.section,
+            "whitespace_only": self.whitespace_only,
             "old_start": self.old_start,
             "new_start": self.new_start,
             "old_lines": self.old_lines,
@@ -92,6 +103,12 @@ class Comparison:
     @property
     def changes(self) -> list[Hunk]:
         return [hunk for hunk in self.hunks if hunk.kind != "equal"]
+
+    @property
+    def whitespace_only(self) -> bool:
+        """The texts differ, but only in their whitespace."""
+        changes = self.changes
+        return bool(changes) and all(hunk.whitespace_only for hunk in changes)
 
     def to_json(self) -> dict:
         return {
@@ -123,17 +140,19 @@ def _split_lines(text: str) -> list[str]:
     return text.split("\n")
 
 
-def _encode(old_items: list[str], new_items: list[str]) -> tuple[str, str, list[str]]:
+def _encode(old_items: list[str], new_items: list[str], key=None) -> tuple[str, str, list[str]]:
     """Encode each distinct item (a line or a token) as one character.
 
     This is diff_linesToChars' trick, generalised: diff-match-patch then compares
     whole lines or whole words at the cost of characters. Code 0 is left unused.
+    With `key`, items of the same key share a code (the table then holds the key).
     """
     table: list[str] = [""]
     codes: dict[str, int] = {}
 
     def encode(items: list[str]) -> str:
-        return "".join([chr(codes.setdefault(item, len(codes) + 1)) for item in items])
+        keys = items if key is None else map(key, items)
+        return "".join([chr(codes.setdefault(item, len(codes) + 1)) for item in keys])
 
     old_chars, new_chars = encode(old_items), encode(new_items)
     table.extend(codes)  # dicts keep insertion order, so position == code
@@ -254,10 +273,24 @@ def _merge_runs(runs: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]
     return merged
 
 
+def _separator_key(token: str) -> str:
+    """Every run of spaces (ordinary, non-breaking, thin, tabs…) is the same separator;
+    a line break stays itself, since it splits paragraphs."""
+    return " " if token != "\n" and token.isspace() else token
+
+
+def _last_space_before(text: str, end: int) -> int:
+    """Index of the last whitespace character of `text[:end]`, or -1."""
+    for index in range(end - 1, -1, -1):
+        if text[index].isspace():
+            return index
+    return -1
+
+
 def _whole_word_edges(engine: diff_match_patch, old: str, new: str) -> tuple[int, int]:
     """Lengths of a common head and tail that never cut a word (they end or start at a space)."""
     common = engine.diff_commonPrefix(old, new)
-    head = max(old.rfind(" ", 0, common), old.rfind("\n", 0, common)) + 1
+    head = _last_space_before(old, common) + 1
     rest_old, rest_new = old[head:], new[head:]
     common = engine.diff_commonSuffix(rest_old, rest_new)
     if not common:
@@ -266,11 +299,43 @@ def _whole_word_edges(engine: diff_match_patch, old: str, new: str) -> tuple[int
     return head, (len(rest_old) - space.start() - 1) if space else 0
 
 
+def _token_segments(diffs: list[tuple[int, str]], old_tokens: list[str],
+                    new_tokens: list[str]) -> list[tuple[int, str]]:
+    """Turn a diff of encoded tokens back into texts.
+
+    Separators were compared by `_separator_key`, so an "equal" run may pair a space with
+    a non-breaking space: such a pair becomes a deletion and an insertion of whitespace
+    alone (no word), which the diff page shows with visible markers.
+    """
+    segments: list[tuple[int, str]] = []
+    old_at = new_at = 0
+    for op, chars in diffs:
+        count = len(chars)
+        if op == DELETE:
+            segments.append((DELETE, "".join(old_tokens[old_at:old_at + count])))
+            old_at += count
+        elif op == INSERT:
+            segments.append((INSERT, "".join(new_tokens[new_at:new_at + count])))
+            new_at += count
+        else:
+            for old_token, new_token in zip(old_tokens[old_at:old_at + count], new_tokens[new_at:new_at + count],
+                                            strict=True):
+                if old_token == new_token:
+                    segments.append((EQUAL, old_token))
+                else:
+                    segments += [(DELETE, old_token), (INSERT, new_token)]
+            old_at += count
+            new_at += count
+    return segments
+
+
 def word_diff(old: str, new: str, timeout: float = 1.0) -> list[tuple[int, str]]:
     """Word-level (op, text) segments of two short texts, semantically cleaned up.
 
     The common head and tail are cut first (at C speed, on word boundaries), so only the
-    changed middle is tokenised and diffed.
+    changed middle is tokenised and diffed. Tokens are aligned with every kind of space
+    counted as the same separator, so `a b` against `a\u00a0b` changes one space, not the
+    words around it.
     """
     engine = _engine(timeout)
     head, tail = _whole_word_edges(engine, old, new)
@@ -280,12 +345,12 @@ def word_diff(old: str, new: str, timeout: float = 1.0) -> list[tuple[int, str]]
     if len(old_tokens) + len(new_tokens) > MAX_WORD_DIFF_TOKENS:
         segments += [(DELETE, old_middle), (INSERT, new_middle)]
     else:
-        old_chars, new_chars, table = _encode(old_tokens, new_tokens)
+        old_chars, new_chars, _table = _encode(old_tokens, new_tokens, key=_separator_key)
         diffs = engine.diff_main(old_chars, new_chars, False)
         # On the encoded form each "character" is a whole token, so semantic cleanup
         # weighs tokens and never splits a word.
         engine.diff_cleanupSemantic(diffs)
-        segments += [(op, "".join([table[ord(char)] for char in chars])) for op, chars in diffs]
+        segments += _token_segments(diffs, old_tokens, new_tokens)
     segments.append((EQUAL, old[len(old) - tail:]))
     return _merge_segments(segments)
 

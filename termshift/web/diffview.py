@@ -2,7 +2,8 @@
 
 Long unchanged stretches are folded to a few lines of context around each change. Every
 piece of text stays plain text here (Jinja escapes it); the template wraps inserted parts
-in `<ins>` and deleted parts in `<del>`.
+in `<ins>` and deleted parts in `<del>`. Changed whitespace would be invisible there, so
+`whitespace_marks` gives a visible mark and a name for each of its characters.
 """
 
 from __future__ import annotations
@@ -13,6 +14,18 @@ from itertools import zip_longest
 from termshift.web.diffing import DELETE, EQUAL, INSERT, Comparison, Hunk, headings
 
 Part = tuple[int, str]  # (op, text): op is EQUAL, INSERT or DELETE
+
+# How a changed whitespace character is drawn: (visible mark, English name; the template
+# translates it). Others are drawn as "␣", named "other space" with their code point.
+WHITESPACE_MARKS = {
+    " ": ("·", "space"),
+    "\u00a0": ("⍽", "non-breaking space"),
+    "\u202f": ("⍽", "narrow non-breaking space"),
+    "\u2009": ("·", "thin space"),
+    "\t": ("→", "tab"),
+    "\n": ("↵", "line break"),
+}
+OTHER_SPACE = ("␣", "other space")
 
 
 @dataclass
@@ -41,6 +54,7 @@ class Block:
     rows: list[Row]
     change_number: int | None = None
     section: str | None = None
+    whitespace_only: bool = False
 
 
 def _split_lines(parts: list[Part]) -> list[list[Part]]:
@@ -103,7 +117,8 @@ def build_blocks(comparison: Comparison, *, side_by_side: bool, context: int | N
             blocks.append(Block("equal", _equal_rows(hunk, context, index == 0, index == last_index)))
         else:
             number += 1
-            blocks.append(Block(hunk.kind, _change_rows(hunk, side_by_side), number, hunk.section))
+            blocks.append(Block(hunk.kind, _change_rows(hunk, side_by_side), number, hunk.section,
+                                hunk.whitespace_only))
     return blocks
 
 
@@ -124,3 +139,13 @@ def section_links(comparison: Comparison) -> list[dict]:
         for _line, title in headings("\n".join(lines)):
             first_change.setdefault(title, number)
     return [{"title": title, "change": first_change.get(title)} for title in comparison.sections]
+
+
+def whitespace_marks(text: str) -> list[tuple[str, str, str, str]]:
+    """(mark, name, code point, character) for each character of a changed run of whitespace."""
+    return [(*WHITESPACE_MARKS.get(char, OTHER_SPACE), f"U+{ord(char):04X}", char) for char in text]
+
+
+def draws_whitespace_marks(comparison: Comparison) -> bool:
+    """Whether the diff shows any changed whitespace as marks (the legend then explains them)."""
+    return any(op != EQUAL and text.isspace() for hunk in comparison.changes for op, text in hunk.segments)

@@ -8,14 +8,31 @@ with a 500 that reveals nothing internal.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from flask import Flask, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestedRangeNotSatisfiable
 
 from termshift.web.gitread import MissingObject
+from termshift.web.urls import iso
 from termshift.web.views import wants_json
 
 log = logging.getLogger(__name__)
+
+
+class DateInTheFuture(RequestedRangeNotSatisfiable):
+    """A version asked for at a date that has not come yet.
+
+    416 with OTA's words, as its API (`/version/…/<date>`) answers; the page for people
+    says which date and links the current version instead.
+    """
+
+    description = "Requested version is in the future"
+
+    def __init__(self, moment: datetime, current_version_url: str):
+        super().__init__()
+        self.explanation = ("{date} is in the future: no version is known for it yet.", {"date": iso(moment)})
+        self.link = (current_version_url, "See the current version")
 
 
 def _json_wanted() -> bool:
@@ -23,16 +40,19 @@ def _json_wanted() -> bool:
     return path.endswith(".json") or path.startswith("/api/") or wants_json()
 
 
-def _answer(status: int, title: str, description: str):
+def _answer(status: int, title: str, description: str, **page):
+    """JSON `{"error", "status"}`, or the error page (`page` may add an `explanation`, whose
+    text is translated, and a `link`: (url, text))."""
     if _json_wanted():
         return jsonify({"error": description, "status": status}), status
-    return render_template("error.html", status=status, title=title, description=description), status
+    return render_template("error.html", status=status, title=title, description=description, **page), status
 
 
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
-        return _answer(error.code or 500, error.name, error.description or error.name)
+        page = {name: getattr(error, name) for name in ("explanation", "link") if hasattr(error, name)}
+        return _answer(error.code or 500, error.name, error.description or error.name, **page)
 
     @app.errorhandler(MissingObject)
     def _missing_object(error: MissingObject):

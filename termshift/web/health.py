@@ -11,7 +11,9 @@ What the blueprint reads from the app (as the feeds blueprint does):
 `app.config["SETTINGS"]` (a `termshift.config.Settings`), and `app.config["DATA_DIR"]`
 which, when set, overrides the data folder. Everything shown is read from the data
 folder at each request (termshift.health), so it is right even when the scheduler runs
-in another process.
+in another process. The status page extends the site's base template (header,
+navigation, language switch, footer); registering the blueprint installs what that
+template needs (`termshift.web.layout`).
 """
 
 from __future__ import annotations
@@ -20,13 +22,22 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, send_from_directory
+from flask import Blueprint, Response, current_app, jsonify, render_template, send_from_directory, url_for
+from flask.blueprints import BlueprintSetupState
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from termshift import health
 from termshift.config import Settings, load_settings
+from termshift.web import layout
 
 blueprint = Blueprint("health", __name__, template_folder="templates")
+
+
+@blueprint.record_once
+def _install_site_layout(state: BlueprintSetupState) -> None:
+    """/status extends the site's base template: make sure the app has what it needs."""
+    layout.install(state.app)
+    state.app.config["HEALTH"] = True  # the base template's navigation links /status
 
 
 def _settings() -> Settings:
@@ -45,7 +56,8 @@ def _settings() -> Settings:
 
 @blueprint.get("/status")
 def status_page() -> str:
-    return render_template("health/status.html", status=health.status(_settings()))
+    return render_template("health/status.html", status=health.status(_settings()), active="status",
+                           json_url=url_for("health.status_json"))
 
 
 @blueprint.get("/-/health/status.css")

@@ -9,6 +9,7 @@ falls back to English; tests check that every text used in a template is transla
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import quote, urlencode
 
 from flask import Flask, Response, g, request
 
@@ -187,6 +188,82 @@ FRENCH: dict[str, str] = {
     "Failing": "En échec",
     "Blocked": "Bloqué",
     "Unknown": "Inconnu",
+    # Records and counts
+    "first recorded": "premier enregistrement",
+    "first record": "premier enregistrement",
+    "and": "et",
+    # Tracking failures (document page)
+    "Tracking of this document is failing": "Le suivi de ce document est en échec",
+    "Tracking of this document is blocked": "Le suivi de ce document est bloqué",
+    "Its latest version below may be out of date: the last fetches did not succeed.":
+        "Sa dernière version ci-dessous peut être périmée : les dernières récupérations ont échoué.",
+    "Failing since": "En échec depuis",
+    "Error class": "Classe d'erreur",
+    "Last error": "Dernière erreur",
+    "Last successful fetch": "Dernière récupération réussie",
+    "never": "jamais",
+    # Whitespace changes (diff)
+    "whitespace only": "espaces seulement",
+    "only spaces or line breaks changed (for example, spaces became non-breaking spaces); no word was added or "
+    "removed.":
+        "seuls des espaces ou des sauts de ligne ont changé (par exemple, des espaces devenus insécables) ; "
+        "aucun mot n'a été ajouté ni supprimé.",
+    "Changed spaces are drawn as marks: ⍽ non-breaking space, · space, → tab, ↵ line break (point at one to see "
+    "which).":
+        "Les espaces modifiés sont dessinés : ⍽ espace insécable, · espace, → tabulation, ↵ saut de ligne "
+        "(survolez-en un pour savoir lequel).",
+    "space": "espace",
+    "non-breaking space": "espace insécable",
+    "narrow non-breaking space": "espace fine insécable",
+    "thin space": "espace fine",
+    "tab": "tabulation",
+    "line break": "saut de ligne",
+    "other space": "autre espace",
+    # A date in the future
+    "{date} is in the future: no version is known for it yet.":
+        "{date} est dans le futur : aucune version n'est encore connue pour cette date.",
+    "See the current version": "Voir la version en vigueur",
+    "Date in the future": "Date dans le futur",
+    # Service status (/status)
+    "Service status": "État du service",
+    "Status": "État",
+    "Generated {date} · version {version}": "Généré le {date} · version {version}",
+    "metrics": "métriques",
+    "health probe": "sonde de santé",
+    "Running now": "En cours",
+    "since {since} ({elapsed}), pid {pid} on {host}": "depuis {since} ({elapsed}), pid {pid} sur {host}",
+    "Last run": "Dernière exécution",
+    "started {date}, took {duration}": "commencée le {date}, durée {duration}",
+    "no run yet": "aucune exécution pour l'instant",
+    "Next run: {job}": "Prochaine exécution : {job}",
+    "paused": "en pause",
+    "Next run": "Prochaine exécution",
+    "the scheduler has never run on this data folder": "le planificateur n'a jamais tourné sur ce dossier de données",
+    "{tracked} terms tracked, {failing} failing": "{tracked} documents suivis, {failing} en échec",
+    "Terms type": "Type de document",
+    "Last success": "Dernier succès",
+    "Consecutive failures": "Échecs consécutifs",
+    "Blocked pages": "Pages bloquées",
+    "Error": "Erreur",
+    "Webhook deliveries": "Envois des webhooks",
+    "Backlog: {count} event(s)": "En attente : {count} événement(s)",
+    ", the oldest waiting for {age}": ", le plus ancien attend depuis {age}",
+    "No webhook subscriptions.": "Aucun abonnement webhook.",
+    "Publishing": "Publication",
+    "Repository": "Dépôt",
+    "Remote": "Dépôt distant",
+    "Last push": "Dernier envoi",
+    "Outcome": "Résultat",
+    "Attempts": "Tentatives",
+    "ok": "ok",
+    "failed": "échec",
+    "No push so far. To publish, set:": "Aucun envoi pour l'instant. Pour publier, réglez :",
+    "Recent jobs": "Tâches récentes",
+    "Job": "Tâche",
+    "Started": "Début",
+    "Duration": "Durée",
+    "Details": "Détails",
+    "No job has run yet.": "Aucune tâche n'a encore tourné.",
 }
 
 # Plural forms: (singular, plural) -> (French singular, French plural). French uses the
@@ -199,12 +276,14 @@ FRENCH_PLURALS: dict[tuple[str, str], tuple[str, str]] = {
     ("{n} word added", "{n} words added"): ("{n} mot ajouté", "{n} mots ajoutés"),
     ("{n} word removed", "{n} words removed"): ("{n} mot supprimé", "{n} mots supprimés"),
     ("{n} word", "{n} words"): ("{n} mot", "{n} mots"),
+    ("{n} version", "{n} versions"): ("{n} version", "{n} versions"),
+    ("{n} technical upgrade", "{n} technical upgrades"): ("{n} mise à jour technique", "{n} mises à jour techniques"),
 }
 
 KIND_NAMES = {"first": "First record", "change": "Change of the terms", "technical": "Technical upgrade",
               "other": "Other commit"}
 STATUS_NAMES = {"ok": "Tracked", "failing": "Failing", "blocked": "Blocked", "unknown": "Unknown"}
-ERROR_TITLES = {404: "Page not found", 400: "Bad request", 500: "Something went wrong"}
+ERROR_TITLES = {404: "Page not found", 400: "Bad request", 416: "Date in the future", 500: "Something went wrong"}
 
 
 def translate(lang: str, text: str, **values) -> str:
@@ -265,11 +344,15 @@ def format_date(moment: datetime) -> str:
 
 
 def _language_url(code: str) -> str:
-    arguments = {key: value for key, value in request.args.items() if key != "lang"}
-    arguments["lang"] = code
-    from urllib.parse import urlencode
+    """This page in another language: the same (percent-encoded) path and query, `lang` replaced.
 
-    return f"{request.path}?{urlencode(arguments)}"
+    `request.path` is decoded (`/Café & Co #1?`), so each segment is encoded again the way
+    the viewer builds its links (`:` kept, as in dates); a raw `#`, `?` or space would
+    otherwise cut or break the URL.
+    """
+    path = "/".join(quote(part, safe=":") for part in (request.script_root + request.path).split("/"))
+    arguments = [(key, value) for key, value in request.args.items(multi=True) if key != "lang"]
+    return f"{path}?{urlencode([*arguments, ('lang', code)])}"
 
 
 def current_language() -> str:
@@ -277,6 +360,12 @@ def current_language() -> str:
 
 
 def register(app: Flask) -> None:
+    """Install the language choice and the template globals (once per app: several
+    blueprints may ask for them)."""
+    if app.extensions.get("termshift.i18n"):
+        return
+    app.extensions["termshift.i18n"] = True
+
     @app.before_request
     def _pick_language() -> None:
         g.lang = choose_language()

@@ -39,7 +39,7 @@ from termshift.web.index_workers import Job, statistics_pool
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6  # 6: word counts see every kind of space as one separator (re-index to recount)
 KINDS = {
     RecordKind.FIRST_RECORD: "first",
     RecordKind.CHANGE: "change",

@@ -58,7 +58,8 @@ SCHEMAS = {
         "json_url": URL,
     }),
     "LastChange": _object({
-        "date": DATE, "kind": {"type": "string"}, "words_added": COUNT, "words_removed": COUNT,
+        "date": DATE, "kind": {"type": "string"}, "is_first_record": {"type": "boolean"},
+        "words_added": COUNT, "words_removed": COUNT,
         "url": URL, "diff_url": URL,
     }),
     "Status": _object({
@@ -161,12 +162,13 @@ SCHEMAS = {
     "Hunk": _object({
         "kind": {"enum": ["equal", "insert", "delete", "change"]},
         "section": {"type": ["string", "null"]},
+        "whitespace_only": {"type": "boolean", "description": "Only spaces or line breaks differ"},
         "old_start": COUNT,
         "new_start": COUNT,
         "old_lines": _array({"type": "string"}),
         "new_lines": _array({"type": "string"}),
         "segments": _array({"type": "array", "prefixItems": [{"enum": [-1, 0, 1]}, {"type": "string"}]}),
-    }, required=["kind", "section", "old_start", "new_start", "old_lines", "new_lines"]),
+    }, required=["kind", "section", "whitespace_only", "old_start", "new_start", "old_lines", "new_lines"]),
     "Diff": _object({
         "service": _ref("ServiceLink"),
         "terms_type": {"type": "string"},
@@ -175,6 +177,7 @@ SCHEMAS = {
         "new": _ref("VersionSummary"),
         "summary": _object({
             "words_added": COUNT, "words_removed": COUNT, "changes": COUNT,
+            "whitespace_only": {"type": "boolean", "description": "The versions differ only in whitespace"},
             "sections": _array(_object({"title": {"type": ["string", "null"]},
                                         "change": {"type": ["integer", "null"]}})),
         }),

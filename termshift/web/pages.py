@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, current_app, request
+from flask import Blueprint, abort, current_app, request, send_from_directory
 
 from termshift.web import urls
 from termshift.web.catalog import ChangeFilter
+from termshift.web.layout import STATIC_FOLDER
 from termshift.web.state import viewer
 from termshift.web.status import UNKNOWN, read_statuses
 from termshift.web.views import (
@@ -42,6 +43,8 @@ def _document_summary(document: dict) -> dict:
         last_change = {
             "date": document["last_change_date"],
             "kind": document["last_change_kind"],
+            # The latest non-technical record may be the first one: nothing changed since.
+            "is_first_record": bool(document["last_change_is_first"]),
             "words_added": document["last_change_added"],
             "words_removed": document["last_change_removed"],
             "url": urls.version_url(reference),
@@ -77,6 +80,12 @@ def _services(documents: list[dict]) -> list[dict]:
             }
         services[service_id]["documents"].append(_document_summary(document))
     return sorted(services.values(), key=lambda service: (service["name"].casefold(), service["id"]))
+
+
+@blueprint.route("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico whatever the pages' `<link rel="icon">` says."""
+    return send_from_directory(STATIC_FOLDER, "favicon.ico", mimetype="image/vnd.microsoft.icon", max_age=86400)
 
 
 @blueprint.route("/")

@@ -18,14 +18,14 @@ from flask import current_app
 
 from termshift.web import gitread
 from termshift.web.catalog import Catalog
-from termshift.web.collection import DeclaredService, load_declared_services
+from termshift.web.collection import Declarations, DeclaredService
 from termshift.web.diffing import Comparison, compare
 from termshift.web.index import Indexer, Sources
 from termshift.web.render import RENDER_FORMAT, markdown_to_html
 
 log = logging.getLogger(__name__)
 
-DIFF_FORMAT = 2  # bump when Comparison's JSON form changes (it is cached by blob ids)
+DIFF_FORMAT = 3  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
 
 
 class LRU:
@@ -131,7 +131,7 @@ class Viewer:
         self.catalog = Catalog(sources.index)
         self.versions = gitread.BlobReader(sources.versions)
         self.snapshots = gitread.BlobReader(sources.snapshots) if sources.snapshots else None
-        self.declared: dict[str, DeclaredService] = load_declared_services(declarations_dir)
+        self.declarations = Declarations(declarations_dir, refresh_interval)
         self._texts = LRU(64)
         self._comparisons = LRU(32)
         self._renders = LRU(32)
@@ -142,6 +142,16 @@ class Viewer:
         if self.snapshots:
             self.snapshots.close()
         self.catalog.close()
+
+    def poke(self) -> None:
+        """Before each request: pick up new commits and changed declarations (both throttled)."""
+        self.refresher.poke()
+        self.declarations.poke()
+
+    @property
+    def declared(self) -> dict[str, DeclaredService]:
+        """Declared services by id (empty without a declarations folder); follows its changes."""
+        return self.declarations.services
 
     # --- names
 

@@ -7,15 +7,19 @@ force at that date. `/diff` after it compares with the version before (or `?from
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, Response, abort, current_app, redirect, request
 
 from termshift.web import urls
 from termshift.web.catalog import HEX_REF
-from termshift.web.diffview import build_blocks, section_links
+from termshift.web.diffview import build_blocks, draws_whitespace_marks, section_links, whitespace_marks
+from termshift.web.errors import DateInTheFuture
 from termshift.web.state import viewer
 from termshift.web.views import check_segment, parse_moment, query_args, respond, version_summary, wants_json
 
 blueprint = Blueprint("versions", __name__)
+blueprint.add_app_template_global(whitespace_marks)
 
 MAX_CONTEXT = 50
 
@@ -24,7 +28,8 @@ def find_version(service_id: str, terms_type: str, ref: str) -> tuple[dict, obje
     """(version, requested date or None); 404 when nothing matches, 400 for a malformed ref."""
     check_segment(service_id, terms_type, ref)
     catalog = viewer().catalog
-    if catalog.document(service_id, terms_type) is None:
+    document = catalog.document(service_id, terms_type)
+    if document is None:
         abort(404, description=f"No document {terms_type!r} of service {service_id!r} in this archive.")
     if HEX_REF.match(ref):
         version = catalog.version_by_id(service_id, terms_type, ref)
@@ -37,6 +42,10 @@ def find_version(service_id: str, terms_type: str, ref: str) -> tuple[dict, obje
     version = catalog.version_at(service_id, terms_type, moment)
     if version is None:
         abort(404, description=f"No version of this document was in force on {urls.iso(moment)}.")
+    # Nothing says what will be in force then (OTA's API answers 416). A version dated after
+    # the clock (a skewed clock) still answers to its own date.
+    if moment > datetime.now(UTC) and moment > document["latest_date"]:
+        raise DateInTheFuture(moment, urls.version_url(version))
     return version, moment
 
 
@@ -128,6 +137,7 @@ def diff_page(service_id: str, terms_type: str, ref: str, as_json: bool):
         "words_added": comparison.words_added,
         "words_removed": comparison.words_removed,
         "changes": len(comparison.changes),
+        "whitespace_only": comparison.whitespace_only,
         "sections": section_links(comparison),
     }
     data = {
@@ -145,6 +155,7 @@ def diff_page(service_id: str, terms_type: str, ref: str, as_json: bool):
         data["hunks"] = [hunk.to_json() for hunk in comparison.hunks]
         return respond("diff.html", data, as_json=True)
     context = _context()
+    summary["whitespace_changes"] = draws_whitespace_marks(comparison)
     data |= {
         "view": view,
         "context": context,

@@ -44,14 +44,14 @@ def cached_page(view):
 
     Lists of thousands of documents take tens of milliseconds to render; they only change
     when new commits are indexed. The key holds everything the answer depends on: the
-    index generation, the tracking database's modification time, the language, the URL
-    and whether JSON was asked for.
+    index generation, the declarations' generation (service names), the tracking
+    database's modification time, the language, the URL and whether JSON was asked for.
     """
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        key = (viewer().catalog.generation(), _runs_stamp(), getattr(g, "lang", "en"), request.full_path,
-               wants_json(), current_app.config.get("FEEDS", False))
+        key = (viewer().catalog.generation(), viewer().declarations.generation, _runs_stamp(),
+               getattr(g, "lang", "en"), request.full_path, wants_json(), current_app.config.get("FEEDS", False))
         pages = viewer().pages
         cached = pages.get(key)
         if cached is not None:

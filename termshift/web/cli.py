@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from termshift.cli import data_option, declarations_option
-from termshift.config import settings_for_command
+from termshift.config import config_option, settings_for_command
 from termshift.logs import configure as configure_logging
 
 
@@ -87,6 +87,7 @@ def serve(
 
 
 @click.command("serve")
+@config_option
 @data_option
 @click.option("--versions", "versions_repo", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A versions repository in OTA format (instead of --data), e.g. a clone of OTA's public one.")

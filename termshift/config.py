@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import click
 
 from termshift import __version__
+from termshift.schema import is_http_url
 
 # The reference of every setting: section -> key -> (default, help).
 # A top-level key lives in section "".
@@ -287,14 +288,7 @@ def _check(values: dict[str, dict[str, Any]]) -> list[str]:
 
 def _is_base_url(value: str) -> bool:
     """An absolute http(s) URL with a host: feeds and webhooks put it before every link."""
-    if any(char.isspace() for char in value):
-        return False
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment
+    return is_http_url(value) and not urlsplit(value).query and not urlsplit(value).fragment
 
 
 # RFC 4151 tagging entity: a DNS name or an e-mail address, a comma, then a date

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from termshift.web.background import BackgroundRefresh
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _stamp(stat: os.stat_result) -> tuple[int, int]:
     return stat.st_mtime_ns, stat.st_size
 
 
-class Declarations:
+class Declarations(BackgroundRefresh):
     """The declared services, reloaded when the declarations folder changes.
 
     `poke()` (called before requests) looks at the folder at most every `interval` seconds
@@ -85,48 +85,27 @@ class Declarations:
     caches of pages that show service names.
     """
 
+    name = "declarations reload"
+
     def __init__(self, directory: Path | None, interval: float):
         self.directory = directory
-        self.interval = interval
         self.generation = 0
-        self._lock = threading.Lock()
-        self._checked = time.monotonic()
-        self._running = False
-        self._fingerprint = folder_fingerprint(directory) if directory is not None else None
+        super().__init__(interval)
         self.services: dict[str, DeclaredService] = load_declared_services(directory)
 
-    def reload(self) -> None:
+    def fingerprint(self) -> tuple | None:
+        return folder_fingerprint(self.directory) if self.directory is not None else None
+
+    def refresh(self) -> None:
         """Load the folder again now; on failure the services loaded before are kept."""
-        fingerprint = folder_fingerprint(self.directory)
+        fingerprint = self.fingerprint()
         try:
             services = load_declared_services(self.directory)
         except OSError as error:
             log.warning("%s: declarations not reloaded: %s", self.directory, error)
             return
         self.services = services  # one assignment: readers see the old dict or the new one
-        self._fingerprint = fingerprint
+        self.remember(fingerprint)
         self.generation += 1
         log.info("declarations reloaded: %d services", len(services))
 
-    def poke(self) -> None:
-        if self.directory is None or self.interval <= 0:
-            return
-        now = time.monotonic()
-        with self._lock:
-            if self._running or now - self._checked < self.interval:
-                return
-            self._checked = now
-            fingerprint = folder_fingerprint(self.directory)
-            if fingerprint is None or fingerprint == self._fingerprint:
-                return
-            self._running = True
-        threading.Thread(target=self._reload_in_background, daemon=True).start()
-
-    def _reload_in_background(self) -> None:
-        try:
-            self.reload()
-        except Exception:  # a broken declaration must not take the viewer down
-            log.exception("declarations reload failed")
-        finally:
-            with self._lock:
-                self._running = False

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from flask import current_app
 
 from termshift.web import gitread
+from termshift.web.background import BackgroundRefresh
 from termshift.web.catalog import Catalog
 from termshift.web.collection import Declarations, DeclaredService
 from termshift.web.diffing import Comparison, compare
@@ -62,61 +62,39 @@ class LRU:
         return value
 
 
-class Refresher:
+class Refresher(BackgroundRefresh):
     """Re-indexes when a repository's HEAD moves, at most every `interval` seconds.
 
     `poke()` is cheap (file modification times, no subprocess) and is called before
     requests; the refresh itself runs in a background thread so no request waits for it.
     """
 
+    name = "index refresh"
+
     def __init__(self, sources: Sources, interval: float):
         self.sources = sources
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._checked = 0.0
-        self._fingerprint = self._current_fingerprint()
-        self._running = False
         self.after_refresh: Callable[[], None] | None = None  # e.g. re-render the busiest pages
+        super().__init__(interval)
 
-    def _current_fingerprint(self) -> tuple:
+    def fingerprint(self) -> tuple:
         repos = [self.sources.versions, self.sources.snapshots]
         return tuple(gitread.head_fingerprint(repo) if repo else None for repo in repos)
 
     def refresh(self) -> dict:
         """Index new commits now (synchronously); returns the indexer's statistics."""
-        fingerprint = self._current_fingerprint()
+        fingerprint = self.fingerprint()
         indexer = Indexer(self.sources)
         try:
             stats = indexer.refresh()
         finally:
             indexer.close()
-        self._fingerprint = fingerprint
+        self.remember(fingerprint)
         return stats
 
-    def poke(self) -> None:
-        if self.interval <= 0:
-            return
-        now = time.monotonic()
-        with self._lock:
-            if self._running or now - self._checked < self.interval:
-                return
-            self._checked = now
-            if self._current_fingerprint() == self._fingerprint:
-                return
-            self._running = True
-        threading.Thread(target=self._refresh_in_background, daemon=True).start()
-
-    def _refresh_in_background(self) -> None:
-        try:
-            stats = self.refresh()
-            log.info("index refreshed: %s", stats)
-            if self.after_refresh is not None:
-                self.after_refresh()
-        except Exception:  # a failed refresh must not take the viewer down
-            log.exception("index refresh failed")
-        finally:
-            with self._lock:
-                self._running = False
+    def refreshed(self, stats: dict) -> None:
+        log.info("index refreshed: %s", stats)
+        if self.after_refresh is not None:
+            self.after_refresh()
 
 
 class Viewer:

@@ -41,6 +41,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from termshift import __version__
 from termshift.locking import describe_holder, process_alive, read_holder
+from termshift.sqlite_wal import enable_wal
 
 STATE_FILE = "scheduler.sqlite"
 RUNS_FILE = "runs.sqlite"
@@ -66,7 +67,7 @@ def connect_state(data_dir: Path) -> Iterator[sqlite3.Connection]:
     db = sqlite3.connect(path, timeout=60)
     try:
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
+        enable_wal(db)
         db.execute("PRAGMA busy_timeout=60000")
         yield db
         db.commit()

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from termshift.sqlite_wal import enable_wal
+
 FILE_NAME = "alerts.sqlite"
 SCHEMA_VERSION = 1
 
@@ -98,7 +100,7 @@ def connect(data_dir: Path, durable: bool = False) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
     connection.row_factory = sqlite3.Row
-    connection.execute("PRAGMA journal_mode=WAL")
+    enable_wal(connection)
     connection.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     connection.execute("PRAGMA busy_timeout=60000")
     if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:

@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from termshift.sqlite_wal import enable_wal
+
 __all__ = ["RUNS_FILE", "DocumentState", "RunStore", "SourceValidators", "iso"]
 
 RUNS_FILE = "runs.sqlite"
@@ -134,7 +136,7 @@ class RunStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._db)
         # NORMAL in WAL mode survives a killed process (only a power cut may lose the last
         # transactions), and saves an fsync per document.
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -34,6 +34,7 @@ from termshift.archive_repo.messages import (
     snapshot_ids_in,
     split_message,
 )
+from termshift.sqlite_wal import enable_wal
 from termshift.web import gitread
 from termshift.web.index_workers import Job, statistics_pool
 
@@ -190,7 +191,7 @@ def connect(path: Path, *, busy_timeout: float = 30.0) -> sqlite3.Connection:
     """A connection in WAL mode, so pages read while a refresh writes."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, check_same_thread=False, timeout=busy_timeout)
-    connection.execute("PRAGMA journal_mode=WAL")
+    enable_wal(connection)
     connection.row_factory = sqlite3.Row
     return connection
 

@@ -83,3 +83,15 @@ def log_documents(documents: Iterable[dict[str, Any]], run_id: int | None = None
             log.warning(text, extra=fields)
         else:
             log.info(text, extra=fields)
+
+
+def progress_bar(total: int | None, enabled: bool, *, unit: str, only_on_terminal: bool = False) -> Any:
+    """A tqdm progress bar on stderr, or a silent one when `enabled` is false.
+
+    With `only_on_terminal`, no bar is drawn when stderr is not a terminal (cron,
+    systemd), where the per-document log lines say the same without the noise.
+    """
+    from tqdm import tqdm
+
+    disable: bool | None = True if not enabled else (None if only_on_terminal else False)
+    return tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5, disable=disable)

@@ -13,7 +13,6 @@ when it differs from the latest version (OTA's §2.5.6).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -26,6 +25,7 @@ import click
 from termshift.archive_repo import Archive, RecordRepository, Snapshot, Version
 from termshift.archive_repo.archive import archive_options
 from termshift.declarations import Collection, Service, SourceDocument, Terms, load_collection
+from termshift.logs import progress_bar
 from termshift.trackers.errors import TermshiftError
 from termshift.trackers.extract import extract
 
@@ -194,7 +194,7 @@ def _replay(
     started = time.perf_counter()
     total = snapshots.count() if progress and not services and not types else None
     records = snapshots.iterate(services, types)
-    bar = _progress_bar(total, progress)
+    bar = progress_bar(total, progress, unit="snapshot")
     try:
         for snapshot in records:
             bar.update(1)
@@ -297,7 +297,7 @@ def apply_technical_upgrades(
         if wanted_types is None or terms.type in wanted_types
     ]
     with Archive.open(data_dir, settings) as archive:
-        bar = _progress_bar(len(jobs), progress)
+        bar = progress_bar(len(jobs), progress, unit="terms")
         try:
             for service, terms in jobs:
                 bar.update(1)
@@ -345,22 +345,6 @@ def _upgrade(
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
-
-
-class _NoBar:
-    def update(self, _count: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int | None, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="snapshot", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
 
 # ------------------------------------------------------------------ commands

@@ -54,6 +54,7 @@ from termshift.archive_repo import Archive, InvalidRecordError, RecordRepository
 from termshift.archive_repo.media_types import extension_for
 from termshift.archive_repo.messages import record_path
 from termshift.declarations import DeclarationError, Service, ServiceFiles, Terms, load_collection
+from termshift.logs import progress_bar
 from termshift.rebuild import BLOCKED_TRAILER, DOCUMENT_SEPARATOR, apply_technical_upgrades, is_blocked
 from termshift.trackers.errors import (
     ErrorKind,
@@ -442,7 +443,7 @@ class _Tracker:
         requests = self._plan(selected, validators)
         self.summary.counts.terms = len(self.jobs)
         self.summary.counts.documents = len(requests)
-        bar = _progress_bar(len(requests), progress)
+        bar = progress_bar(len(requests), progress, unit="doc", only_on_terminal=True)
         # iter_fetch watches `stop_event` itself: once it is set, it hands over the
         # results in hand and ends promptly, and the fetch worker is killed.
         results = iter_fetch(requests, self.settings, stop_event=stop_event)
@@ -725,23 +726,6 @@ def _heads(data_dir: Path) -> tuple[str | None, str | None]:
                                 capture_output=True, text=True, check=False)
         heads.append(answer.stdout.strip() or None)
     return heads[0], heads[1]
-
-
-class _NoBar:
-    def update(self, _count: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    # disable=None: no bar when stderr is not a terminal (cron, systemd), only the log lines.
-    return tqdm(total=total, unit="doc", file=sys.stderr, dynamic_ncols=True, mininterval=0.5, disable=None)
 
 
 # -- the command ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
     "": {
         "declarations": ("declarations", "Folder of service declarations."),
         "data": ("data", "Folder holding the snapshots/ and versions/ git repositories."),
+        "metadata": ("", "The collection's metadata file (OTA's metadata.yml); empty: metadata.yml beside the declarations folder."),
     },
     "archive": {
         "author_name": ("Termshift Bot", "Commit author name in both repositories."),
@@ -414,7 +415,16 @@ def config_check() -> None:
     except ConfigError as error:
         click.echo(str(error), err=True)
         raise SystemExit(1) from None
-    click.echo(f"configuration OK ({settings.source or 'defaults'})")
+    # The collection's metadata.yml is configuration too (imported here: it is a declarations-layer file).
+    from termshift.collection_metadata import read_metadata, settings_metadata_path
+
+    metadata = read_metadata(settings_metadata_path(settings))
+    for problem in metadata.errors:
+        click.echo(str(problem), err=True)
+    if metadata.errors:
+        raise SystemExit(1)
+    click.echo(f"configuration OK ({settings.source or 'defaults'})"
+               + (f", metadata OK ({metadata.path})" if metadata.exists else ""))
 
 
 def environment_variable(section: str, key: str) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 import click
 
 from termshift.cli import declarations_option, services_option, types_option
+from termshift.collection_metadata import read_metadata, settings_metadata_path
 from termshift.config import config_option, settings_for_command
 from termshift.declarations import (
     DeclarationError,
@@ -253,7 +254,8 @@ def validate_command(declarations_dir: Path | None, services: tuple[str, ...], t
     Each problem is printed as FILE: JSON PATH: REASON. Files are always checked
     whole; --types only narrows the checks made per terms type.
     """
-    directory = settings_for_command(declarations_dir=declarations_dir).declarations
+    settings = settings_for_command(declarations_dir=declarations_dir)
+    directory = settings.declarations
     if not directory.is_dir():
         raise click.ClickException(f"declarations folder not found: {directory}")
     for terms_type in types:
@@ -278,5 +280,10 @@ def validate_command(declarations_dir: Path | None, services: tuple[str, ...], t
     for errors in report.errors.values():
         for error in errors:
             click.echo(str(error))
+    metadata = read_metadata(settings_metadata_path(settings))  # the collection's metadata.yml, if any
+    for error in metadata.errors:
+        click.echo(str(error))
     click.echo(summary(report, schema_only, network_available))
-    click.get_current_context().exit(0 if report.ok else 1)
+    if metadata.errors:
+        click.echo(f"{metadata.path}: {_plural(len(metadata.errors), 'error')} in the collection's metadata")
+    click.get_current_context().exit(0 if report.ok and not metadata.errors else 1)

@@ -64,11 +64,13 @@ def test_service_gives_source_documents_in_ota_shape(client):
     assert valid("OtaService", body)
 
 
-def test_unknown_or_wrong_case_service_is_the_text_service_not_found(client):
-    for service_id in ("Nobody", "acme", "ACME"):
-        response = client.get(f"/api/v1/service/{service_id}")
-        assert response.status_code == 404
-        assert response.get_data(as_text=True) == "Service not found"
+def test_unknown_service_is_otas_service_not_found_and_case_is_ignored(client):
+    response = client.get("/api/v1/service/Nobody")
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    assert response.get_data(as_text=True) == "Service not found"
+    exact = client.get("/api/v1/service/Acme").get_json()
+    for service_id in ("acme", "ACME"):
+        assert client.get(f"/api/v1/service/{service_id}").get_json() == exact
     # Archived but no longer declared: OTA's API only knows declared services.
     assert client.get("/api/v1/service/Caf%C3%A9%20%26%20Co").status_code == 404
 

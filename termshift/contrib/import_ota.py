@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from termshift.cli import declarations_option
+from termshift.collection_metadata import metadata_path, read_metadata, settings_metadata_path
 from termshift.config import config_option, settings_for_command
 from termshift.declarations import DeclarationError, FilterCall
 from termshift.filters import BUILTIN_FILTERS
@@ -242,28 +243,42 @@ def _service_id(name: str) -> str:
     return name
 
 
-def import_collection(source: Path, destination: Path, *, overwrite: bool = False) -> ImportReport:
-    """Copy the collection at `source` into `destination`, then check what was copied."""
+def _copy(path: Path, target: Path, report: ImportReport, overwrite: bool) -> None:
+    if target.exists() and filecmp.cmp(path, target, shallow=False):
+        report.unchanged.append(target)
+    elif target.exists() and not overwrite:
+        report.skipped.append(target)
+    else:
+        shutil.copyfile(path, target)
+        report.copied.append(target)
+
+
+def import_collection(source: Path, destination: Path, *, overwrite: bool = False,
+                      metadata_destination: Path | None = None) -> ImportReport:
+    """Copy the collection at `source` into `destination`, then check what was copied.
+
+    The collection's `metadata.yml` (at its root, beside `declarations/`) is copied to
+    `metadata_destination` (default: beside `destination`) and checked too.
+    """
     source = find_declarations_folder(source)
     destination = Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
     report = ImportReport(source, destination)
     for path in sorted(filter(_copied_name, source.iterdir())):
-        target = destination / path.name
-        if target.exists() and filecmp.cmp(path, target, shallow=False):
-            report.unchanged.append(target)
-        elif target.exists() and not overwrite:
-            report.skipped.append(target)
-        else:
-            shutil.copyfile(path, target)
-            report.copied.append(target)
+        _copy(path, destination / path.name, report, overwrite)
+    metadata = metadata_path(None, source)
+    if metadata is not None and metadata.is_file():
+        target = metadata_destination or metadata_path(None, destination)
+        _copy(metadata, target, report, overwrite)
+        if target in report.copied or target in report.unchanged:
+            report.errors.extend(read_metadata(target).errors)
     imported = {_service_id(path.name) for path in report.copied + report.unchanged}
     report.services = sorted(service for service in imported
                              if (destination / f"{service}.json").is_file())
     if report.services:
         validation = validate_collection(destination, service_ids=report.services, schema_only=True)
-        report.errors = [error for errors in validation.errors.values() for error in errors
-                         if not error.reason.startswith(PORT_NEEDED)]
+        report.errors += [error for errors in validation.errors.values() for error in errors
+                          if not error.reason.startswith(PORT_NEEDED)]
     report.ports = _ports(destination, report.services)
     return report
 
@@ -292,13 +307,15 @@ def import_ota_command(source: Path, declarations_dir: Path | None, overwrite: b
     """Copy an Open Terms Archive collection's declarations into this collection.
 
     SOURCE is the collection root (holding declarations/) or its declarations
-    folder. Declarations, history files and JavaScript filters are copied (an
+    folder. Declarations, history files, JavaScript filters and the collection's
+    metadata.yml (beside declarations/) are copied (an
     existing file with other content is kept unless --overwrite), checked with
     the schema checks, and every JavaScript filter that needs a Python port is
     listed with the declarations that use it. Exit 1 on a schema error.
     """
-    destination = settings_for_command(declarations_dir=declarations_dir).declarations
-    report = import_collection(source, destination, overwrite=overwrite)
+    settings = settings_for_command(declarations_dir=declarations_dir)
+    report = import_collection(source, settings.declarations, overwrite=overwrite,
+                               metadata_destination=settings_metadata_path(settings))
     _print_files(report)
     for error in report.errors:
         click.echo(str(error))

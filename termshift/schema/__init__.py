@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,8 @@ from jsonschema.exceptions import ValidationError, best_match
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 TERMS_TYPES_FILE = SCHEMA_DIR.parent / "data" / "terms-types.json"
-SCHEMA_FILES = {"service": "service.schema.json", "history": "service.history.schema.json"}
+SCHEMA_FILES = {"service": "service.schema.json", "history": "service.history.schema.json",
+                "metadata": "collection-metadata.schema.json"}
 
 
 # ---------------------------------------------------------------- terms types
@@ -113,7 +114,49 @@ def _format_checker() -> FormatChecker:
             return False
         return True
 
+    # The formats of a collection's metadata.yml (collection-metadata.schema.json), as OTA checks them.
+    @checker.checks("date")
+    def _date(value: object) -> bool:
+        return not isinstance(value, str) or _is_date(value)
+
+    @checker.checks("iso639-1")
+    def _language(value: object) -> bool:
+        return not isinstance(value, str) or bool(_ISO_639_1.match(value))
+
+    @checker.checks("iso3166-2")
+    def _region(value: object) -> bool:
+        return not isinstance(value, str) or bool(_ISO_3166_2.match(value))
+
+    @checker.checks("cron-expression")
+    def _cron(value: object) -> bool:
+        return not isinstance(value, str) or is_cron_expression(value)
+
     return checker
+
+
+_ISO_639_1 = re.compile(r"^[a-z]{2}$")
+_ISO_3166_2 = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+
+
+def _is_date(value: str) -> bool:
+    if not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def is_cron_expression(value: str) -> bool:
+    """A standard 5-field cron expression (what OTA's trackingPeriods[].schedule holds)."""
+    from apscheduler.triggers.cron import CronTrigger  # only metadata files need it
+
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError:
+        return False
+    return True
 
 
 # -------------------------------------------------------------------- schemas
@@ -130,7 +173,7 @@ def _raw_schemas() -> dict[str, dict[str, Any]]:
 
 
 def load_schema(name: str) -> dict[str, Any]:
-    """The schema `name` ("service" or "history"), with the terms-type enum filled in."""
+    """The schema `name` ("service", "history" or "metadata"), with the terms-type enum filled in."""
     return json.loads(json.dumps(_raw_schemas()[name]))  # a copy: callers may not alter ours
 
 
@@ -198,6 +241,11 @@ def service_problems(data: Any) -> list[SchemaProblem]:
 def history_problems(data: Any) -> list[SchemaProblem]:
     """Every way `data` (a parsed `<id>.history.json`) breaks the history schema."""
     return _problems("history", data)
+
+
+def metadata_problems(data: Any) -> list[SchemaProblem]:
+    """Every way `data` (a parsed collection `metadata.yml`) breaks OTA's metadata schema."""
+    return _problems("metadata", data)
 
 
 def _problems(schema_name: str, data: Any) -> list[SchemaProblem]:
@@ -282,7 +330,8 @@ def _explain_enum(error: ValidationError) -> list[SchemaProblem]:
         name = error.instance
         return [SchemaProblem(_path(error, name),
                               f"unknown terms type '{name}'{_did_you_mean(name, error.validator_value)}")]
-    return [SchemaProblem(_path(error), f"{error.instance!r} is not one of the allowed values")]
+    allowed = ", ".join(repr(value) for value in error.validator_value)
+    return [SchemaProblem(_path(error), f"{error.instance!r} is not one of the allowed values: {allowed}")]
 
 
 def _explain_type(error: ValidationError) -> list[SchemaProblem]:
@@ -302,9 +351,20 @@ def _explain_format(error: ValidationError) -> list[SchemaProblem]:
     elif error.validator_value == "date-time":
         reason = (f"not a valid date-time: {error.instance!r} (expected RFC 3339 with a time and a time "
                   "zone, such as 2024-03-18T18:30:09Z)")
+    elif error.validator_value in _FORMAT_REASONS:
+        reason = f"{error.instance!r} {_FORMAT_REASONS[error.validator_value]}"
     else:
         reason = f"{error.instance!r} is not a valid {error.validator_value}"
     return [SchemaProblem(_path(error), reason)]
+
+
+_FORMAT_REASONS = {
+    "date": "is not a date like 2024-03-18 (YYYY-MM-DD)",
+    "iso639-1": "is not an ISO 639-1 language code (two lowercase letters, such as 'en' or 'fr')",
+    "iso3166-2": "is not an ISO 3166-2 region code (two uppercase letters, such as 'FR' or 'EU', "
+                 "optionally followed by a subdivision, such as 'FR-75')",
+    "cron-expression": "is not a cron expression of 5 fields, such as '30 */12 * * *'",
+}
 
 
 def _explain_pattern(error: ValidationError) -> list[SchemaProblem]:

@@ -1,10 +1,15 @@
 """The Open Terms Archive Collection API (ota-behaviour.md §3.7), at `/api/v1`.
 
 Same routes, shapes and error answers as OTA's `ota serve`, so existing clients keep
-working: `/services`, `/service/<id>`, `/version/<id>/<type>/<date>` (200, 404
-`No version found for date <date>`, 416 `Requested version is in the future`). Also
-`/metadata` (the dynamic fields) and `/openapi.json` describing every JSON route of
-the viewer (`/docs` gives it too when JSON is asked for).
+working: `/services`, `/service/<id>` (id matched ignoring case; 404 `Service not found`
+as text/html, as Express sends it), `/version/<id>/<type>/<date>` (200, 404
+`No version found for date <date>`, 416 `Requested version is in the future`, 400 for a
+malformed date where OTA fails with a 500), `/metadata` (the collection's metadata.yml
+plus totalServices, totalTerms and engineVersion) and `/openapi.json` describing every
+JSON route of the viewer (`/docs` gives it too when JSON is asked for).
+
+Answers are as fresh as the archive: a request that follows a commit waits for the
+index to take it in (`Viewer.ensure_fresh`), or reads git itself when that takes too long.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, jsonify, request
 
 from termshift import __version__
+from termshift.archive_repo import RecordRepository
 from termshift.web import urls
+from termshift.web.collection import collection_metadata, match_id
 from termshift.web.openapi import openapi_document
 from termshift.web.state import viewer
 from termshift.web.views import check_segment, parse_moment
@@ -64,12 +71,15 @@ def openapi():
 
 @blueprint.route("/metadata")
 def metadata():
+    """The collection's metadata.yml as it is written, plus the three computed fields (as OTA)."""
     services = _service_ids()
-    return jsonify({
+    body = dict(collection_metadata().data or {})
+    body.update({
         "totalServices": len(services),
         "totalTerms": sum(len(_terms_types(service_id)) for service_id in services),
         "engineVersion": __version__,
     })
+    return jsonify(body)
 
 
 @blueprint.route("/services")
@@ -84,22 +94,29 @@ def services():
 
 @blueprint.route("/service/<service_id>")
 def service(service_id: str):
+    """A declared service, looked up ignoring case (`service%20b!` finds `Service B!`), as OTA."""
     check_segment(service_id)
     state = viewer()
-    declared = state.declared.get(service_id)
-    if declared is None and (state.declared or not state.catalog.has_service(service_id)):
-        return Response("Service not found", status=404, mimetype="text/plain")
+    found = match_id(service_id, state.declared or state.catalog.service_ids())
+    if found is None:
+        if not state.declared and not state.ensure_fresh():
+            return _catching_up()
+        # OTA's words and content type (Express's `send` of a string: text/html).
+        return Response("Service not found", status=404, content_type="text/html; charset=utf-8")
+    declared = state.declared.get(found)
     if declared is not None:
         terms = [{"type": terms_type, "sourceDocuments": documents}
                  for terms_type, documents in declared.terms.items()]
     else:
         # Without declarations, the archive tells only where each document was fetched.
-        terms = [{"type": terms_type, "sourceDocuments": []} for terms_type in _terms_types(service_id)]
-    return jsonify({"id": service_id, "name": state.service_name(service_id), "terms": terms})
+        terms = [{"type": terms_type, "sourceDocuments": []} for terms_type in _terms_types(found)]
+    return jsonify({"id": found, "name": state.service_name(found), "terms": terms})
 
 
 @blueprint.route("/version/<service_id>/<terms_type>/<date>")
 def version(service_id: str, terms_type: str, date: str):
+    """The version in force at `date`: from the index, brought up to date first when the
+    repository moved; from git itself when that takes longer than the request may wait."""
     check_segment(service_id, terms_type, date)
     moment = parse_moment(date)
     if moment is None:
@@ -107,9 +124,34 @@ def version(service_id: str, terms_type: str, date: str):
     if moment > datetime.now(UTC):
         return jsonify({"error": "Requested version is in the future"}), 416
     state = viewer()
-    found = state.catalog.version_at(service_id, terms_type, moment)
-    if found is None:
+    if state.ensure_fresh():
+        found = state.catalog.version_at(service_id, terms_type, moment)
+        answer = found and {"id": found["commit_id"], "date": found["date"],
+                            "content": lambda: state.version_text(found["blob"])}
+    else:
+        answer = _version_from_git(service_id, terms_type, moment)
+    if not answer:
         return jsonify({"error": f"No version found for date {date}"}), 404
     # OTA's git storage hands contents back trimmed.
-    content = state.version_text(found["blob"]).strip()
-    return jsonify({"id": found["commit_id"], "fetchDate": urls.iso(found["date"]), "content": content})
+    return jsonify({"id": answer["id"], "fetchDate": urls.iso(answer["date"]),
+                    "content": answer["content"]().strip()})
+
+
+def _version_from_git(service_id: str, terms_type: str, moment: datetime) -> dict | None:
+    """The version at `moment` read from the versions repository (the index is catching up)."""
+    repository = RecordRepository(viewer().sources.versions, "versions", read_only=True)
+    try:
+        record = repository.find_by_date(service_id, terms_type, moment)
+        if record is None:
+            return None
+        content = record.content if isinstance(record.content, str) else record.content.decode("utf-8", "replace")
+        return {"id": record.id, "date": record.fetch_date, "content": lambda: content}
+    finally:
+        repository.close()
+
+
+def _catching_up() -> Response:
+    response = jsonify({"error": "The index is catching up with new commits in the archive; retry shortly."})
+    response.status_code = 503
+    response.headers["Retry-After"] = "2"
+    return response

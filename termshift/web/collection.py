@@ -3,15 +3,18 @@
 Without a declarations folder the viewer still works: a service's name is its id and
 its terms types are those found in the archive. With one, `Declarations` reloads it when
 its files change, so a service declared while `serve` runs gets its pages and API answers.
+The collection's `metadata.yml` (termshift.collection_metadata) is read from here too.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from termshift.collection_metadata import CollectionMetadata, MetadataFile, metadata_path
 from termshift.web.background import BackgroundRefresh
 
 log = logging.getLogger(__name__)
@@ -109,3 +112,32 @@ class Declarations(BackgroundRefresh):
         self.generation += 1
         log.info("declarations reloaded: %d services", len(services))
 
+
+
+def match_id(requested: str, ids: Iterable[str]) -> str | None:
+    """The id `requested` names: itself if it exists, else the first (sorted) equal to it
+    ignoring case, as OTA's `/service/:serviceId` looks services up. None if none."""
+    ids = sorted(ids)
+    if requested in ids:
+        return requested
+    lowered = requested.lower()
+    return next((candidate for candidate in ids if candidate.lower() == lowered), None)
+
+
+def collection_metadata() -> CollectionMetadata:
+    """The collection's metadata.yml (re-read when it changes); empty without one.
+
+    Its place: the `metadata` setting, else beside the viewer's declarations folder.
+    A viewer started without declarations and without the setting has no metadata.
+    """
+    from flask import current_app
+
+    from termshift.web.state import viewer
+
+    file = current_app.extensions.get("termshift.metadata")
+    if file is None:
+        settings = current_app.config.get("SETTINGS")
+        configured = settings[""].get("metadata") if settings is not None else None
+        file = MetadataFile(metadata_path(configured, viewer().declarations_dir))
+        current_app.extensions["termshift.metadata"] = file
+    return file.get()

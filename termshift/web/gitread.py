@@ -88,6 +88,12 @@ def head_fingerprint(repo: Path) -> tuple:
     if reference.startswith("ref: "):
         ref_path = git_dir / reference[5:]
         parts.append(ref_path.stat().st_mtime_ns if ref_path.exists() else None)
+        # The ref's content too: two commits within one tick of the file system's clock
+        # leave the same modification time, but never the same commit id.
+        try:
+            parts.append(ref_path.read_bytes())
+        except OSError:
+            parts.append(None)
     parts.append(reference)
     return tuple(parts)
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
-from flask import current_app
+from flask import current_app, g, has_app_context, has_request_context
 
 from termshift.web import gitread
 from termshift.web.background import BackgroundRefresh
@@ -25,6 +25,7 @@ from termshift.web.render import RENDER_FORMAT, markdown_to_html
 
 log = logging.getLogger(__name__)
 
+FRESHNESS_WAIT = 2.0  # seconds a request waits for new commits to be indexed (see Viewer.ensure_fresh)
 DIFF_FORMAT = 3  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
 
 
@@ -74,6 +75,9 @@ class Refresher(BackgroundRefresh):
     def __init__(self, sources: Sources, interval: float):
         self.sources = sources
         self.after_refresh: Callable[[], None] | None = None  # e.g. re-render the busiest pages
+        self._indexing = threading.Lock()  # one Indexer at a time: background, catch-up or start-up
+        self._catch_up_lock = threading.Lock()
+        self._catch_up: threading.Thread | None = None
         super().__init__(interval)
 
     def fingerprint(self) -> tuple:
@@ -82,14 +86,47 @@ class Refresher(BackgroundRefresh):
 
     def refresh(self) -> dict:
         """Index new commits now (synchronously); returns the indexer's statistics."""
-        fingerprint = self.fingerprint()
-        indexer = Indexer(self.sources)
-        try:
-            stats = indexer.refresh()
-        finally:
-            indexer.close()
-        self.remember(fingerprint)
+        with self._indexing:
+            fingerprint = self.fingerprint()
+            indexer = Indexer(self.sources)
+            try:
+                stats = indexer.refresh()
+            finally:
+                indexer.close()
+            self.remember(fingerprint)
         return stats
+
+    def is_fresh(self) -> bool:
+        """True when no repository's HEAD moved since the last refresh (a few `stat`s)."""
+        return self.fingerprint() == self._fingerprint
+
+    def ensure_fresh(self, wait: float) -> bool:
+        """Bring the index up to date if a HEAD moved; True when it is, within `wait` seconds.
+
+        The catch-up runs in its own thread, shared by every request that arrives
+        meanwhile; a request stops waiting after `wait` seconds (the catch-up goes on)
+        and gets False, so it can answer from git instead, or say the index is catching up.
+        """
+        if self.is_fresh():
+            return True
+        with self._catch_up_lock:
+            if self._catch_up is None or not self._catch_up.is_alive():
+                self._catch_up = threading.Thread(target=self._catch_up_now, name="index catch-up", daemon=True)
+                self._catch_up.start()
+            catch_up = self._catch_up
+        if catch_up is threading.current_thread():
+            return False  # a page rendered by the catch-up itself (warm_pages)
+        catch_up.join(max(wait, 0.0))
+        return not catch_up.is_alive() and self.is_fresh()
+
+    def _catch_up_now(self) -> None:
+        try:
+            if not self.is_fresh():
+                stats = self.refresh()
+                # Waiting requests go on now; re-rendering the busiest pages can follow.
+                threading.Thread(target=self.refreshed, args=(stats,), name="after refresh", daemon=True).start()
+        except Exception:  # the request answers from git; the next one tries again
+            log.exception("index catch-up failed")
 
     def refreshed(self, stats: dict) -> None:
         log.info("index refreshed: %s", stats)
@@ -122,9 +159,24 @@ class Viewer:
         self.catalog.close()
 
     def poke(self) -> None:
-        """Before each request: pick up new commits and changed declarations (both throttled)."""
+        """Before each request: pick up new commits (now: see `ensure_fresh`) and changed
+        declarations (throttled)."""
+        self.ensure_fresh()
         self.refresher.poke()
         self.declarations.poke()
+
+    def ensure_fresh(self) -> bool:
+        """Index what was committed since the last refresh before answering, within the
+        app's FRESHNESS_WAIT seconds; False when that was not enough (answer from git, or
+        say so: never "not found" for what the archive holds). Once per request."""
+        if has_request_context() and "index_fresh" in g:
+            return g.index_fresh
+        wait = float(current_app.config.get("FRESHNESS_WAIT", FRESHNESS_WAIT)) if has_app_context() \
+            else FRESHNESS_WAIT
+        fresh = self.refresher.ensure_fresh(wait)
+        if has_request_context():
+            g.index_fresh = fresh
+        return fresh
 
     @property
     def declared(self) -> dict[str, DeclaredService]:

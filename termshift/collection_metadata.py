@@ -145,6 +145,7 @@ class MetadataFile:
         self._lock = threading.Lock()
         self._stamp: tuple | None = None
         self._metadata = CollectionMetadata(path)
+        self.generation = 0  # grows each time the file is read again (for caches of pages)
 
     def _current_stamp(self) -> tuple | None:
         try:
@@ -159,11 +160,7 @@ class MetadataFile:
             if stamp != self._stamp:
                 self._metadata = read_metadata(self.path) if stamp is not None else CollectionMetadata(self.path)
                 self._stamp = stamp
+                self.generation += 1
                 for error in self._metadata.errors:
                     log.warning("collection metadata: %s", error)
             return self._metadata
-
-    @property
-    def stamp(self) -> tuple | None:
-        """Changes whenever the file does (for caches of pages that show the metadata)."""
-        return self._current_stamp()

@@ -34,6 +34,8 @@ def prepare_demo(directory: Path) -> tuple[Path, Path]:
     snapshots = data / "snapshots"
     if not declarations.is_dir():
         shutil.copytree(source / "declarations", declarations)
+    if not (directory / "metadata.yml").exists():  # the collection's metadata, beside declarations/
+        shutil.copyfile(source / "metadata.yml", directory / "metadata.yml")
     if not (snapshots / ".git").is_dir():
         data.mkdir(parents=True, exist_ok=True)
         subprocess.run(

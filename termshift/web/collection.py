@@ -124,12 +124,7 @@ def match_id(requested: str, ids: Iterable[str]) -> str | None:
     return next((candidate for candidate in ids if candidate.lower() == lowered), None)
 
 
-def collection_metadata() -> CollectionMetadata:
-    """The collection's metadata.yml (re-read when it changes); empty without one.
-
-    Its place: the `metadata` setting, else beside the viewer's declarations folder.
-    A viewer started without declarations and without the setting has no metadata.
-    """
+def _metadata_file() -> MetadataFile:
     from flask import current_app
 
     from termshift.web.state import viewer
@@ -140,4 +135,20 @@ def collection_metadata() -> CollectionMetadata:
         configured = settings[""].get("metadata") if settings is not None else None
         file = MetadataFile(metadata_path(configured, viewer().declarations_dir))
         current_app.extensions["termshift.metadata"] = file
-    return file.get()
+    return file
+
+
+def collection_metadata() -> CollectionMetadata:
+    """The collection's metadata.yml (re-read when it changes); empty without one.
+
+    Its place: the `metadata` setting, else beside the viewer's declarations folder.
+    A viewer started without declarations and without the setting has no metadata.
+    """
+    return _metadata_file().get()
+
+
+def metadata_generation() -> int:
+    """Grows each time metadata.yml is read again: part of the key of cached pages."""
+    file = _metadata_file()
+    file.get()  # looks at the file's modification time
+    return file.generation

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestedRangeNotSatisfiable
 
+from termshift.web.collection import match_id
 from termshift.web.gitread import MissingObject
+from termshift.web.state import viewer
 from termshift.web.urls import iso
 from termshift.web.views import wants_json
 
@@ -48,9 +50,44 @@ def _answer(status: int, title: str, description: str, **page):
     return render_template("error.html", status=status, title=title, description=description, **page), status
 
 
+def _canonical_location() -> str | None:
+    """For a page naming a service with the wrong case (`/acme/...` for `Acme`), the same
+    page under the service's real id (as OTA's API ignores the case of ids)."""
+    requested = (request.view_args or {}).get("service_id")
+    if not isinstance(requested, str) or request.endpoint is None or request.path.startswith("/api/"):
+        return None
+    state = viewer()
+    known = set(state.catalog.service_ids()) | set(state.declared)
+    name, suffix = (requested[:-5], ".json") if requested.endswith(".json") and requested not in known \
+        else (requested, "")
+    canonical = match_id(name, known)
+    if canonical is None or canonical == name:
+        return None
+    location = url_for(request.endpoint, **{**request.view_args, "service_id": canonical + suffix})
+    query = request.query_string.decode("latin-1")
+    return f"{location}?{query}" if query else location
+
+
+def _not_found_or_stale(error: HTTPException):
+    """A 404 page: a redirect for a wrong-case service id; a 503 while new commits are being
+    indexed (what the archive holds is never "not found"); else None (a true 404)."""
+    location = _canonical_location()
+    if location is not None:
+        return redirect(location, 302)
+    if not viewer().ensure_fresh():
+        response = _answer(503, "Service Unavailable",
+                           "The index is catching up with new commits in the archive; retry in a few seconds.")
+        response = make_response(response)
+        response.headers["Retry-After"] = "2"
+        return response
+    return None
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
+        if error.code == 404 and (answer := _not_found_or_stale(error)) is not None:
+            return answer
         page = {name: getattr(error, name) for name in ("explanation", "link") if hasattr(error, name)}
         return _answer(error.code or 500, error.name, error.description or error.name, **page)
 

@@ -50,6 +50,18 @@ FRENCH: dict[str, str] = {
     "no longer tracked": "plus suivi",
     "last change": "dernier changement",
     "no change recorded": "aucun changement enregistré",
+    # Home: the collection's metadata.yml
+    "Languages": "Langues",
+    "Jurisdictions": "Juridictions",
+    "since {date}": "depuis le {date}",
+    "from {start} to {end}": "du {start} au {end}",
+    "Governance": "Gouvernance",
+    "Data": "Données",
+    "Dataset": "Jeu de données",
+    "Declarations repository": "Dépôt des déclarations",
+    "Versions repository": "Dépôt des versions",
+    "Snapshots repository": "Dépôt des instantanés",
+    "Donations": "Dons",
     # Latest changes
     "Filter changes": "Filtrer les changements",
     "Service": "Service",

@@ -9,11 +9,13 @@ from __future__ import annotations
 from functools import cache
 
 from termshift import __version__
+from termshift.schema import load_schema
 
 DATE = {"type": "string", "format": "date-time", "examples": ["2024-03-18T18:30:09Z"]}
 NULLABLE_DATE = {"type": ["string", "null"], "format": "date-time"}
 URL = {"type": "string", "examples": ["/GitHub/Privacy%20Policy"]}
 NULLABLE_URL = {"type": ["string", "null"]}
+NULLABLE_TEXT = {"type": ["string", "null"]}
 COUNT = {"type": "integer", "minimum": 0}
 
 
@@ -87,10 +89,26 @@ SCHEMAS = {
                  "current_version_id", "last_change", "removed", "feeds"]),
     "Home": _object({
         "totals": _object({"services": COUNT, "documents": COUNT, "versions": COUNT}),
+        "collection": _nullable("Collection"),
         "services": _array(_object({"id": {"type": "string"}, "name": {"type": "string"}, "url": URL,
                                     "documents": _array(_ref("DocumentSummary"))})),
         "feeds": _nullable("Feeds"),
         "json_url": URL,
+    }),
+    "Collection": _object({
+        "id": NULLABLE_TEXT, "name": NULLABLE_TEXT, "tagline": NULLABLE_TEXT,
+        "description": {"type": ["string", "null"], "description": "Markdown, as written in metadata.yml"},
+        "description_html": {"type": ["string", "null"], "description": "The description rendered and sanitised"},
+        "languages": _array({"type": "string"}),
+        "jurisdictions": _array({"type": "string"}),
+        "links": _array(_object({"name": {"enum": ["dataset", "declarations", "versions", "snapshots",
+                                                   "donations"]},
+                                 "url": {"type": "string"}})),
+        "governance": _array(_object({"name": {"type": "string"}, "url": NULLABLE_URL,
+                                      "roles": _array({"type": "string"})})),
+        "tracking_periods": _array(_object({"start_date": NULLABLE_TEXT, "end_date": NULLABLE_TEXT,
+                                            "schedule": NULLABLE_TEXT, "server_location": NULLABLE_TEXT})),
+        "metadata_url": URL,
     }),
     "Changes": _object({
         "filters": _object({"service": {"type": "string"}, "type": {"type": "string"},
@@ -223,7 +241,15 @@ SCHEMAS = {
         })),
     }),
     "OtaVersion": _object({"id": {"type": "string"}, "fetchDate": DATE, "content": {"type": "string"}}),
-    "OtaMetadata": _object({"totalServices": COUNT, "totalTerms": COUNT, "engineVersion": {"type": "string"}}),
+    # The collection's metadata.yml as written (OTA's Metadata fields) plus the computed figures.
+    "OtaMetadata": {
+        "type": "object",
+        "description": "The collection's metadata.yml (fields of OTA's Metadata schema; absent without "
+                       "the file) and totalServices, totalTerms and engineVersion, always present.",
+        "properties": {**load_schema("metadata")["properties"],
+                       "totalServices": COUNT, "totalTerms": COUNT, "engineVersion": {"type": "string"}},
+        "required": ["totalServices", "totalTerms", "engineVersion"],
+    },
 }
 
 
@@ -241,9 +267,12 @@ PAGE = _parameter("page", "Page number, from 1", "query", {"type": "integer", "m
 def _operation(summary: str, schema: str, parameters: list[dict] | None = None, errors=(404,),
                content_type: str = "application/json") -> dict:
     responses = {"200": {"description": "OK", "content": {content_type: {"schema": _ref(schema)}}}}
-    for status in errors:
+    # A 404 may only be a 503 (with Retry-After) while new commits are being indexed.
+    for status in (*errors, 503) if 404 in errors else errors:
         responses[str(status)] = {"description": {400: "Malformed request", 404: "Not found",
-                                                  416: "Requested version is in the future"}[status],
+                                                  416: "Requested version is in the future",
+                                                  503: "The index is catching up with new commits; retry"
+                                                       " after Retry-After seconds"}[status],
                                   "content": {"application/json": {"schema": _ref("Error")}}}
     return {"get": {"summary": summary, "parameters": parameters or [], "responses": responses}}
 
@@ -272,16 +301,19 @@ PATHS = {
         "An archived snapshot and the versions extracted from it", "Snapshot",
         [_parameter("snapshotId", "Commit id in the snapshots repository (5 to 64 hex digits)")]),
     "/api/v1/services": _operation("Services (OTA Collection API)", "OtaServices", errors=()),
-    "/api/v1/service/{serviceId}": _operation("One service and its declared terms (OTA)", "OtaService", [SERVICE]),
+    "/api/v1/service/{serviceId}": _operation(
+        "One service and its declared terms (OTA); the id is matched ignoring case", "OtaService", [SERVICE]),
     "/api/v1/version/{serviceId}/{termsType}/{date}": _operation(
         "The version in force at a date (OTA)", "OtaVersion",
         [SERVICE, TERMS_TYPE, _parameter("date", "ISO 8601 date, e.g. 2024-03-18T18:30:09Z")],
         errors=(400, 404, 416)),
-    "/api/v1/metadata": _operation("Collection figures (OTA)", "OtaMetadata", errors=()),
+    "/api/v1/metadata": _operation("The collection's metadata.yml and figures (OTA)", "OtaMetadata", errors=()),
 }
-# OTA answers an unknown service with the text "Service not found".
+# OTA answers an unknown service with the text "Service not found" (as text/html, like Express).
 PATHS["/api/v1/service/{serviceId}"]["get"]["responses"]["404"] = {
-    "description": "Service not found", "content": {"text/plain": {"schema": {"const": "Service not found"}}}}
+    "description": "Service not found", "content": {"text/html": {"schema": {"const": "Service not found"}}}}
+# The version route never waits for the index longer than a moment: it reads git instead.
+del PATHS["/api/v1/version/{serviceId}/{termsType}/{date}"]["get"]["responses"]["503"]
 
 
 @cache

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, current_app, request, send_from_directory
+from flask import Blueprint, abort, current_app, g, request, send_from_directory
 
+from termshift.collection_metadata import localised
+from termshift.schema import is_http_url
 from termshift.web import urls
 from termshift.web.catalog import ChangeFilter
+from termshift.web.collection import collection_metadata
 from termshift.web.layout import STATIC_FOLDER
+from termshift.web.render import markdown_to_html
 from termshift.web.state import viewer
 from termshift.web.status import UNKNOWN, read_statuses
 from termshift.web.views import (
@@ -96,11 +100,62 @@ def home():
     catalog = viewer().catalog
     data = {
         "totals": catalog.totals(),
+        "collection": _collection(),
         "services": _services(catalog.documents()),
         "feeds": urls.feed_urls(),
         "json_url": urls.home_url(json=True),
     }
     return respond("home.html", data, as_json=as_json)
+
+
+METADATA_LINKS = ("dataset", "declarations", "versions", "snapshots", "donations")
+
+
+def _collection() -> dict | None:
+    """What the home page shows of the collection's metadata.yml (None without one).
+
+    The file is text written by whoever runs the collection, shown to everyone: only
+    strings are kept, links only when they are http(s), and the description (Markdown,
+    as in OTA) is rendered and sanitised like an archived version.
+    """
+    data = collection_metadata().data
+    if not data:
+        return None
+    data = localised(data, getattr(g, "lang", "en"))
+
+    def text(value) -> str | None:
+        return value.strip() if isinstance(value, str) and value.strip() else None
+
+    def link(value) -> str | None:
+        return value if isinstance(value, str) and is_http_url(value) else None
+
+    def texts(value) -> list[str]:
+        return [item for item in map(text, value) if item] if isinstance(value, list) else []
+
+    governance = data.get("governance") if isinstance(data.get("governance"), dict) else {}
+    periods = [period for period in data.get("trackingPeriods") or [] if isinstance(period, dict)]
+    description = text(data.get("description"))
+    return {
+        "id": text(data.get("id")),
+        "name": text(data.get("name")),
+        "tagline": text(data.get("tagline")),
+        "description": description,
+        "description_html": markdown_to_html(description) if description else None,
+        "languages": texts(data.get("languages")),
+        "jurisdictions": texts(data.get("jurisdictions")),
+        "links": [{"name": name, "url": link(data.get(name))} for name in METADATA_LINKS if link(data.get(name))],
+        "governance": [
+            {"name": str(name), "url": link(entry.get("url")), "roles": texts(entry.get("roles"))}
+            for name, entry in governance.items() if isinstance(entry, dict)
+        ],
+        "tracking_periods": [
+            {key: text(period.get(field)) for key, field in (("start_date", "startDate"), ("end_date", "endDate"),
+                                                             ("schedule", "schedule"),
+                                                             ("server_location", "serverLocation"))}
+            for period in periods
+        ],
+        "metadata_url": "/api/v1/metadata",
+    }
 
 
 def _change_filter() -> tuple[ChangeFilter, dict]:

@@ -16,6 +16,7 @@ from functools import wraps
 from flask import Response, abort, current_app, g, jsonify, make_response, render_template, request
 
 from termshift.web import urls
+from termshift.web.collection import metadata_generation
 from termshift.web.state import viewer
 
 MAX_SEGMENT = 512  # longer path segments are not ids of anything (404)
@@ -50,7 +51,7 @@ def cached_page(view):
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        key = (viewer().catalog.generation(), viewer().declarations.generation, _runs_stamp(),
+        key = (viewer().catalog.generation(), viewer().declarations.generation, _runs_stamp(), metadata_generation(),
                getattr(g, "lang", "en"), request.full_path, wants_json(), current_app.config.get("FEEDS", False))
         pages = viewer().pages
         cached = pages.get(key)

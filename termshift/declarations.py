@@ -461,15 +461,20 @@ def _history(service_id: str, data: dict[str, list[dict]]) -> dict[str, list[Ter
     }
 
 
-def load_service(directory: Path, service_id: str) -> Service:
-    """Load and check one service; raises ServiceLoadError listing every problem."""
+def load_service(directory: Path, service_id: str, *, with_filters: bool = True) -> Service:
+    """Load and check one service; raises ServiceLoadError listing every problem.
+
+    `with_filters=False` reads the declaration only, without loading or checking its filter
+    functions (`Service.filters` is empty): enough to describe it (the OTA collection API
+    lists a service whose JavaScript filters are not ported yet), never to track it.
+    """
     files = ServiceFiles(Path(directory), service_id)
     declaration, errors = _read_checked(files.declaration, schema.service_problems)
     history = None
     if files.history.is_file():
         history, history_errors = _read_checked(files.history, schema.history_problems)
         errors += history_errors
-    functions, filter_errors = _filter_errors(files, declaration, history)
+    functions, filter_errors = _filter_errors(files, declaration, history) if with_filters else ({}, [])
     errors += filter_errors
     if errors:
         raise ServiceLoadError(service_id, errors)

@@ -55,7 +55,8 @@ def ota_collection(tmp_path: Path) -> Path:
     root = tmp_path / "ota-collection"
     declarations = root / "declarations"
     declarations.mkdir(parents=True)
-    (root / "metadata.yml").write_text("id: tiny\n")
+    (root / "metadata.yml").write_text("id: tiny\nname: Tiny\ntagline: A tiny collection\nlanguages: [en]\n"
+                                       "jurisdictions: [EU]\n")
     (declarations / "Shop.json").write_text(json.dumps({"name": "Shop", "terms": {
         "Terms of Service": {"fetch": "https://shop.example/tos", "select": "main",
                              "filter": ["removeSessionIds", {"removeDates": ".date"},
@@ -82,7 +83,9 @@ def test_import_copies_validates_and_lists_the_filters_to_port(ota_collection: P
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in destination.iterdir()) == [
         "Plain.json", "Shop.filters.js", "Shop.history.json", "Shop.json"]
-    assert "4 file(s) copied, 0 already identical, 0 kept." in result.output
+    assert "5 file(s) copied, 0 already identical, 0 kept." in result.output
+    # The collection's metadata.yml goes beside the declarations folder, as in OTA.
+    assert (tmp_path / "termshift" / "metadata.yml").read_text() == (ota_collection / "metadata.yml").read_text()
     assert "Schema check of 2 service(s): no errors" in result.output
     port = result.output[result.output.index("Shop.filters.js -> write Shop.filters.py with:"):]
     # Each export with the signature its callers need, and where it is used.
@@ -108,7 +111,7 @@ def test_import_again_keeps_local_changes_unless_overwrite(ota_collection: Path,
     assert run(ota_collection / "declarations", destination).exit_code == 0  # the declarations folder itself
     (destination / "Plain.json").write_text((destination / "Plain.json").read_text().replace("main", "#local"))
     again = run(ota_collection, destination)
-    assert "0 file(s) copied, 3 already identical, 1 kept." in again.output
+    assert "0 file(s) copied, 4 already identical, 1 kept." in again.output
     assert "kept Plain.json: it exists with other content (--overwrite replaces it)" in again.output
     assert "#local" in (destination / "Plain.json").read_text()
     overwritten = run(ota_collection, destination, "--overwrite")

@@ -5,8 +5,9 @@ working: `/services`, `/service/<id>` (id matched ignoring case; 404 `Service no
 as text/html, as Express sends it), `/version/<id>/<type>/<date>` (200, 404
 `No version found for date <date>`, 416 `Requested version is in the future`, 400 for a
 malformed date where OTA fails with a 500), `/metadata` (the collection's metadata.yml
-plus totalServices, totalTerms and engineVersion) and `/openapi.json` describing every
-JSON route of the viewer (`/docs` gives it too when JSON is asked for).
+plus totalServices, totalTerms and engineVersion: the OTA release whose API this is) and
+`/openapi.json` describing every JSON route of the viewer (`/docs` gives it too when
+JSON is asked for).
 
 Answers are as fresh as the archive: a request that follows a commit waits for the
 index to take it in (`Viewer.ensure_fresh`), or reads git itself when that takes too long.
@@ -18,7 +19,6 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request
 
-from termshift import __version__
 from termshift.archive_repo import RecordRepository
 from termshift.web import urls
 from termshift.web.collection import collection_metadata, match_id
@@ -27,6 +27,13 @@ from termshift.web.state import viewer
 from termshift.web.views import check_segment, parse_moment
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# The release of OTA's engine (npm @opentermsarchive/engine) whose collection API, record
+# format and metadata schema this API implements. `/metadata` gives it as `engineVersion`:
+# OTA clients read that field to know which routes and fields an instance has, and would
+# take Termshift's own version (0.x) for an ancient OTA engine. Termshift's own version is
+# in /api/v1/openapi.json (info.version). Bump it with what Termshift follows of OTA.
+OTA_ENGINE_VERSION = "9.1.0"
 
 WELCOME = (
     "Welcome to an instance of the Open Terms Archive API. Documentation is available at /docs. "
@@ -77,7 +84,7 @@ def metadata():
     body.update({
         "totalServices": len(services),
         "totalTerms": sum(len(_terms_types(service_id)) for service_id in services),
-        "engineVersion": __version__,
+        "engineVersion": OTA_ENGINE_VERSION,
     })
     return jsonify(body)
 

@@ -44,18 +44,30 @@ def load_declared_services(directory: Path | None) -> dict[str, DeclaredService]
     """Services of a declarations folder; those that fail to load are logged and skipped."""
     if directory is None:
         return {}
-    from termshift.declarations import load_collection  # only needed with --declarations
+    # Only needed with --declarations.
+    from termshift.declarations import ServiceLoadError, list_service_ids, load_collection, load_service
 
     collection = load_collection(Path(directory))
+    services = dict(collection.services)
+    for service_id in list_service_ids(Path(directory)):
+        if service_id in services:
+            continue
+        # Its filters cannot run (say, OTA JavaScript not ported yet), but its declaration is
+        # sound: it is part of the collection, and the API describes it as OTA does.
+        try:
+            services[service_id] = load_service(Path(directory), service_id, with_filters=False)
+            log.info("%s: described without its filters (they do not load)", service_id)
+        except ServiceLoadError:
+            pass
     for error in collection.errors:
-        log.warning("declaration skipped: %s", error)
+        log.warning("declaration problem: %s", error)
     return {
         service_id: DeclaredService(
             service_id,
             service.name or service_id,
             {terms_type: [_source_document(d) for d in terms.documents] for terms_type, terms in service.terms.items()},
         )
-        for service_id, service in collection.services.items()
+        for service_id, service in sorted(services.items())
     }
 
 

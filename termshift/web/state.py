@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
-from flask import current_app, g, has_app_context, has_request_context
+from flask import current_app, g, has_app_context, has_request_context, request
 
 from termshift.web import gitread
 from termshift.web.background import BackgroundRefresh
@@ -26,6 +26,8 @@ from termshift.web.render import RENDER_FORMAT, markdown_to_html
 log = logging.getLogger(__name__)
 
 FRESHNESS_WAIT = 2.0  # seconds a request waits for new commits to be indexed (see Viewer.ensure_fresh)
+# Requests that never wait for the index: static files, and what monitoring polls.
+NO_FRESHNESS_WAIT = ("/-/static/", "/favicon.ico", "/healthz", "/metrics", "/status")
 DIFF_FORMAT = 3  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
 
 
@@ -161,7 +163,8 @@ class Viewer:
     def poke(self) -> None:
         """Before each request: pick up new commits (now: see `ensure_fresh`) and changed
         declarations (throttled)."""
-        self.ensure_fresh()
+        if not (has_request_context() and request.path.startswith(NO_FRESHNESS_WAIT)):
+            self.ensure_fresh()
         self.refresher.poke()
         self.declarations.poke()
 

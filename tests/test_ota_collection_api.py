@@ -280,6 +280,23 @@ def test_malformed_date_is_400_naming_it(client, date):
     assert date in response.get_json()["error"]
 
 
+# ------------------------------------------------------------------ GET /docs (docs.test.js)
+
+
+def test_docs_describe_the_ota_routes_relative_to_the_api(client):
+    from openapi_spec_validator import validate
+
+    response = client.get("/api/v1/docs/", headers={"Accept": "application/json"})
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    document = response.get_json()
+    assert document["openapi"].startswith("3.") and document["servers"] == [{"url": "/api/v1"}]
+    assert {"/services", "/service/{serviceId}", "/version/{serviceId}/{termsType}/{date}",
+            "/metadata"} <= set(document["paths"])
+    validate(document)
+    page = client.get("/api/v1/docs/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+
+
 # ------------------------------------------------------------------ freshness
 
 
@@ -520,3 +537,7 @@ def test_our_own_collection_and_the_demo_have_valid_metadata(tmp_path):
     assert ours.exists and ours.errors == [] and ours.data["id"] == "termshift"
     demo = read_metadata(REPO_ROOT / "termshift" / "demo_data" / "metadata.yml")
     assert demo.exists and demo.errors == [] and demo.data["id"] == "demo"
+    from termshift.demo import prepare_demo
+
+    declarations, _data = prepare_demo(tmp_path / "demo")  # `termshift demo` serves it beside declarations/
+    assert read_metadata(declarations.parent / "metadata.yml").data == demo.data

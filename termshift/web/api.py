@@ -22,7 +22,7 @@ from flask import Blueprint, Response, jsonify, request
 from termshift.archive_repo import RecordRepository
 from termshift.web import urls
 from termshift.web.collection import collection_metadata, match_id
-from termshift.web.openapi import openapi_document
+from termshift.web.openapi import openapi_document, ota_api_document
 from termshift.web.state import viewer
 from termshift.web.views import check_segment, parse_moment
 
@@ -62,13 +62,23 @@ def welcome():
     return jsonify({"message": WELCOME})
 
 
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Collection API</title></head>
+<body><h1>Open Terms Archive collection API</h1>
+<p>Routes: <code>/services</code>, <code>/service/{serviceId}</code>,
+<code>/version/{serviceId}/{termsType}/{date}</code>, <code>/metadata</code>, under /api/v1.</p>
+<p>OpenAPI 3.1 descriptions: of this API, here with <code>Accept: application/json</code>;
+of <a href="/api/v1/openapi.json">every JSON route of the viewer</a>.</p></body></html>
+"""
+
+
 @blueprint.route("/docs")
+@blueprint.route("/docs/")
 def docs():
+    """OTA's `/docs`: the OpenAPI description when JSON is asked for, else a page."""
     if "json" in request.headers.get("Accept", ""):
-        return jsonify(openapi_document())
-    return Response(
-        "The OpenAPI 3.1 description of this API is at /api/v1/openapi.json.\n", mimetype="text/plain"
-    )
+        return jsonify(ota_api_document())
+    return Response(DOCS_PAGE, mimetype="text/html")
 
 
 @blueprint.route("/openapi.json")

@@ -332,3 +332,21 @@ def openapi_document() -> dict:
         "paths": PATHS,
         "components": {"schemas": SCHEMAS},
     }
+
+
+API_BASE = "/api/v1"
+
+
+@cache
+def ota_api_document() -> dict:
+    """The OTA collection API alone, as OTA's `/docs` describes it: paths relative to a
+    server at /api/v1 (`/services`, `/service/{serviceId}`, …), so OTA's clients find theirs."""
+    document = openapi_document()
+    return {
+        "openapi": document["openapi"],
+        "info": {**document["info"], "title": "Open Terms Archive collection API (Termshift)"},
+        "servers": [{"url": API_BASE}],
+        "paths": {path.removeprefix(API_BASE): item for path, item in document["paths"].items()
+                  if path.startswith(API_BASE + "/")},
+        "components": document["components"],
+    }

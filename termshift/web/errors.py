@@ -68,7 +68,7 @@ def _canonical_location() -> str | None:
     return f"{location}?{query}" if query else location
 
 
-def _not_found_or_stale(error: HTTPException):
+def _not_found_or_stale():
     """A 404 page: a redirect for a wrong-case service id; a 503 while new commits are being
     indexed (what the archive holds is never "not found"); else None (a true 404)."""
     location = _canonical_location()
@@ -86,7 +86,7 @@ def _not_found_or_stale(error: HTTPException):
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
-        if error.code == 404 and (answer := _not_found_or_stale(error)) is not None:
+        if error.code == 404 and (answer := _not_found_or_stale()) is not None:
             return answer
         page = {name: getattr(error, name) for name in ("explanation", "link") if hasattr(error, name)}
         return _answer(error.code or 500, error.name, error.description or error.name, **page)

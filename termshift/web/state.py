@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -80,6 +81,7 @@ class Refresher(BackgroundRefresh):
         self._indexing = threading.Lock()  # one Indexer at a time: background, catch-up or start-up
         self._catch_up_lock = threading.Lock()
         self._catch_up: threading.Thread | None = None
+        self._catch_up_started = 0.0
         super().__init__(interval)
 
     def fingerprint(self) -> tuple:
@@ -106,19 +108,22 @@ class Refresher(BackgroundRefresh):
         """Bring the index up to date if a HEAD moved; True when it is, within `wait` seconds.
 
         The catch-up runs in its own thread, shared by every request that arrives
-        meanwhile; a request stops waiting after `wait` seconds (the catch-up goes on)
-        and gets False, so it can answer from git instead, or say the index is catching up.
+        meanwhile; requests wait for it until `wait` seconds after it started (the
+        catch-up goes on after that: a long one, say after a large `git pull`, makes
+        each request wait once at most), then get False, so that they answer from git
+        instead, or say that the index is catching up.
         """
         if self.is_fresh():
             return True
         with self._catch_up_lock:
             if self._catch_up is None or not self._catch_up.is_alive():
                 self._catch_up = threading.Thread(target=self._catch_up_now, name="index catch-up", daemon=True)
+                self._catch_up_started = time.monotonic()
                 self._catch_up.start()
-            catch_up = self._catch_up
+            catch_up, started = self._catch_up, self._catch_up_started
         if catch_up is threading.current_thread():
             return False  # a page rendered by the catch-up itself (warm_pages)
-        catch_up.join(max(wait, 0.0))
+        catch_up.join(max(0.0, started + wait - time.monotonic()))
         return not catch_up.is_alive() and self.is_fresh()
 
     def _catch_up_now(self) -> None:

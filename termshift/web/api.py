@@ -5,9 +5,9 @@ working: `/services`, `/service/<id>` (id matched ignoring case; 404 `Service no
 as text/html, as Express sends it), `/version/<id>/<type>/<date>` (200, 404
 `No version found for date <date>`, 416 `Requested version is in the future`, 400 for a
 malformed date where OTA fails with a 500), `/metadata` (the collection's metadata.yml
-plus totalServices, totalTerms and engineVersion: the OTA release whose API this is) and
-`/openapi.json` describing every JSON route of the viewer (`/docs` gives it too when
-JSON is asked for).
+plus totalServices, totalTerms and engineVersion: the OTA release whose API this is),
+`/docs` (OTA's: the OpenAPI description of these routes, relative to /api/v1, when JSON
+is asked for, else a page) and `/openapi.json` describing every JSON route of the viewer.
 
 Answers are as fresh as the archive: a request that follows a commit waits for the
 index to take it in (`Viewer.ensure_fresh`), or reads git itself when that takes too long.

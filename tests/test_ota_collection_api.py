@@ -333,6 +333,17 @@ def test_a_service_first_recorded_after_start_has_its_pages_at_once(live):
     assert page["document"]["current_version_id"] == version.id
 
 
+def test_a_viewer_started_without_indexing_answers_from_the_archive(collection, tmp_path):
+    root, declarations, data, versions = collection
+    app = create_app(data / "versions", None, declarations, tmp_path / "index.sqlite", refresh_interval=0,
+                     refresh_on_start=False)
+    client = app.test_client()
+    body = client.get(f"/api/v1/version/service-1/Terms%20of%20Service/{iso(FETCH_DATE)}").get_json()
+    assert body["id"] == versions["updated"].id
+    assert client.get("/service-1.json").status_code == 200
+    app.extensions["termshift"].close()
+
+
 def test_while_the_index_is_busy_the_api_reads_git_and_pages_say_retry(tmp_path):
     declarations = write_collection(tmp_path)
     data = tmp_path / "data"

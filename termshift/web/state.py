@@ -83,6 +83,7 @@ class Refresher(BackgroundRefresh):
         self._catch_up: threading.Thread | None = None
         self._catch_up_started = 0.0
         super().__init__(interval)
+        self._fingerprint = None  # nothing indexed by this viewer yet: not fresh until a refresh ran
 
     def fingerprint(self) -> tuple:
         repos = [self.sources.versions, self.sources.snapshots]

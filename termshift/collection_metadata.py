@@ -38,10 +38,18 @@ MAX_BYTES = 1024 * 1024  # a metadata file is a few kilobytes; anything this big
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML's safe subset, with dates left as the strings written (`startDate: 2025-07-17`).
+    """YAML's safe subset, with dates left as the strings written (`startDate: 2025-07-17`),
+    and without aliases (`*name`): nested ones expand exponentially once served as JSON.
 
     The schema wants strings (`format: date`); OTA's checker parses the file the same way.
     """
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed here",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -95,12 +103,13 @@ def read_metadata(path: Path | str | None) -> CollectionMetadata:
     except (OSError, UnicodeDecodeError) as error:
         return CollectionMetadata(path, None, [DeclarationError(path, "$", f"cannot be read: {error}")])
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:
         return CollectionMetadata(path, None, [DeclarationError(path, "$", f"not valid YAML: {_yaml_reason(error)}")])
     if not isinstance(data, dict):
+        got = "an empty file" if data is None else "a list" if isinstance(data, list) else repr(data)[:80]
         return CollectionMetadata(path, None, [DeclarationError(
-            path, "$", f"expected a mapping of fields (id, name, tagline…), got {type(data).__name__}")])
+            path, "$", f"expected a mapping of fields (id: …, name: …, tagline: …), got {got}")])
     data = _json_safe(data)
     errors = [DeclarationError(path, json_path(problem.path), problem.reason) for problem in metadata_problems(data)]
     return CollectionMetadata(path, data, errors)
@@ -119,7 +128,8 @@ def _json_safe(data: dict) -> dict:
 
 def localised(data: dict[str, Any], language: str) -> dict[str, Any]:
     """`data` with its `i18n.<language>` translations merged in (nested objects merged too)."""
-    translations = (data.get("i18n") or {}).get(language)
+    i18n = data.get("i18n")
+    translations = i18n.get(language) if isinstance(i18n, dict) else None
     if not isinstance(translations, dict):
         return data
     return _merge(data, translations)

@@ -517,6 +517,12 @@ def test_metadata_problems_name_the_file_the_field_and_the_reason(tmp_path):
     [broken] = read_metadata(tmp_path / "broken.yml").errors
     assert str(broken).startswith(f"{tmp_path / 'broken.yml'}: $: not valid YAML: line 2")
     assert read_metadata(tmp_path / "missing.yml").errors == [] and not read_metadata(tmp_path / "missing.yml").exists
+    # Aliases are refused: nested ones would expand exponentially once served as JSON.
+    (tmp_path / "bomb.yml").write_text("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n", encoding="utf-8")
+    [bomb] = read_metadata(tmp_path / "bomb.yml").errors
+    assert "aliases (*name) are not allowed" in str(bomb) and read_metadata(tmp_path / "bomb.yml").data is None
+    (tmp_path / "empty.yml").write_text("", encoding="utf-8")
+    assert str(read_metadata(tmp_path / "empty.yml").errors[0]).endswith("got an empty file")
 
 
 def test_validate_and_config_check_report_metadata_errors(tmp_path, monkeypatch):

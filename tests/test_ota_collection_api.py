@@ -324,6 +324,21 @@ def test_a_version_is_found_by_the_first_request_after_its_commit(live):
         assert page["document"]["current_version_id"] == version.id
 
 
+def test_two_commits_in_one_tick_of_the_file_clock_are_told_apart(tmp_path):
+    """The ref file's modification time alone misses a commit made within the same tick."""
+    import os
+
+    from termshift.web.gitread import head_fingerprint
+
+    data = tmp_path / "data"
+    record(data, "service-1", "Terms of Service", FETCH_DATE, "one")
+    ref = data / "versions" / ".git" / "refs" / "heads" / "main"
+    before, stamp = head_fingerprint(data / "versions"), ref.stat()
+    record(data, "service-1", "Terms of Service", FETCH_DATE + ONE_HOUR, "two")
+    os.utime(ref, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # as if both commits fell in one tick
+    assert head_fingerprint(data / "versions") != before
+
+
 def test_a_service_first_recorded_after_start_has_its_pages_at_once(live):
     app, data = live
     client = app.test_client()

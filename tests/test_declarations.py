@@ -23,6 +23,7 @@ from termshift.declarations import (
     source_document_id,
 )
 from termshift.filters import apply_filters
+from termshift.trackers.errors import ExtractError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "declarations"
 COLLECTION = FIXTURES / "collection"
@@ -305,14 +306,23 @@ def test_a_ported_javascript_file_is_not_reported(tmp_path):
     assert load_service(tmp_path, "JavaScript").filters["cleanUrls"].__name__ == "cleanUrls"
 
 
-def test_a_broken_filters_file_is_reported_once_not_for_every_use(tmp_path):
+def test_a_filters_file_failing_at_import_fails_extraction_once_not_loading(tmp_path):
     write_service(tmp_path, "S", {"name": "S", "terms": {"Imprint": {
         "fetch": "https://s.example/i", "select": "main", "filter": ["a", "b", {"removeQueryParams": 3}]}}})
     (tmp_path / "S.filters.py").write_text("def a(document, context):\n    pass\n\nraise RuntimeError('boom')\n")
     collection = load_collection(tmp_path)
+    # Read, not run: only what the text shows is reported (b is unknown, bad built-in params).
     assert [(error.file.name, error.json_path) for error in collection.errors] == [
-        ("S.filters.py", "line 4"), ("S.json", "$.terms.Imprint.filter[2]")]
-    assert collection.errors[0].reason == "cannot load the filters: RuntimeError: boom"
+        ("S.json", "$.terms.Imprint.filter[1]"), ("S.json", "$.terms.Imprint.filter[2]")]
+    write_service(tmp_path, "S", {"name": "S", "terms": {"Imprint": {
+        "fetch": "https://s.example/i", "select": "main", "filter": ["a"]}}})
+    service = load_service(tmp_path, "S")
+    assert not service.filters.loaded
+    document = service.terms["Imprint"].documents[0]
+    for _attempt in range(2):  # the failure is kept: the file does not run again for each document
+        with pytest.raises(ExtractError, match=r'"a" cannot run: the filters file "S.filters.py" cannot be loaded '
+                                               r"\(line 4\): cannot load the filters: RuntimeError: boom"):
+            apply_filters(html.fromstring("<html><body>x</body></html>"), document, service.filters)
 
 
 def test_filters_named_in_history_must_exist_too(tmp_path):

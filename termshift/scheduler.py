@@ -431,7 +431,9 @@ class SchedulerService:
         status = "stopped" if self.stop_event.is_set() else "ok"
         counts, documents = summary_counts(summary), summary_documents(summary)
         # Kept for the status page and /metrics; the run logged its documents itself.
-        self.history.finish(row, status, counts, documents=documents)
+        skipped = [str(getattr(item, "service_id", item)) for item in getattr(summary, "skipped", None) or []]
+        message = f"services skipped, their declarations do not load: {', '.join(skipped)}" if skipped else ""
+        self.history.finish(row, status, counts, message=message, documents=documents)
         log.info("tracking run %s in %.1f s: %s", status, time.monotonic() - started,
                  ", ".join(f"{key} {value}" for key, value in counts.items()) or "no counts",
                  extra={"event": "run", "run_id": row, "status": status, "counts": counts})

@@ -560,4 +560,5 @@ def validate_modified(
         merged.services += report.services
         merged.checks += [check for check in report.checks if check not in merged.checks]
         merged.errors.update(report.errors)
+        merged.warnings.update(report.warnings)
     return merged

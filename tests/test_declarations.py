@@ -370,3 +370,25 @@ def test_the_corpus_collection_loads_clean(corpus_dir):
     collection = load_collection(corpus_dir / "declarations")
     assert collection.errors == []
     assert sum(len(entries) for service in collection.services.values() for entries in service.history.values()) == 9
+
+
+def test_a_file_too_large_nested_too_deeply_or_not_utf8_is_its_service_error(tmp_path):
+    from termshift.declarations import MAX_DECLARATION_BYTES
+
+    write_service(tmp_path, "Fine", {"name": "Fine", "terms": {}})
+    (tmp_path / "Huge.json").write_text('{"name": "' + "x" * MAX_DECLARATION_BYTES + '", "terms": {}}')
+    (tmp_path / "Deep.json").write_text("[" * 200_000 + "]" * 200_000)
+    # Deep enough for the JSON parser, too deep for the schema check.
+    select = "[" * 980 + '"main"' + "]" * 980
+    (tmp_path / "Deepish.json").write_text(
+        '{"name": "D", "terms": {"Imprint": {"fetch": "https://d.example/i", "select": ' + select + "}}}")
+    write_service(tmp_path, "History", {"name": "History", "terms": {}})
+    (tmp_path / "History.history.json").write_bytes(b'{"Imprint": [{"fetch": "https://h.example/\xff"}]}')
+    collection = load_collection(tmp_path)
+    assert list(collection.services) == ["Fine"]
+    assert sorted(collection.skipped) == ["Deep", "Deepish", "History", "Huge"]
+    assert collection.skipped["Huge"][0].reason.startswith("too large: ")
+    assert collection.skipped["Deep"][0].reason == "malformed JSON, it cannot be parsed: nested too deeply"
+    assert "nested too deeply" in collection.skipped["Deepish"][0].reason
+    assert collection.skipped["History"][0].file.name == "History.history.json"
+    assert collection.skipped["History"][0].reason.startswith("not UTF-8 text")

@@ -463,13 +463,19 @@ def _filter_errors(
 
 
 def check_filters(directory: Path, service_id: str) -> list[DeclarationError]:
-    """Filter errors of a service: its filters file loads (and is not JavaScript), redefines no
-    built-in, and every filter its declaration and history name exists and takes its arguments.
+    """Filter errors of a service: its filters file reads (and is not JavaScript), imports only
+    installed modules, redefines no built-in, and every filter its declaration and history name
+    exists and takes its arguments. Nothing of the filters file runs.
     """
     files = ServiceFiles(Path(directory), service_id)
     declaration = _read_checked(files.declaration, schema.service_problems)[0]
     history = _read_checked(files.history, schema.history_problems)[0] if files.history.is_file() else None
-    return _filter_errors(files, declaration, history)[1]
+    functions, errors = _filter_errors(files, declaration, history)
+    # What would make the import fail, as far as reading the file can tell (it is not run).
+    import_problems = getattr(functions, "import_problems", None)
+    if import_problems is not None:
+        errors += [DeclarationError(functions.path, f"line {line}", reason) for line, reason in import_problems()]
+    return errors
 
 
 # ---------------------------------------------------------------- building

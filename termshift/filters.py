@@ -399,12 +399,38 @@ class ServiceFilters(Mapping[str, FilterFunction]):
 
 
 class PythonFilters(ServiceFilters):
-    """A `<id>.filters.py`: read with `ast`, imported only when a filter is about to run."""
+    """A `<id>.filters.py`: read with `ast`, imported only when a filter is about to run.
+
+    `imports` lists the modules its top level imports, `(name, line, level)` (level > 0: relative).
+    """
 
     kind = "python"
 
+    def __init__(self, path: Path, definitions: Mapping[str, FilterDefinition],
+                 imports: Iterable[tuple[str, int, int]] = ()) -> None:
+        super().__init__(path, definitions)
+        self.imports = list(imports)
+
     def _load(self) -> dict[str, FilterFunction]:
         return load_filters_file(self.path)
+
+    def import_problems(self) -> list[tuple[int, str]]:
+        """(line, reason) for each import that cannot work: a module not installed, a relative
+        import. Found without running the file (nor, for a package, more than its finder)."""
+        problems = []
+        for name, line, level in self.imports:
+            if level:
+                problems.append((line, "a relative import cannot work in a filters file (it is not in a package): "
+                                       "import modules by their full name"))
+                continue
+            top = name.split(".")[0]
+            try:
+                found = top in sys.modules or importlib.util.find_spec(top) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                problems.append((line, f"imports '{name}', which is not installed here: the filters cannot load"))
+        return problems
 
 
 def _module_name(path: Path) -> str:
@@ -514,6 +540,16 @@ def _all_names(value: ast.expr, path: Path) -> list[str]:
                                  "the filters can be known without running the file", value.lineno)
 
 
+def _imports(tree: ast.Module) -> list[tuple[str, int, int]]:
+    found = []
+    for statement in _top_level(tree.body):
+        if isinstance(statement, ast.Import):
+            found += [(alias.name, statement.lineno, 0) for alias in statement.names]
+        elif isinstance(statement, ast.ImportFrom) and statement.module != "__future__":
+            found.append((statement.module or "", statement.lineno, statement.level))
+    return found
+
+
 def _definitions(tree: ast.Module, path: Path) -> dict[str, FilterDefinition]:
     functions: dict[str, FilterDefinition] = {}  # what the file defines as functions
     bound: dict[str, int] = {}  # every top-level name, with its line
@@ -588,7 +624,7 @@ def inspect_filters_file(path: Path) -> PythonFilters:
                                error.lineno) from None
     except (ValueError, RecursionError, MemoryError) as error:  # null bytes, absurd nesting
         raise FiltersFileError(path, f"cannot load the filters: {type(error).__name__}: {error}") from None
-    return PythonFilters(path, _definitions(tree, path))
+    return PythonFilters(path, _definitions(tree, path), _imports(tree))
 
 
 # Filters files a service may have, by file suffix, and how each is read (without running it).

@@ -491,3 +491,24 @@ def test_replace_text_everywhere_with_groups_and_leaves_attributes():
 def test_every_builtin_is_documented_with_an_example():
     for name, function in BUILTIN_FILTERS.items():
         assert function.__doc__ and f'{{"{name}"' in function.__doc__, name
+
+
+def test_imports_that_cannot_work_are_found_without_running_the_file(tmp_path):
+    path = write(tmp_path / "S.filters.py", """
+        from __future__ import annotations
+
+        import re
+        import termshift_no_such_module_anywhere
+        from lxml import html
+        from . import sibling
+
+        def clean(document, context):
+            pass
+    """)
+    filters = inspect_filters_file(path)
+    assert filters.import_problems() == [
+        (5, "imports 'termshift_no_such_module_anywhere', which is not installed here: the filters cannot load"),
+        (7, "a relative import cannot work in a filters file (it is not in a package): import modules by their "
+            "full name"),
+    ]
+    assert not filters.loaded

@@ -349,14 +349,12 @@ def read_json(path: Path) -> tuple[Any, list[DeclarationError]]:
         return None, [DeclarationError(path, "$", "malformed JSON, it cannot be parsed: nested too deeply")]
 
 
-_read_json = read_json
-
 
 def _read_checked(
     path: Path, problems: Callable[[Any], list[schema.SchemaProblem]]
 ) -> tuple[Any, list[DeclarationError]]:
     """Parse a JSON file and check it against a schema; the data is None when anything failed."""
-    data, errors = _read_json(path)
+    data, errors = read_json(path)
     if errors:
         return None, errors
     try:

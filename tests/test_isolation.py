@@ -111,7 +111,10 @@ def test_track_rebuild_upgrade_and_serve_go_on_without_the_broken_services(site:
     status = client.get("/status.json").json
     assert [item["service_id"] for item in status["skipped_services"]] == BROKEN
     assert str(tmp_path) not in json.dumps(status["skipped_services"])  # file names, not paths
-    assert "Nested.json: $: malformed JSON" in client.get("/status").get_data(as_text=True)
+    assert [item["service_id"] for item in status["declarations_skipped"]] == BROKEN  # as the viewer reads them
+    status_page = client.get("/status").get_data(as_text=True)
+    assert "Nested.json: $: malformed JSON" in status_page
+    assert "These declarations do not load now" in status_page
     assert client.get("/Good.json").status_code == 200
     assert client.get("/Marked").status_code == 200
     assert client.get("/feed.atom").status_code == 200

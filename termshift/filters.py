@@ -394,6 +394,14 @@ class ServiceFilters(Mapping[str, FilterFunction]):
     def __len__(self) -> int:
         return len(self.definitions)
 
+    def __eq__(self, other: object) -> bool:
+        """Same file, same definitions (Mapping's own `==` would load the code to compare it)."""
+        if not isinstance(other, ServiceFilters):
+            return NotImplemented
+        return (type(self), self.path, self.definitions) == (type(other), other.path, other.definitions)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable state, as a dict
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, {sorted(self.definitions)})"
 

@@ -301,6 +301,7 @@ def test_reading_a_filters_file_runs_none_of_it_and_finds_what_importing_finds(t
     assert "cannot be called" in call_problem(FilterCall("tidy", ["x"], True), filters)
     assert "cannot be called" in call_problem(FilterCall("strip", {"a": 1}, True), filters)
     assert call_problem(FilterCall("missing"), filters).startswith("unknown filter 'missing'")
+    assert filters == inspect_filters_file(path) and repr(filters).startswith("PythonFilters(")
     assert not marker.exists()
     # Only running a filter imports the file, once.
     apply_filters(page("<p>x</p>"), document(["clean", "tidy"]), filters)

@@ -523,7 +523,7 @@ def load_service(directory: Path, service_id: str) -> Service:
         return _load_service(files)
     except ServiceLoadError:
         raise
-    except (RecursionError, MemoryError, ValueError, TypeError, OSError) as error:  # a file no check foresaw
+    except Exception as error:  # noqa: BLE001 - a file no check foresaw is still only its own error
         raise ServiceLoadError(service_id, [DeclarationError(
             files.declaration, "$", f"cannot be loaded: {type(error).__name__}: {error}")]) from None
 

@@ -59,6 +59,7 @@ VALIDITY_CASES = [
     ":hover", ":focus-within", ":foo", ":foo()", ":scope", ":root", ":empty", ":any-link", ":link",
     ":-webkit-any(a, b)", ":matches(a)", ":lang(en)", ":dir(ltr)", ":dir()",
     "a:is(b", "a:not(.b", "img[src^='x", "[a", "[a=", "[a=\"", "a[b=c", "a:nth-child(2",
+    ":is(a])", ":not(a])", ":is([a)], b)", "a)", "a]", ":is(b, c",
     "a /* comment */ b", "/* only */", "", " ", "a\\", "a\n\"b", "[a='b\nc']", "a\"b\"", "a[b='c'",
 ]
 

@@ -212,12 +212,7 @@ def tokenize(css: str) -> list[Token]:
     tokens = _Tokenizer(css).tokens()
     stack: list[str] = []
     for token in tokens:
-        if token.type in (FUNCTION, LPAREN):
-            stack.append(RPAREN)
-        elif token.type == LBRACKET:
-            stack.append(RBRACKET)
-        elif token.type in (RPAREN, RBRACKET) and stack and stack[-1] == token.type:
-            stack.pop()
+        _closes_block(token, stack)
     end = len(css)
     tokens.extend(Token(closer, closer, end, end) for closer in reversed(stack))
     tokens.append(Token(EOF, "", end, end))
@@ -326,18 +321,12 @@ class _Parser:
 
     def block(self) -> list[Token]:
         """The tokens up to the `)` that closes the function just read, and past it."""
-        depth, start = 0, self.index
+        start, closers = self.index, []
         while True:
             token = self.next()
-            if token.type in (FUNCTION, LPAREN, LBRACKET):
-                depth += 1
-            elif token.type in (RPAREN, RBRACKET):
-                if depth == 0:
-                    if token.type == RBRACKET:
-                        raise self.error("unexpected ']'", token)
-                    return [*self.tokens[start:self.index - 1], Token(EOF, "", token.start, token.start)]
-                depth -= 1
-            elif token.type == EOF:  # unreachable: tokenize() closed every block
+            if _closes_block(token, closers) and token.type == RPAREN:
+                return [*self.tokens[start:self.index - 1], Token(EOF, "", token.start, token.start)]
+            if token.type == EOF:  # unreachable: tokenize() closed every block
                 raise self.error("expected ')'", token)
 
     # grammar
@@ -361,14 +350,11 @@ class _Parser:
                 return result
 
     def _skip_to_comma(self) -> None:
-        depth = 0
+        closers: list[str] = []
         while self.peek().type != EOF:
             token = self.peek()
-            if token.type in (FUNCTION, LPAREN, LBRACKET):
-                depth += 1
-            elif token.type in (RPAREN, RBRACKET):
-                depth -= 1
-            elif token.type == COMMA and depth == 0:
+            _closes_block(token, closers)
+            if token.type == COMMA and not closers:
                 return
             self.index += 1
 
@@ -655,6 +641,21 @@ class _Parser:
         return " or ".join(f"({test})" for test in tests)
 
 
+def _closes_block(token: Token, closers: list[str]) -> bool:
+    """Track the blocks `token` opens or closes (a stray closer is a plain token, as in CSS);
+    True when it is a `)` or `]` that is not inside a block `closers` opened."""
+    if token.type in (FUNCTION, LPAREN):
+        closers.append(RPAREN)
+    elif token.type == LBRACKET:
+        closers.append(RBRACKET)
+    elif token.type in (RPAREN, RBRACKET):
+        if closers and closers[-1] == token.type:
+            closers.pop()
+            return False
+        return not closers
+    return False
+
+
 def _is_delim(token: Token, value: str) -> bool:
     return token.type == DELIM and token.value == value
 
@@ -666,7 +667,9 @@ def _is_equals(token: Token, previous: Token) -> bool:
 def _class_condition(name: str) -> str:
     if not name or any(char in _WHITESPACE for char in name):
         return "false()"
-    return f"@class and contains(concat(' ', normalize-space(@class), ' '), {literal(f' {name} ')})"
+    # The plain `contains` first: cheap, and false for most elements.
+    return (f"@class and contains(@class, {literal(name)}) "
+            f"and contains(concat(' ', normalize-space(@class), ' '), {literal(f' {name} ')})")
 
 
 def _attribute_condition(attribute: str, subject: str, operator: str, value: str) -> str:
@@ -675,7 +678,8 @@ def _attribute_condition(attribute: str, subject: str, operator: str, value: str
     if operator == "~=":
         if not value or any(char in _WHITESPACE for char in value):
             return "false()"
-        return f"contains(concat(' ', normalize-space({subject}), ' '), {literal(f' {value} ')})"
+        return (f"contains({subject}, {literal(value)}) "
+                f"and contains(concat(' ', normalize-space({subject}), ' '), {literal(f' {value} ')})")
     if operator == "|=":
         return f"({subject} = {literal(value)} or starts-with({subject}, {literal(value + '-')}))"
     if not value:
@@ -845,4 +849,7 @@ _EXTENSIONS = {(_NAMESPACE, "same-type-before"): _same_type_before,
 
 def compile_xpath(css: str) -> etree.XPath:
     """`css` compiled for lxml; raises SelectorSyntaxError where a browser rejects it."""
-    return etree.XPath(to_xpath(css), namespaces={"ts": _NAMESPACE}, extensions=_EXTENSIONS)
+    xpath = to_xpath(css)
+    if "ts:" not in xpath:  # extension functions cost a little on every evaluation
+        return etree.XPath(xpath)
+    return etree.XPath(xpath, namespaces={"ts": _NAMESPACE}, extensions=_EXTENSIONS)

@@ -621,24 +621,12 @@ class _Parser:
         return f"({condition}) and ({_nth_condition(None, *series, last=last, kind=condition)})"
 
     def lang(self, argument: list[Token], token: Token) -> str:
-        ranges = []
-        inner = _Parser(argument, self.css)
-        while True:
-            inner.skip_ws()
-            value = inner.next()
-            if value.type not in (IDENT, STRING):
-                raise self.error("':lang()' takes language ranges", token)
-            ranges.append(_ascii_lower(value.value))
-            inner.skip_ws()
-            separator = inner.next()
-            if separator.type == EOF:
-                break
-            if separator.type != COMMA:
-                raise self.error("':lang()' takes language ranges separated by commas", separator)
+        """`:lang(en)`: Chromium takes one identifier (no strings, lists or wildcards yet)."""
+        values = [t for t in argument if t.type not in (WS, EOF)]
+        if len(values) != 1 or values[0].type != IDENT:
+            raise self.error("':lang()' takes one language code", token)
         lang = f"translate(ancestor-or-self::*[@lang][1]/@lang, '{_UPPER}', '{_LOWER}')"
-        tests = [f"starts-with(concat({lang}, '-'), {literal(value + '-')})" if value not in ("", "*")
-                 else ("ancestor-or-self::*[@lang]" if value == "*" else f"{lang} = ''") for value in ranges]
-        return " or ".join(f"({test})" for test in tests)
+        return f"starts-with(concat({lang}, '-'), {literal(_ascii_lower(values[0].value) + '-')})"
 
 
 def _closes_block(token: Token, closers: list[str]) -> bool:
@@ -738,6 +726,19 @@ def _nth_condition(tag: str | None, a: int, b: int, *, kind: str, last: bool = F
     return " and ".join(conditions) or "true()"
 
 
+_CHECKED_INPUT = ("self::input and @checked and (translate(@type, 'CHEKBXRADIO', 'chekbxradio') = 'checkbox'"
+                  " or translate(@type, 'CHEKBXRADIO', 'chekbxradio') = 'radio')")
+# An option is selected (HTML's selectedness): in a drop-down `select`, the last one marked
+# `selected`, or the first one not disabled when none is; elsewhere, any one marked `selected`.
+_IN_SELECT = "count(preceding::option[{0}]) - count(ancestor::select[1]/preceding::option[{0}])"
+_SELECTED_OPTION = (
+    "(not(ancestor::select[1][not(@multiple) and not(@size > 1)]) and @selected)"
+    " or (ancestor::select[1][not(@multiple) and not(@size > 1)] and ("
+    f"(@selected and {_IN_SELECT.format('@selected')} + 1 = count(ancestor::select[1]//option[@selected]))"
+    " or (not(ancestor::select[1]//option[@selected]) and not(@disabled)"
+    f" and {_IN_SELECT.format('not(@disabled)')} = 0)))"
+)
+
 # Pseudo-classes without arguments: the condition an element must meet.
 _PSEUDO_CLASSES = {
     "root": "not(parent::*)",
@@ -750,10 +751,9 @@ _PSEUDO_CLASSES = {
     "any-link": "@href and (self::a or self::area)",
     "-webkit-any-link": "@href and (self::a or self::area)",
     "defined": "not(contains(name(), '-'))",
-    "checked": "(self::input and @checked and (translate(@type, 'CHEKBXRADIO', 'chekbxradio') = 'checkbox'"
-               " or translate(@type, 'CHEKBXRADIO', 'chekbxradio') = 'radio')) or (self::option and @selected)",
+    "checked": f"{_CHECKED_INPUT} or (self::option and {_SELECTED_OPTION})",
     "required": "@required and (self::input or self::select or self::textarea)",
-    "optional": "not(@required) and (self::input or self::select or self::textarea)",
+    "optional": "not(@required) and (self::input or self::select or self::textarea or self::button)",
     "disabled": f"@disabled and ({_FORM_FIELDS} or self::fieldset or self::optgroup or self::option)",
     "enabled": f"not(@disabled) and ({_FORM_FIELDS} or self::fieldset or self::optgroup or self::option)",
 }

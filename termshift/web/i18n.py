@@ -245,6 +245,12 @@ FRENCH: dict[str, str] = {
     "Consecutive failures": "Échecs consécutifs",
     "Blocked pages": "Pages bloquées",
     "Error": "Erreur",
+    "Services skipped": "Services ignorés",
+    "The last run left out these services: their declaration, history or filters file does not load. Every other "
+    "service was tracked.": "La dernière exécution a laissé de côté ces services : leur déclaration, leur historique "
+    "ou leur fichier de filtres ne se charge pas. Tous les autres services ont été suivis.",
+    "These declarations do not load now: the viewer leaves the services out.":
+        "Ces déclarations ne se chargent pas actuellement : le visualiseur laisse ces services de côté.",
     "Webhook deliveries": "Envois des webhooks",
     "Backlog: {count} event(s)": "En attente : {count} événement(s)",
     ", the oldest waiting for {age}": ", le plus ancien attend depuis {age}",

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 import jsonschema
 import pytest
 
-from termshift.alerts import events, outbox, ssrf, store, subscriptions
+from termshift import ssrf
+from termshift.alerts import events, outbox, store, subscriptions
 from termshift.alerts.archive import VersionEntry
 from termshift.alerts.signing import SecretError, SignatureError, generate_secret, secret_key, sign, verify
 from tests.support.alerts import BASE_URL, Recorded, VersionsRepo, webhook_settings

@@ -301,7 +301,7 @@ def document_page(service_id: str, terms_type: str):
 
 
 def _timeline(service_id: str, terms_type: str, technical: bool, removed: bool):
-    """Every version of the document on a time axis (up to today while it is tracked)."""
+    """Every version of the document on a time axis (on to today while it is tracked)."""
     rows, _total = viewer().catalog.timeline(service_id, terms_type, technical=technical,
                                              limit=MAX_TIMELINE_VERSIONS, offset=0)
 
@@ -310,7 +310,7 @@ def _timeline(service_id: str, terms_type: str, technical: bool, removed: bool):
             return urls.version_url(version)
         return urls.diff_url(version, against if against["id"] != version["previous_id"] else None)
 
-    return build_timeline(rows[::-1], link, end=None if removed else datetime.now(UTC))
+    return build_timeline(rows[::-1], link, now=None if removed else datetime.now(UTC))
 
 
 @blueprint.route("/<service_id>/<terms_type>")

@@ -28,6 +28,7 @@ LABEL_Y = AXIS_Y + HALF + 26
 SLOT = 4.0  # a bar and its gap; versions closer than this share a bar
 MIN_BAR = 2.0  # a change of one word is still this tall
 MAX_TICKS = 12
+WIDEST_BAR = 8.0  # a bar with room around it (a sparse history) is drawn wider, up to this
 
 
 @dataclass
@@ -144,17 +145,19 @@ def tick_label(moment: datetime, unit: str) -> str:
 
 
 def build_timeline(versions: list[dict], link: Callable[[dict, dict | None], str],
-                   end: datetime | None = None) -> Timeline | None:
+                   now: datetime | None = None) -> Timeline | None:
     """The picture of `versions` (oldest first; each with date, words_added, words_removed,
     is_first, is_technical). `link(version, against)` is the URL of the diff from `against`
     to `version`, or of the version itself when `against` is None (the first record).
-    The axis runs from the first version to `end` (default: the last version).
-    None when there is nothing to draw.
+    The axis runs from the first version to the last, or on to `now` (a document still
+    tracked) when that quiet stretch is not longer than half the history: a long silence
+    would squeeze the history itself into a corner. None when there is nothing to draw.
     """
     if not versions:
         return None
-    start = versions[0]["date"]
-    end = max(end or versions[-1]["date"], versions[-1]["date"])
+    start, end = versions[0]["date"], versions[-1]["date"]
+    if now is not None and now > end and (now - end) <= (end - start) / 2:
+        end = now
     if end - start < timedelta(days=1):
         # Too short a history for a time axis: give it a day on each side.
         start, end = start - timedelta(days=1), end + timedelta(days=1)
@@ -194,6 +197,11 @@ def build_timeline(versions: list[dict], link: Callable[[dict, dict | None], str
             versions=len(members), added=added, removed=removed, href=href, first_record=is_first,
             technical=bool(changes) and all(v["is_technical"] for v in changes),
         ))
+
+    # Where versions are sparse, widen the bars (never into the next one) so they are easy to point at.
+    for mark, following in zip(timeline.marks, [*timeline.marks[1:], None], strict=True):
+        room = (following.x if following else timeline.right) - mark.x - 1
+        mark.width = round(max(mark.width, min(WIDEST_BAR, room)), 1)
 
     timeline.largest = max([m.added for m in timeline.marks] + [m.removed for m in timeline.marks] + [0])
     largest = max(timeline.largest, 10)

@@ -231,6 +231,7 @@ FRENCH: dict[str, str] = {
         "au-dessous le nombre de mots supprimés (échelle logarithmique). Survolez une barre pour voir sa date ; "
         "cliquez pour voir le changement.",
     "Activity by service and month": "Activité par service et par mois",
+    "no word changed (layout only)": "aucun mot changé (mise en page seulement)",
     "One row per service, one column per month; the darker a square, the more changes that month (first records "
     "not counted). The bars on top add up each month: a wave of updates shows as a tall bar and a full column. "
     "Click a square or a bar to list those changes.":

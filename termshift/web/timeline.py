@@ -158,6 +158,8 @@ def build_timeline(versions: list[dict], link: Callable[[dict, dict | None], str
     start, end = versions[0]["date"], versions[-1]["date"]
     if now is not None and now > end and (now - end) <= (end - start) / 2:
         end = now
+    else:
+        end += (end - start) / 50  # room for the last bar
     if end - start < timedelta(days=1):
         # Too short a history for a time axis: give it a day on each side.
         start, end = start - timedelta(days=1), end + timedelta(days=1)

@@ -330,7 +330,8 @@ def test_changes_page_shows_which_services_changed_when(client):
     month = query["from"][0][:7]
     assert all(c["service_id"] == query["service"][0] and c["date"].startswith(month) for c in listed["changes"])
     assert len([c for c in listed["changes"] if not c["is_first_record"]]) == cell["changes"]
-    html = page(client, "/-/changes")
+    assert client.get("/-/changes.json?page=2").get_json()["activity"] is None  # drawn above page 1 only
+    html = page(client, "/-/changes?lang=en")
     assert 'class="activity-chart"' in html and "Activity by service and month" in html
     french = page(client, "/-/changes?lang=fr")
     assert "Activité par service et par mois" in french and "Changements dans le mois" in french

@@ -104,7 +104,7 @@ SCHEMAS = {
         "service_options": _array({"type": "array", "items": {"type": "string"}}),
         "type_options": _array({"type": "string"}),
         "feeds": _nullable("Feeds"),
-        "activity": {**_nullable("Activity"), "description": "Changes per service and month (these filters)"},
+        "activity": {**_nullable("Activity"), "description": "Changes per service and month (these filters; first page only)"},
     }),
     "Search": _object({
         "query": {"type": "string"},

@@ -14,7 +14,7 @@ from termshift.web import urls
 from termshift.web.activity import build_activity, month_bounds
 from termshift.web.catalog import ChangeFilter
 from termshift.web.layout import STATIC_FOLDER
-from termshift.web.state import viewer
+from termshift.web.state import LRU, viewer
 from termshift.web.status import UNKNOWN, read_statuses
 from termshift.web.timeline import build_timeline
 from termshift.web.views import (
@@ -36,6 +36,9 @@ blueprint = Blueprint("pages", __name__)
 SEARCH_WORD = re.compile(r"\w+")
 MAX_QUERY = 200
 MAX_TIMELINE_VERSIONS = 100_000  # a document's timeline draws all its versions (a bar may hold several)
+# Changes per service and month, by (index generation, filters): a scan of every version, so it
+# is done once per refresh of the index, whatever page, language or format is asked for.
+_activity_counts = LRU(16)
 
 
 def _document_summary(document: dict) -> dict:
@@ -149,7 +152,8 @@ def changes():
         "type_options": catalog.terms_types(),
         "feeds": urls.feed_urls(filters.service_id, filters.terms_type if filters.service_id else None),
     }
-    activity = _activity(filters, arguments)
+    # The grid sums the whole selection: drawn above the first page of the list only.
+    activity = _activity(filters, arguments) if number == 1 else None
     data["activity"] = activity.to_json() if as_json and activity else None
     if not as_json:
         data["activity_picture"] = activity
@@ -159,7 +163,8 @@ def changes():
 def _activity(filters: ChangeFilter, arguments: dict):
     """The services × months picture of the changes these filters select."""
     state = viewer()
-    counts = state.catalog.monthly_activity(filters)
+    key = (state.catalog.generation(), filters)
+    counts = _activity_counts.get_or_compute(key, lambda: state.catalog.monthly_activity(filters))
     names = {count["service_id"]: state.service_name(count["service_id"]) for count in counts}
 
     def link(service_id: str | None, month: str | None) -> str:

@@ -26,7 +26,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
-from termshift.web.diffing import DELETE, EQUAL, Comparison, word_diff
+from termshift.web.diffing import DELETE, EQUAL, WORD, Comparison, word_diff
 from termshift.web.render import ALLOWED_TAGS, markdown_to_html, sanitise
 
 RENDERED_FORMAT = 1  # bump when the HTML produced changes
@@ -45,7 +45,9 @@ HTML_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*>")
 VOID_TAGS = {"br", "hr", "img", "wbr"}
 MAX_MERGED_PAIRS = 400  # beyond this many changed lines, whole lines are marked (reflows)
 MAX_PAIRING = 2_500  # old × new lines of one changed region paired by similarity
-SIMILAR = 0.4
+SIMILAR = 0.5  # paragraphs sharing less than this share of words are shown removed and added whole
+SIMILAR_ALONE = 0.25  # … unless each is alone in its changed region
+WORD_DIFF_TIMEOUT = 0.2  # seconds per paired line (diff-match-patch then returns a coarser diff)
 
 
 @dataclass
@@ -98,7 +100,7 @@ def wrap_line(line: str, opening: str, closing: str) -> str:
 def merge_pair(old: str, new: str) -> str:
     """One line holding both: deleted words in ⸦…⸧, inserted ones in ⸨…⸩."""
     pieces = []
-    for op, text in word_diff(old, new):
+    for op, text in word_diff(old, new, timeout=WORD_DIFF_TIMEOUT):
         if op == EQUAL:
             pieces.append(text)
         elif op == DELETE:
@@ -157,7 +159,8 @@ def faithful(merged: str, old: str, new: str) -> bool:
 
 
 def _similarity(old: str, new: str) -> float:
-    return difflib.SequenceMatcher(None, old.split(), new.split(), autojunk=False).ratio()
+    """Share of words in common (order ignored: linear time, enough to pair paragraphs)."""
+    return difflib.SequenceMatcher(None, WORD.findall(old), WORD.findall(new), autojunk=False).quick_ratio()
 
 
 def pair_lines(old_lines: list[str], new_lines: list[str]) -> list[tuple[str | None, str | None]]:
@@ -172,8 +175,8 @@ def pair_lines(old_lines: list[str], new_lines: list[str]) -> list[tuple[str | N
             pairs += [(line, None) for line in old]
         elif tag == "insert":
             pairs += [(None, line) for line in new]
-        elif len(old) == len(new):
-            pairs += list(zip(old, new, strict=True))
+        elif len(old) == len(new) == 1 and _similarity(old[0], new[0]) >= SIMILAR_ALONE:
+            pairs.append((old[0], new[0]))  # one paragraph became another: they correspond
         elif len(old) * len(new) > MAX_PAIRING:
             pairs += [(line, None) for line in old] + [(None, line) for line in new]
         else:

@@ -96,3 +96,9 @@ def feed_urls(service_id: str | None = None, terms_type: str | None = None) -> d
     else:
         base = f"/feed/{segment(service_id)}/{segment(terms_type)}"
     return {"atom": f"{base}.atom", "rss": f"{base}.rss"}
+
+
+def diff_permalink(version: dict, against: dict | None) -> str:
+    """The diff of two versions named by their full commit ids: a link that never changes meaning."""
+    path = f"{document_url(version['service_id'], version['terms_type'])}/{version['commit_id']}/diff"
+    return _with_query(path, {"from": against["commit_id"] if against else None})

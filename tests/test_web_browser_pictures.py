@@ -239,3 +239,18 @@ def test_pictures_speak_french(server, page, shots):
     assert page.get_by_role("link", name="Texte mis en forme").get_attribute("aria-current") == "true"
     page.screenshot(path=str(shots / "diff-fr.png"))
     assert page.console == []
+
+
+def test_on_a_phone_the_timeline_scrolls_rather_than_shrinks(server, browser, shots):
+    context = browser.new_context(locale="en-GB", viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        page.goto(server + "/Acme/Terms%20of%20Service")
+        chart = page.locator("svg.timeline-chart")
+        assert chart.bounding_box()["width"] >= 700  # labels keep a readable size…
+        scroller = page.locator(".timeline-picture .picture-scroll")
+        assert scroller.evaluate("e => e.scrollWidth > e.clientWidth")  # …and the picture scrolls
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # the page itself does not
+        page.screenshot(path=str(shots / "timeline-phone.png"))
+    finally:
+        context.close()

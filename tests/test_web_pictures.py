@@ -383,6 +383,8 @@ def test_a_first_record_is_cited_alone(client, sample):
     assert data["citation"]["new"]["snapshot_ids"] == [sample.ids["tos_snapshot_a"], sample.ids["tos_snapshot_b"]]
     html = page(client, f"/Acme/Terms%20of%20Service/{sample.ids['tos_1']}/diff?lang=en")
     assert "first version recorded on 2024-01-12 08:00 UTC" in html
+    formatted = page(client, f"/Acme/Terms%20of%20Service/{sample.ids['tos_1']}/diff?view=rendered")
+    assert 'class="rendered-diff rd-first"' in formatted and "shown without marks" in formatted
 
 
 def test_timeline_of_a_busy_history_groups_versions_of_the_same_hours(tmp_path):

@@ -245,6 +245,8 @@ FRENCH: dict[str, str] = {
     "words": "mots",
     # Formatted diff and citation (diff page)
     "Formatted text": "Texte mis en forme",
+    "The first recorded version: all of its text is new, so it is shown without marks.":
+        "La première version enregistrée : tout son texte est nouveau, il est donc affiché sans marques.",
     "The changes as formatted text": "Les changements en texte mis en forme",
     "Headings, lists, tables and links are shown as they read; a change to a link's address or to the kind of a "
     "block shows the whole old passage removed and the new one added. The source view shows the Markdown exactly.":

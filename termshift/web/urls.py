@@ -29,9 +29,15 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
+@lru_cache(maxsize=65536)
+def _query_pair(key: str, value: object) -> str:
+    """`key=value`, encoded (cached: a page of links repeats the same few)."""
+    return urlencode({key: value})
+
+
 def _with_query(path: str, query: dict) -> str:
-    pairs = {key: value for key, value in query.items() if value not in (None, "", False)}
-    return f"{path}?{urlencode(pairs)}" if pairs else path
+    pairs = [_query_pair(key, value) for key, value in query.items() if value not in (None, "", False)]
+    return f"{path}?{'&'.join(pairs)}" if pairs else path
 
 
 def home_url(json: bool = False) -> str:

@@ -92,6 +92,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("termshift.track")
+# Snapshot trailer: the URL the page was finally fetched from, when redirects led elsewhere
+# than the declared location (OTA's readers ignore trailers they do not know).
+FINAL_LOCATION_TRAILER = "x-fetched-location"
 
 # Outcome of a terms in a run.
 NEW_VERSION = "new version"
@@ -561,6 +564,8 @@ class _Tracker:
         assert result is not None
         source = job.terms.documents[document.position]
         metadata = {"x-fetcher": result.fetcher or "", "x-source-document-location": source.location}
+        if result.final_url and result.final_url != source.location:
+            metadata[FINAL_LOCATION_TRAILER] = result.final_url  # after redirects: visible in the archive
         if blocked is not None:
             metadata[BLOCKED_TRAILER] = blocked
         snapshot = Snapshot(

@@ -110,6 +110,8 @@ def test_selectors_left_open_at_the_end_are_closed_as_browsers_do(css, expected)
     ("a[title='two\nlines']", "a string cannot hold an unescaped line break", 8),
     ("a{", "unexpected '{'", 1),
     ("> p", "expected a selector, got '>'", 0),
+    # Chromium accepts it; Termshift does not run form validation, and says so rather than match wrongly.
+    ("input:invalid", "':invalid' depends on form validation, which Termshift does not evaluate", 6),
 ])
 def test_what_browsers_reject_is_rejected_with_the_position_and_the_reason(css, reason, position):
     with pytest.raises(SelectorSyntaxError) as error:

@@ -246,24 +246,33 @@ class Complex:
 _PSEUDO_ELEMENTS = {
     "after", "before", "backdrop", "cue", "file-selector-button", "first-letter", "first-line",
     "grammar-error", "marker", "placeholder", "selection", "spelling-error", "target-text",
-    "details-content", "search-text", "scroll-marker", "scroll-marker-group", "scroll-button",
-    "column", "checkmark", "picker-icon", "view-transition",
+    "details-content", "search-text", "scroll-marker", "scroll-marker-group", "column",
+    "checkmark", "picker-icon", "view-transition",
 }
-_PSEUDO_ELEMENT_FUNCTIONS = {
-    "cue", "highlight", "part", "slotted", "picker", "scroll-button", "view-transition-group",
-    "view-transition-image-pair", "view-transition-old", "view-transition-new",
+# Functional pseudo-elements, and what their argument may be (None: anything).
+_PSEUDO_ELEMENT_FUNCTIONS: dict[str, set[str] | None] = {
+    "cue": None, "highlight": None, "part": None, "slotted": None, "view-transition-group": None,
+    "view-transition-image-pair": None, "view-transition-old": None, "view-transition-new": None,
+    "picker": {"select"},
+    "scroll-button": {"*", "up", "down", "left", "right", "block-start", "block-end", "inline-start", "inline-end"},
 }
 _LEGACY_PSEUDO_ELEMENTS = {"after", "before", "first-letter", "first-line"}
 
-# States a fetched page never is in: accepted, they match no element.
+# States a fetched page never is in, and scrollbar states no element has: accepted, they
+# match no element. (The list is Chromium's: it rejects a name it does not know.)
 _NEVER_PSEUDO_CLASSES = {
-    "active", "autofill", "-webkit-autofill", "focus", "focus-visible", "focus-within", "hover",
-    "visited", "target", "target-within", "fullscreen", "modal", "picture-in-picture",
-    "playing", "paused", "seeking", "buffering", "stalled", "muted", "volume-locked",
-    "popover-open", "user-invalid", "user-valid", "current", "past", "future", "host",
-    "xr-overlay", "-webkit-full-screen", "-webkit-any-link-hover", "open", "closed",
-    "active-view-transition", "drag", "-internal-drag",
+    "active", "active-view-transition", "autofill", "-webkit-autofill", "focus", "focus-visible",
+    "focus-within", "hover", "visited", "target", "target-current", "fullscreen", "modal",
+    "picture-in-picture", "popover-open", "user-invalid", "user-valid", "current", "past", "future",
+    "host", "xr-overlay", "-webkit-full-screen", "-webkit-full-screen-ancestor", "-webkit-full-page-media",
+    "-webkit-drag", "open", "interest-source", "interest-target", "window-inactive", "horizontal",
+    "vertical", "decrement", "increment", "start", "end", "double-button", "single-button", "no-button",
+    "corner-present",
 }
+_NEVER_PSEUDO_CLASS_FUNCTIONS = {"host", "host-context", "state", "active-view-transition-type"}
+# Pseudo-classes that depend on constraint validation, which Termshift does not evaluate:
+# rejected with that reason rather than matched wrongly.
+_UNSUPPORTED_PSEUDO_CLASSES = {"valid", "invalid", "in-range", "out-of-range", "indeterminate"}
 
 # HTML's attributes whose values selectors compare ASCII case-insensitively (HTML, §4.16.2
 # "Case-sensitivity of selectors"), unless the selector says `s`.
@@ -537,8 +546,11 @@ class _Parser:
         if token.type == IDENT and name in _PSEUDO_ELEMENTS:
             return True
         if token.type == FUNCTION and name in _PSEUDO_ELEMENT_FUNCTIONS:
-            self.block()
-            return True
+            allowed = _PSEUDO_ELEMENT_FUNCTIONS[name]
+            argument = [t for t in self.block() if t.type not in (WS, EOF)]
+            if allowed is None or len(argument) == 1 and _ascii_lower(argument[0].value) in allowed:
+                return True
+            raise self.error(f"'::{token.value}()' does not take this argument", token)
         if token.type in (IDENT, FUNCTION):
             raise self.error(f"unknown pseudo-element '::{token.value}'", token)
         raise self.error(f"expected a pseudo-element name after '::', got {token.describe()}", token)
@@ -558,6 +570,9 @@ class _Parser:
                 return {"first-of-type": first, "last-of-type": last}.get(name, f"{first} and {last}")
             if name in _NEVER_PSEUDO_CLASSES:
                 return "false()"
+            if name in _UNSUPPORTED_PSEUDO_CLASSES:
+                raise self.error(f"':{token.value}' depends on form validation, which Termshift does not evaluate",
+                                 token)
             raise self.error(f"unknown pseudo-class ':{token.value}'", token)
         if token.type != FUNCTION:
             raise self.error(f"expected a pseudo-class name after ':', got {token.describe()}", token)
@@ -595,7 +610,7 @@ class _Parser:
                 return "false()"
             found = "ancestor-or-self::*[@dir = 'ltr' or @dir = 'rtl'][1]/@dir"
             return f"{found} = '{direction}'" if direction == "rtl" else f"not({found} = 'rtl')"
-        if name in ("host", "host-context", "state"):
+        if name in _NEVER_PSEUDO_CLASS_FUNCTIONS:
             return "false()"
         raise self.error(f"unknown pseudo-class ':{token.value}()'", token)
 
@@ -739,6 +754,22 @@ _SELECTED_OPTION = (
     f" and {_IN_SELECT.format('not(@disabled)')} = 0)))"
 )
 
+# Input types whose value the user edits as text (`readonly` and `placeholder` apply).
+_TEXT_INPUT = ("(self::input and (not(@type) or not(contains(' hidden checkbox radio file submit image reset button"
+               f" range color ', concat(' ', translate(@type, '{_UPPER}', '{_LOWER}'), ' ')))))")
+_READ_WRITE = (f"({_TEXT_INPUT} and not(@readonly) and not(@disabled))"
+               " or (self::textarea and not(@readonly) and not(@disabled))"
+               " or ancestor-or-self::*[@contenteditable][1][@contenteditable = ''"
+               f" or translate(@contenteditable, '{_UPPER}', '{_LOWER}') = 'true'"
+               f" or translate(@contenteditable, '{_UPPER}', '{_LOWER}') = 'plaintext-only']")
+_SUBMIT_BUTTON = ("(self::button and (not(@type) or translate(@type, 'SUBMIT', 'submit') = 'submit'"
+                  " or not(contains(' reset button ', concat(' ', translate(@type, 'RESETBUTON', 'resetbuton'), ' ')))))"
+                  " or (self::input and (translate(@type, 'SUBMIT', 'submit') = 'submit'"
+                  " or translate(@type, 'IMAGE', 'image') = 'image'))")
+
+# How many elements meeting {0} precede the context element in its form.
+_IN_FORM = "count(preceding::*[{0}]) - count(ancestor::form[1]/preceding::*[{0}])"
+
 # Pseudo-classes without arguments: the condition an element must meet.
 _PSEUDO_CLASSES = {
     "root": "not(parent::*)",
@@ -754,6 +785,11 @@ _PSEUDO_CLASSES = {
     "checked": f"{_CHECKED_INPUT} or (self::option and {_SELECTED_OPTION})",
     "required": "@required and (self::input or self::select or self::textarea)",
     "optional": "not(@required) and (self::input or self::select or self::textarea or self::button)",
+    "read-write": _READ_WRITE,
+    "read-only": f"not({_READ_WRITE})",
+    "placeholder-shown": f"@placeholder and (({_TEXT_INPUT} and not(@value != '')) or (self::textarea and not(text())))",
+    "default": f"{_CHECKED_INPUT} or (self::option and @selected) or (({_SUBMIT_BUTTON}) and ancestor::form"
+               f" and {_IN_FORM.format(_SUBMIT_BUTTON)} = 0)",
     "disabled": f"@disabled and ({_FORM_FIELDS} or self::fieldset or self::optgroup or self::option)",
     "enabled": f"not(@disabled) and ({_FORM_FIELDS} or self::fieldset or self::optgroup or self::option)",
 }

@@ -591,10 +591,8 @@ class _Parser:
             if self.in_has:
                 raise self.error("':has()' cannot be nested in ':has()'", token)
             inner.in_has = True
-            selectors = inner.selector_list(relative=True)
-            if any(selector.never for selector in selectors):
-                raise self.error("':has()' cannot hold a pseudo-element", token)
-            return " or ".join(f"({_relative_path(selector)})" for selector in selectors)
+            selectors = [s for s in inner.selector_list(relative=True) if not s.never]
+            return " or ".join(f"({_relative_path(selector)})" for selector in selectors) or "false()"
         if name in ("nth-child", "nth-last-child", "nth-of-type", "nth-last-of-type"):
             return self.nth(name, argument, compound, token)
         if name == "lang":
@@ -608,8 +606,11 @@ class _Parser:
             direction = _ascii_lower(value.value)
             if direction not in ("ltr", "rtl"):
                 return "false()"
-            found = "ancestor-or-self::*[@dir = 'ltr' or @dir = 'rtl'][1]/@dir"
-            return f"{found} = '{direction}'" if direction == "rtl" else f"not({found} = 'rtl')"
+            # The nearest `dir` that is valid decides; `auto` (direction from the text) counts as ltr.
+            value = "translate(@dir, 'LTRAUO', 'ltrauo')"
+            found = f"ancestor-or-self::*[{value} = 'ltr' or {value} = 'rtl' or {value} = 'auto'][1]"
+            is_rtl = f"{found}[{value} = 'rtl']"
+            return is_rtl if direction == "rtl" else f"not({is_rtl})"
         if name in _NEVER_PSEUDO_CLASS_FUNCTIONS:
             return "false()"
         raise self.error(f"unknown pseudo-class ':{token.value}()'", token)

@@ -205,7 +205,8 @@ def _for_chromium(selector: str) -> str:
 _SERIES = ["odd", "even", "1", "2", "3", "n", "-n+2", "2n+1", "3n", "3n-1", "-2n+5", "0n+1", "n+3", "+2",
            " 2n + 1 ", "-1", "0", "4n-7", "EVEN", "-n+1", "2n- 1", "5n+3"]
 _PSEUDOS = ["first-child", "last-child", "only-child", "first-of-type", "last-of-type", "only-of-type", "empty",
-            "first-child", "last-child", "first-of-type", "last-of-type", "root", "any-link", "link", "defined",
+            "first-child", "last-child", "only-child", "only-child", "first-of-type", "last-of-type", "root",
+            "any-link", "link", "defined",
             "lang(en)", "dir(ltr)", "dir(rtl)", "checked", "disabled", "enabled", "required", "optional",
             "read-only", "read-write", "placeholder-shown", "default", "hover", "focus-within"]
 
@@ -304,14 +305,20 @@ class _Generator:
         return named + generated
 
 
+_FAMILIES = [":nth-child(", ":nth-last-child(", ":nth-of-type(", ":nth-last-of-type(", " of ", "-of-type",
+             ":first-child", ":last-child", ":only-child", ":is(", ":where(", ":not(", ":has(", ":has(>", ":has(+",
+             ":has(~", "[", "^=", "$=", "*=", "~=", "|=", " i]", " > ", " + ", " ~ ", ", "]
+
+
 # --- The tests ------------------------------------------------------------------------------------
 
 
 def test_termshift_matches_what_chromium_matches_on_real_pages(real_pages, chromium_page):
-    total, matching, mismatches = 0, 0, []
+    total, matching, mismatches, families = 0, 0, [], Counter()
     for number, (name, html) in enumerate(real_pages):
         root = _termshift_tree(html)
         selectors = _Generator(root, seed=number).selectors(100)
+        families.update(family for selector in selectors for family in _FAMILIES if family in selector)
         expected = _chromium_results(chromium_page, root, selectors)
         actual = _termshift_results(root, selectors)
         for selector, want, got in zip(selectors, expected, actual, strict=True):
@@ -321,6 +328,7 @@ def test_termshift_matches_what_chromium_matches_on_real_pages(real_pages, chrom
                 mismatches.append(f"{name}: {selector!r}: Chromium {_short(want)}, Termshift {_short(got)}")
     assert not mismatches, f"{len(mismatches)} of {total} selectors differ:\n" + "\n".join(mismatches[:40])
     assert total >= 500
+    assert min(families[family] for family in _FAMILIES) >= 10, families  # every family is exercised
     assert matching >= total // 3, "the generated selectors should mostly match something"
 
 

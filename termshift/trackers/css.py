@@ -405,7 +405,7 @@ class _Parser:
             token = self.peek()
             if token.type == HASH:
                 if not token.is_id:
-                    raise self.error(f"'#{token.value}' is not a valid ID selector: an ID must be an identifier", token)
+                    raise self.error(_bad_id_reason(token.value), token)
                 self._no_pseudo_element(after_pseudo_element, token)
                 self.index += 1
                 compound.conditions.append(f"@id = {literal(token.value)}")
@@ -643,6 +643,13 @@ class _Parser:
             raise self.error("':lang()' takes one language code", token)
         lang = f"translate(ancestor-or-self::*[@lang][1]/@lang, '{_UPPER}', '{_LOWER}')"
         return f"starts-with(concat({lang}, '-'), {literal(_ascii_lower(values[0].value) + '-')})"
+
+
+def _bad_id_reason(name: str) -> str:
+    reason = f"an ID selector must be an identifier, and '#{name}' is not"
+    if name[:1].isdigit():  # the usual case: an ID starting with a digit, which CSS must escape
+        reason += f" (write it '#\\3{name[0]} {name[1:]}')"
+    return reason
 
 
 def _closes_block(token: Token, closers: list[str]) -> bool:

@@ -346,3 +346,24 @@ def _short(result: list[int] | None) -> str:
     if result is None:
         return "rejects it"
     return f"{len(result)} elements {result[:8]}{'…' if len(result) > 8 else ''}"
+
+
+_SOUP = ["a", "p", "div", "*", ".", "#", "x", "1", "-", "--", "_", "[", "]", "(", ")", ":", "::", ",", " ", ">", "+",
+         "~", "|", "=", "^=", "$=", "*=", "~=", "|=", "'", '"', "\\", "\\31 ", "i", "s", "n", "2n+1", "of", "is(",
+         "not(", "has(", "where(", "nth-child(", "nth-of-type(", "first-child", "root", "before", "hover", "lang(",
+         "/*", "*/", "\n", "!", "{", "}", ";", "@", "%", "0", ".5", "e3", "url(", "#a", "é", "\u0000", "\t", "\x01",
+         "\\1 ", "\\FFFE", "\\0", "\r\n", "\f", "\u00a0", "\\\n", "ns|", "*|", "|"]
+
+
+def test_token_soup_is_accepted_rejected_and_matched_as_chromium_does(real_pages, chromium_page):
+    """Random sequences of selector tokens, most of them invalid: the tokenizer's and the
+    parser's corners (escapes, NUL, comments, unclosed blocks, stray characters)."""
+    generator = random.Random(20261202)
+    soup = ["".join(generator.choice(_SOUP) for _ in range(generator.randint(1, 8))) for _ in range(1500)]
+    root = _termshift_tree(real_pages[1][1])
+    expected = _chromium_results(chromium_page, root, soup)
+    actual = _termshift_results(root, soup)
+    differences = [f"{selector!r}: Chromium {_short(want)}, Termshift {_short(got)}"
+                   for selector, want, got in zip(soup, expected, actual, strict=True) if want != got]
+    assert not differences, "\n".join(differences[:40])
+    assert sum(result is not None for result in expected) >= 100, "some of the soup is valid"

@@ -60,6 +60,8 @@ class Token:
     is_id: bool = False  # a HASH whose name is an identifier (usable as an ID selector)
 
     def describe(self) -> str:
+        if self.type == DELIM and not self.value.isprintable():
+            return f"U+{ord(self.value):04X}"
         if self.type in (IDENT, FUNCTION, HASH, STRING, NUMBER, DIMENSION, PERCENTAGE, DELIM):
             return f"'{self.value}'" if self.type != FUNCTION else f"'{self.value}('"
         return self.type if self.type in (WS, EOF) else f"'{self.type}'"
@@ -209,7 +211,8 @@ class _Tokenizer:
 def tokenize(css: str) -> list[Token]:
     """The tokens of `css`, with the blocks left open at the end of input closed, as CSS
     error recovery does; the list ends with an EOF token."""
-    tokens = _Tokenizer(css).tokens()
+    # CSS's preprocessing: U+0000 becomes U+FFFD (lone surrogates too: no string can hold them).
+    tokens = _Tokenizer(_NOT_A_CHARACTER.sub("\ufffd", css)).tokens()
     stack: list[str] = []
     for token in tokens:
         _closes_block(token, stack)
@@ -278,6 +281,8 @@ _UNSUPPORTED_PSEUDO_CLASSES = {"valid", "invalid", "in-range", "out-of-range", "
 # "Case-sensitivity of selectors"), unless the selector says `s`.
 CASE_INSENSITIVE_ATTRIBUTES = frozenset(["accept", "accept-charset", "align", "alink", "axis", "bgcolor", "charset", "checked", "clear", "codetype", "color", "compact", "declare", "defer", "dir", "direction", "disabled", "enctype", "face", "frame", "hreflang", "http-equiv", "lang", "language", "link", "media", "method", "multiple", "nohref", "noresize", "noshade", "nowrap", "readonly", "rel", "rev", "rules", "scope", "scrolling", "selected", "shape", "target", "text", "type", "valign", "valuetype", "vlink"])
 
+_NOT_A_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+_NOT_IN_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _LOWER = "abcdefghijklmnopqrstuvwxyz"
 _SAFE_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.-]*$")
@@ -291,7 +296,13 @@ def _ascii_lower(text: str) -> str:
 
 
 def literal(text: str) -> str:
-    """`text` as an XPath 1.0 string literal."""
+    """`text` as an XPath 1.0 string literal.
+
+    A character XML cannot hold (a control character, U+FFFE) cannot be in the parsed page
+    either, so it becomes a private-use character no page holds: the comparison fails, as
+    it should, instead of the XPath failing to compile.
+    """
+    text = _NOT_IN_XML.sub("\U0010FFFD", text)
     if "'" not in text:
         return f"'{text}'"
     if '"' not in text:

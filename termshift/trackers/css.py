@@ -11,8 +11,9 @@ matches what it matches, and rejects what it rejects with the position and the r
   attributes whose values compare case-insensitively), `:is()`/`:where()` (forgiving),
   `:not()` with selector lists, `:has()` with relative selectors, the `*-child` and
   `*-of-type` families, `:nth-child(An+B of S)`, `:root`, `:scope`, `:empty`,
-  `:any-link`, `:lang()`, `:dir()`, form states, and pseudo-elements (accepted, they match
-  no element, as in `querySelectorAll`);
+  `:any-link`, `:lang()`, `:dir()`, the form states that markup decides (`:checked`,
+  `:disabled`, `:read-only`, `:placeholder-shown`, `:default`, …), and pseudo-elements
+  (accepted, they match no element, as in `querySelectorAll`);
 - a selector compiles to one XPath 1.0 expression evaluated by libxml2, so matching runs
   at C speed and returns elements in document order. The only part XPath cannot express,
   counting the siblings of the same type as an element whose type the selector does not
@@ -22,6 +23,14 @@ Namespaces aside: `*|E` is `E`, `|E` matches nothing (HTML elements have a names
 and any other prefix is rejected as undeclared, as in `querySelectorAll`.
 Dynamic states (`:hover`, `:focus`, `:visited`, `:target`, …) are accepted and never match:
 a fetched page has no pointer, focus, history or fragment.
+
+Two deliberate differences from Chromium: the `s` attribute flag is accepted (Selectors 4;
+Firefox, Safari and jsdom have it, Chromium not yet), and `:valid`, `:invalid`, `:in-range`,
+`:out-of-range` and `:indeterminate` are rejected with that reason: they depend on form
+validation, which is not run here, and a clear error is better than a wrong match.
+Class and ID selectors are case-sensitive, as in a standards-mode page (browsers ignore
+their case on quirks-mode pages). tests/test_selectors_browser.py holds the engine to
+Chromium's results on real pages.
 """
 
 from __future__ import annotations
@@ -869,6 +878,7 @@ def _relative_path(selector: Complex) -> str:
 
 def parse(css: str) -> list[Complex]:
     """The selector list of `css`, or SelectorSyntaxError where a browser rejects it."""
+    css = _NOT_A_CHARACTER.sub("\ufffd", css)  # CSS's preprocessing, as tokenize() does
     parser = _Parser(tokenize(css), css)
     parser.skip_ws()
     if parser.peek().type == EOF:

@@ -328,3 +328,38 @@ def test_apprise_channels_use_the_same_outbox(data, receiver):
     change = next(b for b in bodies if b["title"] == "Change: Bolt Privacy Policy")
     assert change["message"].startswith("+1/−1 words: “Everything kept.”")
     assert f"{BASE_URL}/Bolt/Privacy%20Policy/" in change["message"]
+
+
+def test_apprise_channels_never_follow_redirects_even_when_the_url_asks(data, receiver):
+    subscribe(data, f"json://127.0.0.1:{receiver.port}/apprise?redirect=yes", kind="apprise")
+    receiver.mode = "redirect"
+    enqueue(data)
+    report = delivery.deliver_due(data, webhook_settings(), limit=1)
+    assert (report.delivered, report.retried) == (0, 1)
+    assert [d.path for d in receiver.deliveries] == ["/apprise"]  # nobody went to /redirected
+
+
+def test_dns_rebinding_is_caught_when_apprise_connects(data, receiver, monkeypatch):
+    """Subscribed and checked while the name resolved to a public address; at delivery the
+    check still sees the public address, and only Apprise's own lookup sees loopback. The
+    answers are scripted (no DNS server here); the HTTP side is real."""
+    real_getaddrinfo = socket.getaddrinfo
+    lookups = {"count": 0}
+
+    def scripted(host, port, *args, **kwargs):
+        if host == "notify.rebind.test":
+            lookups["count"] += 1
+            address = "93.184.215.14" if lookups["count"] <= 2 else "127.0.0.1"  # subscribe, pre-send check
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", scripted)
+    db = store.connect(data)
+    subscriptions.add(db, f"json://notify.rebind.test:{receiver.port}/apprise", kind="apprise")
+    db.close()
+    enqueue(data)
+    report = delivery.deliver_due(data, webhook_settings(allow_private_targets=[]), limit=1)
+    assert (report.delivered, report.retried) == (0, 1)
+    assert receiver.deliveries == []
+    [attempt] = log(data)
+    assert attempt["error"].startswith("refused: ") and "notify.rebind.test resolves to 127.0.0.1" in attempt["error"]

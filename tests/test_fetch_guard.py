@@ -185,3 +185,15 @@ def test_tracking_records_nothing_for_a_refused_hop_and_keeps_the_final_url(site
     assert snapshot.metadata["x-source-document-location"] == sites.url("/to-page")
     assert snapshot.metadata[FINAL_LOCATION_TRAILER] == sites.url("/page")
     assert private_requests(sites) == []
+
+
+@pytest.mark.parametrize(("location", "final", "expected"), [
+    ("https://example.com", "https://example.com/", None),
+    ("https://example.com/terms", "https://example.com/terms", None),
+    ("https://example.com/terms", "https://www.example.com/terms", "https://www.example.com/terms"),
+    ("https://example.com/terms", None, None),
+])
+def test_redirected_to_names_only_a_real_move(location: str, final: str | None, expected: str | None) -> None:
+    from termshift.trackers.fetcher import FetchResult
+
+    assert FetchResult(location=location, final_url=final).redirected_to == expected

@@ -524,8 +524,8 @@ class _Tracker:
         assert result is not None
         source = job.terms.documents[document.position]
         metadata = {"x-fetcher": result.fetcher or "", "x-source-document-location": source.location}
-        if result.final_url and result.final_url != source.location:
-            metadata[FINAL_LOCATION_TRAILER] = result.final_url  # after redirects: visible in the archive
+        if result.redirected_to:
+            metadata[FINAL_LOCATION_TRAILER] = result.redirected_to  # visible in the archive
         if blocked is not None:
             metadata[BLOCKED_TRAILER] = blocked
         snapshot = Snapshot(

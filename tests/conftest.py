@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.servers import LOOPBACK_ALLOW_ENV, LOOPBACK_NETWORK
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"
 CORPUS = SHARED / "corpus" / "demo"
@@ -34,12 +36,14 @@ def repo_declarations() -> Path:
 # of the refusal sets its own, narrower list.
 
 
+TEST_FETCH_ALLOW = [LOOPBACK_NETWORK]  # for a test that writes its own configuration file
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _fetchers_may_reach_loopback():
     from termshift.config import DEFAULTS
-    from tests.support.servers import LOOPBACK_ALLOW_ENV, LOOPBACK_NETWORK
 
-    allow = [LOOPBACK_NETWORK]
+    allow = list(TEST_FETCH_ALLOW)
     original = DEFAULTS["fetcher"]["allow_private_targets"]
     DEFAULTS["fetcher"]["allow_private_targets"] = (allow, original[1])
     [(variable, value)] = LOOPBACK_ALLOW_ENV.items()

@@ -21,7 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.support.servers import LOOPBACK_ALLOW_ENV, LocalServer, html_page
+from tests.conftest import TEST_FETCH_ALLOW
+from tests.support.servers import LocalServer, html_page
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE, TERMS_TYPE = "ACME", "Terms of Service"
@@ -72,7 +73,7 @@ def test_serve_with_scheduler_tracks_indexes_and_stops_cleanly_on_sigterm(tmp_pa
         "TERMSHIFT_SCHEDULE_DELIVERIES": "0",
         "TERMSHIFT_SCHEDULE_DATASET": "",  # no weekly export in the middle of the test
         "TERMSHIFT_FETCHER_HOST_DELAY": "0",
-        **LOOPBACK_ALLOW_ENV,  # the page is served on loopback
+        "TERMSHIFT_FETCHER_ALLOW_PRIVATE_TARGETS": ",".join(TEST_FETCH_ALLOW),  # pages come from loopback
     })
     with LocalServer() as pages:
         pages.route("/terms", lambda exchange: exchange.send(200, html_page("Terms", "Be nice to each other.")))

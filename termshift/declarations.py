@@ -2,8 +2,8 @@
 
 A collection is a folder of `<service id>.json` files (reference §1), each with
 an optional `<id>.history.json` (past declarations, §1.8) and an optional
-`<id>.filters.py` (Python filter functions; an OTA `<id>.filters.js` is
-reported, never run). The service id is the file name without `.json`.
+`<id>.filters.py` (Python filter functions) or OTA's `<id>.filters.js` and
+`<id>.filters.history.js` (JavaScript, termshift.jsfilters; the Python file wins when both exist). The service id is the file name without `.json`.
 
 Every file is checked against the JSON Schemas (`termshift.schema`) as it is
 loaded, and every filter a declaration names must exist, so a service either
@@ -33,6 +33,7 @@ from termshift.filters import (
     call_problem,
     load_filters_file,
 )
+from termshift.jsfilters import load_js_filters
 from termshift.trackers.errors import ErrorKind, TermshiftError
 
 __all__ = [
@@ -290,6 +291,10 @@ class ServiceFiles:
     def javascript_filters(self) -> Path:
         return self._file(".filters.js")
 
+    @property
+    def javascript_filters_history(self) -> Path:
+        return self._file(".filters.history.js")
+
 
 def list_service_ids(directory: Path) -> list[str]:
     """Ids of the services of a collection: every `*.json` except `*.history.json`, sorted.
@@ -344,21 +349,18 @@ def check_history_file(path: Path) -> list[DeclarationError]:
 
 def _load_filters(files: ServiceFiles) -> tuple[dict[str, FilterFunction] | None, list[DeclarationError]]:
     """The service's filter functions ({} without a file); None when they are unavailable."""
-    if not files.filters.is_file():
-        if files.javascript_filters.is_file():
-            return None, [DeclarationError(
-                files.javascript_filters, "-",
-                f"JavaScript filters must be ported to Python: write the functions of "
-                f"'{files.javascript_filters.name}' in '{files.filters.name}'",
-            )]
-        return {}, []
     try:
-        functions = load_filters_file(files.filters)
+        if files.filters.is_file():  # a Python port wins over JavaScript filters left beside it
+            functions = load_filters_file(files.filters)
+        elif files.javascript_filters.is_file() or files.javascript_filters_history.is_file():
+            functions = load_js_filters(files.javascript_filters, files.javascript_filters_history)
+        else:
+            return {}, []
     except FiltersFileError as error:
         where = f"line {error.line}" if error.line else "-"
-        return None, [DeclarationError(files.filters, where, error.reason)]
+        return None, [DeclarationError(error.path, where, error.reason)]
     errors = [
-        DeclarationError(files.filters, name,
+        DeclarationError(files.filters if files.filters.is_file() else files.javascript_filters, name,
                          f"'{name}' is the name of a built-in filter, which takes precedence: rename this function")
         for name in builtin_names_redefined(functions)
     ]

@@ -30,6 +30,7 @@ from termshift.cli import declarations_option, services_option, types_option
 from termshift.config import config_option, settings_for_command
 from termshift.declarations import (
     DeclarationError,
+    FilterCall,
     Service,
     ServiceFiles,
     ServiceLoadError,
@@ -39,6 +40,7 @@ from termshift.declarations import (
     list_service_ids,
     load_service,
 )
+from termshift.jsfilters import JsFilter, arity_problem
 from termshift.schema import json_path, selector_problems, suggest, terms_types
 
 # Modules that register more checks when imported; a missing one is skipped.
@@ -143,6 +145,51 @@ def check_selectors(run: ValidationRun, service_id: str) -> list[DeclarationErro
         errors += [DeclarationError(path, problem.json_path, problem.reason)
                    for problem in selector_problems(data, kind)]
     return errors
+
+
+@register_check("javascript filters", schema_only=True)
+def check_javascript_filters(run: ValidationRun, service_id: str) -> list[DeclarationError]:
+    """Both kinds of filters file for one service, and JavaScript filters declared with parameters
+    they never read (JavaScript ignores extra arguments: OTA would run them without the parameters).
+    Parsing, exports and names are checked by the "filters" check; no filter code is run."""
+    files = run.files(service_id)
+    errors = []
+    javascript = [path for path in (files.javascript_filters, files.javascript_filters_history) if path.is_file()]
+    if files.filters.is_file() and javascript:
+        errors.append(DeclarationError(
+            javascript[0], "-", f"'{files.filters.name}' exists too: a service uses one kind of filters, and "
+            f"Termshift runs the Python file and ignores the JavaScript ones; delete the one you do not mean"))
+    service = run.service(service_id)
+    if service is None or not javascript or files.filters.is_file():
+        return errors
+    for path, prefix, declaration in _terms_declarations(files):
+        lists = [((*prefix, "filter"), declaration.get("filter"))]
+        lists += [((*prefix, "combine", index, "filter"), item.get("filter"))
+                  for index, item in enumerate(declaration.get("combine") or []) if isinstance(item, dict)]
+        for list_path, items in lists:
+            for index, item in enumerate(items if isinstance(items, list) else []):
+                call = FilterCall.from_declaration(item)
+                function = service.filters.get(call.name)
+                problem = arity_problem(call, function) if isinstance(function, JsFilter) else None
+                if problem:
+                    errors.append(DeclarationError(path, json_path((*list_path, index)), problem))
+    return errors
+
+
+def _terms_declarations(files: ServiceFiles) -> Iterable[tuple[Path, tuple, dict]]:
+    """(file, JSON path prefix, terms declaration) of a service's declaration and history files."""
+    for path in (files.declaration, files.history):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError):
+            continue
+        if path == files.declaration:
+            for terms_type, declaration in (data.get("terms") or {}).items():
+                yield path, ("terms", terms_type), declaration
+        else:
+            for terms_type, entries in data.items():
+                for index, declaration in enumerate(entries):
+                    yield path, (terms_type, index), declaration
 
 
 @register_check("filters", schema_only=True)

@@ -100,10 +100,24 @@ def _network_isolation() -> list[str]:
     return []
 
 
+MINIMUM_NODE = 20  # the permission model and jsdom 27
+
+
+@cache
+def _node_major(node: str) -> int:
+    try:
+        version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout
+        return int(version.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return 0
+
+
 def node_command() -> list[str]:
+    """How the runner is started, sandbox included. Raises JsFiltersUnavailable."""
     node = shutil.which("node")
-    if node is None:
-        raise JsFiltersUnavailable("JavaScript filters need Node.js (20 or later): install it, e.g. apt-get install nodejs")
+    if node is None or _node_major(node) < MINIMUM_NODE:
+        found = "no 'node' on the PATH" if node is None else f"{node} is Node.js {_node_major(node) or '?'}"
+        raise JsFiltersUnavailable(f"JavaScript filters need Node.js {MINIMUM_NODE} or later ({found})")
     if not (NODE_MODULES / "jsdom").is_dir() or not (NODE_MODULES / "acorn").is_dir():
         raise JsFiltersUnavailable(f"JavaScript filters need the runner's npm packages: run `{INSTALL_COMMAND}`")
     return [

@@ -415,3 +415,27 @@ def test_a_prefetched_page_is_filtered_once_in_the_background(tmp_path, monkeypa
     assert count == 1 and "<h1>Terms!</h1>" in html
     with pytest.raises(AssertionError, match="prefetched result"):  # taken once: a second call runs again
         jsfilters.apply_leading(PAGE, document, service.filters)
+
+
+# ---------------------------------------------------------------- validate
+
+
+def test_validate_reports_both_kinds_of_filters_file_and_parameters_never_read(tmp_path):
+    from termshift.validate import validate_collection
+
+    js = "export function clean(document) {}\nexport function withParams(document, params) {}\n"
+    write(tmp_path, "Shop", js, {"Terms of Service": {
+        "fetch": LOCATION, "select": "main", "filter": [{"clean": ["a"]}, {"withParams": ["b"]}, "clean"]}})
+    write(tmp_path, "Both", js, {"Terms of Service": {"fetch": LOCATION, "select": "main", "filter": ["clean"]}})
+    (tmp_path / "Both.filters.py").write_text("def clean(document, context):\n    pass\n")
+    report = validate_collection(tmp_path, schema_only=True)
+    assert [(error.file.name, error.json_path, error.reason) for error in report.errors["Shop"]] == [
+        ("Shop.json", '$.terms["Terms of Service"].filter[0]',
+         "filter 'clean' is declared with parameters [\"a\"], but the function takes only 1 argument, so it "
+         "never reads them: it is called as clean(document, params, context)")]
+    [both] = report.errors["Both"]
+    assert (both.file.name, both.reason) == (
+        "Both.filters.js", "'Both.filters.py' exists too: a service uses one kind of filters, and Termshift "
+        "runs the Python file and ignores the JavaScript ones; delete the one you do not mean")
+    # At run time the Python file is the one used.
+    assert not isinstance(load_service(tmp_path, "Both").filters["clean"], jsfilters.JsFilter)

@@ -77,7 +77,14 @@ class ChromiumEngine:
         return answer["html"]
 
 
+    def stop(self) -> None:
+        self._browser.close()
+        self._playwright.stop()
+
+
 def use_chromium_for_js_filters() -> None:
-    jsfilters._ENGINE = ChromiumEngine()  # loading still analyses files with acorn in Node
-    analyzer = jsfilters.Engine()
-    jsfilters._ENGINE.analyze = analyzer.analyze  # type: ignore[attr-defined]
+    chromium = ChromiumEngine()
+    analyzer = jsfilters.Engine()  # loading still analyses the files with acorn, in Node
+    chromium.analyze = analyzer.analyze  # type: ignore[attr-defined]
+    jsfilters._ENGINE = chromium  # type: ignore[assignment]
+    jsfilters._PREFETCHER.submit = lambda *arguments: None  # one page at a time, in Chromium only

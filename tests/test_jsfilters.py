@@ -281,10 +281,13 @@ def test_a_filter_cannot_import_node_modules(tmp_path):
 
 
 def test_a_filter_has_no_process_require_or_fetch(tmp_path):
-    for expression in ("process.pid", "require('fs')", "fetch('http://127.0.0.1/')"):
+    """OTA's filters run in Node, where fetch is global: here it refuses with a clear message."""
+    for expression in ("process.pid", "require('fs')"):
         js = _report_js(f"return {expression};")
         heading = probe(tmp_path, js)
         assert heading.startswith("REFUSED") and "is not defined" in heading, heading
+    heading = probe(tmp_path, _report_js("return await fetch('http://127.0.0.1/');"))
+    assert heading == "REFUSED fetch is not available: filters run without network access (see docs/filters.md)"
 
 
 def test_a_filter_that_escapes_the_vm_still_cannot_read_files(tmp_path):
@@ -439,3 +442,20 @@ def test_validate_reports_both_kinds_of_filters_file_and_parameters_never_read(t
         "runs the Python file and ignores the JavaScript ones; delete the one you do not mean")
     # At run time the Python file is the one used.
     assert not isinstance(load_service(tmp_path, "Both").filters["clean"], jsfilters.JsFilter)
+
+
+def test_timers_a_filter_leaves_behind_are_cleared(tmp_path):
+    js = """
+export function leaveAnInterval(document) {
+  globalThis.ticks = 0;
+  setInterval(() => { globalThis.ticks += 1; }, 1);
+  setTimeout(() => { globalThis.late = true; }, 50);
+}
+export async function count(document) {
+  const before = globalThis.ticks;
+  await new Promise(resolve => setTimeout(resolve, 100));
+  document.querySelector('h1').textContent = `ticks ${globalThis.ticks - before} late ${globalThis.late}`;
+}
+"""
+    run(tmp_path, js, ["leaveAnInterval"])
+    assert run(tmp_path, js, ["count"]).startswith("ticks 0 late undefined\n")

@@ -136,6 +136,7 @@ class Engine:
         self._process: subprocess.Popen[str] | None = None
         self._answers: queue.Queue[str | None] = queue.Queue()
         self._loaded: set[str] = set()
+        self._warm = False
         self._analyses: dict[str, dict[str, Any]] = {}
         self._pid = os.getpid()
         self.starts = 0
@@ -167,6 +168,7 @@ class Engine:
     def stop(self) -> None:
         process, self._process = self._process, None
         self._loaded.clear()
+        self._warm = False
         if process is not None and process.poll() is None:
             process.kill()
             process.wait()
@@ -219,6 +221,9 @@ class Engine:
         }
         allowance = PARSE_ALLOWANCE + PARSE_ALLOWANCE_PER_MB * len(html) / 1e6
         with self._lock:
+            if not self._warm:  # loading jsdom takes a while: not part of any filter's time
+                answer = self.request({"op": "warm"}, timeout=120)
+                self._warm = bool(answer.get("ok"))
             for _call, function in calls:
                 try:
                     self._ensure_loaded(function.file)

@@ -3,6 +3,7 @@
 // One long-lived process, reading one JSON request per line on stdin and writing one JSON answer
 // per line on stdout. Requests:
 //
+//   {"op": "warm"}  Load jsdom (before the first page, so that its time does not count against a filter).
 //   {"op": "analyze", "source": "...", "name": "X.filters.js"}
 //       Parse the file with acorn, never run it: its exports (kind, parameter count, async),
 //       its imports, and for a filters history file each entry's validUntil and parameters.
@@ -144,14 +145,36 @@ function unavailableModule(specifier, names, context) {
   }, { context, identifier: specifier });
 }
 
+const NO_NETWORK = 'fetch is not available: filters run without network access (see docs/filters.md)';
+
+// Timers a filter started: all cleared when the page is done, so that nothing keeps running.
+const timers = new Set();
+
 function makeContext() {
+  const timer = (start, clear) => [
+    (callback, delay, ...args) => {
+      const handle = start((...values) => { if (start === setTimeout) timers.delete(handle); callback(...values); },
+        Math.min(Number(delay) || 0, 60_000), ...args);
+      timers.add(handle);
+      return handle;
+    },
+    handle => { timers.delete(handle); clear(handle); },
+  ];
+  const [sandboxSetTimeout, sandboxClearTimeout] = timer(setTimeout, clearTimeout);
+  const [sandboxSetInterval, sandboxClearInterval] = timer(setInterval, clearInterval);
   const sandbox = {
     console: { log() {}, info() {}, warn() {}, error() {}, debug() {} },
-    URL, URLSearchParams, TextEncoder, TextDecoder, atob, btoa, structuredClone,
-    setTimeout: (callback, delay, ...args) => setTimeout(callback, Math.min(Number(delay) || 0, 60_000), ...args),
-    clearTimeout, queueMicrotask,
+    URL, URLSearchParams, TextEncoder, TextDecoder, atob, btoa, structuredClone, queueMicrotask,
+    setTimeout: sandboxSetTimeout, clearTimeout: sandboxClearTimeout,
+    setInterval: sandboxSetInterval, clearInterval: sandboxClearInterval,
+    fetch() { return Promise.reject(new Error(NO_NETWORK)); },
   };
-  return vm.createContext(sandbox, { name: 'filters', codeGeneration: { strings: false, wasm: false } });
+  return vm.createContext(sandbox, { name: 'filters', codeGeneration: { strings: true, wasm: false } });
+}
+
+function clearTimers() {
+  for (const handle of timers) { clearTimeout(handle); clearInterval(handle); }
+  timers.clear();
 }
 
 async function load({ key, files, main, history }) {
@@ -260,13 +283,19 @@ async function apply({ html, url, context, calls, timeLimit }) {
     }
     return { ok: true, html: dom.serialize() };
   } finally {
+    clearTimers();
     dom.window.close();
   }
 }
 
 // ------------------------------------------------------------------------------------ protocol
 
-const operations = { analyze, load, apply };
+async function warm() {
+  jsdom ??= await import('jsdom');
+  return { ok: true };
+}
+
+const operations = { analyze, load, apply, warm };
 const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
 let queue = Promise.resolve();
 lines.on('line', line => {

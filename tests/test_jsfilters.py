@@ -459,3 +459,19 @@ export async function count(document) {
 """
     run(tmp_path, js, ["leaveAnInterval"])
     assert run(tmp_path, js, ["count"]).startswith("ticks 0 late undefined\n")
+
+
+def test_without_node_a_javascript_filter_fails_its_document_with_what_to_install(tmp_path, monkeypatch):
+    js = "export function clean(document) {}\n"
+    write(tmp_path, "Shop", js, {"Terms of Service": {"fetch": LOCATION, "select": "main", "filter": ["clean"]}})
+    service = load_service(tmp_path, "Shop")  # analysed while Node is there
+    monkeypatch.setattr(jsfilters, "_ENGINE", jsfilters.Engine())
+    monkeypatch.setattr(jsfilters.shutil, "which", lambda name: None)
+    with pytest.raises(ExtractError) as raised:
+        extract(PAGE, "text/html", service.terms["Terms of Service"].documents[0], service.filters)
+    assert str(raised.value) == ('The filter function "clean" failed: JavaScript filters need Node.js 20 or '
+                                 "later (no 'node' on the PATH)")
+    # Loading another service then reports its filters file as one service's error.
+    (tmp_path / "Shop.filters.js").write_text(js + "export function other(document) {}\n")
+    [error] = load_collection(tmp_path).errors
+    assert error.reason == "cannot be checked: JavaScript filters need Node.js 20 or later (no 'node' on the PATH)"

@@ -506,6 +506,7 @@ class _Prefetcher:
         self._engines: list[Engine] = []
         self._pending: dict[str, Future[str]] = {}
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def _engine(self) -> Engine:
         if not hasattr(self._local, "engine"):
@@ -514,9 +515,16 @@ class _Prefetcher:
                 self._engines.append(self._local.engine)
         return self._local.engine
 
+    def _after_fork(self) -> None:
+        """A forked child has none of its parent's threads or runners: start afresh (lock held)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._pool, self._pending, self._engines, self._local = None, {}, [], threading.local()
+
     def submit(self, key: str, html: str, location: str, context: dict[str, Any],
                calls: list[tuple[FilterCall, JsFilter]]) -> None:
         with self._lock:
+            self._after_fork()
             if key in self._pending:
                 return
             if self._pool is None:
@@ -529,6 +537,7 @@ class _Prefetcher:
 
     def take(self, key: str) -> Future[str] | None:
         with self._lock:
+            self._after_fork()
             return self._pending.pop(key, None) if self._pending else None
 
     def stop(self) -> None:

@@ -87,4 +87,3 @@ def use_chromium_for_js_filters() -> None:
     analyzer = jsfilters.Engine()  # loading still analyses the files with acorn, in Node
     chromium.analyze = analyzer.analyze  # type: ignore[attr-defined]
     jsfilters._ENGINE = chromium  # type: ignore[assignment]
-    jsfilters._PREFETCHER.submit = lambda *arguments: None  # one page at a time, in Chromium only

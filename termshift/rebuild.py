@@ -14,8 +14,8 @@ when it differs from the latest version (OTA's §2.5.6).
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,10 @@ import click
 from termshift.archive_repo import Archive, RecordRepository, Snapshot, Version
 from termshift.archive_repo.archive import archive_options
 from termshift.declarations import Collection, Service, SourceDocument, Terms, load_collection
-from termshift.jsfilters import filters_at, prefetch
+from termshift.jsfilters import filters_at
 from termshift.logs import progress_bar
 from termshift.trackers.errors import TermshiftError
-from termshift.trackers.extract import extract, is_pdf
+from termshift.trackers.extract import extract
 
 # Combined documents are joined by a Markdown horizontal rule, as OTA does.
 DOCUMENT_SEPARATOR = "\n\n- - -\n\n"
@@ -194,7 +194,7 @@ def _replay(
     last_markdown: dict[DocumentKey, str] = {}
     started = time.perf_counter()
     total = snapshots.count() if progress and not services and not types else None
-    records = _prefetching(collection, snapshots.iterate(services, types))
+    records = snapshots.iterate(services, types)
     bar = progress_bar(total, progress, unit="snapshot")
     try:
         for snapshot in records:
@@ -235,23 +235,6 @@ def _replay(
         bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _prefetching(collection: Collection, records: Iterable[Snapshot], depth: int = 8) -> Iterator[Snapshot]:
-    """`records`, read `depth` snapshots ahead so that JavaScript filters of the coming pages
-    run in the background (termshift.jsfilters.prefetch) while the current one is extracted."""
-    window: deque[Snapshot] = deque()
-    for snapshot in records:
-        window.append(snapshot)
-        service = collection.services.get(snapshot.service_id)
-        terms = service.terms_at(snapshot.terms_type, snapshot.fetch_date) if service else None
-        if terms is not None and snapshot.content and not is_blocked(snapshot) and not is_pdf(snapshot.mime_type):
-            for document in terms.documents:
-                if document.filters and _document_key(terms, document) == snapshot.document_id:
-                    prefetch(snapshot.content, document, filters_at(service.filters, snapshot.fetch_date))
-        if len(window) > depth:
-            yield window.popleft()
-    yield from window
 
 
 def _markdown_at(

@@ -403,23 +403,6 @@ def test_services_without_javascript_filters_never_start_node(tmp_path, monkeypa
     assert fresh.starts == 0
 
 
-def test_a_prefetched_page_is_filtered_once_in_the_background(tmp_path, monkeypatch):
-    js = "export function shout(document) { document.querySelector('h1').textContent += '!'; }\n"
-    write(tmp_path, "Shop", js, {"Terms of Service": {"fetch": LOCATION, "select": "main", "filter": ["shout"]}})
-    service = load_service(tmp_path, "Shop")
-    document = service.terms["Terms of Service"].documents[0]
-    jsfilters.prefetch(PAGE.encode("utf-8"), document, service.filters)  # bytes, as snapshots may be
-
-    def not_in_the_foreground(*arguments):
-        raise AssertionError("the prefetched result should have been used")
-
-    monkeypatch.setattr(jsfilters.engine(), "apply", not_in_the_foreground)
-    html, count = jsfilters.apply_leading(PAGE, document, service.filters)
-    assert count == 1 and "<h1>Terms!</h1>" in html
-    with pytest.raises(AssertionError, match="prefetched result"):  # taken once: a second call runs again
-        jsfilters.apply_leading(PAGE, document, service.filters)
-
-
 # ---------------------------------------------------------------- validate
 
 

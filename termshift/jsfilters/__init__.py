@@ -37,7 +37,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -52,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JsFilter", "JsFilterFailure", "JsFiltersFile", "JsFiltersUnavailable", "apply_leading", "engine",
-    "filters_at", "load_js_filters", "prefetch", "shutdown",
+    "filters_at", "load_js_filters", "shutdown",
 ]
 
 logger = logging.getLogger(__name__)
@@ -468,113 +467,18 @@ def apply_leading(content: str, document: SourceDocument,
     """Run the JavaScript filters that open the document's filter list on the page as fetched.
 
     Returns the filtered page (serialised by jsdom) and how many filters ran; `(content, 0)`
-    when the first filter is not JavaScript. Raises JsFilterFailure. A result `prefetch()`
-    started for the same page and calls is taken instead of running them again.
+    when the first filter is not JavaScript. Raises JsFilterFailure.
     """
     calls = _leading_calls(document, service_filters)
     if not calls:
         return content, 0
-    context = filter_context(document)
-    prefetched = _PREFETCHER.take(_call_key(content, document.location, context, calls))
-    if prefetched is not None:
-        return prefetched.result(), len(calls)
-    return engine().apply(content, document.location, context, calls), len(calls)
-
-
-def _call_key(content: str, location: str, context: dict[str, Any], calls: Sequence[tuple[FilterCall, JsFilter]]) -> str:
-    digest = hashlib.sha256(content.encode("utf-8", "surrogatepass"))
-    digest.update(json.dumps([location, context, [(function.file.key, function.name, function.version, call.params,
-                                                   call.passes_params) for call, function in calls]],
-                             sort_keys=True, default=str).encode("utf-8"))
-    return digest.hexdigest()
-
-
-class _Prefetcher:
-    """Runs JavaScript filters of pages about to be extracted, in runners of their own.
-
-    A rebuild reads snapshots one by one; while Python extracts one, the runners (one per
-    core) already filter the next ones, so the rebuild of a service with JavaScript filters
-    is not bound to one jsdom at a time. Results wait, keyed by page and calls, for
-    `apply_leading` to take them; the oldest are dropped beyond `limit`.
-    """
-
-    def __init__(self, workers: int, limit: int = 32) -> None:
-        self._workers = workers
-        self._limit = limit
-        self._pool: ThreadPoolExecutor | None = None
-        self._local = threading.local()
-        self._engines: list[Engine] = []
-        self._pending: dict[str, Future[str]] = {}
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-
-    def _engine(self) -> Engine:
-        if not hasattr(self._local, "engine"):
-            self._local.engine = Engine()
-            with self._lock:
-                self._engines.append(self._local.engine)
-        return self._local.engine
-
-    def _after_fork(self) -> None:
-        """A forked child has none of its parent's threads or runners: start afresh (lock held)."""
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._pool, self._pending, self._engines, self._local = None, {}, [], threading.local()
-
-    def submit(self, key: str, html: str, location: str, context: dict[str, Any],
-               calls: list[tuple[FilterCall, JsFilter]]) -> None:
-        with self._lock:
-            self._after_fork()
-            if key in self._pending:
-                return
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="jsfilters-prefetch")
-                atexit.register(self.stop)
-            self._pending[key] = self._pool.submit(
-                lambda: self._engine().apply(html, location, context, calls))
-            while len(self._pending) > self._limit:
-                self._pending.pop(next(iter(self._pending))).cancel()
-
-    def take(self, key: str) -> Future[str] | None:
-        with self._lock:
-            self._after_fork()
-            return self._pending.pop(key, None) if self._pending else None
-
-    def stop(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-            for future in self._pending.values():
-                future.cancel()
-            self._pending.clear()
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-        for runner in self._engines:
-            runner.stop()
-
-
-_PREFETCHER = _Prefetcher(workers=max(1, min(2, os.cpu_count() or 1)))
+    return engine().apply(content, document.location, filter_context(document), calls), len(calls)
 
 
 def shutdown() -> None:
-    """Stop this process's runners (they start again when needed)."""
-    _PREFETCHER.stop()
+    """Stop this process's runner (it starts again when needed)."""
     if _ENGINE is not None:
         _ENGINE.stop()
-
-
-def prefetch(content: str | bytes, document: SourceDocument, service_filters: Mapping[str, Any] | None) -> None:
-    """Start the JavaScript filters of a page that will be extracted soon (see `_Prefetcher`).
-
-    Does nothing for a document whose filter list does not start with a JavaScript filter.
-    """
-    calls = _leading_calls(document, service_filters)
-    if not calls:
-        return
-    if isinstance(content, bytes):
-        content = content.decode("utf-8", errors="replace")  # as extract() reads an HTML snapshot
-    context = filter_context(document)
-    _PREFETCHER.submit(_call_key(content, document.location, context, calls), content, document.location,
-                       context, calls)
 
 
 def filters_at(service_filters: Mapping[str, Any] | None, date: datetime | None) -> Mapping[str, Any] | None:

@@ -129,6 +129,6 @@ def _print_javascript(report: ImportReport) -> None:
         click.echo("No JavaScript filters.")
         return
     click.echo(f"JavaScript filters: {len(report.javascript_filters)} file(s), run as they are (nothing to port; "
-               "see docs/filters.md, and review them as code: they run in a sandbox, not unchecked):")
+               "they run in a sandbox, but they are code: review them, see docs/filters.md):")
     for path in report.javascript_filters:
         click.echo(f"  {path.name}")

@@ -419,12 +419,10 @@ def test_validate_reports_both_kinds_of_filters_file_and_parameters_never_read(t
         ("Shop.json", '$.terms["Terms of Service"].filter[0]',
          "filter 'clean' is declared with parameters [\"a\"], but the function takes only 1 argument, so it "
          "never reads them: it is called as clean(document, params, context)")]
-    [both] = report.errors["Both"]
-    assert (both.file.name, both.reason) == (
-        "Both.filters.js", "'Both.filters.py' exists too: a service uses one kind of filters, and Termshift "
-        "runs the Python file and ignores the JavaScript ones; delete the one you do not mean")
-    # At run time the Python file is the one used.
-    assert not isinstance(load_service(tmp_path, "Both").filters["clean"], jsfilters.JsFilter)
+    assert [error.reason for error in report.errors["Both"]] == [
+        "a service has one filters file, found 'Both.filters.py' and 'Both.filters.js'"]
+    # A service uses one kind: with both, it is skipped (and reported) rather than guessed.
+    assert "Both" not in load_collection(tmp_path).services
 
 
 def test_timers_a_filter_leaves_behind_are_cleared(tmp_path):

@@ -44,13 +44,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from termshift.filters import FilterCall, FiltersFileError, filter_context, resolve_filter
+from termshift.filters import (
+    FILTERS_FILE_KINDS,
+    FilterCall,
+    FilterDefinition,
+    FiltersFileError,
+    ServiceFilters,
+    filter_context,
+    resolve_filter,
+)
 
 if TYPE_CHECKING:
     from termshift.declarations import SourceDocument
 
 __all__ = [
-    "JsFilter", "JsFilterFailure", "JsFiltersFile", "JsFiltersUnavailable", "apply_leading", "engine",
+    "JavaScriptFilters", "JsFilter", "JsFilterFailure", "JsFiltersFile", "JsFiltersUnavailable", "apply_leading",
+    "engine", "inspect_js_filters",
     "filters_at", "load_js_filters", "shutdown",
 ]
 
@@ -448,6 +457,31 @@ def load_js_filters(path: Path, history_path: Path | None = None) -> dict[str, J
     return {name: JsFilter(file, name) for name in names}
 
 
+class JavaScriptFilters(ServiceFilters):
+    """A service's `<id>.filters.js` (and its history) in `Service.filters`: names known from the
+    syntax tree; the functions are `JsFilter`s, whose code runs only in the runner."""
+
+    kind = "javascript"
+
+    def __init__(self, path: Path, functions: dict[str, JsFilter]) -> None:
+        lines = {name: (function.info or {}).get("line") for name, function in functions.items()}
+        # No signature: JavaScript takes any number of arguments (validate checks parameters apart).
+        super().__init__(path, {name: FilterDefinition(name, lines[name]) for name in functions})
+        self._js_functions = functions
+
+    def _load(self) -> dict[str, JsFilter]:
+        return dict(self._js_functions)  # nothing runs here: a JsFilter runs in the sandbox when called
+
+
+def inspect_js_filters(path: Path) -> JavaScriptFilters:
+    """`<id>.filters.js` and its `<id>.filters.history.js`, parsed (not run). Raises FiltersFileError."""
+    history = Path(path).with_name(Path(path).name[: -len(".filters.js")] + ".filters.history.js")
+    return JavaScriptFilters(Path(path), load_js_filters(path, history if history.is_file() else None))
+
+
+FILTERS_FILE_KINDS[".filters.js"] = inspect_js_filters
+
+
 # --------------------------------------------------------------------------------- in extract
 
 
@@ -483,9 +517,9 @@ def shutdown() -> None:
 
 def filters_at(service_filters: Mapping[str, Any] | None, date: datetime | None) -> Mapping[str, Any] | None:
     """The service's filters as they were at `date` (JavaScript filters with a history change with it)."""
-    if not service_filters or date is None or not any(
-            isinstance(function, JsFilter) and function.file.history for function in service_filters.values()):
-        return service_filters
+    if not isinstance(service_filters, JavaScriptFilters) or date is None or not any(
+            function.file.history for function in service_filters.values()):
+        return service_filters  # (a Python filters file is not imported here)
     return {name: function.at(date) if isinstance(function, JsFilter) else function
             for name, function in service_filters.items()}
 

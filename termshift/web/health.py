@@ -54,9 +54,19 @@ def _settings() -> Settings:
     return settings
 
 
+def _status() -> dict[str, Any]:
+    """`health.status`, plus the services whose declarations this viewer cannot load now."""
+    data = health.status(_settings())
+    declarations = getattr(current_app.extensions.get("termshift"), "declarations", None)
+    skipped = getattr(declarations, "skipped", None) or {}
+    data["declarations_skipped"] = [{"service_id": service_id, "errors": errors}
+                                    for service_id, errors in sorted(skipped.items())]
+    return data
+
+
 @blueprint.get("/status")
 def status_page() -> str:
-    return render_template("health/status.html", status=health.status(_settings()), active="status",
+    return render_template("health/status.html", status=_status(), active="status",
                            json_url=url_for("health.status_json"))
 
 
@@ -69,7 +79,7 @@ def stylesheet() -> Response:
 
 @blueprint.get("/status.json")
 def status_json() -> Response:
-    return jsonify(health.status(_settings()))
+    return jsonify(_status())
 
 
 @blueprint.get("/healthz")

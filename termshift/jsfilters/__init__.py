@@ -488,6 +488,8 @@ FILTERS_FILE_KINDS[".filters.js"] = inspect_js_filters
 def _leading_calls(document: SourceDocument,
                    service_filters: Mapping[str, Any] | None) -> list[tuple[FilterCall, JsFilter]]:
     calls: list[tuple[FilterCall, JsFilter]] = []
+    if isinstance(service_filters, ServiceFilters) and not isinstance(service_filters, JavaScriptFilters):
+        return calls  # Python filters: looking them up would import the file (apply_filters does, and reports)
     for call in document.filters:
         function = resolve_filter(call.name, service_filters)
         if not isinstance(function, JsFilter):

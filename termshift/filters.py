@@ -752,15 +752,17 @@ def apply_filters(
     document: HtmlElement,
     source_document: SourceDocument,
     service_filters: Mapping[str, FilterFunction] | None = None,
+    start: int = 0,
 ) -> HtmlElement:
     """Run the document's filters in order on `document` (mutated in place) and return it.
 
     Raises ExtractError for an unknown name, a function that cannot take the
     declared arguments, or a filter that raises: `The filter function "<name>"
-    failed: <ExceptionClass>: <message>`.
+    failed: <ExceptionClass>: <message>` (a JavaScript filter's error as JavaScript shows it,
+    as OTA does). `start` skips the first calls (already run by termshift.jsfilters).
     """
     context = filter_context(source_document)
-    for call in source_document.filters:
+    for call in source_document.filters[start:]:
         problem = _signature_problem(call, service_filters)
         if problem:
             raise ExtractError(f'The filter function "{call.name}" cannot run: {problem}')
@@ -777,7 +779,6 @@ def apply_filters(
         except KeyboardInterrupt:
             raise
         except BaseException as error:  # SystemExit too: a filter fails its document, nothing else
-            raise ExtractError(
-                f'The filter function "{call.name}" failed: {type(error).__name__}: {error}'
-            ) from error
+            text = getattr(error, "filter_error_text", None) or f"{type(error).__name__}: {error}"
+            raise ExtractError(f'The filter function "{call.name}" failed: {text}') from error
     return document

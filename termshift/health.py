@@ -41,6 +41,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from termshift import __version__
 from termshift.locking import describe_holder, process_alive, read_holder
+from termshift.sqlite_wal import connect as connect_private
 from termshift.sqlite_wal import enable_wal
 
 STATE_FILE = "scheduler.sqlite"
@@ -62,9 +63,7 @@ def state_path(data_dir: Path) -> Path:
 def connect_state(data_dir: Path) -> Iterator[sqlite3.Connection]:
     """A connection to `<data>/scheduler.sqlite` (WAL, so readers never wait for writers);
     committed and closed on exit. Several processes write it: waits for locks up to 60 s."""
-    path = state_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=60)
+    db = connect_private(state_path(data_dir), timeout=60)
     try:
         db.row_factory = sqlite3.Row
         enable_wal(db)

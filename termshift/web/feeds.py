@@ -37,7 +37,6 @@ Admin API (JSON in and out; errors are `{"error": "<field>: <reason>"}`):
 
 from __future__ import annotations
 
-import hmac
 import logging
 import sqlite3
 import threading
@@ -49,6 +48,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 from werkzeug.http import is_resource_modified
 
 from termshift.alerts import archive, delivery, feeds, options, outbox, store, subscriptions, version_stats
+from termshift.web import security
 
 blueprint = Blueprint("feeds", __name__)
 log = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ def _require_admin_token():
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Bearer realm="termshift-admin"'
         return response
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if not security.bearer_is_admin(token):
         return jsonify(error="Authorization: wrong token"), 403
     return None
 

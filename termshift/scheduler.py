@@ -42,6 +42,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
+import filelock
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 JOB_TRACKING = "tracking"
 JOB_DELIVERIES = "deliveries"
 JOB_DATASET = "dataset"
+# Held while a scheduler creates its job table and registers its jobs (see start).
+START_LOCK_FILE = "scheduler.start.lock"
 HISTORY_KEPT = 5000  # run_history rows kept (deliveries only write a row when they sent something)
 
 TrackingFunction = Callable[..., Any]
@@ -327,14 +330,19 @@ class SchedulerService:
         )
         self.scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         _SERVICES[self.key] = self
+        # Two schedulers may share a data folder. APScheduler creates its job table with
+        # a check-then-create and registers jobs with a lookup-then-insert, so two starting
+        # at once could both create the table ("table apscheduler_jobs already exists") or
+        # insert the same job: start-ups take turns on a file lock.
         # Paused while jobs are registered: nothing may fire before all are in place, and
         # get_job() reads the stored state of the previous process.
-        self.scheduler.start(paused=True)
         try:
-            self._register(JOB_TRACKING, parse_schedule(schedule["tracking"], timezone))
-            deliveries = float(schedule["deliveries"])
-            self._register(JOB_DELIVERIES, IntervalTrigger(seconds=deliveries) if deliveries > 0 else None)
-            self._register(JOB_DATASET, parse_schedule(schedule["dataset"], timezone))
+            with filelock.FileLock(str(self.data_dir / START_LOCK_FILE), timeout=120):
+                self.scheduler.start(paused=True)
+                self._register(JOB_TRACKING, parse_schedule(schedule["tracking"], timezone))
+                deliveries = float(schedule["deliveries"])
+                self._register(JOB_DELIVERIES, IntervalTrigger(seconds=deliveries) if deliveries > 0 else None)
+                self._register(JOB_DATASET, parse_schedule(schedule["dataset"], timezone))
         except BaseException:
             self.shutdown()
             raise

@@ -7,6 +7,7 @@ local HTTP server started here, recording into real git repositories.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -145,6 +146,22 @@ def test_two_schedulers_on_one_data_folder_never_overlap(tmp_path: Path, slow_se
     # Which process runs a due job is a race (they share the job store), so this test does not
     # insist that both ran one; the lock test above proves a busy lock skips the other's run.
     assert {run["pid"] for run in runs} <= {first.pid, second.pid}
+
+
+def test_schedulers_starting_together_on_a_new_data_folder_all_start(tmp_path: Path) -> None:
+    """APScheduler creates its job table with a check-then-create and registers jobs with a
+    lookup-then-insert: schedulers starting at the same moment on a new folder used to crash
+    ("table apscheduler_jobs already exists", exit 1). Start-ups now take turns."""
+    data = tmp_path / "data"
+    config = write_config(tmp_path, data, "every 1h")
+    logs = [tmp_path / f"{n}.log" for n in range(4)]
+    with contextlib.ExitStack() as stack:
+        children = [stack.enter_context(scheduler_process(config, log)) for log in logs]
+        for child, log in zip(children, logs, strict=True):
+            wait_until(lambda child=child, log=log: child.poll() is not None
+                       or "scheduler started" in log.read_text(encoding="utf-8"), 60, f"{log.name}: started")
+            assert child.poll() is None, f"{log.name}: exited at start-up:\n{log.read_text(encoding='utf-8')}"
+        assert [stop(child) for child in children] == [0, 0, 0, 0], [log.read_text() for log in logs]
 
 
 def write_declarations(tmp_path: Path, server: LocalServer, count: int) -> Path:

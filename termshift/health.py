@@ -416,7 +416,7 @@ def status(settings: Any, details: bool = True) -> dict[str, Any]:
         "publish": [_iso_fields(row, "started_at", "finished_at", "last_success") for row in read_publish(data_dir)],
         "problems": problems(data_dir),
     }
-    return report if details else public_status(report)
+    return {**report, "details": True} if details else public_status(report)
 
 
 PUBLIC_RUN_FIELDS = ("id", "started_at", "finished_at", "duration", "status", "counts")

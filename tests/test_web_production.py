@@ -223,6 +223,7 @@ def test_public_status_and_healthz_hide_remotes_errors_hosts_and_paths(tmp_path)
         assert "Authorization" in public.headers["Vary"]
 
         detailed = client.get("/status.json", headers=ADMIN)
+        assert detailed.json["details"] is True and public.json["details"] is False
         assert "nowhere/versions.git" in detailed.json["publish"][0]["error"]
         assert detailed.json["running"]["pid"] == os.getpid()
         assert detailed.headers["Cache-Control"] == "private, no-store"

@@ -61,11 +61,16 @@ def request(url: str, data: bytes | None = None, headers: dict | None = None) ->
 def test_serve_runs_a_production_server_that_stops_cleanly_on_sigterm(sample, tmp_path):
     port = free_port()
     process = start("--data", str(sample.data), "--port", str(port), cwd=tmp_path,
-                    extra_env={"TERMSHIFT_WEB_MAX_REQUEST_BYTES": "4096", "TERMSHIFT_WEB_THREADS": "3"})
+                    extra_env={"TERMSHIFT_WEB_MAX_REQUEST_BYTES": "4096", "TERMSHIFT_WEB_THREADS": "3",
+                               "TERMSHIFT_WEB_TRUSTED_PROXIES": "1"})
     try:
         assert get_json(f"http://127.0.0.1:{port}/Acme.json")["id"] == "Acme"
         status, headers, _body = request(f"http://127.0.0.1:{port}/")
         assert status == 200 and headers["Server"] == "Termshift"  # waitress, not Werkzeug's dev server
+        # Behind one trusted TLS proxy, the server passes X-Forwarded-* on to ProxyFix.
+        _status, _headers, body = request(f"http://127.0.0.1:{port}/feed.atom", headers={
+            "X-Forwarded-Proto": "https", "X-Forwarded-Host": "terms.example.org", "X-Forwarded-For": "203.0.113.7"})
+        assert feedparser.parse(body).entries[0].link.startswith("https://terms.example.org/")
         status, _headers, _body = request(f"http://127.0.0.1:{port}/declare/login", data=b"x" * 10_000,
                                           headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert status == 413  # the request body limit

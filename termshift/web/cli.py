@@ -112,6 +112,9 @@ def _serve_production(app: Any, host: str, port: int, settings: Any, with_schedu
         app, host=host, port=port, threads=threads, ident="Termshift",
         max_request_body_size=settings["web"]["max_request_bytes"],
         connection_limit=max(100, threads * 8), asyncore_use_poll=True,
+        # X-Forwarded-* headers are the app's business (ProxyFix, `web.trusted_proxies`): waitress
+        # drops them unless told otherwise, so with trusted proxies it must pass them on.
+        clear_untrusted_proxy_headers=not settings["web"]["trusted_proxies"],
     )
     if not with_scheduler and threading.current_thread() is threading.main_thread():
         # SIGTERM (a service manager, a container stopping) ends the server as Ctrl-C does.

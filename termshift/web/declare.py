@@ -86,14 +86,12 @@ def csrf_value(token: str) -> str:
     return _derived(token, "termshift declare form")
 
 
-def _same(given: str | None, expected: str) -> bool:
-    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+_same = security.same_secret
 
 
 def _authentication(token: str) -> str | None:
     """How the request proves it has the token: "bearer", "field", "cookie", or None."""
-    scheme, _, given = (request.headers.get("Authorization") or "").partition(" ")
-    if scheme.lower() == "bearer" and _same(given.strip(), token):
+    if security.bearer_is_admin(token):
         return "bearer"
     if request.method == "POST" and _same(request.form.get("admin_token"), token):
         return "field"

@@ -14,6 +14,7 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -52,10 +53,29 @@ def connect(path: Path | str, **options: Any) -> sqlite3.Connection:
     SQLite gives the `-wal` and `-shm` files it creates the mode of the database file."""
     path = Path(path)
     path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):  # a read-only folder or file: SQLite reports the real problem
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT, FILE_MODE))
+    if not path.exists():
+        _create_private(path)
     make_private(path)
     return sqlite3.connect(path, **options)
+
+
+def _create_private(path: Path) -> None:
+    """Create the empty file `path` with mode 0600, never opening `path` itself.
+
+    Closing any descriptor of a database file drops every POSIX lock this process holds on
+    it, including the locks of SQLite connections in other threads: the database can then
+    be corrupted by two writers. So the file is created under a temporary name and linked
+    into place (which fails harmlessly if another opener created it meanwhile)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    try:
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    except OSError:
+        pass  # a read-only folder, or no hard links: SQLite creates it, make_private restricts it
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
 
 
 def _database_file(connection: sqlite3.Connection) -> Path | None:

@@ -4,6 +4,8 @@ the delivery workers and a tracking run all open the same files)."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 
 from termshift.sqlite_wal import enable_wal
@@ -98,3 +100,30 @@ def test_the_data_folder_databases_are_private_whatever_the_umask(tmp_path):
         index.close()
     finally:
         os.umask(previous)
+
+
+def test_opening_a_database_never_drops_the_locks_of_another_connection(tmp_path):
+    """Closing any descriptor of a database file drops all of the process's POSIX locks on it:
+    the opener must not open the file itself while other connections may hold locks (that
+    corrupted scheduler.sqlite when a scheduler's threads opened it at the same time)."""
+    from termshift.sqlite_wal import connect
+
+    path = tmp_path / "state.sqlite"
+    holder = connect(path, timeout=0, isolation_level=None)  # rollback journal: locks on the file
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")  # holds the RESERVED lock
+    holder.execute("INSERT INTO t VALUES (1)")
+    try:
+        connect(path).close()  # another thread of the same process opens the database
+        # Another process (in-process connections share SQLite's own lock table) must still be
+        # kept out.
+        probe = subprocess.run(
+            [sys.executable, "-c", "import sqlite3, sys\n"
+             "db = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+             "try:\n    db.execute('BEGIN IMMEDIATE')\nexcept sqlite3.OperationalError as error:\n"
+             "    print(error)\nelse:\n    print('got the lock')\n", str(path)],
+            capture_output=True, text=True, timeout=60, check=True)
+        assert probe.stdout.strip() == "database is locked"
+    finally:
+        holder.execute("COMMIT")
+        holder.close()

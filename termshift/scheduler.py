@@ -298,6 +298,7 @@ class SchedulerService:
         self.history = RunHistory(self.data_dir)
         self.publisher = Publisher.from_settings(settings, stop_event=self.stop_event)
         self._tracking = tracking
+        self.last_skipped: list[str] = []  # services the last tracking run left out (their files do not load)
         self._deliver = deliver or _deliver_due
         self._export_dataset = export_dataset or _export_dataset
         self.scheduler: BackgroundScheduler | None = None
@@ -439,7 +440,10 @@ class SchedulerService:
         status = "stopped" if self.stop_event.is_set() else "ok"
         counts, documents = summary_counts(summary), summary_documents(summary)
         # Kept for the status page and /metrics; the run logged its documents itself.
-        self.history.finish(row, status, counts, documents=documents)
+        skipped = [str(getattr(item, "service_id", item)) for item in getattr(summary, "skipped", None) or []]
+        self.last_skipped = skipped
+        message = f"services skipped, their declarations do not load: {', '.join(skipped)}" if skipped else ""
+        self.history.finish(row, status, counts, message=message, documents=documents)
         log.info("tracking run %s in %.1f s: %s", status, time.monotonic() - started,
                  ", ".join(f"{key} {value}" for key, value in counts.items()) or "no counts",
                  extra={"event": "run", "run_id": row, "status": status, "counts": counts})
@@ -585,7 +589,11 @@ def run_service(settings: Settings, *, tracking: TrackingFunction | None = None)
 def schedule_command(config_path: Path | None, declarations_dir: Path | None, data_dir: Path | None,
                      log_json: bool | None, once: bool) -> None:
     """Run Termshift as a service: tracking on schedule.tracking, webhook deliveries,
-    weekly dataset exports. Stops cleanly on SIGTERM or Ctrl-C."""
+    weekly dataset exports. Stops cleanly on SIGTERM or Ctrl-C.
+
+    A service whose declaration, history or filters file does not load is skipped by
+    each run and reported (log, /status); the others are tracked. With --once, exit 0
+    when the run went through, 3 when it did but skipped such services, 1 otherwise."""
     settings = settings_for_command(config_path, declarations_dir, data_dir)
     logs.configure(settings, json_output=log_json)
     if once:
@@ -595,5 +603,7 @@ def schedule_command(config_path: Path | None, declarations_dir: Path | None, da
             service.publisher.wait()
         if status in ("ok", "stopped"):
             service.run_deliveries()
+        if status == "ok" and service.last_skipped:
+            raise SystemExit(3)  # as `termshift track`: completed, but services were skipped
         raise SystemExit(0 if status == "ok" else 1)
     raise SystemExit(run_service(settings))

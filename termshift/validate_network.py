@@ -186,7 +186,7 @@ def _extract(result: FetchResult, inspection: DocumentInspection,
     """The Markdown of a fetched page, or None with a finding saying why."""
     document = inspection.document
     try:
-        markdown = extract(result.content, result.mime_type or "text/html", document, dict(service_filters or {}))
+        markdown = extract(result.content, result.mime_type or "text/html", document, service_filters or {})
     except ExtractError as error:
         in_remove = _failing_remove_range(result, document, service_filters)
         inspection.findings.append(Finding("selectors-match", str(error), in_remove or ("select",),
@@ -253,7 +253,7 @@ def _check_second(result: FetchResult, inspection: DocumentInspection,
         return
     try:
         second = extract(result.content, result.mime_type or "text/html", inspection.document,
-                         dict(service_filters or {}))
+                         service_filters or {})
     except ExtractError as error:
         inspection.findings.append(Finding("stable", f"the second extraction failed: {error}", ("select",)))
         return
@@ -560,4 +560,5 @@ def validate_modified(
         merged.services += report.services
         merged.checks += [check for check in report.checks if check not in merged.checks]
         merged.errors.update(report.errors)
+        merged.warnings.update(report.warnings)
     return merged

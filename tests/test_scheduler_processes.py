@@ -23,6 +23,7 @@ import pytest
 
 from termshift import health
 from termshift.locking import RunLock
+from tests.conftest import TEST_FETCH_ALLOW
 from tests.support.servers import LocalServer, html_page
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -188,7 +189,8 @@ def test_sigterm_mid_run_leaves_consistent_repositories_and_the_next_run_succeed
     config = write_config(tmp_path, data, "every 1s")
     # Top-level keys first in TOML; then a quick, retry-less fetcher.
     config.write_text(f'declarations = "{declarations}"\n' + config.read_text(encoding="utf-8")
-                      + "[fetcher]\nretries = 0\nhost_delay = 0.1\n", encoding="utf-8")
+                      + "[fetcher]\nretries = 0\nhost_delay = 0.1\n"
+                      + f"allow_private_targets = {json.dumps(TEST_FETCH_ALLOW)}\n", encoding="utf-8")
 
     def snapshots_recorded() -> int:
         if not (data / "snapshots" / ".git").is_dir():

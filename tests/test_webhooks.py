@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 import jsonschema
 import pytest
 
-from termshift.alerts import events, outbox, ssrf, store, subscriptions
+from termshift import ssrf
+from termshift.alerts import events, outbox, store, subscriptions
 from termshift.alerts.archive import VersionEntry
 from termshift.alerts.signing import (
     SecretError,

@@ -66,11 +66,23 @@ def _private(response: Response, details: bool) -> Response:
     return response
 
 
+def _status(details: bool) -> dict[str, Any]:
+    """`health.status`, plus the services whose declarations this viewer cannot load now."""
+    data = health.status(_settings(), details=details)
+    declarations = getattr(current_app.extensions.get("termshift"), "declarations", None)
+    skipped = getattr(declarations, "skipped", None) or {}
+    data["declarations_skipped"] = [
+        {"service_id": service_id,
+         "errors": [str(error) if details else health.public_file_error(str(error)) for error in errors]}
+        for service_id, errors in sorted(skipped.items())]
+    return data
+
+
 @blueprint.get("/status")
 def status_page() -> Response:
     details = security.is_admin()
-    html = render_template("health/status.html", status=health.status(_settings(), details=details),
-                           active="status", json_url=url_for("health.status_json"))
+    html = render_template("health/status.html", status=_status(details), active="status",
+                           json_url=url_for("health.status_json"))
     return _private(Response(html, mimetype="text/html"), details)
 
 
@@ -84,7 +96,7 @@ def stylesheet() -> Response:
 @blueprint.get("/status.json")
 def status_json() -> Response:
     details = security.is_admin()
-    return _private(jsonify(health.status(_settings(), details=details)), details)
+    return _private(jsonify(_status(details)), details)
 
 
 @blueprint.get("/healthz")

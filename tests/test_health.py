@@ -280,3 +280,11 @@ def test_states_are_gauges_and_versions_are_counted_at_commit_time(tmp_path: Pat
                                         "Terms 5.", snapshot_ids=["0" * 40]))
     samples = metrics(make_app(make_settings(data)).test_client())
     assert samples["termshift_versions_recorded_total"] == {(): 5.0}
+
+
+def test_public_declaration_errors_name_the_file_not_its_folder() -> None:
+    from termshift.health import public_file_error
+
+    assert public_file_error("/srv/termshift/declarations/Acme.json: $.terms: https://a.example/x: bad") == \
+        "Acme.json: $.terms: https://a.example/x: bad"
+    assert public_file_error("Acme.json: $: reason") == "Acme.json: $: reason"

@@ -169,7 +169,8 @@ def check_selectors(run: ValidationRun, service_id: str) -> list[DeclarationErro
     return errors
 
 
-def _is_pdf_location(location: Any) -> bool:
+def is_pdf_location(location: Any) -> bool:
+    """Whether a document's address names a PDF (its path ends in .pdf): selectors do not apply to it."""
     return isinstance(location, str) and urlsplit(location.strip()).path.lower().endswith(".pdf")
 
 
@@ -186,14 +187,14 @@ def _only_pdfs(data: Any, path: tuple[PathPart, ...]) -> bool:
     if not isinstance(node, dict):
         return False
     if "fetch" in node:
-        return _is_pdf_location(node["fetch"])
+        return is_pdf_location(node["fetch"])
     items = node.get("combine")
     if not isinstance(items, list) or not items:
         return False
     key = next((part for part in path if part in ("select", "remove")), None)
     # A shared selector applies to the combined documents that do not declare their own.
     concerned = [item for item in items if isinstance(item, dict) and item.get(key) is None]
-    return bool(concerned) and all(_is_pdf_location(item.get("fetch")) for item in concerned)
+    return bool(concerned) and all(is_pdf_location(item.get("fetch")) for item in concerned)
 
 
 @register_check("filters", schema_only=True)

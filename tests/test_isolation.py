@@ -139,8 +139,9 @@ def test_track_rebuild_upgrade_and_serve_go_on_without_the_broken_services(site:
 def test_track_and_rebuild_commands_exit_3_when_services_were_skipped(site: Any, tmp_path: Path) -> None:
     declarations, data, markers = tmp_path / "declarations", tmp_path / "data", tmp_path / "markers"
     broken_collection(declarations, markers, site)
+    # As test_track.py's command tests; loopback pages are allowed once fetches refuse private targets.
     environment = {"TERMSHIFT_WEB_BASE_URL": "https://terms.example.org", "TERMSHIFT_FETCHER_HOST_DELAY": "0",
-                   "TERMSHIFT_FETCHER_RETRIES": "0"}
+                   "TERMSHIFT_FETCHER_RETRIES": "0", "TERMSHIFT_FETCHER_ALLOW_PRIVATE_TARGETS": "127.0.0.1"}
     runner = CliRunner()
     result = runner.invoke(main, ["track", "--declarations", str(declarations), "--data", str(data), "-q"],
                            env=environment)

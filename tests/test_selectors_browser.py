@@ -7,6 +7,11 @@ types, classes, IDs, attribute operators and flags, the *-child and *-of-type fa
 nesting, and selectors left open at the end — run in both engines, which must accept and
 reject the same selectors and match the same elements in the same order.
 
+Two deliberate differences, left out here and pinned in test_selectors_css.py: Termshift
+accepts the `s` attribute flag (Selectors 4, Firefox, Safari, jsdom; Chromium has not
+shipped it), and rejects `:valid`, `:invalid`, `:in-range`, `:out-of-range` and
+`:indeterminate` with a reason (they depend on form validation, which it does not run).
+
 Both engines see the very same tree: Termshift parses the page as extraction does, and
 Chromium builds that tree node by node (createElement, setAttribute, createTextNode) in a
 no-quirks HTML document, so
@@ -56,7 +61,8 @@ VALIDITY_CASES = [
     ":nth-child(2n + -1)", ":nth-child(- n+1)", ":nth-child(n- 1)", ":nth-child(n -1)", ":nth-child(n - 1)",
     ":NTH-CHILD(ODD)", ":nth-child(1n+0)", ":nth-child(0)", ":nth-child(-0n+1)", ":nth-child(2n+1of p)",
     ":nth-child(3 of p, div)", ":nth-child()", ":nth-child(", ":nth-child(1.5)", ":nth-child(n+)",
-    ":hover", ":focus-within", ":foo", ":foo()", ":scope", ":root", ":empty", ":any-link", ":link",
+    ":hover", ":focus-within", ":foo", ":foo()", ":target-within", ":playing", "::picker(a)", "::picker(select)",
+    ":lang(\"en\")", ":lang(en, fr)", ":lang(\\*-US)", ":host(a)", ":state(x)", ":horizontal", ":scope", ":root", ":empty", ":any-link", ":link",
     ":-webkit-any(a, b)", ":matches(a)", ":lang(en)", ":dir(ltr)", ":dir()",
     "a:is(b", "a:not(.b", "img[src^='x", "[a", "[a=", "[a=\"", "a[b=c", "a:nth-child(2",
     ":is(a])", ":not(a])", ":is([a)], b)", "a)", "a]", ":is(b, c",
@@ -198,7 +204,11 @@ def _for_chromium(selector: str) -> str:
 
 _SERIES = ["odd", "even", "1", "2", "3", "n", "-n+2", "2n+1", "3n", "3n-1", "-2n+5", "0n+1", "n+3", "+2",
            " 2n + 1 ", "-1", "0", "4n-7", "EVEN", "-n+1", "2n- 1", "5n+3"]
-_PSEUDOS = ["first-child", "last-child", "only-child", "first-of-type", "last-of-type", "only-of-type", "empty"]
+_PSEUDOS = ["first-child", "last-child", "only-child", "first-of-type", "last-of-type", "only-of-type", "empty",
+            "first-child", "last-child", "only-child", "only-child", "first-of-type", "last-of-type", "root",
+            "any-link", "link", "defined",
+            "lang(en)", "dir(ltr)", "dir(rtl)", "checked", "disabled", "enabled", "required", "optional",
+            "read-only", "read-write", "placeholder-shown", "default", "hover", "focus-within"]
 
 
 class _Generator:
@@ -221,11 +231,9 @@ class _Generator:
         operator = self.random.choice(["", "=", "^=", "$=", "*=", "~=", "|="])
         if not operator:
             return f"[{name}]"
-        if operator in ("^=", "$=", "*=") and len(value) > 2:
-            start = self.random.randrange(0, len(value) - 1)
-            value = value[:start + 2] if operator == "^=" else value[start:] if operator == "$=" else value[start:start + 3]
-            if operator == "^=":
-                value = value[:max(2, start)] if start else value
+        if operator in ("^=", "$=", "*=") and len(value) > 2:  # a part of the value
+            cut = self.random.randrange(1, len(value))
+            value = {"^=": value[:cut], "$=": value[cut:], "*=": value[cut - 1:cut + 2]}[operator]
         elif operator == "~=" and value.split():
             value = self.random.choice(value.split())
         elif operator == "|=":
@@ -295,14 +303,20 @@ class _Generator:
         return named + generated
 
 
+_FAMILIES = [":nth-child(", ":nth-last-child(", ":nth-of-type(", ":nth-last-of-type(", " of ", "-of-type",
+             ":first-child", ":last-child", ":only-child", ":is(", ":where(", ":not(", ":has(", ":has(>", ":has(+",
+             ":has(~", "[", "^=", "$=", "*=", "~=", "|=", " i]", " > ", " + ", " ~ ", ", "]
+
+
 # --- The tests ------------------------------------------------------------------------------------
 
 
 def test_termshift_matches_what_chromium_matches_on_real_pages(real_pages, chromium_page):
-    total, matching, mismatches = 0, 0, []
+    total, matching, mismatches, families = 0, 0, [], Counter()
     for number, (name, html) in enumerate(real_pages):
         root = _termshift_tree(html)
         selectors = _Generator(root, seed=number).selectors(100)
+        families.update(family for selector in selectors for family in _FAMILIES if family in selector)
         expected = _chromium_results(chromium_page, root, selectors)
         actual = _termshift_results(root, selectors)
         for selector, want, got in zip(selectors, expected, actual, strict=True):
@@ -312,6 +326,7 @@ def test_termshift_matches_what_chromium_matches_on_real_pages(real_pages, chrom
                 mismatches.append(f"{name}: {selector!r}: Chromium {_short(want)}, Termshift {_short(got)}")
     assert not mismatches, f"{len(mismatches)} of {total} selectors differ:\n" + "\n".join(mismatches[:40])
     assert total >= 500
+    assert min(families[family] for family in _FAMILIES) >= 10, families  # every family is exercised
     assert matching >= total // 3, "the generated selectors should mostly match something"
 
 
@@ -329,3 +344,24 @@ def _short(result: list[int] | None) -> str:
     if result is None:
         return "rejects it"
     return f"{len(result)} elements {result[:8]}{'…' if len(result) > 8 else ''}"
+
+
+_SOUP = ["a", "p", "div", "*", ".", "#", "x", "1", "-", "--", "_", "[", "]", "(", ")", ":", "::", ",", " ", ">", "+",
+         "~", "|", "=", "^=", "$=", "*=", "~=", "|=", "'", '"', "\\", "\\31 ", "i", "s", "n", "2n+1", "of", "is(",
+         "not(", "has(", "where(", "nth-child(", "nth-of-type(", "first-child", "root", "before", "hover", "lang(",
+         "/*", "*/", "\n", "!", "{", "}", ";", "@", "%", "0", ".5", "e3", "url(", "#a", "é", "\u0000", "\t", "\x01",
+         "\\1 ", "\\FFFE", "\\0", "\r\n", "\f", "\u00a0", "\\\n", "ns|", "*|", "|"]
+
+
+def test_token_soup_is_accepted_rejected_and_matched_as_chromium_does(real_pages, chromium_page):
+    """Random sequences of selector tokens, most of them invalid: the tokenizer's and the
+    parser's corners (escapes, NUL, comments, unclosed blocks, stray characters)."""
+    generator = random.Random(20261202)
+    soup = ["".join(generator.choice(_SOUP) for _ in range(generator.randint(1, 8))) for _ in range(1500)]
+    root = _termshift_tree(real_pages[1][1])
+    expected = _chromium_results(chromium_page, root, soup)
+    actual = _termshift_results(root, soup)
+    differences = [f"{selector!r}: Chromium {_short(want)}, Termshift {_short(got)}"
+                   for selector, want, got in zip(soup, expected, actual, strict=True) if want != got]
+    assert not differences, "\n".join(differences[:40])
+    assert sum(result is not None for result in expected) >= 100, "some of the soup is valid"

@@ -206,3 +206,26 @@ def test_preview_of_a_service_whose_filters_exit_at_import_reports_it(tmp_path: 
     result = run(preview_command, "Deep", "--declarations", str(directory), "--once")
     assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
     assert "Deep does not load:" in result.output and "nested too deeply" in result.output
+
+
+def test_preview_of_a_pdf_whose_select_is_prose_fetches_it_and_only_warns(tmp_path: Path):
+    from tests.support.servers import minimal_pdf
+
+    directory = tmp_path / "declarations"
+    directory.mkdir()
+    with LocalServer() as server:
+        text = "These terms are long enough to be a real document of terms and conditions, as any reader of " \
+               "such documents would expect them to be"
+        server.add_page("/legal/terms.pdf", minimal_pdf(text), content_type="application/pdf")
+        server.add_page("/legal/fake.pdf", page(f"<main><p>{TERMS_TEXT}</p></main>"))
+        (directory / "Papers.json").write_text(json.dumps({"name": "Papers", "terms": {
+            "Terms of Service": {"fetch": server.url("/legal/terms.pdf"), "select": "Whole PDF (all pages)."},
+            "Privacy Policy": {"fetch": server.url("/legal/fake.pdf"), "select": "Whole PDF (all pages)."}}}))
+        result = run(preview_command, "Papers", "Terms of Service", "--declarations", str(directory), "--once")
+        assert result.exit_code == 0, result.output
+        assert text in section(result.output, "Markdown of")
+        assert " warn  selectors-match [select]:" in result.output and "(ignored on a PDF)" in result.output
+        # Served as HTML after all: the selector matters, and it is not CSS.
+        result = run(preview_command, "Papers", "Privacy Policy", "--declarations", str(directory), "--once")
+        assert result.exit_code == 1, result.output
+        assert " FAIL  selectors-match" in result.output

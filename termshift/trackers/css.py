@@ -11,8 +11,9 @@ matches what it matches, and rejects what it rejects with the position and the r
   attributes whose values compare case-insensitively), `:is()`/`:where()` (forgiving),
   `:not()` with selector lists, `:has()` with relative selectors, the `*-child` and
   `*-of-type` families, `:nth-child(An+B of S)`, `:root`, `:scope`, `:empty`,
-  `:any-link`, `:lang()`, `:dir()`, form states, and pseudo-elements (accepted, they match
-  no element, as in `querySelectorAll`);
+  `:any-link`, `:lang()`, `:dir()`, the form states that markup decides (`:checked`,
+  `:disabled`, `:read-only`, `:placeholder-shown`, `:default`, …), and pseudo-elements
+  (accepted, they match no element, as in `querySelectorAll`);
 - a selector compiles to one XPath 1.0 expression evaluated by libxml2, so matching runs
   at C speed and returns elements in document order. The only part XPath cannot express,
   counting the siblings of the same type as an element whose type the selector does not
@@ -22,6 +23,14 @@ Namespaces aside: `*|E` is `E`, `|E` matches nothing (HTML elements have a names
 and any other prefix is rejected as undeclared, as in `querySelectorAll`.
 Dynamic states (`:hover`, `:focus`, `:visited`, `:target`, …) are accepted and never match:
 a fetched page has no pointer, focus, history or fragment.
+
+Two deliberate differences from Chromium: the `s` attribute flag is accepted (Selectors 4;
+Firefox, Safari and jsdom have it, Chromium not yet), and `:valid`, `:invalid`, `:in-range`,
+`:out-of-range` and `:indeterminate` are rejected with that reason: they depend on form
+validation, which is not run here, and a clear error is better than a wrong match.
+Class and ID selectors are case-sensitive, as in a standards-mode page (browsers ignore
+their case on quirks-mode pages). tests/test_selectors_browser.py holds the engine to
+Chromium's results on real pages.
 """
 
 from __future__ import annotations
@@ -60,6 +69,8 @@ class Token:
     is_id: bool = False  # a HASH whose name is an identifier (usable as an ID selector)
 
     def describe(self) -> str:
+        if self.type == DELIM and not self.value.isprintable():
+            return f"U+{ord(self.value):04X}"
         if self.type in (IDENT, FUNCTION, HASH, STRING, NUMBER, DIMENSION, PERCENTAGE, DELIM):
             return f"'{self.value}'" if self.type != FUNCTION else f"'{self.value}('"
         return self.type if self.type in (WS, EOF) else f"'{self.type}'"
@@ -209,7 +220,8 @@ class _Tokenizer:
 def tokenize(css: str) -> list[Token]:
     """The tokens of `css`, with the blocks left open at the end of input closed, as CSS
     error recovery does; the list ends with an EOF token."""
-    tokens = _Tokenizer(css).tokens()
+    # CSS's preprocessing: U+0000 becomes U+FFFD (lone surrogates too: no string can hold them).
+    tokens = _Tokenizer(_NOT_A_CHARACTER.sub("\ufffd", css)).tokens()
     stack: list[str] = []
     for token in tokens:
         _closes_block(token, stack)
@@ -246,29 +258,40 @@ class Complex:
 _PSEUDO_ELEMENTS = {
     "after", "before", "backdrop", "cue", "file-selector-button", "first-letter", "first-line",
     "grammar-error", "marker", "placeholder", "selection", "spelling-error", "target-text",
-    "details-content", "search-text", "scroll-marker", "scroll-marker-group", "scroll-button",
-    "column", "checkmark", "picker-icon", "view-transition",
+    "details-content", "search-text", "scroll-marker", "scroll-marker-group", "column",
+    "checkmark", "picker-icon", "view-transition",
 }
-_PSEUDO_ELEMENT_FUNCTIONS = {
-    "cue", "highlight", "part", "slotted", "picker", "scroll-button", "view-transition-group",
-    "view-transition-image-pair", "view-transition-old", "view-transition-new",
+# Functional pseudo-elements, and what their argument may be (None: anything).
+_PSEUDO_ELEMENT_FUNCTIONS: dict[str, set[str] | None] = {
+    "cue": None, "highlight": None, "part": None, "slotted": None, "view-transition-group": None,
+    "view-transition-image-pair": None, "view-transition-old": None, "view-transition-new": None,
+    "picker": {"select"},
+    "scroll-button": {"*", "up", "down", "left", "right", "block-start", "block-end", "inline-start", "inline-end"},
 }
 _LEGACY_PSEUDO_ELEMENTS = {"after", "before", "first-letter", "first-line"}
 
-# States a fetched page never is in: accepted, they match no element.
+# States a fetched page never is in, and scrollbar states no element has: accepted, they
+# match no element. (The list is Chromium's: it rejects a name it does not know.)
 _NEVER_PSEUDO_CLASSES = {
-    "active", "autofill", "-webkit-autofill", "focus", "focus-visible", "focus-within", "hover",
-    "visited", "target", "target-within", "fullscreen", "modal", "picture-in-picture",
-    "playing", "paused", "seeking", "buffering", "stalled", "muted", "volume-locked",
-    "popover-open", "user-invalid", "user-valid", "current", "past", "future", "host",
-    "xr-overlay", "-webkit-full-screen", "-webkit-any-link-hover", "open", "closed",
-    "active-view-transition", "drag", "-internal-drag",
+    "active", "active-view-transition", "autofill", "-webkit-autofill", "focus", "focus-visible",
+    "focus-within", "hover", "visited", "target", "target-current", "fullscreen", "modal",
+    "picture-in-picture", "popover-open", "user-invalid", "user-valid", "current", "past", "future",
+    "host", "xr-overlay", "-webkit-full-screen", "-webkit-full-screen-ancestor", "-webkit-full-page-media",
+    "-webkit-drag", "open", "interest-source", "interest-target", "window-inactive", "horizontal",
+    "vertical", "decrement", "increment", "start", "end", "double-button", "single-button", "no-button",
+    "corner-present",
 }
+_NEVER_PSEUDO_CLASS_FUNCTIONS = {"host", "host-context", "state", "active-view-transition-type"}
+# Pseudo-classes that depend on constraint validation, which Termshift does not evaluate:
+# rejected with that reason rather than matched wrongly.
+_UNSUPPORTED_PSEUDO_CLASSES = {"valid", "invalid", "in-range", "out-of-range", "indeterminate"}
 
 # HTML's attributes whose values selectors compare ASCII case-insensitively (HTML, §4.16.2
 # "Case-sensitivity of selectors"), unless the selector says `s`.
 CASE_INSENSITIVE_ATTRIBUTES = frozenset(["accept", "accept-charset", "align", "alink", "axis", "bgcolor", "charset", "checked", "clear", "codetype", "color", "compact", "declare", "defer", "dir", "direction", "disabled", "enctype", "face", "frame", "hreflang", "http-equiv", "lang", "language", "link", "media", "method", "multiple", "nohref", "noresize", "noshade", "nowrap", "readonly", "rel", "rev", "rules", "scope", "scrolling", "selected", "shape", "target", "text", "type", "valign", "valuetype", "vlink"])
 
+_NOT_A_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+_NOT_IN_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _LOWER = "abcdefghijklmnopqrstuvwxyz"
 _SAFE_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.-]*$")
@@ -282,7 +305,13 @@ def _ascii_lower(text: str) -> str:
 
 
 def literal(text: str) -> str:
-    """`text` as an XPath 1.0 string literal."""
+    """`text` as an XPath 1.0 string literal.
+
+    A character XML cannot hold (a control character, U+FFFE) cannot be in the parsed page
+    either, so it becomes a private-use character no page holds: the comparison fails, as
+    it should, instead of the XPath failing to compile.
+    """
+    text = _NOT_IN_XML.sub("\U0010FFFD", text)
     if "'" not in text:
         return f"'{text}'"
     if '"' not in text:
@@ -396,7 +425,7 @@ class _Parser:
             token = self.peek()
             if token.type == HASH:
                 if not token.is_id:
-                    raise self.error(f"'#{token.value}' is not a valid ID selector: an ID must be an identifier", token)
+                    raise self.error(_bad_id_reason(token.value), token)
                 self._no_pseudo_element(after_pseudo_element, token)
                 self.index += 1
                 compound.conditions.append(f"@id = {literal(token.value)}")
@@ -537,8 +566,11 @@ class _Parser:
         if token.type == IDENT and name in _PSEUDO_ELEMENTS:
             return True
         if token.type == FUNCTION and name in _PSEUDO_ELEMENT_FUNCTIONS:
-            self.block()
-            return True
+            allowed = _PSEUDO_ELEMENT_FUNCTIONS[name]
+            argument = [t for t in self.block() if t.type not in (WS, EOF)]
+            if allowed is None or len(argument) == 1 and _ascii_lower(argument[0].value) in allowed:
+                return True
+            raise self.error(f"'::{token.value}()' does not take this argument", token)
         if token.type in (IDENT, FUNCTION):
             raise self.error(f"unknown pseudo-element '::{token.value}'", token)
         raise self.error(f"expected a pseudo-element name after '::', got {token.describe()}", token)
@@ -558,6 +590,9 @@ class _Parser:
                 return {"first-of-type": first, "last-of-type": last}.get(name, f"{first} and {last}")
             if name in _NEVER_PSEUDO_CLASSES:
                 return "false()"
+            if name in _UNSUPPORTED_PSEUDO_CLASSES:
+                raise self.error(f"':{token.value}' depends on form validation, which Termshift does not evaluate",
+                                 token)
             raise self.error(f"unknown pseudo-class ':{token.value}'", token)
         if token.type != FUNCTION:
             raise self.error(f"expected a pseudo-class name after ':', got {token.describe()}", token)
@@ -576,10 +611,8 @@ class _Parser:
             if self.in_has:
                 raise self.error("':has()' cannot be nested in ':has()'", token)
             inner.in_has = True
-            selectors = inner.selector_list(relative=True)
-            if any(selector.never for selector in selectors):
-                raise self.error("':has()' cannot hold a pseudo-element", token)
-            return " or ".join(f"({_relative_path(selector)})" for selector in selectors)
+            selectors = [s for s in inner.selector_list(relative=True) if not s.never]
+            return " or ".join(f"({_relative_path(selector)})" for selector in selectors) or "false()"
         if name in ("nth-child", "nth-last-child", "nth-of-type", "nth-last-of-type"):
             return self.nth(name, argument, compound, token)
         if name == "lang":
@@ -593,9 +626,12 @@ class _Parser:
             direction = _ascii_lower(value.value)
             if direction not in ("ltr", "rtl"):
                 return "false()"
-            found = "ancestor-or-self::*[@dir = 'ltr' or @dir = 'rtl'][1]/@dir"
-            return f"{found} = '{direction}'" if direction == "rtl" else f"not({found} = 'rtl')"
-        if name in ("host", "host-context", "state"):
+            # The nearest `dir` that is valid decides; `auto` (direction from the text) counts as ltr.
+            value = "translate(@dir, 'LTRAUO', 'ltrauo')"
+            found = f"ancestor-or-self::*[{value} = 'ltr' or {value} = 'rtl' or {value} = 'auto'][1]"
+            is_rtl = f"{found}[{value} = 'rtl']"
+            return is_rtl if direction == "rtl" else f"not({is_rtl})"
+        if name in _NEVER_PSEUDO_CLASS_FUNCTIONS:
             return "false()"
         raise self.error(f"unknown pseudo-class ':{token.value}()'", token)
 
@@ -627,6 +663,13 @@ class _Parser:
             raise self.error("':lang()' takes one language code", token)
         lang = f"translate(ancestor-or-self::*[@lang][1]/@lang, '{_UPPER}', '{_LOWER}')"
         return f"starts-with(concat({lang}, '-'), {literal(_ascii_lower(values[0].value) + '-')})"
+
+
+def _bad_id_reason(name: str) -> str:
+    reason = f"an ID selector must be an identifier, and '#{name}' is not"
+    if name[:1].isdigit():  # the usual case: an ID starting with a digit, which CSS must escape
+        reason += f" (write it '#\\3{name[0]} {name[1:]}')"
+    return reason
 
 
 def _closes_block(token: Token, closers: list[str]) -> bool:
@@ -739,6 +782,22 @@ _SELECTED_OPTION = (
     f" and {_IN_SELECT.format('not(@disabled)')} = 0)))"
 )
 
+# Input types whose value the user edits as text (`readonly` and `placeholder` apply).
+_TEXT_INPUT = ("(self::input and (not(@type) or not(contains(' hidden checkbox radio file submit image reset button"
+               f" range color ', concat(' ', translate(@type, '{_UPPER}', '{_LOWER}'), ' ')))))")
+_READ_WRITE = (f"({_TEXT_INPUT} and not(@readonly) and not(@disabled))"
+               " or (self::textarea and not(@readonly) and not(@disabled))"
+               " or ancestor-or-self::*[@contenteditable][1][@contenteditable = ''"
+               f" or translate(@contenteditable, '{_UPPER}', '{_LOWER}') = 'true'"
+               f" or translate(@contenteditable, '{_UPPER}', '{_LOWER}') = 'plaintext-only']")
+_SUBMIT_BUTTON = ("(self::button and (not(@type) or translate(@type, 'SUBMIT', 'submit') = 'submit'"
+                  " or not(contains(' reset button ', concat(' ', translate(@type, 'RESETBUTON', 'resetbuton'), ' ')))))"
+                  " or (self::input and (translate(@type, 'SUBMIT', 'submit') = 'submit'"
+                  " or translate(@type, 'IMAGE', 'image') = 'image'))")
+
+# How many elements meeting {0} precede the context element in its form.
+_IN_FORM = "count(preceding::*[{0}]) - count(ancestor::form[1]/preceding::*[{0}])"
+
 # Pseudo-classes without arguments: the condition an element must meet.
 _PSEUDO_CLASSES = {
     "root": "not(parent::*)",
@@ -754,6 +813,11 @@ _PSEUDO_CLASSES = {
     "checked": f"{_CHECKED_INPUT} or (self::option and {_SELECTED_OPTION})",
     "required": "@required and (self::input or self::select or self::textarea)",
     "optional": "not(@required) and (self::input or self::select or self::textarea or self::button)",
+    "read-write": _READ_WRITE,
+    "read-only": f"not({_READ_WRITE})",
+    "placeholder-shown": f"@placeholder and (({_TEXT_INPUT} and not(@value != '')) or (self::textarea and not(text())))",
+    "default": f"{_CHECKED_INPUT} or (self::option and @selected) or (({_SUBMIT_BUTTON}) and ancestor::form"
+               f" and {_IN_FORM.format(_SUBMIT_BUTTON)} = 0)",
     "disabled": f"@disabled and ({_FORM_FIELDS} or self::fieldset or self::optgroup or self::option)",
     "enabled": f"not(@disabled) and ({_FORM_FIELDS} or self::fieldset or self::optgroup or self::option)",
 }
@@ -814,6 +878,7 @@ def _relative_path(selector: Complex) -> str:
 
 def parse(css: str) -> list[Complex]:
     """The selector list of `css`, or SelectorSyntaxError where a browser rejects it."""
+    css = _NOT_A_CHARACTER.sub("\ufffd", css)  # CSS's preprocessing, as tokenize() does
     parser = _Parser(tokenize(css), css)
     parser.skip_ws()
     if parser.peek().type == EOF:

@@ -65,7 +65,7 @@ def compile_selector(css: str) -> etree.XPath:
     Raises ExtractError naming the selector, the reason and the position where a browser
     rejects it.
     """
-    if not isinstance(css, str) or not css.strip():
+    if not isinstance(css, str):
         raise ExtractError(f"'{css}' is not a valid selector")
     try:
         return compile_xpath(css)

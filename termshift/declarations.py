@@ -531,6 +531,9 @@ def load_service(directory: Path, service_id: str) -> Service:
 def _load_service(files: ServiceFiles) -> Service:
     service_id = files.service_id
     declaration, errors = _read_checked(files.declaration, schema.service_problems)
+    bad_id = schema.service_id_problem(service_id)
+    if bad_id:
+        errors.append(DeclarationError(files.declaration, "$", bad_id))
     history = None
     if files.history.is_file():
         history, history_errors = _read_checked(files.history, schema.history_problems)

@@ -374,6 +374,17 @@ def test_the_corpus_collection_loads_clean(corpus_dir):
     assert sum(len(entries) for service in collection.services.values() for entries in service.history.values()) == 9
 
 
+def test_a_service_id_with_a_backslash_is_refused(tmp_path):
+    declaration = {"name": "Evil", "terms": {"Terms of Service": {"fetch": "https://example.org/tos",
+                                                                  "select": "main"}}}
+    (tmp_path / "Evil\\..\\Acme.json").write_text(json.dumps(declaration))
+    (tmp_path / "Fine.json").write_text(json.dumps(declaration))
+    collection = load_collection(tmp_path)
+    assert list(collection.services) == ["Fine"]
+    [error] = collection.errors
+    assert "backslash" in error.reason and error.file.name == "Evil\\..\\Acme.json"
+
+
 def test_a_file_too_large_nested_too_deeply_or_not_utf8_is_its_service_error(tmp_path):
     from termshift.declarations import MAX_DECLARATION_BYTES
 

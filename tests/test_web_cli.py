@@ -56,7 +56,7 @@ def test_serve_a_data_folder_with_declarations_and_tracking_status(tmp_path):
     finally:
         process.terminate()
         output = process.communicate(timeout=10)[0].decode()
-    assert "Index ready in" in output and f"Serving on http://127.0.0.1:{port}/" in output
+    assert "Index ready in" in output and f"Serving on http://127.0.0.1:{port}/ (waitress, " in output
     assert (sample.data / "index.sqlite").is_file()  # the index lives in the data folder
 
 

@@ -272,6 +272,9 @@ FRENCH: dict[str, str] = {
     "health probe": "sonde de santé",
     "Running now": "En cours",
     "since {since} ({elapsed}), pid {pid} on {host}": "depuis {since} ({elapsed}), pid {pid} sur {host}",
+    "since {since} ({elapsed})": "depuis {since} ({elapsed})",
+    "Details (remotes, error messages, hosts) are shown to the administrator only.":
+        "Les détails (dépôts distants, messages d'erreur, machines) ne sont montrés qu'à l'administrateur.",
     "Last run": "Dernière exécution",
     "started {date}, took {duration}": "commencée le {date}, durée {duration}",
     "no run yet": "aucune exécution pour l'instant",

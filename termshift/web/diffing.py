@@ -12,6 +12,7 @@ so the timeline and the diff page can never disagree.
 from __future__ import annotations
 
 import re
+import time
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ WORD = re.compile(r"\w+")
 # breaks are kept as their own tokens so a changed region splits back into its lines.
 TOKEN = re.compile(r"\w+|\n|[^\S\n]+|[^\w\s]")
 SPACE = re.compile(r"\s")
+SPACE_RUN = re.compile(r"[^\S\n]+")
+UNUSUAL_SPACE = re.compile(r"[^\S\n ]|  ")
 
 ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 # A setext heading: a non-blank line that does not start a list, quote, heading or code
@@ -39,6 +42,15 @@ BACKSLASH_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!>~|=])")
 # A change region this large (in tokens) is shown as whole lines: word alignment of two
 # unrelated 100 KB blocks is slow and unreadable anyway.
 MAX_WORD_DIFF_TOKENS = 60_000
+# Seconds one comparison may spend aligning lines and words. Past it, the changed regions
+# not aligned yet are shown as whole lines and their words counted the cheap way
+# (`_bag_counts`), and the figures are marked approximate. The diff page can afford more
+# than the index, which compares every version with the one before.
+PAGE_BUDGET = 0.25
+INDEX_BUDGET = 0.05
+# Gaps between anchors are anchored again, this many levels deep, unless this small.
+MAX_ANCHOR_DEPTH = 3
+SMALL_GAP = 32
 # Line diffs encode each distinct line as one Unicode character.
 MAX_LINES = 1_000_000
 
@@ -58,6 +70,9 @@ class Hunk:
     new_lines: list[str]
     segments: list[tuple[int, str]] = field(default_factory=list)
     section: str | None = None  # the heading this change falls under (set by compare())
+    # A "change" too large (or too slow) to align word by word: shown as whole lines, and
+    # its words counted as a bag (see `_bag_counts`).
+    approximate: bool = False
 
     @property
     def whitespace_only(self) -> bool:
@@ -81,6 +96,8 @@ class Hunk:
         }
         if self.segments:
             data["segments"] = [[op, text] for op, text in self.segments]
+        if self.approximate:
+            data["approximate"] = True
         return data
 
     @classmethod
@@ -88,6 +105,7 @@ class Hunk:
         return cls(
             data["kind"], data["old_start"], data["new_start"], data["old_lines"], data["new_lines"],
             [(op, text) for op, text in data.get("segments", [])], data.get("section"),
+            bool(data.get("approximate", False)),
         )
 
 
@@ -99,6 +117,11 @@ class Comparison:
     words_added: int
     words_removed: int
     sections: list[str | None]  # headings whose section changed; None = before any heading
+
+    @property
+    def approximate(self) -> bool:
+        """Some changed region was not aligned word by word: the word counts are estimates."""
+        return any(hunk.approximate for hunk in self.hunks)
 
     @property
     def changes(self) -> list[Hunk]:
@@ -115,6 +138,7 @@ class Comparison:
             "words_added": self.words_added,
             "words_removed": self.words_removed,
             "sections": self.sections,
+            "approximate": self.approximate,
             "hunks": [hunk.to_json() for hunk in self.hunks],
         }
 
@@ -128,10 +152,10 @@ def count_words(text: str) -> int:
     return len(WORD.findall(text))
 
 
-def _engine(timeout: float) -> diff_match_patch:
+def _engine(timeout: float = 1.0) -> diff_match_patch:
     engine = diff_match_patch()
     # A time limit keeps pathological inputs bounded; the result is then still a correct
-    # (if not minimal) diff.
+    # (if not minimal) diff. (A positive one also enables its half-match speed-up.)
     engine.Diff_Timeout = timeout
     return engine
 
@@ -140,23 +164,17 @@ def _split_lines(text: str) -> list[str]:
     return text.split("\n")
 
 
-def _encode(old_items: list[str], new_items: list[str], key=None) -> tuple[str, str, list[str]]:
+def _encode(old_items: list[str], new_items: list[str]) -> tuple[str, str, list[str]]:
     """Encode each distinct item (a line or a token) as one character.
 
     This is diff_linesToChars' trick, generalised: diff-match-patch then compares
     whole lines or whole words at the cost of characters. Code 0 is left unused.
-    With `key`, items of the same key share a code (the table then holds the key).
+    (Built with C-level dict and map calls: this runs on every token of a changed region.)
     """
-    table: list[str] = [""]
-    codes: dict[str, int] = {}
-
-    def encode(items: list[str]) -> str:
-        keys = items if key is None else map(key, items)
-        return "".join([chr(codes.setdefault(item, len(codes) + 1)) for item in keys])
-
-    old_chars, new_chars = encode(old_items), encode(new_items)
-    table.extend(codes)  # dicts keep insertion order, so position == code
-    return old_chars, new_chars, table
+    table = ["", *dict.fromkeys(old_items), *dict.fromkeys(new_items)]
+    table = list(dict.fromkeys(table))  # dicts keep insertion order, so position == code
+    codes = dict(zip(table, map(chr, range(len(table))), strict=True))
+    return "".join(map(codes.__getitem__, old_items)), "".join(map(codes.__getitem__, new_items)), table
 
 
 def _longest_increasing_run(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -182,13 +200,44 @@ def _longest_increasing_run(pairs: list[tuple[int, int]]) -> list[tuple[int, int
     return run[::-1]
 
 
-def _anchored_diff(engine: diff_match_patch, old: str, new: str) -> list[tuple[int, str]]:
+def _anchored_diff(engine: diff_match_patch, old: str, new: str, deadline: float | None = None,
+                   depth: int = 0) -> list[tuple[int, str]]:
     """Diff two encoded strings, anchored on items that occur once in each (patience diff).
 
     Paragraphs of terms are nearly all unique, so anchoring on them leaves diff-match-patch
     only the small gaps between anchors: fast on long documents, and the alignment follows
-    the paragraphs a reader recognises.
+    the paragraphs a reader recognises. Words repeat more, so a gap is anchored again on
+    what is unique within it, a few levels deep, before diff-match-patch sees it.
+    `deadline` (time.monotonic()) bounds the work: past it, what is left is one deletion
+    and one insertion (still a correct diff, if not a minimal one).
     """
+    diffs: list[tuple[int, str]] = []
+    old_at = new_at = 0
+    for i, j in [*_unique_anchors(old, new), (len(old), len(new))]:
+        old_gap, new_gap = old[old_at:i], new[new_at:j]
+        if old_gap == new_gap:
+            diffs.append((EQUAL, old_gap))
+        elif not old_gap or not new_gap:
+            diffs.append((INSERT, new_gap) if new_gap else (DELETE, old_gap))
+        elif deadline is not None and time.monotonic() >= deadline:
+            diffs += [(DELETE, old_gap), (INSERT, new_gap)]
+        elif depth < MAX_ANCHOR_DEPTH and min(len(old_gap), len(new_gap)) > SMALL_GAP:
+            diffs.extend(_anchored_diff(engine, old_gap, new_gap, deadline, depth + 1))
+        else:
+            # diff-match-patch counts its deadline in time.time() seconds.
+            wall = None if deadline is None else time.time() + max(0.0, deadline - time.monotonic())
+            diffs.extend(engine.diff_main(old_gap, new_gap, False, wall))
+        if i < len(old):
+            diffs.append((EQUAL, old[i]))
+        old_at, new_at = i + 1, j + 1
+    diffs = [(op, text) for op, text in diffs if text]
+    if depth == 0:
+        engine.diff_cleanupMerge(diffs)
+    return diffs
+
+
+def _unique_anchors(old: str, new: str) -> list[tuple[int, int]]:
+    """Positions (i, j) of items occurring once in each string, in an order both agree on."""
     old_count, new_count = Counter(old), Counter(new)
     new_position = {char: j for j, char in enumerate(new) if new_count[char] == 1}
     pairs = [
@@ -196,22 +245,7 @@ def _anchored_diff(engine: diff_match_patch, old: str, new: str) -> list[tuple[i
         for i, char in enumerate(old)
         if old_count[char] == 1 and char in new_position
     ]
-    diffs: list[tuple[int, str]] = []
-    old_at = new_at = 0
-    for i, j in [*_longest_increasing_run(pairs), (len(old), len(new))]:
-        old_gap, new_gap = old[old_at:i], new[new_at:j]
-        if old_gap == new_gap:
-            diffs.append((EQUAL, old_gap))
-        elif not old_gap or not new_gap:
-            diffs.append((INSERT, new_gap) if new_gap else (DELETE, old_gap))
-        else:
-            diffs.extend(engine.diff_main(old_gap, new_gap, False))
-        if i < len(old):
-            diffs.append((EQUAL, old[i]))
-        old_at, new_at = i + 1, j + 1
-    diffs = [(op, text) for op, text in diffs if text]
-    engine.diff_cleanupMerge(diffs)
-    return diffs
+    return _longest_increasing_run(pairs)
 
 
 def _common_line_prefix(engine: diff_match_patch, old: str, new: str) -> int:
@@ -240,7 +274,11 @@ def line_diff(old: str, new: str, timeout: float = 2.0) -> list[tuple[int, list[
     The common head and tail are cut first, at C speed, so the line-by-line work is
     only done on the region between the first and the last change.
     """
-    engine = _engine(timeout)
+    return _line_runs(old, new, time.monotonic() + timeout)
+
+
+def _line_runs(old: str, new: str, deadline: float) -> list[tuple[int, list[str]]]:
+    engine = _engine()
     head = _common_line_prefix(engine, old, new)
     tail = _common_line_suffix(engine, old[head:], new[head:])
     old_middle = old[head:len(old) - tail]
@@ -253,7 +291,7 @@ def line_diff(old: str, new: str, timeout: float = 2.0) -> list[tuple[int, list[
         runs += [(DELETE, old_lines), (INSERT, new_lines)]
     elif old_lines or new_lines:
         old_chars, new_chars, table = _encode(old_lines, new_lines)
-        diffs = _anchored_diff(engine, old_chars, new_chars)
+        diffs = _anchored_diff(engine, old_chars, new_chars, deadline)
         # Absorb lone unchanged lines (typically the blank line between two changed
         # paragraphs) into the surrounding change, so one edit reads as one region.
         engine.diff_cleanupSemantic(diffs)
@@ -273,10 +311,13 @@ def _merge_runs(runs: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]
     return merged
 
 
-def _separator_key(token: str) -> str:
-    """Every run of spaces (ordinary, non-breaking, thin, tabs…) is the same separator;
-    a line break stays itself, since it splits paragraphs."""
-    return " " if token != "\n" and token.isspace() else token
+def _token_keys(text: str, tokens: list[str]) -> list[str]:
+    """The tokens of `text` as they are compared: every run of spaces (ordinary,
+    non-breaking, thin, tabs…) is the same separator; a line break stays itself, since it
+    splits paragraphs. One key per token of `tokens` (`TOKEN.findall(text)`)."""
+    if not UNUSUAL_SPACE.search(text):
+        return tokens  # every separator is already a single ordinary space
+    return TOKEN.findall(SPACE_RUN.sub(" ", text))
 
 
 def _last_space_before(text: str, end: int) -> int:
@@ -303,7 +344,7 @@ def _token_segments(diffs: list[tuple[int, str]], old_tokens: list[str],
                     new_tokens: list[str]) -> list[tuple[int, str]]:
     """Turn a diff of encoded tokens back into texts.
 
-    Separators were compared by `_separator_key`, so an "equal" run may pair a space with
+    Separators were compared by `_token_keys`, so an "equal" run may pair a space with
     a non-breaking space: such a pair becomes a deletion and an insertion of whitespace
     alone (no word), which the diff page shows with visible markers.
     """
@@ -337,22 +378,32 @@ def word_diff(old: str, new: str, timeout: float = 1.0) -> list[tuple[int, str]]
     counted as the same separator, so `a b` against `a\u00a0b` changes one space, not the
     words around it.
     """
-    engine = _engine(timeout)
+    return _word_segments(old, new, time.monotonic() + timeout)[0]
+
+
+def _word_segments(old: str, new: str, deadline: float) -> tuple[list[tuple[int, str]], bool]:
+    """`word_diff`'s segments, and whether they are aligned word by word (False: the
+    region was too large or the deadline passed, and it is shown as whole lines)."""
+    engine = _engine()
     head, tail = _whole_word_edges(engine, old, new)
     old_middle, new_middle = old[head:len(old) - tail], new[head:len(new) - tail]
     segments = [(EQUAL, old[:head])]
     old_tokens, new_tokens = TOKEN.findall(old_middle), TOKEN.findall(new_middle)
-    if len(old_tokens) + len(new_tokens) > MAX_WORD_DIFF_TOKENS:
-        segments += [(DELETE, old_middle), (INSERT, new_middle)]
-    else:
-        old_chars, new_chars, _table = _encode(old_tokens, new_tokens, key=_separator_key)
-        diffs = engine.diff_main(old_chars, new_chars, False)
+    aligned = len(old_tokens) + len(new_tokens) <= MAX_WORD_DIFF_TOKENS and time.monotonic() < deadline
+    if aligned:
+        old_chars, new_chars, _table = _encode(_token_keys(old_middle, old_tokens),
+                                               _token_keys(new_middle, new_tokens))
+        diffs = _anchored_diff(engine, old_chars, new_chars, deadline)
+        aligned = time.monotonic() < deadline
+    if aligned:
         # On the encoded form each "character" is a whole token, so semantic cleanup
         # weighs tokens and never splits a word.
         engine.diff_cleanupSemantic(diffs)
         segments += _token_segments(diffs, old_tokens, new_tokens)
+    else:
+        segments += [(DELETE, old_middle), (INSERT, new_middle)]
     segments.append((EQUAL, old[len(old) - tail:]))
-    return _merge_segments(segments)
+    return _merge_segments(segments), aligned
 
 
 def _merge_segments(segments: list[tuple[int, str]]) -> list[tuple[int, str]]:
@@ -367,8 +418,9 @@ def _merge_segments(segments: list[tuple[int, str]]) -> list[tuple[int, str]]:
     return merged
 
 
-def _hunks(runs: list[tuple[int, list[str]]]) -> list[Hunk]:
-    """Group line runs into hunks; adjacent deletions and insertions form a "change"."""
+def _hunks(runs: list[tuple[int, list[str]]], deadline: float) -> list[Hunk]:
+    """Group line runs into hunks; adjacent deletions and insertions form a "change",
+    aligned word by word until `deadline` (time.monotonic())."""
     hunks: list[Hunk] = []
     old_at = new_at = 0
     pending_old: list[str] = []
@@ -381,7 +433,8 @@ def _hunks(runs: list[tuple[int, list[str]]]) -> list[Hunk]:
         kind = "change" if pending_old and pending_new else ("delete" if pending_old else "insert")
         hunk = Hunk(kind, old_at, new_at, pending_old, pending_new)
         if kind == "change":
-            hunk.segments = word_diff("\n".join(pending_old), "\n".join(pending_new))
+            segments, aligned = _word_segments("\n".join(pending_old), "\n".join(pending_new), deadline)
+            hunk.segments, hunk.approximate = segments, not aligned
         hunks.append(hunk)
         old_at += len(pending_old)
         new_at += len(pending_new)
@@ -466,13 +519,25 @@ def _sections(hunks: list[Hunk], old_headings, new_headings) -> list[str | None]
     return touched
 
 
+def _bag_counts(old: str, new: str) -> tuple[int, int]:
+    """(added, removed) counting words as a bag: each word as many times more (fewer) as it
+    occurs in `new` than in `old`. Linear time; a lower bound of the word diff's figures,
+    and exact for a pure reflow. The totals still add up: old + added - removed = new."""
+    old_words, new_words = Counter(WORD.findall(old)), Counter(WORD.findall(new))
+    return sum((new_words - old_words).values()), sum((old_words - new_words).values())
+
+
 def _count_changed_words(hunks: list[Hunk]) -> tuple[int, int]:
     added = removed = 0
     for hunk in hunks:
         if hunk.kind == "insert":
-            added += sum(count_words(line) for line in hunk.new_lines)
+            added += count_words("\n".join(hunk.new_lines))
         elif hunk.kind == "delete":
-            removed += sum(count_words(line) for line in hunk.old_lines)
+            removed += count_words("\n".join(hunk.old_lines))
+        elif hunk.approximate:
+            more, fewer = _bag_counts("\n".join(hunk.old_lines), "\n".join(hunk.new_lines))
+            added += more
+            removed += fewer
         elif hunk.kind == "change":
             for op, text in hunk.segments:
                 if op == INSERT:
@@ -482,14 +547,37 @@ def _count_changed_words(hunks: list[Hunk]) -> tuple[int, int]:
     return added, removed
 
 
+@dataclass(frozen=True)
+class ChangeCounts:
+    """Words added and removed from one version to the next, as the index stores them."""
+
+    added: int
+    removed: int
+    approximate: bool  # counted as a bag in some region (see `Hunk.approximate`)
+
+
+def change_counts(old: str, new: str, budget: float = INDEX_BUDGET) -> ChangeCounts:
+    """`count_changes` within a time budget (seconds), saying whether it had to estimate."""
+    deadline = time.monotonic() + budget
+    hunks = _hunks(_line_runs(old, new, deadline), deadline)
+    added, removed = _count_changed_words(hunks)
+    return ChangeCounts(added, removed, any(hunk.approximate for hunk in hunks))
+
+
 def count_changes(old: str, new: str) -> tuple[int, int]:
     """(words added, words removed) from `old` to `new`: the figures `compare()` reports."""
-    return _count_changed_words(_hunks(line_diff(old, new)))
+    counts = change_counts(old, new, PAGE_BUDGET)
+    return counts.added, counts.removed
 
 
-def compare(old: str, new: str) -> Comparison:
-    """The full comparison of two versions: hunks, word counts and sections touched."""
-    hunks = _hunks(line_diff(old, new))
+def compare(old: str, new: str, budget: float = PAGE_BUDGET) -> Comparison:
+    """The full comparison of two versions: hunks, word counts and sections touched.
+
+    `budget` (seconds) bounds the alignment work; regions left unaligned when it runs out
+    are shown as whole lines and make the comparison `approximate`.
+    """
+    deadline = time.monotonic() + budget
+    hunks = _hunks(_line_runs(old, new, deadline), deadline)
     added, removed = _count_changed_words(hunks)
     sections = _sections(hunks, headings(old), headings(new))
     return Comparison(hunks, added, removed, sections)

@@ -54,9 +54,18 @@ def _settings() -> Settings:
     return settings
 
 
+def _status() -> dict[str, Any]:
+    """The service's status, with how far the viewer's index is when the viewer runs here."""
+    status = health.status(_settings())
+    viewer = current_app.extensions.get("termshift")
+    if viewer is not None:
+        status["index"] = viewer.index_progress().to_json()
+    return status
+
+
 @blueprint.get("/status")
 def status_page() -> str:
-    return render_template("health/status.html", status=health.status(_settings()), active="status",
+    return render_template("health/status.html", status=_status(), active="status",
                            json_url=url_for("health.status_json"))
 
 
@@ -69,7 +78,7 @@ def stylesheet() -> Response:
 
 @blueprint.get("/status.json")
 def status_json() -> Response:
-    return jsonify(health.status(_settings()))
+    return jsonify(_status())
 
 
 @blueprint.get("/healthz")

@@ -623,6 +623,24 @@ def mime_type_for(extension: str) -> str:
     return known.get(extension.lower()) or mimetypes.guess_type(f"x.{extension}")[0] or "application/octet-stream"
 
 
+def pending_versions(sources: Sources) -> int:
+    """About how many versions a refresh would index now: the commits not indexed yet
+    (cheap: no diff, no content read). All of them when the index is new or unreadable."""
+    repo = Path(sources.versions)
+    head = gitread.head_commit(repo)
+    if head is None:
+        return 0
+    connection = open_index(sources.index)
+    try:
+        row = connection.execute("SELECT path, last_commit FROM repositories WHERE name = 'versions'").fetchone()
+    finally:
+        connection.close()
+    last = row["last_commit"] if row and row["path"] == str(repo.resolve()) else None
+    if last and not gitread.is_ancestor(repo, last, head):
+        last = None
+    return gitread.count_commits(repo, last, head)
+
+
 def refresh_index(source: Path | str | tuple | dict, index_path: Path | None = None) -> dict:
     """Bring the viewer's index up to date; the tracking run calls this after each run.
 

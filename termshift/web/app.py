@@ -164,7 +164,7 @@ def _index_on_start(app: Flask, viewer: Viewer) -> bool:
     pending = viewer.refresher.pending()
     if pending > app.config["BACKGROUND_INDEX_ABOVE"]:
         log.info("%d new commits to index: indexing in the background, pages show progress", pending)
-        viewer.refresher.start()
+        viewer.refresher.start(pending)
         app.config["STARTUP_INDEX_STATS"] = {}
         return True
     started = time.perf_counter()

@@ -42,12 +42,16 @@ BACKSLASH_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!>~|=])")
 # A change region this large (in tokens) is shown as whole lines: word alignment of two
 # unrelated 100 KB blocks is slow and unreadable anyway.
 MAX_WORD_DIFF_TOKENS = 60_000
-# Seconds one comparison may spend aligning lines and words. Past it, the changed regions
-# not aligned yet are shown as whole lines and their words counted the cheap way
-# (`_bag_counts`), and the figures are marked approximate. The diff page can afford more
-# than the index, which compares every version with the one before.
-PAGE_BUDGET = 0.25
+# What one comparison may spend aligning lines and words (see `Budget`). Past it, the
+# changed regions not aligned yet are shown as whole lines and their words counted the
+# cheap way (`_bag_counts`), and the figures are marked approximate. The diff page can
+# afford more than the index, which compares every version with the one before.
+PAGE_BUDGET = 0.25  # seconds of CPU
 INDEX_BUDGET = 0.05
+# Work units (tokens × estimated edits) per second of budget: diff-match-patch's cost on
+# one gap is about (n + m) · d; a gap estimated above budget × WORK_PER_SECOND is not
+# aligned. Measured on real terms of service: ~0.15 µs per unit.
+WORK_PER_SECOND = 5_000_000
 # Gaps between anchors are anchored again, this many levels deep, unless this small.
 MAX_ANCHOR_DEPTH = 3
 SMALL_GAP = 32
@@ -200,7 +204,41 @@ def _longest_increasing_run(pairs: list[tuple[int, int]]) -> list[tuple[int, int
     return run[::-1]
 
 
-def _anchored_diff(engine: diff_match_patch, old: str, new: str, deadline: float | None = None,
+class Budget:
+    """The work one comparison may do, so that no pair of versions costs more than it.
+
+    Two limits, both independent of the machine's load (tests can rely on them): a gap is
+    aligned only if its estimated cost fits (`WORK_PER_SECOND`), and no new gap is started
+    once the thread has used `seconds` of CPU. diff-match-patch's own wall-clock timeout is
+    only a safety net, set well beyond. `cut` counts the gaps left unaligned.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.deadline = time.thread_time() + seconds
+        self.work_limit = seconds * WORK_PER_SECOND
+        self.cut = 0
+
+    def spent(self) -> bool:
+        return time.thread_time() >= self.deadline
+
+    def allows(self, old_gap: str, new_gap: str) -> bool:
+        """Whether aligning these two gaps fits (their cost estimated from a bag count)."""
+        if self.spent():
+            return False
+        size = len(old_gap) + len(new_gap)
+        if size * min(len(old_gap), len(new_gap)) <= self.work_limit:
+            return True  # even the worst case fits
+        old_items, new_items = Counter(old_gap), Counter(new_gap)
+        edits = sum(((old_items - new_items) + (new_items - old_items)).values())
+        return size * max(edits, 1) <= self.work_limit
+
+    def wall_deadline(self) -> float:
+        """diff-match-patch's deadline (time.time()): a safety net for a gap it misjudged."""
+        return time.time() + 1.0 + 4 * self.seconds
+
+
+def _anchored_diff(engine: diff_match_patch, old: str, new: str, budget: Budget | None = None,
                    depth: int = 0) -> list[tuple[int, str]]:
     """Diff two encoded strings, anchored on items that occur once in each (patience diff).
 
@@ -208,8 +246,8 @@ def _anchored_diff(engine: diff_match_patch, old: str, new: str, deadline: float
     only the small gaps between anchors: fast on long documents, and the alignment follows
     the paragraphs a reader recognises. Words repeat more, so a gap is anchored again on
     what is unique within it, a few levels deep, before diff-match-patch sees it.
-    `deadline` (time.monotonic()) bounds the work: past it, what is left is one deletion
-    and one insertion (still a correct diff, if not a minimal one).
+    `budget` bounds the work: a gap it does not allow is one deletion and one insertion
+    (still a correct diff, if not a minimal one), counted in `budget.cut`.
     """
     diffs: list[tuple[int, str]] = []
     old_at = new_at = 0
@@ -219,13 +257,13 @@ def _anchored_diff(engine: diff_match_patch, old: str, new: str, deadline: float
             diffs.append((EQUAL, old_gap))
         elif not old_gap or not new_gap:
             diffs.append((INSERT, new_gap) if new_gap else (DELETE, old_gap))
-        elif deadline is not None and time.monotonic() >= deadline:
-            diffs += [(DELETE, old_gap), (INSERT, new_gap)]
         elif depth < MAX_ANCHOR_DEPTH and min(len(old_gap), len(new_gap)) > SMALL_GAP:
-            diffs.extend(_anchored_diff(engine, old_gap, new_gap, deadline, depth + 1))
+            diffs.extend(_anchored_diff(engine, old_gap, new_gap, budget, depth + 1))
+        elif budget is not None and not budget.allows(old_gap, new_gap):
+            budget.cut += 1
+            diffs += [(DELETE, old_gap), (INSERT, new_gap)]
         else:
-            # diff-match-patch counts its deadline in time.time() seconds.
-            wall = None if deadline is None else time.time() + max(0.0, deadline - time.monotonic())
+            wall = None if budget is None else budget.wall_deadline()
             diffs.extend(engine.diff_main(old_gap, new_gap, False, wall))
         if i < len(old):
             diffs.append((EQUAL, old[i]))
@@ -274,10 +312,10 @@ def line_diff(old: str, new: str, timeout: float = 2.0) -> list[tuple[int, list[
     The common head and tail are cut first, at C speed, so the line-by-line work is
     only done on the region between the first and the last change.
     """
-    return _line_runs(old, new, time.monotonic() + timeout)
+    return _line_runs(old, new, Budget(timeout))
 
 
-def _line_runs(old: str, new: str, deadline: float) -> list[tuple[int, list[str]]]:
+def _line_runs(old: str, new: str, budget: Budget) -> list[tuple[int, list[str]]]:
     engine = _engine()
     head = _common_line_prefix(engine, old, new)
     tail = _common_line_suffix(engine, old[head:], new[head:])
@@ -291,7 +329,7 @@ def _line_runs(old: str, new: str, deadline: float) -> list[tuple[int, list[str]
         runs += [(DELETE, old_lines), (INSERT, new_lines)]
     elif old_lines or new_lines:
         old_chars, new_chars, table = _encode(old_lines, new_lines)
-        diffs = _anchored_diff(engine, old_chars, new_chars, deadline)
+        diffs = _anchored_diff(engine, old_chars, new_chars, budget)
         # Absorb lone unchanged lines (typically the blank line between two changed
         # paragraphs) into the surrounding change, so one edit reads as one region.
         engine.diff_cleanupSemantic(diffs)
@@ -378,23 +416,24 @@ def word_diff(old: str, new: str, timeout: float = 1.0) -> list[tuple[int, str]]
     counted as the same separator, so `a b` against `a\u00a0b` changes one space, not the
     words around it.
     """
-    return _word_segments(old, new, time.monotonic() + timeout)[0]
+    return _word_segments(old, new, Budget(timeout))[0]
 
 
-def _word_segments(old: str, new: str, deadline: float) -> tuple[list[tuple[int, str]], bool]:
+def _word_segments(old: str, new: str, budget: Budget) -> tuple[list[tuple[int, str]], bool]:
     """`word_diff`'s segments, and whether they are aligned word by word (False: the
-    region was too large or the deadline passed, and it is shown as whole lines)."""
+    region was too large for the budget, and it is shown as whole lines)."""
     engine = _engine()
     head, tail = _whole_word_edges(engine, old, new)
     old_middle, new_middle = old[head:len(old) - tail], new[head:len(new) - tail]
     segments = [(EQUAL, old[:head])]
     old_tokens, new_tokens = TOKEN.findall(old_middle), TOKEN.findall(new_middle)
-    aligned = len(old_tokens) + len(new_tokens) <= MAX_WORD_DIFF_TOKENS and time.monotonic() < deadline
+    aligned = len(old_tokens) + len(new_tokens) <= MAX_WORD_DIFF_TOKENS and not budget.spent()
     if aligned:
         old_chars, new_chars, _table = _encode(_token_keys(old_middle, old_tokens),
                                                _token_keys(new_middle, new_tokens))
-        diffs = _anchored_diff(engine, old_chars, new_chars, deadline)
-        aligned = time.monotonic() < deadline
+        cut = budget.cut
+        diffs = _anchored_diff(engine, old_chars, new_chars, budget)
+        aligned = budget.cut == cut
     if aligned:
         # On the encoded form each "character" is a whole token, so semantic cleanup
         # weighs tokens and never splits a word.
@@ -418,9 +457,9 @@ def _merge_segments(segments: list[tuple[int, str]]) -> list[tuple[int, str]]:
     return merged
 
 
-def _hunks(runs: list[tuple[int, list[str]]], deadline: float) -> list[Hunk]:
+def _hunks(runs: list[tuple[int, list[str]]], budget: Budget) -> list[Hunk]:
     """Group line runs into hunks; adjacent deletions and insertions form a "change",
-    aligned word by word until `deadline` (time.monotonic())."""
+    aligned word by word within `budget`."""
     hunks: list[Hunk] = []
     old_at = new_at = 0
     pending_old: list[str] = []
@@ -433,7 +472,7 @@ def _hunks(runs: list[tuple[int, list[str]]], deadline: float) -> list[Hunk]:
         kind = "change" if pending_old and pending_new else ("delete" if pending_old else "insert")
         hunk = Hunk(kind, old_at, new_at, pending_old, pending_new)
         if kind == "change":
-            segments, aligned = _word_segments("\n".join(pending_old), "\n".join(pending_new), deadline)
+            segments, aligned = _word_segments("\n".join(pending_old), "\n".join(pending_new), budget)
             hunk.segments, hunk.approximate = segments, not aligned
         hunks.append(hunk)
         old_at += len(pending_old)
@@ -557,9 +596,9 @@ class ChangeCounts:
 
 
 def change_counts(old: str, new: str, budget: float = INDEX_BUDGET) -> ChangeCounts:
-    """`count_changes` within a time budget (seconds), saying whether it had to estimate."""
-    deadline = time.monotonic() + budget
-    hunks = _hunks(_line_runs(old, new, deadline), deadline)
+    """`count_changes` within a budget (seconds of CPU), saying whether it had to estimate."""
+    limit = Budget(budget)
+    hunks = _hunks(_line_runs(old, new, limit), limit)
     added, removed = _count_changed_words(hunks)
     return ChangeCounts(added, removed, any(hunk.approximate for hunk in hunks))
 
@@ -573,11 +612,11 @@ def count_changes(old: str, new: str) -> tuple[int, int]:
 def compare(old: str, new: str, budget: float = PAGE_BUDGET) -> Comparison:
     """The full comparison of two versions: hunks, word counts and sections touched.
 
-    `budget` (seconds) bounds the alignment work; regions left unaligned when it runs out
-    are shown as whole lines and make the comparison `approximate`.
+    `budget` (seconds of CPU) bounds the alignment work; regions left unaligned when it
+    runs out are shown as whole lines and make the comparison `approximate`.
     """
-    deadline = time.monotonic() + budget
-    hunks = _hunks(_line_runs(old, new, deadline), deadline)
+    limit = Budget(budget)
+    hunks = _hunks(_line_runs(old, new, limit), limit)
     added, removed = _count_changed_words(hunks)
     sections = _sections(hunks, headings(old), headings(new))
     return Comparison(hunks, added, removed, sections)

@@ -36,7 +36,7 @@ JOBS_AHEAD = 2
 # between two texts repeat the same pair.
 _PAIRS: OrderedDict[tuple[str, str], tuple[int, int, bool]] = OrderedDict()
 PAIR_CACHE_SIZE = 1024
-# One long-lived `git cat-file --batch` per repository and process (not one per job).
+# A long-lived `git cat-file --batch` for the repository being indexed (not one per job).
 _READERS: dict[str, gitread.BlobReader] = {}
 
 
@@ -57,6 +57,9 @@ def chunk_statistics(repo: str, blobs: list[str], has_previous: bool) -> list[St
     version before them, read only to diff against)."""
     reader = _READERS.get(repo)
     if reader is None:
+        for other in _READERS.values():  # one repository at a time: do not keep the others' processes
+            other.close()
+        _READERS.clear()
         reader = _READERS[repo] = gitread.BlobReader(Path(repo))
     results: list[Statistics] = []
     previous: str | None = None

@@ -115,10 +115,13 @@ class Refresher(BackgroundRefresh):
         """New versions a refresh would index now (an estimate from the commit count)."""
         return pending_versions(self.sources) if self._archive_present() else 0
 
-    def start(self) -> bool:
+    def start(self, pending: int = 0) -> bool:
+        """Index in the background now; `pending` (new versions expected) sizes the progress
+        shown until the indexer knows the exact figure."""
+        indexed = self.progress().versions_indexed
         with self._progress_lock:
             if self._indexing is None:
-                self._indexing = (0, 0)
+                self._indexing = (indexed, indexed + pending)
         return super().start()
 
     def _on_progress(self, indexed: int, total: int) -> None:

@@ -34,6 +34,7 @@ ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 # A setext heading: a non-blank line that does not start a list, quote, heading or code
 # fence, underlined with = or - (no spaces inside: `- - -` is a thematic break).
 SETEXT_UNDERLINE = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$")
+HEADING_CANDIDATE = re.compile(r"^ {0,3}#.*$|^ {0,3}(?:=+|-+)[ \t]*$", re.MULTILINE)
 NOT_A_SETEXT_TITLE = re.compile(r"^ {0,3}(?:[*+-][ \t]|\d+[.)][ \t]|>|#|```|~~~)")
 MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 EMPHASIS = re.compile(r"(?<!\\)(?:\*\*|__|\*|_(?=\w)|(?<=\w)_)")
@@ -503,23 +504,24 @@ def plain_title(markdown: str) -> str:
 def headings(text: str) -> list[tuple[int, str]]:
     """(line index, title) of every Markdown heading, ATX (`## x`) or setext (`x` + `---`).
 
-    Each line is first checked with cheap string tests; regular expressions run only on
-    the few candidates (the diff page needs this for 200 KB documents).
+    One regular expression pass finds the candidate lines (a `#` or an underline near the
+    start), at C speed; only those are examined (the diff page needs this for 200 KB texts).
     """
-    lines = text.split("\n")
     found = []
-    for index, line in enumerate(lines):
-        start = line[:4].lstrip(" ")
-        if start.startswith("#"):
-            match = ATX_HEADING.match(line)
-            if match:
-                found.append((index, plain_title(match.group(2) or "")))
-                continue
-        if index + 1 < len(lines):
-            underline = lines[index + 1][:4].lstrip(" ")[:1]
-            if (underline in ("=", "-") and underline and line.strip()
-                    and SETEXT_UNDERLINE.match(lines[index + 1]) and not NOT_A_SETEXT_TITLE.match(line)):
-                found.append((index, plain_title(line.strip())))
+    line = 0
+    position = 0
+    for match in HEADING_CANDIDATE.finditer(text):
+        line += text.count("\n", position, match.start())
+        position = match.start()
+        candidate = match.group(0)
+        if candidate.lstrip(" ").startswith("#"):
+            atx = ATX_HEADING.match(candidate)
+            if atx:
+                found.append((line, plain_title(atx.group(2) or "")))
+        elif line > 0:
+            title = text[text.rfind("\n", 0, position - 1) + 1:position - 1]
+            if title.strip() and not NOT_A_SETEXT_TITLE.match(title):
+                found.append((line - 1, plain_title(title.strip())))
     return found
 
 

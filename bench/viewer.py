@@ -105,6 +105,7 @@ class Server:
             cwd=workdir, env=environment, stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.peak_rss = 0
+        self.peak_rss_by_process: dict[int, int] = {}
         self._watching = True
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()
@@ -119,7 +120,9 @@ class Server:
             try:
                 for process in [root, *root.children(recursive=True)]:
                     with contextlib.suppress(psutil.Error):
-                        total += process.memory_info().rss
+                        rss = process.memory_info().rss
+                        total += rss
+                        self.peak_rss_by_process[process.pid] = max(rss, self.peak_rss_by_process.get(process.pid, 0))
             except psutil.Error:
                 return
             self.peak_rss = max(self.peak_rss, total)
@@ -332,7 +335,9 @@ def archive_benchmark(args: argparse.Namespace, workdir: Path) -> None:
               f"({1000 * complete / max(1, versions):.2f} ms per version, wall); CPU {cpu:.1f} s in all "
               f"({1000 * cpu / max(1, versions):.2f} ms per version: on {os.cpu_count()} idle cores about "
               f"{1000 * cpu / max(1, versions) / (os.cpu_count() or 1):.2f} ms per version of wall time); "
-              f"peak RSS of server + index workers {server.peak_rss / 2**20:.0f} MiB; "
+              f"peak RSS of server + index workers {server.peak_rss / 2**20:.0f} MiB (each: "
+              f"{', '.join(f'{rss / 2**20:.0f}' for rss in sorted(server.peak_rss_by_process.values(), reverse=True))}"
+              f" MiB); "
               f"load average {os.getloadavg()[0]:.1f}")
     finally:
         server.stop()
@@ -348,15 +353,17 @@ def archive_benchmark(args: argparse.Namespace, workdir: Path) -> None:
             if not urls:
                 print(f"{label}: no such pages in this archive")
                 continue
+            cpu = server.cpu_seconds()
             latencies, statuses, _seconds = load(server.base, urls, args.clients)
+            cpu = (server.cpu_seconds() - cpu) * 1000 / len(urls)
             failures = sum(status != 200 for status in statuses)
             rows.append((label, len(urls), statistics.median(latencies), percentile(latencies, 0.95),
-                         max(latencies), failures))
+                         max(latencies), cpu, failures))
         print(f"\npages, each URL once, {args.clients} concurrent clients "
               f"(load average {os.getloadavg()[0]:.1f}):")
-        print(f"{'page':38} {'URLs':>5} {'p50':>9} {'p95':>9} {'max':>9} {'errors':>7}")
-        for label, count, p50, p95, worst, failures in rows:
-            print(f"{label:38} {count:5d} {p50:7.1f}ms {p95:7.1f}ms {worst:7.1f}ms {failures:7d}")
+        print(f"{'page':38} {'URLs':>5} {'p50':>9} {'p95':>9} {'max':>9} {'CPU/req':>9} {'errors':>7}")
+        for label, count, p50, p95, worst, cpu, failures in rows:
+            print(f"{label:38} {count:5d} {p50:7.1f}ms {p95:7.1f}ms {worst:7.1f}ms {cpu:7.1f}ms {failures:7d}")
         print(f"server RSS after the pages: {server.peak_rss / 2**20:.0f} MiB (peak)")
     finally:
         server.stop()
@@ -386,12 +393,14 @@ def demo_benchmark(args: argparse.Namespace, workdir: Path) -> None:
             urls += [v["diff_url"] for v in get_json(server.base + document["json_url"])["versions"][:10]
                      if not v["is_first_record"]]
         load_for(server.base, urls, args.demo_clients, 3)  # warm up: diffs computed, caches filled
+        cpu = server.cpu_seconds()
         latencies, statuses, seconds = load_for(server.base, urls, args.demo_clients, args.demo_seconds)
+        cpu = (server.cpu_seconds() - cpu) * 1000 / max(1, len(latencies))
         failures = sum(status != 200 for status in statuses)
         print(f"demo archive, {args.demo_clients} concurrent clients for {seconds:.0f} s over {len(urls)} URLs "
               f"(home, changes, API, services, documents, diffs): {len(latencies) / seconds:.0f} requests/s, "
               f"p50 {statistics.median(latencies):.1f} ms, p95 {percentile(latencies, 0.95):.1f} ms, "
-              f"errors {failures}; server RSS {server.peak_rss / 2**20:.0f} MiB; "
+              f"errors {failures}; server CPU {cpu:.1f} ms per request; server RSS {server.peak_rss / 2**20:.0f} MiB; "
               f"load average {os.getloadavg()[0]:.1f}")
     finally:
         server.stop()

@@ -1,5 +1,9 @@
 """Compare two versions of a document: line alignment first, then words inside changed lines.
 
+diff-match-patch does the aligning: its C++ implementation (fast_diff_match_patch) for the
+costly part, Myers' algorithm on each gap between anchors, and the Python one for the
+clean-ups around it (the same algorithm in both).
+
 Terms are Markdown with one paragraph per line, so lines are the natural unit to align:
 diff-match-patch's line mode (`diff_linesToChars`) pairs up unchanged paragraphs, and
 only inside the changed regions do we diff word by word, so that a reader sees the three
@@ -18,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from diff_match_patch import diff_match_patch
+from fast_diff_match_patch import diff as native_diff
 
 EQUAL, INSERT, DELETE = 0, 1, -1
 
@@ -43,6 +48,8 @@ BACKSLASH_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!>~|=])")
 # A change region this large (in tokens) is shown as whole lines: word alignment of two
 # unrelated 100 KB blocks is slow and unreadable anyway.
 MAX_WORD_DIFF_TOKENS = 60_000
+# Tokens are at least one character: a region longer than this is not even tokenised.
+MAX_WORD_DIFF_CHARS = 6 * MAX_WORD_DIFF_TOKENS
 # What one comparison may spend aligning lines and words (see `Budget`). Past it, the
 # changed regions not aligned yet are shown as whole lines and their words counted the
 # cheap way (`_bag_counts`), and the figures are marked approximate. The diff page can
@@ -51,8 +58,8 @@ PAGE_BUDGET = 0.25  # seconds of CPU
 INDEX_BUDGET = 0.05
 # Work units (tokens × estimated edits) per second of budget: diff-match-patch's cost on
 # one gap is about (n + m) · d; a gap estimated above budget × WORK_PER_SECOND is not
-# aligned. Measured on real terms of service: ~0.15 µs per unit.
-WORK_PER_SECOND = 5_000_000
+# aligned. Measured on real terms of service with the C++ implementation.
+WORK_PER_SECOND = 200_000_000
 # Gaps between anchors are anchored again, this many levels deep, unless this small.
 MAX_ANCHOR_DEPTH = 3
 SMALL_GAP = 32
@@ -234,9 +241,10 @@ class Budget:
         edits = sum(((old_items - new_items) + (new_items - old_items)).values())
         return size * max(edits, 1) <= self.work_limit
 
-    def wall_deadline(self) -> float:
-        """diff-match-patch's deadline (time.time()): a safety net for a gap it misjudged."""
-        return time.time() + 1.0 + 4 * self.seconds
+    def time_limit(self) -> float:
+        """diff-match-patch's own time limit (wall-clock seconds) for one gap: a safety net
+        for a gap whose cost was misjudged, well beyond what the budget has left."""
+        return 0.5 + 4 * self.seconds
 
 
 def _anchored_diff(engine: diff_match_patch, old: str, new: str, budget: Budget | None = None,
@@ -264,14 +272,35 @@ def _anchored_diff(engine: diff_match_patch, old: str, new: str, budget: Budget 
             budget.cut += 1
             diffs += [(DELETE, old_gap), (INSERT, new_gap)]
         else:
-            wall = None if budget is None else budget.wall_deadline()
-            diffs.extend(engine.diff_main(old_gap, new_gap, False, wall))
+            diffs.extend(_gap_diff(old_gap, new_gap, budget))
         if i < len(old):
             diffs.append((EQUAL, old[i]))
         old_at, new_at = i + 1, j + 1
     diffs = [(op, text) for op, text in diffs if text]
     if depth == 0:
         engine.diff_cleanupMerge(diffs)
+    return diffs
+
+
+def _gap_diff(old: str, new: str, budget: Budget | None, cleanup: str = "No") -> list[tuple[int, str]]:
+    """diff-match-patch's diff of two encoded strings, by its C++ implementation."""
+    limit = 0 if budget is None else budget.time_limit()
+    started = time.monotonic()
+    diffs: list[tuple[int, str]] = []
+    old_at = new_at = 0
+    for op, length in native_diff(old, new, timelimit=limit, checklines=False, cleanup=cleanup, counts_only=True):
+        if op == "=":
+            diffs.append((EQUAL, old[old_at:old_at + length]))
+            old_at += length
+            new_at += length
+        elif op == "-":
+            diffs.append((DELETE, old[old_at:old_at + length]))
+            old_at += length
+        else:
+            diffs.append((INSERT, new[new_at:new_at + length]))
+            new_at += length
+    if budget is not None and limit and time.monotonic() - started >= limit:
+        budget.cut += 1  # it gave up: a correct diff, but not a minimal one
     return diffs
 
 
@@ -427,18 +456,22 @@ def _word_segments(old: str, new: str, budget: Budget) -> tuple[list[tuple[int, 
     head, tail = _whole_word_edges(engine, old, new)
     old_middle, new_middle = old[head:len(old) - tail], new[head:len(new) - tail]
     segments = [(EQUAL, old[:head])]
-    old_tokens, new_tokens = TOKEN.findall(old_middle), TOKEN.findall(new_middle)
-    aligned = len(old_tokens) + len(new_tokens) <= MAX_WORD_DIFF_TOKENS and not budget.spent()
+    aligned = len(old_middle) + len(new_middle) <= MAX_WORD_DIFF_CHARS and not budget.spent()
+    if aligned:
+        old_tokens, new_tokens = TOKEN.findall(old_middle), TOKEN.findall(new_middle)
+        aligned = len(old_tokens) + len(new_tokens) <= MAX_WORD_DIFF_TOKENS
     if aligned:
         old_chars, new_chars, _table = _encode(_token_keys(old_middle, old_tokens),
                                                _token_keys(new_middle, new_tokens))
         cut = budget.cut
-        diffs = _anchored_diff(engine, old_chars, new_chars, budget)
-        aligned = budget.cut == cut
-    if aligned:
         # On the encoded form each "character" is a whole token, so semantic cleanup
         # weighs tokens and never splits a word.
-        engine.diff_cleanupSemantic(diffs)
+        if budget.allows(old_chars, new_chars):
+            diffs = _gap_diff(old_chars, new_chars, budget, cleanup="Semantic")
+        else:
+            budget.cut += 1
+        aligned = budget.cut == cut
+    if aligned:
         segments += _token_segments(diffs, old_tokens, new_tokens)
     else:
         segments += [(DELETE, old_middle), (INSERT, new_middle)]

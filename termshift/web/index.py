@@ -25,6 +25,7 @@ import logging
 import mimetypes
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -266,7 +267,7 @@ def ensure_schema(connection: sqlite3.Connection) -> None:
 # ------------------------------------------------------------------------- commit parsing
 
 
-@dataclass
+@dataclass(slots=True)
 class NewRecord:
     """A record found in a new commit, before its statistics are computed."""
 
@@ -322,8 +323,9 @@ def records_in(commits: Iterable[gitread.Commit], want_markdown: bool) -> Iterat
             if change.status == "D":
                 yield ("removed", service_id, terms_type)
                 continue
-            yield NewRecord(
-                commit.id, service_id, terms_type, document_id, change.path, extension, change.blob,
+            yield NewRecord(  # names interned: a first build holds every new record at once
+                commit.id, sys.intern(service_id), sys.intern(terms_type), document_id, change.path, extension,
+                change.blob,
                 commit.timestamp, kind, trailers, snapshot_references(body) if want_markdown else [],
             )
 

@@ -117,7 +117,7 @@ class Refresher(BackgroundRefresh):
 
     def start(self, pending: int = 0) -> bool:
         """Index in the background now; `pending` (new versions expected) sizes the progress
-        shown until the indexer knows the exact figure."""
+        shown until the indexer counts them exactly."""
         indexed = self.progress().versions_indexed
         with self._progress_lock:
             if self._indexing is None:
@@ -142,9 +142,6 @@ class Refresher(BackgroundRefresh):
                 self._indexing = None
             self.remember(fingerprint)
             return {}
-        with self._progress_lock:
-            if self._indexing is None:
-                self._indexing = (0, 0)
         started = time.perf_counter()
         try:
             indexer = Indexer(self.sources, progress=self._on_progress)
@@ -166,11 +163,14 @@ class Refresher(BackgroundRefresh):
         """Cheap (memory only while indexing; one count query otherwise)."""
         with self._progress_lock:
             indexing = self._indexing
-        if indexing is not None:
-            indexed, total = indexing
-            return IndexProgress(False, indexed, max(total, indexed), True)
+        if indexing is not None and indexing[1] > indexing[0]:
+            # Versions known to be missing from the index. (A refresh that has not counted
+            # its new versions yet, or is waiting for another process's, shows as complete.)
+            return IndexProgress(False, *indexing, True)
         if not self._archive:
             return IndexProgress(True, 0, 0, False)
+        if indexing is not None and indexing[0]:
+            return IndexProgress(True, indexing[0], indexing[0], True)
         if self._indexed is None:
             self._indexed = self._count()
         return IndexProgress(True, self._indexed, self._indexed, True)

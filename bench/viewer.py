@@ -54,10 +54,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import make_archive  # noqa: E402
 
-from termshift.web import gitread  # noqa: E402
-from termshift.web.diffing import INDEX_BUDGET, change_counts  # noqa: E402
-from termshift.web.index import records_in  # noqa: E402
-
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -248,6 +244,10 @@ def page_urls(base: str, rng: random.Random, count: int) -> dict[str, list[str]]
 
 def pair_costs(repo: Path, limit: int | None, rng: random.Random) -> None:
     """CPU cost of each diff statistic as the index computes it, and of reading."""
+    from termshift.web import gitread
+    from termshift.web.diffing import INDEX_BUDGET, change_counts
+    from termshift.web.index import records_in
+
     started = time.perf_counter()
     head = gitread.head_commit(repo)
     commits = list(gitread.read_log(repo, None, head))

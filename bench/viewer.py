@@ -143,7 +143,8 @@ class Server:
         deadline = time.monotonic() + timeout
         last_report = time.monotonic()
         while time.monotonic() < deadline:
-            index = get_json(self.base + "/status.json")["index"]
+            # A viewer without "index" in its status indexes before it answers: complete.
+            index = get_json(self.base + "/status.json").get("index", {"complete": True})
             if index["complete"]:
                 return time.perf_counter() - self.started
             if time.monotonic() - last_report > 10:

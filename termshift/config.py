@@ -56,6 +56,11 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "browser_endpoint": ("", "Remote browser to render on instead of a local Chromium: ws:// (Playwright or CDP) or http:// (CDP)."),
         "browser_pages": (2, "Pages rendered at once by the browser."),
         "wait_for_selectors": (10.0, "Seconds the browser waits for selectors to hold text."),
+        "allow_private_targets": (
+            [],
+            "Hosts or addresses pages may be fetched from although private or loopback (every redirect "
+            "and browser request is checked).",
+        ),
     },
     "schedule": {
         "tracking": (

@@ -7,8 +7,17 @@ reported, never run). The service id is the file name without `.json`.
 
 Every file is checked against the JSON Schemas (`termshift.schema`) as it is
 loaded, and every filter a declaration names must exist, so a service either
-loads completely or is reported in `Collection.errors` with the file, the JSON
-path and the reason; the other services still load.
+loads completely or is reported in `Collection.errors` (and `Collection.skipped`,
+by service) with the file, the JSON path and the reason; the other services
+still load. Whatever is wrong with one service's files (malformed, too large or
+too deeply nested JSON, invalid UTF-8, a filters file that is not Python) is
+that service's error: loading a collection never raises for a file's content.
+A defect anywhere in a service's files (one bad history entry included) skips
+the whole service: extracting with only part of its history could use a
+declaration that was not in force.
+
+Loading never runs filter code: a filters file is read with `ast`
+(`termshift.filters.inspect_filters_file`) and imported only when a filter runs.
 """
 
 from __future__ import annotations
@@ -26,22 +35,27 @@ from urllib.parse import unquote, urlsplit
 from termshift import schema
 from termshift.filters import (
     BUILTIN_FILTERS,
+    FILTERS_FILE_KINDS,
     FilterCall,
     FilterFunction,
     FiltersFileError,
+    ServiceFilters,
     builtin_names_redefined,
     call_problem,
-    load_filters_file,
 )
 from termshift.trackers.errors import ErrorKind, TermshiftError
 
 __all__ = [
     "Collection", "DeclarationError", "FilterCall", "Selectors", "Service", "ServiceFiles", "ServiceLoadError",
     "SourceDocument", "Terms", "check_declaration_file", "check_filters", "check_history_file",
-    "list_service_ids", "load_collection", "load_service", "source_document_id",
+    "list_service_ids", "load_collection", "load_service", "read_json", "source_document_id",
 ]
 
 MIME_EXTENSIONS_FILE = Path(__file__).resolve().parent / "data" / "mime-extensions.txt"
+
+# A declaration or history file larger than this is refused unread (the largest real history
+# files are a few hundred kilobytes).
+MAX_DECLARATION_BYTES = 8 << 20
 
 # A CSS selector, a range {"startBefore"|"startAfter": css, "endBefore"|"endAfter": css}, or a list of both.
 Selectors = str | dict[str, str] | list[str | dict[str, str]]
@@ -230,7 +244,8 @@ class Service:
     name: str
     terms: dict[str, Terms]
     history: dict[str, list[Terms]] = field(default_factory=dict)
-    filters: dict[str, FilterFunction] = field(default_factory=dict)
+    # The service's filters file (a ServiceFilters: its code runs only when a filter is used).
+    filters: Mapping[str, FilterFunction] = field(default_factory=dict)
     path: Path | None = None
     imported_from: str | None = None
 
@@ -256,9 +271,17 @@ class Service:
 
 @dataclass
 class Collection:
+    """The services that loaded, and what did not.
+
+    `errors` lists every problem; `skipped` the same by service id (services whose files
+    are defective, left out), and `missing` the requested ids that have no declaration.
+    """
+
     directory: Path
     services: dict[str, Service] = field(default_factory=dict)
     errors: list[DeclarationError] = field(default_factory=list)
+    skipped: dict[str, list[DeclarationError]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ files
@@ -303,9 +326,15 @@ def list_service_ids(directory: Path) -> list[str]:
     )
 
 
-def _read_json(path: Path) -> tuple[Any, list[DeclarationError]]:
+def read_json(path: Path) -> tuple[Any, list[DeclarationError]]:
+    """A declaration or history file parsed, or None and why not (never raises for its content)."""
+    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        size = path.stat().st_size
+        if size > MAX_DECLARATION_BYTES:
+            return None, [DeclarationError(path, "$", f"too large: {size} bytes (a declaration file may have "
+                                                      f"at most {MAX_DECLARATION_BYTES})")]
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
         return None, [DeclarationError(path, "$", f"not UTF-8 text: {error.reason} at byte {error.start}")]
     except OSError as error:
@@ -316,16 +345,22 @@ def _read_json(path: Path) -> tuple[Any, list[DeclarationError]]:
         reason = (f"malformed JSON, it cannot be parsed: {error.msg} at line {error.lineno}, "
                   f"column {error.colno}")
         return None, [DeclarationError(path, "$", reason)]
+    except RecursionError:
+        return None, [DeclarationError(path, "$", "malformed JSON, it cannot be parsed: nested too deeply")]
+
 
 
 def _read_checked(
     path: Path, problems: Callable[[Any], list[schema.SchemaProblem]]
 ) -> tuple[Any, list[DeclarationError]]:
     """Parse a JSON file and check it against a schema; the data is None when anything failed."""
-    data, errors = _read_json(path)
+    data, errors = read_json(path)
     if errors:
         return None, errors
-    errors = [DeclarationError(path, problem.json_path, problem.reason) for problem in problems(data)]
+    try:
+        errors = [DeclarationError(path, problem.json_path, problem.reason) for problem in problems(data)]
+    except RecursionError:
+        errors = [DeclarationError(path, "$", "nested too deeply to be a declaration")]
     return (None if errors else data), errors
 
 
@@ -342,9 +377,16 @@ def check_history_file(path: Path) -> list[DeclarationError]:
 # ---------------------------------------------------------------- filters
 
 
-def _load_filters(files: ServiceFiles) -> tuple[dict[str, FilterFunction] | None, list[DeclarationError]]:
-    """The service's filter functions ({} without a file); None when they are unavailable."""
-    if not files.filters.is_file():
+def _load_filters(files: ServiceFiles) -> tuple[Mapping[str, FilterFunction] | None, list[DeclarationError]]:
+    """The service's filters, read without running them ({} without a file); None when unusable.
+
+    The kinds of filters file are those of `termshift.filters.FILTERS_FILE_KINDS`; a service
+    has at most one.
+    """
+    present = [(Path(files.directory) / f"{files.service_id}{suffix}", inspect)
+               for suffix, inspect in FILTERS_FILE_KINDS.items()
+               if (Path(files.directory) / f"{files.service_id}{suffix}").is_file()]
+    if not present:
         if files.javascript_filters.is_file():
             return None, [DeclarationError(
                 files.javascript_filters, "-",
@@ -352,11 +394,15 @@ def _load_filters(files: ServiceFiles) -> tuple[dict[str, FilterFunction] | None
                 f"'{files.javascript_filters.name}' in '{files.filters.name}'",
             )]
         return {}, []
+    if len(present) > 1:
+        names = " and ".join(f"'{path.name}'" for path, _inspect in present)
+        return None, [DeclarationError(present[0][0], "-", f"a service has one filters file, found {names}")]
+    path, inspect_file = present[0]
     try:
-        functions = load_filters_file(files.filters)
+        functions: ServiceFilters = inspect_file(path)
     except FiltersFileError as error:
         where = f"line {error.line}" if error.line else "-"
-        return None, [DeclarationError(files.filters, where, error.reason)]
+        return None, [DeclarationError(path, where, error.reason)]
     errors = [
         DeclarationError(files.filters, name,
                          f"'{name}' is the name of a built-in filter, which takes precedence: rename this function")
@@ -415,13 +461,19 @@ def _filter_errors(
 
 
 def check_filters(directory: Path, service_id: str) -> list[DeclarationError]:
-    """Filter errors of a service: its filters file loads (and is not JavaScript), redefines no
-    built-in, and every filter its declaration and history name exists and takes its arguments.
+    """Filter errors of a service: its filters file reads (and is not JavaScript), imports only
+    installed modules, redefines no built-in, and every filter its declaration and history name
+    exists and takes its arguments. Nothing of the filters file runs.
     """
     files = ServiceFiles(Path(directory), service_id)
     declaration = _read_checked(files.declaration, schema.service_problems)[0]
     history = _read_checked(files.history, schema.history_problems)[0] if files.history.is_file() else None
-    return _filter_errors(files, declaration, history)[1]
+    functions, errors = _filter_errors(files, declaration, history)
+    # What would make the import fail, as far as reading the file can tell (it is not run).
+    import_problems = getattr(functions, "import_problems", None)
+    if import_problems is not None:
+        errors += [DeclarationError(functions.path, f"line {line}", reason) for line, reason in import_problems()]
+    return errors
 
 
 # ---------------------------------------------------------------- building
@@ -462,8 +514,22 @@ def _history(service_id: str, data: dict[str, list[dict]]) -> dict[str, list[Ter
 
 
 def load_service(directory: Path, service_id: str) -> Service:
-    """Load and check one service; raises ServiceLoadError listing every problem."""
+    """Load and check one service; raises ServiceLoadError listing every problem.
+
+    No filter code runs: `Service.filters` loads the filters file when a filter is used.
+    """
     files = ServiceFiles(Path(directory), service_id)
+    try:
+        return _load_service(files)
+    except ServiceLoadError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a file no check foresaw is still only its own error
+        raise ServiceLoadError(service_id, [DeclarationError(
+            files.declaration, "$", f"cannot be loaded: {type(error).__name__}: {error}")]) from None
+
+
+def _load_service(files: ServiceFiles) -> Service:
+    service_id = files.service_id
     declaration, errors = _read_checked(files.declaration, schema.service_problems)
     history = None
     if files.history.is_file():
@@ -498,9 +564,11 @@ def load_collection(directory: Path, *, service_ids: Iterable[str] | None = None
         if service_id not in available:
             collection.errors.append(DeclarationError(
                 ServiceFiles(directory, service_id).declaration, "$", f"no declaration of service '{service_id}'"))
+            collection.missing.append(service_id)
             continue
         try:
             collection.services[service_id] = load_service(directory, service_id)
         except ServiceLoadError as error:
             collection.errors.extend(error.errors)
+            collection.skipped[service_id] = list(error.errors)
     return collection

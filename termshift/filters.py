@@ -15,18 +15,33 @@ A filter may also be `async def`: it is awaited before the next one runs.
 
 Names resolve to the built-ins first, then to the service's file. Unlike OTA,
 an unknown name is an error rather than silently skipped.
+
+A filters file is contributors' code. It is *read* (parsed with `ast`, never run)
+to learn what it defines: `inspect_filters_file(path) -> PythonFilters`, a
+`ServiceFilters` mapping whose names and signatures are known statically, so
+validation, lint, the viewer and feeds check declarations without executing
+anything. The file is imported only when a filter is first looked up to run
+(`apply_filters`, i.e. when a document is extracted); an import that fails in any
+way, `SystemExit` included, raises `FiltersFileError` (an `ExtractError` by
+`apply_filters`) for that service only.
+
+Another kind of filters file (JavaScript, say) plugs in with a `ServiceFilters`
+subclass (its `definitions` read without running the file, `_load()` giving the
+callables) registered in `FILTERS_FILE_KINDS` under its file suffix.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import hashlib
 import importlib.util
 import inspect
 import re
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,6 +311,9 @@ _BUILTIN_PARAMS: dict[str, tuple[Callable[[Any], Any], str]] = {
 
 # -------------------------------------------------------- filters files
 
+# A filters file larger than this is refused unread: filters are a few functions, not data.
+MAX_FILTERS_FILE_BYTES = 1 << 20
+
 
 class FiltersFileError(Exception):
     """A `<id>.filters.py` that cannot be used; `line` is known for syntax and import errors."""
@@ -305,6 +323,122 @@ class FiltersFileError(Exception):
         self.path = path
         self.reason = reason
         self.line = line
+
+
+@dataclass(frozen=True)
+class FilterDefinition:
+    """What a filters file says about one filter, learnt without running it.
+
+    `signature` is None when it cannot be known from the text (a name imported from
+    another module and listed in `__all__`): the call itself then decides.
+    """
+
+    name: str
+    line: int | None = None
+    signature: inspect.Signature | None = None
+
+
+class ServiceFilters(Mapping[str, FilterFunction]):
+    """The filters of one service: names and signatures known up front, code loaded on first use.
+
+    As a mapping, `name in filters`, `len()`, iteration and `definition(name)` never run
+    the file; looking a function up (`filters[name]`, `filters.get(name)`) loads it once,
+    and raises FiltersFileError (every time, without running it again) if that failed.
+    Subclasses give `definitions` and `_load()`.
+    """
+
+    kind = "filters"
+
+    def __init__(self, path: Path, definitions: Mapping[str, FilterDefinition]) -> None:
+        self.path = Path(path)
+        self.definitions = dict(definitions)
+        self._functions: dict[str, FilterFunction] | None = None
+        self._failure: FiltersFileError | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> dict[str, FilterFunction]:
+        raise NotImplementedError
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the file's code has run (successfully or not)."""
+        return self._functions is not None or self._failure is not None
+
+    def functions(self) -> dict[str, FilterFunction]:
+        """The callables, by name (the file runs the first time). Raises FiltersFileError."""
+        with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            if self._functions is None:
+                try:
+                    self._functions = self._load()
+                except FiltersFileError as error:
+                    self._failure = error
+                    raise
+            return self._functions
+
+    def definition(self, name: str) -> FilterDefinition | None:
+        return self.definitions.get(name)
+
+    def __getitem__(self, name: str) -> FilterFunction:
+        if name not in self.definitions:
+            raise KeyError(name)
+        return self.functions()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.definitions
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.definitions)
+
+    def __len__(self) -> int:
+        return len(self.definitions)
+
+    def __eq__(self, other: object) -> bool:
+        """Same file, same definitions (Mapping's own `==` would load the code to compare it)."""
+        if not isinstance(other, ServiceFilters):
+            return NotImplemented
+        return (type(self), self.path, self.definitions) == (type(other), other.path, other.definitions)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable state, as a dict
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, {sorted(self.definitions)})"
+
+
+class PythonFilters(ServiceFilters):
+    """A `<id>.filters.py`: read with `ast`, imported only when a filter is about to run.
+
+    `imports` lists the modules its top level imports, `(name, line, level)` (level > 0: relative).
+    """
+
+    kind = "python"
+
+    def __init__(self, path: Path, definitions: Mapping[str, FilterDefinition],
+                 imports: Iterable[tuple[str, int, int]] = ()) -> None:
+        super().__init__(path, definitions)
+        self.imports = list(imports)
+
+    def _load(self) -> dict[str, FilterFunction]:
+        return load_filters_file(self.path)
+
+    def import_problems(self) -> list[tuple[int, str]]:
+        """(line, reason) for each import that cannot work: a module not installed, a relative
+        import. Found without running the file (nor, for a package, more than its finder)."""
+        problems = []
+        for name, line, level in self.imports:
+            if level:
+                problems.append((line, "a relative import cannot work in a filters file (it is not in a package): "
+                                       "import modules by their full name"))
+                continue
+            top = name.split(".")[0]
+            try:
+                found = top in sys.modules or importlib.util.find_spec(top) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                problems.append((line, f"imports '{name}', which is not installed here: the filters cannot load"))
+        return problems
 
 
 def _module_name(path: Path) -> str:
@@ -330,8 +464,11 @@ def _import(path: Path) -> ModuleType:
     sys.modules[name] = module  # registered while it runs, as dataclasses and pickling need
     try:
         spec.loader.exec_module(module)
-    except Exception as error:
-        del sys.modules[name]
+    except KeyboardInterrupt:
+        sys.modules.pop(name, None)
+        raise
+    except BaseException as error:  # SystemExit too: a filters file never stops the process
+        sys.modules.pop(name, None)
         detail = error.msg if isinstance(error, SyntaxError) else str(error)
         raise FiltersFileError(path, f"cannot load the filters: {type(error).__name__}: {detail}",
                                _failing_line(error, path)) from error
@@ -356,16 +493,160 @@ def _exported_functions(module: ModuleType, path: Path) -> dict[str, FilterFunct
 
 
 def load_filters_file(path: Path) -> dict[str, FilterFunction]:
-    """The filter functions of a `<id>.filters.py`, by name. Raises FiltersFileError."""
+    """Import a `<id>.filters.py` (this RUNS it) and return its filter functions by name.
+
+    Only for extraction; everything else uses `inspect_filters_file`. Raises FiltersFileError.
+    """
     path = Path(path)
     return _exported_functions(_import(path), path)
+
+
+# -- reading a filters file without running it
+
+
+_NO_DEFAULT = inspect.Parameter.empty
+
+
+def _ast_signature(arguments: ast.arguments) -> inspect.Signature:
+    """The `inspect.Signature` a `def` or `lambda` would have (defaults stand for themselves)."""
+    Parameter = inspect.Parameter  # noqa: N806
+    positional = [*arguments.posonlyargs, *arguments.args]
+    defaults = [_NO_DEFAULT] * (len(positional) - len(arguments.defaults)) + [...] * len(arguments.defaults)
+    parameters = [
+        Parameter(argument.arg, Parameter.POSITIONAL_ONLY if index < len(arguments.posonlyargs)
+                  else Parameter.POSITIONAL_OR_KEYWORD, default=default)
+        for index, (argument, default) in enumerate(zip(positional, defaults, strict=True))
+    ]
+    if arguments.vararg is not None:
+        parameters.append(Parameter(arguments.vararg.arg, Parameter.VAR_POSITIONAL))
+    for argument, default in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True):
+        parameters.append(Parameter(argument.arg, Parameter.KEYWORD_ONLY,
+                                    default=_NO_DEFAULT if default is None else ...))
+    if arguments.kwarg is not None:
+        parameters.append(Parameter(arguments.kwarg.arg, Parameter.VAR_KEYWORD))
+    return inspect.Signature(parameters)
+
+
+def _top_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """The module's statements, into `if`/`try`/`with` blocks (conditional definitions)."""
+    for statement in body:
+        yield statement
+        if isinstance(statement, ast.If | ast.With):
+            yield from _top_level(statement.body)
+            yield from _top_level(getattr(statement, "orelse", []))
+        elif isinstance(statement, ast.Try):
+            for block in (statement.body, *(handler.body for handler in statement.handlers),
+                          statement.orelse, statement.finalbody):
+                yield from _top_level(block)
+
+
+def _all_names(value: ast.expr, path: Path) -> list[str]:
+    if isinstance(value, ast.List | ast.Tuple) and all(
+            isinstance(item, ast.Constant) and isinstance(item.value, str) for item in value.elts):
+        return [item.value for item in value.elts]  # type: ignore[attr-defined]
+    raise FiltersFileError(path, "__all__ must be a list of names written out (string literals), so that "
+                                 "the filters can be known without running the file", value.lineno)
+
+
+def _imports(tree: ast.Module) -> list[tuple[str, int, int]]:
+    found = []
+    for statement in _top_level(tree.body):
+        if isinstance(statement, ast.Import):
+            found += [(alias.name, statement.lineno, 0) for alias in statement.names]
+        elif isinstance(statement, ast.ImportFrom) and statement.module != "__future__":
+            found.append((statement.module or "", statement.lineno, statement.level))
+    return found
+
+
+def _definitions(tree: ast.Module, path: Path) -> dict[str, FilterDefinition]:
+    functions: dict[str, FilterDefinition] = {}  # what the file defines as functions
+    bound: dict[str, int] = {}  # every top-level name, with its line
+    exported: list[str] | None = None
+    for statement in _top_level(tree.body):
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
+            functions[statement.name] = FilterDefinition(statement.name, statement.lineno,
+                                                         _ast_signature(statement.args))
+            bound[statement.name] = statement.lineno
+        elif isinstance(statement, ast.Assign | ast.AnnAssign):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            for target in targets:
+                if not isinstance(target, ast.Name) or statement.value is None:
+                    continue
+                name, value = target.id, statement.value
+                bound[name] = statement.lineno
+                if name == "__all__":
+                    exported = _all_names(value, path)
+                elif isinstance(value, ast.Lambda):
+                    functions[name] = FilterDefinition(name, statement.lineno, _ast_signature(value.args))
+                elif isinstance(value, ast.Name) and value.id in functions:  # an alias: `clean = _clean`
+                    functions[name] = FilterDefinition(name, statement.lineno, functions[value.id].signature)
+                else:
+                    functions.pop(name, None)  # rebound to something else
+        elif isinstance(statement, ast.AugAssign) and isinstance(statement.target, ast.Name) \
+                and statement.target.id == "__all__":
+            raise FiltersFileError(path, "__all__ must be a list of names written out (string literals), so "
+                                         "that the filters can be known without running the file", statement.lineno)
+        elif isinstance(statement, ast.Import | ast.ImportFrom):
+            for alias in statement.names:
+                bound[(alias.asname or alias.name).split(".")[0]] = statement.lineno
+        elif isinstance(statement, ast.ClassDef):
+            bound[statement.name] = statement.lineno
+            functions.pop(statement.name, None)
+    if exported is None:
+        return {name: definition for name, definition in functions.items() if not name.startswith("_")}
+    definitions = {}
+    for name in exported:
+        if name in functions:
+            definitions[name] = functions[name]
+        elif name in bound:
+            definitions[name] = FilterDefinition(name, bound[name], None)  # imported or built: unknown arity
+        else:
+            raise FiltersFileError(path, f"'{name}' is listed in __all__ but is not defined in the file")
+    return definitions
+
+
+def inspect_filters_file(path: Path) -> PythonFilters:
+    """What a `<id>.filters.py` defines, read with `ast`: NOTHING of it runs.
+
+    Raises FiltersFileError for a file that cannot be read, is not UTF-8, is too large,
+    or is not valid Python; the filters are those `load_filters_file` would return
+    (`__all__` when written out as a list of strings, else the public functions).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILTERS_FILE_BYTES:
+            raise FiltersFileError(path, f"too large to be a filters file: {size} bytes "
+                                         f"(the limit is {MAX_FILTERS_FILE_BYTES})")
+        source = path.read_bytes()
+    except OSError as error:
+        raise FiltersFileError(path, f"cannot be read: {error.strerror or error}") from None
+    try:
+        text = source.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise FiltersFileError(path, f"not UTF-8 text: {error.reason} at byte {error.start}") from None
+    try:
+        tree = ast.parse(text, filename=str(path))
+    except SyntaxError as error:
+        raise FiltersFileError(path, f"cannot load the filters: {type(error).__name__}: {error.msg}",
+                               error.lineno) from None
+    except (ValueError, RecursionError, MemoryError) as error:  # null bytes, absurd nesting
+        raise FiltersFileError(path, f"cannot load the filters: {type(error).__name__}: {error}") from None
+    return PythonFilters(path, _definitions(tree, path), _imports(tree))
+
+
+# Filters files a service may have, by file suffix, and how each is read (without running it).
+FILTERS_FILE_KINDS: dict[str, Callable[[Path], ServiceFilters]] = {".filters.py": inspect_filters_file}
 
 
 # ------------------------------------------------------------ checking
 
 
 def resolve_filter(name: str, service_filters: Mapping[str, FilterFunction] | None) -> FilterFunction | None:
-    """The function a declaration's filter name refers to: a built-in first, as in OTA."""
+    """The function a declaration's filter name refers to: a built-in first, as in OTA.
+
+    With `ServiceFilters`, this loads (runs) the file: only call it to run the filter.
+    """
     if name in BUILTIN_FILTERS:
         return BUILTIN_FILTERS[name]
     return (service_filters or {}).get(name)
@@ -377,7 +658,10 @@ def builtin_names_redefined(service_filters: Mapping[str, FilterFunction]) -> li
 
 
 def call_problem(call: FilterCall, service_filters: Mapping[str, FilterFunction] | None) -> str | None:
-    """Why `call` cannot run (unknown name, wrong arity, bad built-in parameters), or None."""
+    """Why `call` cannot run (unknown name, wrong arity, bad built-in parameters), or None.
+
+    Never runs a filters file: `ServiceFilters` answer from what was read of it.
+    """
     problem = _signature_problem(call, service_filters)
     if problem is None and call.name in BUILTIN_FILTERS:
         check, _example = _BUILTIN_PARAMS[call.name]
@@ -388,22 +672,38 @@ def call_problem(call: FilterCall, service_filters: Mapping[str, FilterFunction]
     return problem
 
 
+def _signature(name: str, service_filters: Mapping[str, FilterFunction] | None) -> tuple[bool, inspect.Signature | None]:
+    """(known, signature) of a filter name, without running any filters file."""
+    if name in BUILTIN_FILTERS:
+        return True, _callable_signature(BUILTIN_FILTERS[name])
+    if isinstance(service_filters, ServiceFilters):
+        definition = service_filters.definition(name)
+        return definition is not None, definition.signature if definition else None
+    function = (service_filters or {}).get(name)
+    return function is not None, _callable_signature(function) if function is not None else None
+
+
+def _callable_signature(function: FilterFunction) -> inspect.Signature | None:
+    try:
+        return inspect.signature(function)
+    except (TypeError, ValueError):
+        return None  # a builtin or C function: we cannot tell, so let the call decide
+
+
 def _signature_problem(call: FilterCall, service_filters: Mapping[str, FilterFunction] | None) -> str | None:
     """Why `call` cannot even be made: an unknown name, or arguments the function does not take."""
-    function = resolve_filter(call.name, service_filters)
-    if function is None:
+    known, signature = _signature(call.name, service_filters)
+    if not known:
         return (f"unknown filter '{call.name}': it is neither a built-in filter "
                 f"({', '.join(BUILTIN_FILTERS)}) nor defined in the service's filters file")
     if call.name in BUILTIN_FILTERS and not call.passes_params:
         return f"the built-in filter '{call.name}' needs parameters, such as {_BUILTIN_PARAMS[call.name][1]}"
-    return _arity_problem(function, call)
+    return _arity_problem(signature, call)
 
 
-def _arity_problem(function: FilterFunction, call: FilterCall) -> str | None:
-    try:
-        signature = inspect.signature(function)
-    except (TypeError, ValueError):
-        return None  # a builtin or C function: we cannot tell, so let the call decide
+def _arity_problem(signature: inspect.Signature | None, call: FilterCall) -> str | None:
+    if signature is None:
+        return None
     try:
         signature.bind(*call.arguments("document", {}))
     except TypeError as error:
@@ -464,10 +764,19 @@ def apply_filters(
         problem = _signature_problem(call, service_filters)
         if problem:
             raise ExtractError(f'The filter function "{call.name}" cannot run: {problem}')
-        function = resolve_filter(call.name, service_filters)
+        try:
+            function = resolve_filter(call.name, service_filters)  # the filters file runs here, once
+        except FiltersFileError as error:
+            where = f" (line {error.line})" if error.line else ""
+            raise ExtractError(f'The filter function "{call.name}" cannot run: the filters file '
+                               f'"{error.path.name}" cannot be loaded{where}: {error.reason}') from error
+        if function is None:  # defined in the text but not by the code that ran (a conditional def)
+            raise ExtractError(f'The filter function "{call.name}" cannot run: the filters file did not define it')
         try:
             _settle(function(*call.arguments(document, dict(context))))
-        except Exception as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # SystemExit too: a filter fails its document, nothing else
             raise ExtractError(
                 f'The filter function "{call.name}" failed: {type(error).__name__}: {error}'
             ) from error

@@ -320,6 +320,18 @@ def last_run(data_dir: Path) -> dict[str, Any] | None:
     return None
 
 
+def last_run_skipped_services(data_dir: Path) -> list[dict[str, Any]]:
+    """Services the latest finished tracking run left out because their files do not load:
+    `[{"service_id", "errors": ["<file>: <json path>: <reason>", …]}]`."""
+    rows = _rows(Path(data_dir) / RUNS_FILE, "runs",
+                 "SELECT summary FROM runs WHERE finished_at IS NOT NULL ORDER BY rowid DESC LIMIT 1")
+    skipped = _json_object(rows[0]["summary"]).get("skipped_services") if rows else None
+    if not isinstance(skipped, list):
+        return []
+    return [{"service_id": str(item.get("service_id")), "errors": [str(error) for error in item.get("errors") or []]}
+            for item in skipped if isinstance(item, dict)]
+
+
 def status(settings: Any) -> dict[str, Any]:
     """Everything the status page shows, as JSON-able data (times as ISO 8601 strings)."""
     data_dir = Path(settings.data)
@@ -340,6 +352,7 @@ def status(settings: Any) -> dict[str, Any]:
         "history": [_iso_fields(row, "started_at", "finished_at") for row in read_history(data_dir, limit=20)],
         "documents": [_iso_fields(doc, "last_success", "failing_since") for doc in documents],
         "failures_by_kind": failures_by_kind,
+        "skipped_services": last_run_skipped_services(data_dir),
         "deliveries": read_deliveries(data_dir),
         "publish": [_iso_fields(row, "started_at", "finished_at", "last_success") for row in read_publish(data_dir)],
     }

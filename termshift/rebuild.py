@@ -9,10 +9,16 @@ replayed over history.
 `apply_technical_upgrades` re-extracts each document's latest snapshot with the
 current declarations and code, and records the result as a technical upgrade
 when it differs from the latest version (OTA's §2.5.6).
+
+A service whose declaration, history or filters file does not load is skipped
+whole (its snapshots are counted, none is extracted: a partial history could pick
+a declaration that was not in force) and reported; every other service is
+replayed, and the commands exit with `EXIT_SERVICES_SKIPPED`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -29,6 +35,8 @@ from termshift.logs import progress_bar
 from termshift.trackers.errors import TermshiftError
 from termshift.trackers.extract import extract
 
+log = logging.getLogger("termshift.rebuild")
+
 # Combined documents are joined by a Markdown horizontal rule, as OTA does.
 DOCUMENT_SEPARATOR = "\n\n- - -\n\n"
 
@@ -38,9 +46,20 @@ BLOCKED_TRAILER = "blocked"
 
 DocumentKey = tuple[str, str]  # (service id, terms type)
 
+# `termshift track`, `rebuild` and `apply-technical-upgrades` exit with this status when they
+# completed but left out services whose declaration, history or filters file does not load.
+EXIT_SERVICES_SKIPPED = 3
+
 
 class RebuildError(TermshiftError):
     """The rebuild cannot start (bad declarations, non-empty target…)."""
+
+
+class ServiceSkipped(RebuildError):
+    """A snapshot of a service whose files do not load: not extracted (the summary says why)."""
+
+    def __init__(self, service_id: str) -> None:
+        super().__init__(f'the declarations of "{service_id}" do not load: service skipped')
 
 
 class NotDeclared(RebuildError):
@@ -71,6 +90,10 @@ class ReplaySummary:
     versions_recorded: int = 0
     seconds: float = 0.0
     documents: dict[DocumentKey, DocumentReport] = field(default_factory=lambda: defaultdict(DocumentReport))
+    # Services left out because their files do not load: id -> "<file>: <json path>: <reason>" lines.
+    skipped_services: dict[str, list[str]] = field(default_factory=dict)
+    # Snapshots of those services, by id (read, not extracted).
+    skipped_snapshots: Counter[str] = field(default_factory=Counter)
 
     @property
     def failures(self) -> int:
@@ -87,6 +110,11 @@ class ReplaySummary:
             f"{self.snapshots_read} snapshots read, {self.versions_recorded} versions recorded, "
             f"{self.failures} failures, in {self.seconds:.1f} s ({rate:.0f} snapshots/s)"
         ]
+        for service_id, errors in sorted(self.skipped_services.items()):
+            snapshots = self.skipped_snapshots.get(service_id, 0)
+            lines.append(f"  {service_id}: SKIPPED, its declarations do not load"
+                         + (f" ({snapshots} snapshots not extracted)" if snapshots else "") + ":")
+            lines.extend(f"    {error}" for error in errors)
         for (service_id, terms_type), report in sorted(self.documents.items()):
             if report.skipped:
                 lines.append(f"  {service_id} / {terms_type}: {report.skipped} snapshots skipped (not declared then)")
@@ -133,12 +161,24 @@ class _Extractor:
         return markdown
 
 
-def _load_declarations(declarations_dir: Path, services: Iterable[str] | None) -> Collection:
+def _load_declarations(declarations_dir: Path, services: Iterable[str] | None, summary: ReplaySummary) -> Collection:
+    """The collection; services that do not load are noted in `summary` and logged, and left out.
+
+    Raises RebuildError for a missing folder or a service asked for that is not declared."""
     wanted = list(services) if services else None
-    collection = load_collection(Path(declarations_dir), service_ids=wanted)
-    if collection.errors:
-        details = "\n".join(f"  {error}" for error in collection.errors)
-        raise RebuildError(f"the declarations in {declarations_dir} have errors:\n{details}")
+    try:
+        collection = load_collection(Path(declarations_dir), service_ids=wanted)
+    except OSError as error:
+        raise RebuildError(f"the declarations folder {declarations_dir} cannot be read: {error}") from None
+    if collection.missing:
+        raise RebuildError(f"no declaration of {', '.join(repr(name) for name in collection.missing)} "
+                           f"in {declarations_dir}")
+    for service_id, errors in sorted(collection.skipped.items()):
+        summary.skipped_services[service_id] = [str(error) for error in errors]
+        log.error("%s: skipped, its declarations do not load: %s", service_id,
+                  "; ".join(str(error) for error in errors),
+                  extra={"event": "service_skipped", "service_id": service_id,
+                         "errors": [str(error) for error in errors]})
     return collection
 
 
@@ -160,7 +200,8 @@ def rebuild(
     """
     services = list(services) if services else None
     types = list(types) if types else None
-    collection = _load_declarations(declarations_dir, services)
+    summary = ReplaySummary()
+    collection = _load_declarations(declarations_dir, services, summary)
     if not (Path(snapshots_path) / ".git").exists() and not (Path(snapshots_path) / "HEAD").exists():
         raise RebuildError(f"{snapshots_path}: not a git repository")
     snapshots = RecordRepository(snapshots_path, "snapshots", read_only=True)
@@ -171,7 +212,7 @@ def rebuild(
             raise RebuildError(
                 f"{versions_path} already holds {existing} versions; rebuild into an empty or new repository"
             )
-        return _replay(collection, snapshots, versions, services, types, progress, on_snapshot)
+        return _replay(collection, snapshots, versions, services, types, progress, on_snapshot, summary)
     finally:
         snapshots.close()
         versions.close()
@@ -185,8 +226,8 @@ def _replay(
     types: list[str] | None,
     progress: bool,
     on_snapshot: SnapshotCallback | None,
+    summary: ReplaySummary,
 ) -> ReplaySummary:
-    summary = ReplaySummary()
     extractor = _Extractor()
     # The latest usable snapshot of each document, and the last Markdown recorded per terms.
     latest: dict[DocumentKey, dict[str | None, Snapshot]] = defaultdict(dict)
@@ -199,6 +240,12 @@ def _replay(
         for snapshot in records:
             bar.update(1)
             summary.snapshots_read += 1
+            if snapshot.service_id in summary.skipped_services:
+                summary.skipped_snapshots[snapshot.service_id] += 1
+                if on_snapshot is not None:
+                    on_snapshot(snapshot, None, ServiceSkipped(snapshot.service_id), None)
+                snapshot.content = None
+                continue
             key = (snapshot.service_id, snapshot.terms_type)
             report = summary.documents[key]
             report.snapshots += 1
@@ -286,8 +333,8 @@ def apply_technical_upgrades(
     """
     services = list(services) if services else None
     wanted_types = set(types) if types else None
-    collection = _load_declarations(declarations_dir, services)
     summary = ReplaySummary()
+    collection = _load_declarations(declarations_dir, services, summary)
     extractor = _Extractor()
     started = time.perf_counter()
     jobs = [
@@ -376,7 +423,10 @@ def rebuild_command(
     Snapshots are read oldest first; each is extracted with the declaration in
     force at its fetch date (history files included), and a version is recorded
     only when the Markdown changes. Prints a summary with the failures per
-    document. Exit 0 when the replay completed, 1 when it could not start.
+    document. A service whose declaration, history or filters file does not load
+    is skipped whole and reported; the others are replayed. Exit 0 when the
+    replay completed, 1 when it could not start, 3 when it completed but skipped
+    such services.
     """
     settings = settings_for_command(declarations_dir=declarations_dir)
     try:
@@ -387,6 +437,8 @@ def rebuild_command(
     except TermshiftError as error:
         raise click.ClickException(str(error)) from None
     click.echo(summary.describe())
+    if summary.skipped_services:
+        click.get_current_context().exit(EXIT_SERVICES_SKIPPED)
 
 
 @click.command("apply-technical-upgrades")
@@ -407,7 +459,9 @@ def apply_technical_upgrades_command(
 
     Records a version marked "Apply technical or declaration upgrade on …" when
     the result differs from the latest version (after a selector fix, a filter
-    change or an engine upgrade). Nothing is fetched.
+    change or an engine upgrade). Nothing is fetched. Exit 0 when done, 1 when
+    it could not start, 3 when services whose declaration, history or filters
+    file does not load were skipped (the others were upgraded).
     """
     settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
     try:
@@ -418,3 +472,5 @@ def apply_technical_upgrades_command(
     except TermshiftError as error:
         raise click.ClickException(str(error)) from None
     click.echo(summary.describe())
+    if summary.skipped_services:
+        click.get_current_context().exit(EXIT_SERVICES_SKIPPED)

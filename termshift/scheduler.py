@@ -42,6 +42,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
+import filelock
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 JOB_TRACKING = "tracking"
 JOB_DELIVERIES = "deliveries"
 JOB_DATASET = "dataset"
+# Held while a scheduler creates its job table and registers its jobs (see start).
+START_LOCK_FILE = "scheduler.start.lock"
 HISTORY_KEPT = 5000  # run_history rows kept (deliveries only write a row when they sent something)
 
 TrackingFunction = Callable[..., Any]
@@ -295,6 +298,7 @@ class SchedulerService:
         self.history = RunHistory(self.data_dir)
         self.publisher = Publisher.from_settings(settings, stop_event=self.stop_event)
         self._tracking = tracking
+        self.last_skipped: list[str] = []  # services the last tracking run left out (their files do not load)
         self._deliver = deliver or _deliver_due
         self._export_dataset = export_dataset or _export_dataset
         self.scheduler: BackgroundScheduler | None = None
@@ -327,14 +331,19 @@ class SchedulerService:
         )
         self.scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         _SERVICES[self.key] = self
+        # Two schedulers may share a data folder. APScheduler creates its job table with
+        # a check-then-create and registers jobs with a lookup-then-insert, so two starting
+        # at once could both create the table ("table apscheduler_jobs already exists") or
+        # insert the same job: start-ups take turns on a file lock.
         # Paused while jobs are registered: nothing may fire before all are in place, and
         # get_job() reads the stored state of the previous process.
-        self.scheduler.start(paused=True)
         try:
-            self._register(JOB_TRACKING, parse_schedule(schedule["tracking"], timezone))
-            deliveries = float(schedule["deliveries"])
-            self._register(JOB_DELIVERIES, IntervalTrigger(seconds=deliveries) if deliveries > 0 else None)
-            self._register(JOB_DATASET, parse_schedule(schedule["dataset"], timezone))
+            with filelock.FileLock(str(self.data_dir / START_LOCK_FILE), timeout=120):
+                self.scheduler.start(paused=True)
+                self._register(JOB_TRACKING, parse_schedule(schedule["tracking"], timezone))
+                deliveries = float(schedule["deliveries"])
+                self._register(JOB_DELIVERIES, IntervalTrigger(seconds=deliveries) if deliveries > 0 else None)
+                self._register(JOB_DATASET, parse_schedule(schedule["dataset"], timezone))
         except BaseException:
             self.shutdown()
             raise
@@ -431,7 +440,10 @@ class SchedulerService:
         status = "stopped" if self.stop_event.is_set() else "ok"
         counts, documents = summary_counts(summary), summary_documents(summary)
         # Kept for the status page and /metrics; the run logged its documents itself.
-        self.history.finish(row, status, counts, documents=documents)
+        skipped = [str(getattr(item, "service_id", item)) for item in getattr(summary, "skipped", None) or []]
+        self.last_skipped = skipped
+        message = f"services skipped, their declarations do not load: {', '.join(skipped)}" if skipped else ""
+        self.history.finish(row, status, counts, message=message, documents=documents)
         log.info("tracking run %s in %.1f s: %s", status, time.monotonic() - started,
                  ", ".join(f"{key} {value}" for key, value in counts.items()) or "no counts",
                  extra={"event": "run", "run_id": row, "status": status, "counts": counts})
@@ -577,7 +589,11 @@ def run_service(settings: Settings, *, tracking: TrackingFunction | None = None)
 def schedule_command(config_path: Path | None, declarations_dir: Path | None, data_dir: Path | None,
                      log_json: bool | None, once: bool) -> None:
     """Run Termshift as a service: tracking on schedule.tracking, webhook deliveries,
-    weekly dataset exports. Stops cleanly on SIGTERM or Ctrl-C."""
+    weekly dataset exports. Stops cleanly on SIGTERM or Ctrl-C.
+
+    A service whose declaration, history or filters file does not load is skipped by
+    each run and reported (log, /status); the others are tracked. With --once, exit 0
+    when the run went through, 3 when it did but skipped such services, 1 otherwise."""
     settings = settings_for_command(config_path, declarations_dir, data_dir)
     logs.configure(settings, json_output=log_json)
     if once:
@@ -587,5 +603,7 @@ def schedule_command(config_path: Path | None, declarations_dir: Path | None, da
             service.publisher.wait()
         if status in ("ok", "stopped"):
             service.run_deliveries()
+        if status == "ok" and service.last_skipped:
+            raise SystemExit(3)  # as `termshift track`: completed, but services were skipped
         raise SystemExit(0 if status == "ok" else 1)
     raise SystemExit(run_service(settings))

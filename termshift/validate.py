@@ -13,16 +13,24 @@ stability, OTA's reference §1.10 item 5) live in another module, listed in
     def check_fetchable(run, service_id): ...
 
 Every error names the file, the JSON path and the reason; the command exits 1
-when there is any.
+when there is any. What OTA tolerates and does no harm (a `select` that is not
+CSS on a document that is a PDF, where selectors do not apply) is a warning
+(`DeclarationWarning`): printed, but the exit status stays 0.
+
+Validation never runs contributors' code: filters files are read with `ast`
+(names, arity), never imported, in `--schema-only` as in the offline checks. Only
+the network checks, which extract fetched pages as tracking would, run the
+filters a declaration uses (as `termshift preview` does).
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -38,8 +46,9 @@ from termshift.declarations import (
     check_history_file,
     list_service_ids,
     load_service,
+    read_json,
 )
-from termshift.schema import json_path, selector_problems, suggest, terms_types
+from termshift.schema import PathPart, json_path, selector_problems, suggest, terms_types
 
 # Modules that register more checks when imported; a missing one is skipped.
 CHECK_MODULES: tuple[str, ...] = ("termshift.validate_network",)
@@ -69,6 +78,11 @@ class ValidationRun:
 
     def wants(self, terms_type: str) -> bool:
         return not self.types or terms_type in self.types
+
+
+class DeclarationWarning(DeclarationError):
+    """A finding that does not make the declaration wrong (OTA tolerates it, it does no harm):
+    reported, but it does not fail `validate`."""
 
 
 CheckFunction = Callable[[ValidationRun, str], Iterable[DeclarationError]]
@@ -134,15 +148,53 @@ def check_selectors(run: ValidationRun, service_id: str) -> list[DeclarationErro
     documents rather than fail them again.
     """
     files = run.files(service_id)
-    errors = []
+    errors: list[DeclarationError] = []
     for path, kind in ((files.declaration, "service"), (files.history, "history")):
+        if not path.is_file():
+            continue
+        data, unreadable = read_json(path)
+        if unreadable:
+            continue  # the declaration and history checks say why
         try:
-            data = json.loads(path.read_text(encoding="utf-8-sig"))
-        except (OSError, ValueError):
-            continue  # a missing or unreadable file: the declaration and history checks say why
-        errors += [DeclarationError(path, problem.json_path, problem.reason)
-                   for problem in selector_problems(data, kind)]
+            problems = selector_problems(data, kind)
+        except (RecursionError, AttributeError, TypeError):
+            continue  # not the expected shape: the schema checks say why
+        for problem in problems:
+            if _only_pdfs(data, problem.path):
+                errors.append(DeclarationWarning(
+                    path, problem.json_path, f"{problem.reason} (ignored: this document is a PDF, and selectors "
+                                             "do not apply to PDFs; OTA tolerates it too)"))
+            else:
+                errors.append(DeclarationError(path, problem.json_path, problem.reason))
     return errors
+
+
+def is_pdf_location(location: Any) -> bool:
+    """Whether a document's address names a PDF (its path ends in .pdf): selectors do not apply to it."""
+    return isinstance(location, str) and urlsplit(location.strip()).path.lower().endswith(".pdf")
+
+
+def _only_pdfs(data: Any, path: tuple[PathPart, ...]) -> bool:
+    """Whether the selector at `path` applies only to documents whose address is a PDF."""
+    node = data
+    for part in path:
+        if part in ("select", "remove") and isinstance(node, dict):
+            break
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if not isinstance(node, dict):
+        return False
+    if "fetch" in node:
+        return is_pdf_location(node["fetch"])
+    items = node.get("combine")
+    if not isinstance(items, list) or not items:
+        return False
+    key = next((part for part in path if part in ("select", "remove")), None)
+    # A shared selector applies to the combined documents that do not declare their own.
+    concerned = [item for item in items if isinstance(item, dict) and item.get(key) is None]
+    return bool(concerned) and all(is_pdf_location(item.get("fetch")) for item in concerned)
 
 
 @register_check("filters", schema_only=True)
@@ -173,6 +225,11 @@ class ValidationReport:
     services: list[str]
     checks: list[str]
     errors: dict[str, list[DeclarationError]] = field(default_factory=dict)  # by service id
+    warnings: dict[str, list[DeclarationError]] = field(default_factory=dict)  # by service id
+
+    @property
+    def warning_count(self) -> int:
+        return sum(len(warnings) for warnings in self.warnings.values())
 
     @property
     def error_count(self) -> int:
@@ -215,9 +272,13 @@ def validate_collection(
             report.errors[service_id] = [DeclarationError(run.files(service_id).declaration, "$", reason)]
             continue
         report.services.append(service_id)
-        errors = [error for check in checks for error in _run_check(check, run, service_id)]
+        findings = [error for check in checks for error in _run_check(check, run, service_id)]
+        errors = [finding for finding in findings if not isinstance(finding, DeclarationWarning)]
+        warnings = [finding for finding in findings if isinstance(finding, DeclarationWarning)]
         if errors:
             report.errors[service_id] = errors
+        if warnings:
+            report.warnings[service_id] = warnings
     return report
 
 
@@ -230,9 +291,10 @@ def summary(report: ValidationReport, schema_only: bool, network_available: bool
     head = f"{_plural(len(report.services), 'service')} checked ({mode})"
     if not report.services and not report.errors:
         return f"{head}: nothing to validate"
+    warnings = f", {_plural(report.warning_count, 'warning')}" if report.warning_count else ""
     if report.error_count == 0:
-        return f"{head}: no errors"
-    return f"{head}: {_plural(report.error_count, 'error')} in {_plural(len(report.errors), 'service')}"
+        return f"{head}: no errors{warnings}"
+    return f"{head}: {_plural(report.error_count, 'error')} in {_plural(len(report.errors), 'service')}{warnings}"
 
 
 @click.command("validate")
@@ -242,7 +304,7 @@ def summary(report: ValidationReport, schema_only: bool, network_available: bool
 @config_option
 @click.option("--schema-only", is_flag=True,
               help="Only check the files: JSON, schemas, history files, CSS selectors and filters. "
-                   "Fetches nothing.")
+                   "Fetches nothing and runs no filter code.")
 @click.option("--modified", is_flag=True,
               help="Only the services and terms types changed since the merge base with --base (git).")
 @click.option("--base", default=None, metavar="REF", help="Branch or commit for --modified (default: main).")
@@ -250,8 +312,11 @@ def validate_command(declarations_dir: Path | None, services: tuple[str, ...], t
                      schema_only: bool, modified: bool, base: str | None) -> None:
     """Check the declarations of a collection; exit 1 if anything is wrong.
 
-    Each problem is printed as FILE: JSON PATH: REASON. Files are always checked
-    whole; --types only narrows the checks made per terms type.
+    Each problem is printed as FILE: JSON PATH: REASON; harmless ones that OTA
+    tolerates as "warning: ..." (they do not change the exit status). Files are
+    always checked whole; --types only narrows the checks made per terms type.
+    Filters files are read, never run (network checks excepted: they extract
+    pages, filters included, as tracking does).
     """
     directory = settings_for_command(declarations_dir=declarations_dir).declarations
     if not directory.is_dir():
@@ -278,5 +343,8 @@ def validate_command(declarations_dir: Path | None, services: tuple[str, ...], t
     for errors in report.errors.values():
         for error in errors:
             click.echo(str(error))
+    for warnings in report.warnings.values():
+        for warning in warnings:
+            click.echo(f"warning: {warning}")
     click.echo(summary(report, schema_only, network_available))
     click.get_current_context().exit(0 if report.ok else 1)

@@ -41,7 +41,13 @@ from termshift.trackers import selectors
 from termshift.trackers.errors import ErrorKind, ExtractError, FetchError
 from termshift.trackers.extract import extract, is_pdf, parse_html
 from termshift.trackers.fetcher import FetchRequest, FetchResult, fetch_all
-from termshift.validate import ValidationReport, ValidationRun, register_check, validate_collection
+from termshift.validate import (
+    ValidationReport,
+    ValidationRun,
+    is_pdf_location,
+    register_check,
+    validate_collection,
+)
 
 MIN_LENGTH = 100  # OTA: the extracted Markdown must be longer than this
 DEFAULT_NOISE_DELAY = 3.0  # seconds between the two fetches of the noise check
@@ -175,10 +181,19 @@ def _item_findings(root: etree._Element, item: Any, where: tuple, *, report_empt
 
 def selector_findings(document: SourceDocument) -> list[Finding]:
     """A finding for each `select` or `remove` selector of `document` that is not usable CSS,
-    where it sits (`("remove", 1)`, `("select", 0, "startAfter")`): such a document is not fetched."""
+    where it sits (`("remove", 1)`, `("select", 0, "startAfter")`): such a document is not fetched.
+
+    On a document whose address is a PDF they are warnings (selectors do not apply to PDFs, OTA
+    tolerates them): it is fetched, and extraction tells whether it really is a PDF."""
     problems = terms_selector_problems({"select": document.select, "remove": document.remove})
-    return [Finding("selectors-match", problem.reason, problem.path, specific_hint=HINTS["invalid-selector"])
+    pdf = is_pdf_location(document.location)
+    return [Finding("selectors-match", problem.reason + (" (ignored on a PDF)" if pdf else ""), problem.path,
+                    warning=pdf, specific_hint=HINTS["invalid-selector"])
             for problem in problems]
+
+
+def _blocks_fetch(findings: list[Finding]) -> bool:
+    return any(not finding.warning for finding in findings)
 
 
 def _extract(result: FetchResult, inspection: DocumentInspection,
@@ -186,7 +201,7 @@ def _extract(result: FetchResult, inspection: DocumentInspection,
     """The Markdown of a fetched page, or None with a finding saying why."""
     document = inspection.document
     try:
-        markdown = extract(result.content, result.mime_type or "text/html", document, dict(service_filters or {}))
+        markdown = extract(result.content, result.mime_type or "text/html", document, service_filters or {})
     except ExtractError as error:
         in_remove = _failing_remove_range(result, document, service_filters)
         inspection.findings.append(Finding("selectors-match", str(error), in_remove or ("select",),
@@ -253,7 +268,7 @@ def _check_second(result: FetchResult, inspection: DocumentInspection,
         return
     try:
         second = extract(result.content, result.mime_type or "text/html", inspection.document,
-                         dict(service_filters or {}))
+                         service_filters or {})
     except ExtractError as error:
         inspection.findings.append(Finding("stable", f"the second extraction failed: {error}", ("select",)))
         return
@@ -294,7 +309,7 @@ def inspect_documents(
     filters = [service_filters for _document, service_filters in documents]
     # A document with a selector that is not CSS would only fail again after the fetch.
     requests = [_request(document, index) for index, (document, _filters) in enumerate(documents)
-                if not inspections[index].findings]
+                if not _blocks_fetch(inspections[index].findings)]
     for result in fetcher(requests, settings) if requests else []:
         _check_first(result, inspections[result.key], filters[result.key])
     if delay is None:
@@ -376,7 +391,7 @@ def _inspect_services(run: ValidationRun, service_ids: list[str]) -> dict[str, _
         _Target(service, terms, index)
         for service in map(run.service, service_ids)
         for terms in service.terms.values() if run.wants(terms.type)
-        for index in range(len(terms.documents)) if not selector_findings(terms.documents[index])
+        for index in range(len(terms.documents)) if not _blocks_fetch(selector_findings(terms.documents[index]))
     ]
     results = {service_id: _ServiceResults() for service_id in service_ids}
     if not targets:
@@ -560,4 +575,5 @@ def validate_modified(
         merged.services += report.services
         merged.checks += [check for check in report.checks if check not in merged.checks]
         merged.errors.update(report.errors)
+        merged.warnings.update(report.warnings)
     return merged

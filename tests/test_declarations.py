@@ -23,6 +23,7 @@ from termshift.declarations import (
     source_document_id,
 )
 from termshift.filters import apply_filters
+from termshift.trackers.errors import ExtractError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "declarations"
 COLLECTION = FIXTURES / "collection"
@@ -305,14 +306,23 @@ def test_a_ported_javascript_file_is_not_reported(tmp_path):
     assert load_service(tmp_path, "JavaScript").filters["cleanUrls"].__name__ == "cleanUrls"
 
 
-def test_a_broken_filters_file_is_reported_once_not_for_every_use(tmp_path):
+def test_a_filters_file_failing_at_import_fails_extraction_once_not_loading(tmp_path):
     write_service(tmp_path, "S", {"name": "S", "terms": {"Imprint": {
         "fetch": "https://s.example/i", "select": "main", "filter": ["a", "b", {"removeQueryParams": 3}]}}})
     (tmp_path / "S.filters.py").write_text("def a(document, context):\n    pass\n\nraise RuntimeError('boom')\n")
     collection = load_collection(tmp_path)
+    # Read, not run: only what the text shows is reported (b is unknown, bad built-in params).
     assert [(error.file.name, error.json_path) for error in collection.errors] == [
-        ("S.filters.py", "line 4"), ("S.json", "$.terms.Imprint.filter[2]")]
-    assert collection.errors[0].reason == "cannot load the filters: RuntimeError: boom"
+        ("S.json", "$.terms.Imprint.filter[1]"), ("S.json", "$.terms.Imprint.filter[2]")]
+    write_service(tmp_path, "S", {"name": "S", "terms": {"Imprint": {
+        "fetch": "https://s.example/i", "select": "main", "filter": ["a"]}}})
+    service = load_service(tmp_path, "S")
+    assert not service.filters.loaded
+    document = service.terms["Imprint"].documents[0]
+    for _attempt in range(2):  # the failure is kept: the file does not run again for each document
+        with pytest.raises(ExtractError, match=r'"a" cannot run: the filters file "S.filters.py" cannot be loaded '
+                                               r"\(line 4\): cannot load the filters: RuntimeError: boom"):
+            apply_filters(html.fromstring("<html><body>x</body></html>"), document, service.filters)
 
 
 def test_filters_named_in_history_must_exist_too(tmp_path):
@@ -360,3 +370,25 @@ def test_the_corpus_collection_loads_clean(corpus_dir):
     collection = load_collection(corpus_dir / "declarations")
     assert collection.errors == []
     assert sum(len(entries) for service in collection.services.values() for entries in service.history.values()) == 9
+
+
+def test_a_file_too_large_nested_too_deeply_or_not_utf8_is_its_service_error(tmp_path):
+    from termshift.declarations import MAX_DECLARATION_BYTES
+
+    write_service(tmp_path, "Fine", {"name": "Fine", "terms": {}})
+    (tmp_path / "Huge.json").write_text('{"name": "' + "x" * MAX_DECLARATION_BYTES + '", "terms": {}}')
+    (tmp_path / "Deep.json").write_text("[" * 200_000 + "]" * 200_000)
+    # Deep enough for the JSON parser, too deep for the schema check.
+    select = "[" * 980 + '"main"' + "]" * 980
+    (tmp_path / "Deepish.json").write_text(
+        '{"name": "D", "terms": {"Imprint": {"fetch": "https://d.example/i", "select": ' + select + "}}}")
+    write_service(tmp_path, "History", {"name": "History", "terms": {}})
+    (tmp_path / "History.history.json").write_bytes(b'{"Imprint": [{"fetch": "https://h.example/\xff"}]}')
+    collection = load_collection(tmp_path)
+    assert list(collection.services) == ["Fine"]
+    assert sorted(collection.skipped) == ["Deep", "Deepish", "History", "Huge"]
+    assert collection.skipped["Huge"][0].reason.startswith("too large: ")
+    assert collection.skipped["Deep"][0].reason == "malformed JSON, it cannot be parsed: nested too deeply"
+    assert "nested too deeply" in collection.skipped["Deepish"][0].reason
+    assert collection.skipped["History"][0].file.name == "History.history.json"
+    assert collection.skipped["History"][0].reason.startswith("not UTF-8 text")

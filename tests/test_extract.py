@@ -205,8 +205,8 @@ def test_x14_x15_range_anchor_without_match(field_name):
 
 @pytest.mark.parametrize("field_name", ["select", "remove"])
 def test_invalid_selector_is_an_extract_error_naming_it(field_name):
-    declared = {"select": "body", "remove": None, field_name: "p[broken"}
-    with pytest.raises(ExtractError, match=r"'p\[broken' is not a valid selector"):
+    declared = {"select": "body", "remove": None, field_name: "p[[broken"}
+    with pytest.raises(ExtractError, match=r"'p\[\[broken' is not a valid selector"):
         extract(PAGE_A, "text/html", document(declared["select"], declared["remove"]))
 
 

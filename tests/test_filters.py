@@ -13,11 +13,13 @@ from lxml import html
 from termshift.declarations import SourceDocument
 from termshift.filters import (
     BUILTIN_FILTERS,
+    MAX_FILTERS_FILE_BYTES,
     FilterCall,
     FiltersFileError,
     apply_filters,
     builtin_names_redefined,
     call_problem,
+    inspect_filters_file,
     js_truthy,
     load_filters_file,
     parse_query,
@@ -260,6 +262,106 @@ def test_a_non_function_in_all_is_reported(tmp_path):
         load_filters_file(path)
 
 
+# ------------------------------------------------ reading a filters file without running it
+
+
+def test_reading_a_filters_file_runs_none_of_it_and_finds_what_importing_finds(tmp_path):
+    marker = tmp_path / "imported"
+    path = write(tmp_path / "S.filters.py", f"""
+        import pathlib
+        import sys
+        from re import sub
+
+        pathlib.Path({str(marker)!r}).write_text("ran")
+        LIMIT = 3
+
+        def _helper(document):
+            pass
+
+        def clean(document, context):
+            _helper(document)
+
+        async def later(document, params, context=None, *rest):
+            pass
+
+        strip = lambda document, context: None
+        tidy = clean
+
+        if sys.version_info >= (3,):
+            def conditional(document, context):
+                pass
+    """)
+    filters = inspect_filters_file(path)
+    assert not marker.exists() and not filters.loaded
+    assert sorted(filters) == sorted(load_filters_file(path)) == ["clean", "conditional", "later", "strip", "tidy"]
+    marker.unlink()
+    assert "clean" in filters and len(filters) == 5 and not marker.exists()  # still not run
+    # Arity comes from the text.
+    assert call_problem(FilterCall("later", ["x"], True), filters) is None
+    assert "cannot be called" in call_problem(FilterCall("tidy", ["x"], True), filters)
+    assert "cannot be called" in call_problem(FilterCall("strip", {"a": 1}, True), filters)
+    assert call_problem(FilterCall("missing"), filters).startswith("unknown filter 'missing'")
+    assert filters == inspect_filters_file(path) and repr(filters).startswith("PythonFilters(")
+    assert not marker.exists()
+    # Only running a filter imports the file, once.
+    apply_filters(page("<p>x</p>"), document(["clean", "tidy"]), filters)
+    assert marker.read_text() == "ran" and filters.loaded
+
+
+def test_names_listed_in_all_are_read_from_the_text(tmp_path):
+    path = write(tmp_path / "S.filters.py", """
+        from shared_module import shared
+
+        def own(document, context):
+            pass
+
+        __all__ = ["shared", "own"]
+    """)
+    filters = inspect_filters_file(path)
+    assert list(filters) == ["shared", "own"]
+    assert filters.definition("shared").signature is None  # imported: the call will tell
+    assert call_problem(FilterCall("shared", [1], True), filters) is None
+    write(tmp_path / "T.filters.py", "__all__ = ['ghost']\n")
+    with pytest.raises(FiltersFileError, match="'ghost' is listed in __all__ but is not defined"):
+        inspect_filters_file(tmp_path / "T.filters.py")
+    write(tmp_path / "U.filters.py", "NAMES = ['a']\n__all__ = NAMES\n")
+    with pytest.raises(FiltersFileError, match="__all__ must be a list of names written out") as raised:
+        inspect_filters_file(tmp_path / "U.filters.py")
+    assert raised.value.line == 2
+
+
+def test_unreadable_filters_files_are_reported_without_running_anything(tmp_path):
+    (tmp_path / "Latin.filters.py").write_bytes(b"# caf\xe9\n")
+    with pytest.raises(FiltersFileError, match="not UTF-8 text"):
+        inspect_filters_file(tmp_path / "Latin.filters.py")
+    (tmp_path / "Huge.filters.py").write_text("#" * (MAX_FILTERS_FILE_BYTES + 1))
+    with pytest.raises(FiltersFileError, match="too large to be a filters file"):
+        inspect_filters_file(tmp_path / "Huge.filters.py")
+    write(tmp_path / "Deep.filters.py", "x = " + "(" * 100_000 + ")" * 100_000 + "\n")
+    with pytest.raises(FiltersFileError, match="cannot load the filters"):
+        inspect_filters_file(tmp_path / "Deep.filters.py")
+    write(tmp_path / "Syntax.filters.py", "def broken(:\n")
+    with pytest.raises(FiltersFileError) as raised:
+        inspect_filters_file(tmp_path / "Syntax.filters.py")
+    assert raised.value.line == 1
+
+
+@pytest.mark.parametrize("statement", ["import sys\nsys.exit(0)", "raise SystemExit('bye')", "raise BaseException('x')",
+                                       "import os\nraise GeneratorExit"])
+def test_a_filters_file_that_exits_at_import_fails_its_document_not_the_process(tmp_path, statement):
+    path = write(tmp_path / "S.filters.py", "def clean(document, context):\n    pass\n")
+    path.write_text(path.read_text() + statement + "\n")
+    filters = inspect_filters_file(path)
+    with pytest.raises(ExtractError, match='"clean" cannot run: the filters file "S.filters.py" cannot be loaded'):
+        apply_filters(page("<p>x</p>"), document(["clean"]), filters)
+
+
+def test_a_filter_that_calls_sys_exit_fails_its_document_not_the_process(tmp_path):
+    path = write(tmp_path / "S.filters.py", "import sys\n\ndef clean(document, context):\n    sys.exit(4)\n")
+    with pytest.raises(ExtractError, match='The filter function "clean" failed: SystemExit: 4'):
+        apply_filters(page("<p>x</p>"), document(["clean"]), inspect_filters_file(path))
+
+
 # ------------------------------------------------------------ removeQueryParams (reference §4.4)
 
 
@@ -390,3 +492,24 @@ def test_replace_text_everywhere_with_groups_and_leaves_attributes():
 def test_every_builtin_is_documented_with_an_example():
     for name, function in BUILTIN_FILTERS.items():
         assert function.__doc__ and f'{{"{name}"' in function.__doc__, name
+
+
+def test_imports_that_cannot_work_are_found_without_running_the_file(tmp_path):
+    path = write(tmp_path / "S.filters.py", """
+        from __future__ import annotations
+
+        import re
+        import termshift_no_such_module_anywhere
+        from lxml import html
+        from . import sibling
+
+        def clean(document, context):
+            pass
+    """)
+    filters = inspect_filters_file(path)
+    assert filters.import_problems() == [
+        (5, "imports 'termshift_no_such_module_anywhere', which is not installed here: the filters cannot load"),
+        (7, "a relative import cannot work in a filters file (it is not in a package): import modules by their "
+            "full name"),
+    ]
+    assert not filters.loaded

@@ -157,14 +157,22 @@ def test_rebuild_never_writes_into_a_versions_repository_that_holds_versions(
                           capture_output=True, text=True, check=True).stdout == head
 
 
-def test_rebuild_refuses_broken_declarations_naming_the_file(collection: Path, tmp_path: Path) -> None:
+def test_rebuild_skips_a_service_whose_declarations_do_not_load_and_replays_the_others(
+    collection: Path, tmp_path: Path
+) -> None:
     (collection / "Broken.json").write_text('{"name": "Broken", "terms": {"Terms of Servce": {}}}')
-    record_snapshots(tmp_path / "snapshots", [snapshot("Acme", "Terms of Service", 4, page("<p>T</p>"))])
-    with pytest.raises(RebuildError, match=r"Broken\.json"):
-        rebuild(collection, tmp_path / "snapshots", tmp_path / "versions")
-    # Narrowing to the sound services works.
-    summary = rebuild(collection, tmp_path / "snapshots", tmp_path / "versions", services=["Acme"])
-    assert summary.versions_recorded == 1
+    record_snapshots(tmp_path / "snapshots", [snapshot("Acme", "Terms of Service", 4, page("<p>T</p>")),
+                                              snapshot("Broken", "Terms of Service", 4, page("<p>B</p>"))])
+    summary = rebuild(collection, tmp_path / "snapshots", tmp_path / "versions")
+    assert summary.versions_recorded == 1  # Acme's
+    assert list(summary.skipped_services) == ["Broken"]
+    assert summary.skipped_snapshots["Broken"] == 1
+    assert any("Broken.json: $.terms[\"Terms of Servce\"]: unknown terms type" in line
+               for line in summary.skipped_services["Broken"])
+    assert "Broken: SKIPPED, its declarations do not load (1 snapshots not extracted)" in summary.describe()
+    # A service asked for that is not declared at all is a mistake in the command: nothing runs.
+    with pytest.raises(RebuildError, match="no declaration of 'Nobody'"):
+        rebuild(collection, tmp_path / "snapshots", tmp_path / "other", services=["Nobody"])
 
 
 def test_apply_technical_upgrades_re_extracts_the_latest_snapshot(collection: Path, tmp_path: Path) -> None:

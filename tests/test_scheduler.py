@@ -394,10 +394,14 @@ def test_schedule_once_runs_the_real_tracking_and_logs_one_json_line_per_documen
                                "--config", str(config)], cwd=root, capture_output=True, text=True, timeout=120,
                               check=False)
 
-    broken = once()
-    assert broken.returncode == 1
-    failure = next(json.loads(line) for line in broken.stderr.splitlines() if "cannot start" in line)
+    broken = once()  # the broken service is skipped and reported; the others are tracked
+    assert broken.returncode == 3, broken.stderr
+    failure = next(json.loads(line) for line in broken.stderr.splitlines() if '"service_skipped"' in line)
     assert "Broken.json" in failure["message"] and "exception" not in failure
+    assert failure["service_id"] == "Broken"
+    tracked = [json.loads(line) for line in broken.stderr.splitlines() if '"event": "document"' in line]
+    assert sorted(line["service_id"] for line in tracked) == ["ACME", "Privy"]
+    assert {line["outcome"] for line in tracked} == {"new version"}
 
     (declarations / "Broken.json").unlink()
     result = once()
@@ -405,7 +409,8 @@ def test_schedule_once_runs_the_real_tracking_and_logs_one_json_line_per_documen
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     documents = [line for line in lines if line.get("event") == "document"]
     assert sorted(line["service_id"] for line in documents) == ["ACME", "Privy"]
-    assert {line["outcome"] for line in documents} == {"new version"}
+    assert {line["outcome"] for line in documents} <= {"new version", "unchanged"}
     assert all(isinstance(line["seconds"], float) for line in documents)
-    statuses = [row["status"] for row in health.read_history(tmp_path / "data", "tracking")]
-    assert statuses == ["ok", "failed"]
+    history = health.read_history(tmp_path / "data", "tracking")
+    assert [row["status"] for row in history] == ["ok", "ok"]
+    assert history[1]["message"] == "services skipped, their declarations do not load: Broken"

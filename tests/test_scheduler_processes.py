@@ -7,6 +7,7 @@ local HTTP server started here, recording into real git repositories.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import pytest
 
 from termshift import health
 from termshift.locking import RunLock
+from tests.conftest import TEST_FETCH_ALLOW
 from tests.support.servers import LocalServer, html_page
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -147,6 +149,22 @@ def test_two_schedulers_on_one_data_folder_never_overlap(tmp_path: Path, slow_se
     assert {run["pid"] for run in runs} <= {first.pid, second.pid}
 
 
+def test_schedulers_starting_together_on_a_new_data_folder_all_start(tmp_path: Path) -> None:
+    """APScheduler creates its job table with a check-then-create and registers jobs with a
+    lookup-then-insert: schedulers starting at the same moment on a new folder used to crash
+    ("table apscheduler_jobs already exists", exit 1). Start-ups now take turns."""
+    data = tmp_path / "data"
+    config = write_config(tmp_path, data, "every 1h")
+    logs = [tmp_path / f"{n}.log" for n in range(4)]
+    with contextlib.ExitStack() as stack:
+        children = [stack.enter_context(scheduler_process(config, log)) for log in logs]
+        for child, log in zip(children, logs, strict=True):
+            wait_until(lambda child=child, log=log: child.poll() is not None
+                       or "scheduler started" in log.read_text(encoding="utf-8"), 60, f"{log.name}: started")
+            assert child.poll() is None, f"{log.name}: exited at start-up:\n{log.read_text(encoding='utf-8')}"
+        assert [stop(child) for child in children] == [0, 0, 0, 0], [log.read_text() for log in logs]
+
+
 def write_declarations(tmp_path: Path, server: LocalServer, count: int) -> Path:
     declarations = tmp_path / "declarations"
     declarations.mkdir()
@@ -171,7 +189,8 @@ def test_sigterm_mid_run_leaves_consistent_repositories_and_the_next_run_succeed
     config = write_config(tmp_path, data, "every 1s")
     # Top-level keys first in TOML; then a quick, retry-less fetcher.
     config.write_text(f'declarations = "{declarations}"\n' + config.read_text(encoding="utf-8")
-                      + "[fetcher]\nretries = 0\nhost_delay = 0.1\n", encoding="utf-8")
+                      + "[fetcher]\nretries = 0\nhost_delay = 0.1\n"
+                      + f"allow_private_targets = {json.dumps(TEST_FETCH_ALLOW)}\n", encoding="utf-8")
 
     def snapshots_recorded() -> int:
         if not (data / "snapshots" / ".git").is_dir():

@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import TEST_FETCH_ALLOW
 from tests.support.servers import LocalServer, html_page
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +73,7 @@ def test_serve_with_scheduler_tracks_indexes_and_stops_cleanly_on_sigterm(tmp_pa
         "TERMSHIFT_SCHEDULE_DELIVERIES": "0",
         "TERMSHIFT_SCHEDULE_DATASET": "",  # no weekly export in the middle of the test
         "TERMSHIFT_FETCHER_HOST_DELAY": "0",
+        "TERMSHIFT_FETCHER_ALLOW_PRIVATE_TARGETS": ",".join(TEST_FETCH_ALLOW),  # pages come from loopback
     })
     with LocalServer() as pages:
         pages.route("/terms", lambda exchange: exchange.send(200, html_page("Terms", "Be nice to each other.")))

@@ -189,3 +189,43 @@ def test_preview_points_at_each_bad_selector_and_does_not_fetch(tmp_path: Path, 
                                                          " FAIL  selectors-match [remove.1]"]
     assert "'main[[' is not a valid selector" in failures[0] and "'div[[' is not a valid selector" in failures[1]
     assert site.hits("/terms?bad-selectors") == 0
+
+
+def test_preview_of_a_service_whose_filters_exit_at_import_reports_it(tmp_path: Path, site):
+    directory = tmp_path / "declarations"
+    directory.mkdir()
+    (directory / "Exiting.json").write_text(json.dumps({"name": "Exiting", "terms": {"Imprint": {
+        "fetch": site.url("/terms"), "select": "main", "filter": ["clean"]}}}))
+    (directory / "Exiting.filters.py").write_text("import sys\n\ndef clean(document, context):\n    pass\n\n"
+                                                  "sys.exit(5)\n")
+    result = run(preview_command, "Exiting", "--declarations", str(directory), "--once")
+    assert result.exit_code == 1, result.output  # not 5: the filters file did not end the command
+    assert 'the filters file "Exiting.filters.py" cannot be loaded (line 6): cannot load the filters: ' \
+           "SystemExit: 5" in result.output
+    (directory / "Deep.json").write_text("[" * 200_000 + "]" * 200_000)
+    result = run(preview_command, "Deep", "--declarations", str(directory), "--once")
+    assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Deep does not load:" in result.output and "nested too deeply" in result.output
+
+
+def test_preview_of_a_pdf_whose_select_is_prose_fetches_it_and_only_warns(tmp_path: Path):
+    from tests.support.servers import minimal_pdf
+
+    directory = tmp_path / "declarations"
+    directory.mkdir()
+    with LocalServer() as server:
+        text = "These terms are long enough to be a real document of terms and conditions, as any reader of " \
+               "such documents would expect them to be"
+        server.add_page("/legal/terms.pdf", minimal_pdf(text), content_type="application/pdf")
+        server.add_page("/legal/fake.pdf", page(f"<main><p>{TERMS_TEXT}</p></main>"))
+        (directory / "Papers.json").write_text(json.dumps({"name": "Papers", "terms": {
+            "Terms of Service": {"fetch": server.url("/legal/terms.pdf"), "select": "Whole PDF (all pages)."},
+            "Privacy Policy": {"fetch": server.url("/legal/fake.pdf"), "select": "Whole PDF (all pages)."}}}))
+        result = run(preview_command, "Papers", "Terms of Service", "--declarations", str(directory), "--once")
+        assert result.exit_code == 0, result.output
+        assert text in section(result.output, "Markdown of")
+        assert " warn  selectors-match [select]:" in result.output and "(ignored on a PDF)" in result.output
+        # Served as HTML after all: the selector matters, and it is not CSS.
+        result = run(preview_command, "Papers", "Privacy Policy", "--declarations", str(directory), "--once")
+        assert result.exit_code == 1, result.output
+        assert " FAIL  selectors-match" in result.output

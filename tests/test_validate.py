@@ -321,7 +321,7 @@ def test_selectors_that_are_not_css_are_found_offline_at_the_exact_item(tmp_path
     (tmp_path / "Shop.json").write_text(json.dumps({"name": "Shop", "terms": {
         "Terms of Service": {"fetch": "https://shop.example/tos", "select": "main", "remove": "div[["},
         "Privacy Policy": {"fetch": "https://shop.example/privacy", "select": "main >",
-                           "remove": [".ok", "a::before", {"startAfter": "#a", "endBefore": "p["}]},
+                           "remove": [".ok", "a::nonsense", {"startAfter": "#a", "endBefore": "p["}]},
         "Imprint": {"select": ["h1", "h2"],
                     "combine": [{"fetch": "https://shop.example/a"},
                                 {"fetch": "https://shop.example/b", "remove": {"startBefore": "#x[", "endAfter": "p"}}]},
@@ -341,8 +341,9 @@ def test_selectors_that_are_not_css_are_found_offline_at_the_exact_item(tmp_path
         f"{declaration}: $.terms.Imprint.combine[1].remove.startBefore",
         f'{history}: $["Terms of Service"][0].select',
     ]
-    assert "'div[[' is not a valid selector: Expected" in css_errors[0]
-    assert "'a::before' is not a valid selector: Pseudo-elements are not supported" in css_errors[2]
+    # The reason and the position, as a browser would find them.
+    assert css_errors[0].endswith("'div[[' is not a valid selector: expected an attribute name, got '[' at character 5")
+    assert css_errors[2].endswith("'a::nonsense' is not a valid selector: unknown pseudo-element '::nonsense' at character 4")
     empty = [line for line in result.output.splitlines() if '["Trackers Policy"].select' in line]
     assert len(empty) == 1 and "a CSS selector must be a non-empty string" in empty[0]
     assert result.output.strip().splitlines()[-1] == "1 service checked (schema only): 7 errors in 1 service"

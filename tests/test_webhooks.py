@@ -13,9 +13,18 @@ from datetime import UTC, datetime
 import jsonschema
 import pytest
 
-from termshift.alerts import events, outbox, ssrf, store, subscriptions
+from termshift import ssrf
+from termshift.alerts import events, outbox, store, subscriptions
 from termshift.alerts.archive import VersionEntry
-from termshift.alerts.signing import SecretError, SignatureError, generate_secret, secret_key, sign, verify
+from termshift.alerts.signing import (
+    SecretError,
+    SignatureError,
+    generate_secret,
+    secret_key,
+    sign,
+    signature_headers,
+    verify,
+)
 from tests.support.alerts import BASE_URL, Recorded, VersionsRepo, webhook_settings
 
 ALLOW_LOCAL = ["127.0.0.1"]
@@ -52,6 +61,26 @@ def test_signature_matches_the_standard_webhooks_reference_example():
     signature = sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
                      b'{"test": 2432232314}')
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_signatures_agree_with_the_standard_webhooks_library_both_ways():
+    """Cross-checked with the specification's own Python library (standardwebhooks)."""
+    from datetime import UTC, datetime
+
+    from standardwebhooks import Webhook
+
+    for n in range(20):
+        secret = generate_secret()
+        body = f'{{"id":"evt_{n}","text":"caf\u00e9 \u2014 {"x" * n}"}}'.encode()
+        timestamp = int(time.time()) - n
+        ours = signature_headers(secret, f"evt_{n}", body, timestamp)
+        Webhook(secret).verify(body, ours, json_parse=False)  # raises WebhookVerificationError if not
+        theirs = Webhook(secret).sign(f"evt_{n}", datetime.fromtimestamp(timestamp, UTC), body.decode())
+        assert theirs == ours["webhook-signature"]
+        assert verify(secret, {**ours, "webhook-signature": theirs}, body) == f"evt_{n}"
+    tampered = {**ours, "webhook-signature": sign(secret, "evt_other", timestamp, body)}
+    with pytest.raises(Exception, match="(?i)signature"):
+        Webhook(secret).verify(body, tampered, json_parse=False)
 
 
 def test_verify_accepts_good_signatures_and_rejects_tampering():

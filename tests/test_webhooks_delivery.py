@@ -164,6 +164,59 @@ def test_a_slow_receiver_times_out(data, receiver):
     assert {a["error"] for a in log(data)} == {"timed out after 0.3 s"}
 
 
+@pytest.mark.parametrize("mode", ["drip-body", "drip-headers"])
+def test_a_dripping_receiver_is_cut_at_the_deadline(data, receiver, mode):
+    """One byte every 0.1 s never trips a per-read time-out of 1 s; the whole attempt still
+    gets 1 s, and an answer not complete by then is a failed attempt, not a delivery."""
+    subscribe(data, receiver.url(), secret=SECRET)
+    receiver.mode, receiver.drip = mode, 0.1  # the whole answer would take 4 s (body) or 13 s (headers)
+    enqueue(data)
+    started = time.monotonic()
+    report = delivery.deliver_due(data, webhook_settings(timeout=1.0), limit=1)
+    elapsed = time.monotonic() - started
+    assert (report.delivered, report.retried) == (0, 1)
+    assert elapsed < 2.0, f"the worker was held {elapsed:.1f} s"
+    [attempt] = log(data)
+    assert attempt["error"] == "timed out after 1 s" and attempt["outcome"] == "retry"
+    assert attempt["duration_ms"] < 1500
+    assert statuses(data) == {"pending": 5}
+
+
+def test_an_answer_with_huge_headers_is_refused(data, receiver):
+    subscribe(data, receiver.url(), secret=SECRET)
+    receiver.mode = "huge-headers"
+    enqueue(data)
+    report = delivery.deliver_due(data, webhook_settings(), limit=1)
+    assert (report.delivered, report.retried) == (0, 1)
+    [attempt] = log(data)
+    assert attempt["error"] == f"refused the answer: the answer is longer than {delivery.MAX_HEADER_BYTES} bytes"
+
+
+def test_an_outcome_is_not_recorded_once_the_claim_is_lost(data, receiver):
+    """A worker whose attempt outlived its lease: another worker claimed the row meanwhile.
+    The first worker's 2xx must not settle the row the second one now owns."""
+    subscribe(data, receiver.url(), secret=SECRET)
+    enqueue(data)
+    options = WebhookOptions.from_settings(webhook_settings(timeout=0.2))  # lease 1.4 s
+    db = store.connect(data)
+    try:
+        [first] = outbox.claim(db, "slow-worker", options.claim_lease, event_id=None)
+        sent = delivery.send(first, options)
+        assert sent.ok
+        time.sleep(options.claim_lease + 0.1)  # the lease runs out while "slow-worker" is busy
+        [second] = outbox.claim(db, "other-worker", options.claim_lease, event_id=first.event_id)
+        assert second.event_id == first.event_id
+        assert outbox.record_success(db, first, time.time(), sent.duration, sent.status_code) is False
+        assert outbox.record_failure(db, first, time.time(), 0.1, 500, "HTTP 500", options) == "lost"
+        row = db.execute("SELECT status, claim_token FROM outbox WHERE event_id = ?", (first.event_id,)).fetchone()
+        assert tuple(row) == ("delivering", "other-worker")  # still the second worker's
+        assert outbox.record_success(db, second, time.time(), 0.01, 200) is True
+        lost = [a for a in log(data, event_id=first.event_id) if a["outcome"] == "retry"]
+        assert len(lost) == 2 and all("the claim expired during the attempt" in a["error"] for a in lost)
+    finally:
+        db.close()
+
+
 def test_redirects_are_not_followed(data, receiver):
     subscribe(data, receiver.url(), secret=SECRET)
     receiver.mode = "redirect"

@@ -13,12 +13,23 @@ Webhook requests use the standard library's http.client so that:
   lookup between check and connect: DNS rebinding cannot redirect it), with the
   original host name in `Host` and in TLS SNI/certificate checks;
 - redirects are never followed (a 3xx is a failed attempt, logged with its Location);
-- every step (connect, send, wait for the answer, read it) runs within what is
-  left of `webhooks.timeout`.
+- the whole attempt (connect, send, wait for the answer, read it) has a wall-clock
+  deadline of `webhooks.timeout`: per-read socket time-outs alone would let a
+  receiver that drips one byte a second hold a worker for ever. A watchdog shuts
+  the socket down at the deadline, and the attempt fails as timed out (even after a
+  2xx status line: an answer not received in time is not a delivery);
+- the answer is capped: MAX_HEADER_BYTES of status line and headers (and
+  http.client's 100 header lines) or the attempt fails; at most MAX_RESPONSE_BYTES
+  of body are read, then the connection is closed.
+
+A worker records an outcome only while it still holds the row's claim (see
+`outbox.record_success`): an attempt that outlived its lease leaves the row to
+the worker that took it over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -33,8 +44,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from termshift import __version__
-from termshift.alerts import outbox, ssrf, store
+from termshift import __version__, ssrf
+from termshift.alerts import outbox, store
 from termshift.alerts.options import WebhookOptions
 from termshift.alerts.signing import signature_headers
 
@@ -42,6 +53,11 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"Termshift-Webhooks/{__version__}"
 MAX_RESPONSE_BYTES = 64 * 1024  # we only need the status; do not let a receiver stream at us
+MAX_HEADER_BYTES = 64 * 1024  # the status line and the headers, together
+
+
+class AnswerTooLargeError(http.client.HTTPException):
+    """The receiver's answer went past MAX_HEADER_BYTES (headers) or MAX_RESPONSE_BYTES (body)."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +120,96 @@ def _connect_checked(target: ssrf.Target, timeout: float) -> socket.socket:
     raise last_error or OSError(f"{target.host} has no address")
 
 
+class _CappedReader:
+    """The response's socket file, refusing to read more than `limit` bytes in all."""
+
+    def __init__(self, raw: Any, limit: int) -> None:
+        self._raw = raw
+        self.limit = limit
+        self.consumed = 0
+
+    def _count(self, size: int) -> None:
+        self.consumed += size
+        if self.consumed > self.limit:
+            raise AnswerTooLargeError(f"the answer is longer than {self.limit} bytes")
+
+    def _cap(self, size: int | None) -> int:
+        left = self.limit - self.consumed + 1  # one byte more than allowed shows it is too long
+        return left if size is None or size < 0 else min(size, left)
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._raw.read(self._cap(size))
+        self._count(len(data))
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        data = self._raw.read1(self._cap(size))
+        self._count(len(data))
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        data = self._raw.readline(self._cap(size))
+        self._count(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)[: self._cap(len(buffer))]
+        count = self._raw.readinto(view)
+        self._count(count or 0)
+        return count
+
+    def peek(self, size: int = 0) -> bytes:
+        return self._raw.peek(size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+class _CappedResponse(http.client.HTTPResponse):
+    """An answer read through a _CappedReader: headers, then at most MAX_RESPONSE_BYTES of body."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self.fp = _CappedReader(self.fp, MAX_HEADER_BYTES)
+
+    def begin(self) -> None:
+        super().begin()
+        if isinstance(self.fp, _CappedReader):  # headers read: the body gets its own allowance
+            # (twice: chunked framing counts too; `_exchange` reads MAX_RESPONSE_BYTES of body at most)
+            self.fp.limit = self.fp.consumed + 2 * MAX_RESPONSE_BYTES
+
+
+class _Watchdog:
+    """Shuts a connection's socket down when the attempt's deadline passes, wherever it is blocked."""
+
+    def __init__(self, connection: http.client.HTTPConnection, deadline: _Deadline) -> None:
+        self.connection = connection
+        self.fired = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, deadline.end - time.monotonic()), self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self.connection.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """An HTTP connection to the checked addresses, whatever the host name resolves to now."""
+
+    response_class = _CappedResponse
 
     def __init__(self, target: ssrf.Target, timeout: float) -> None:
         super().__init__(target.host, target.port, timeout=timeout)
@@ -117,6 +221,8 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """The same over TLS: certificate checked against the host name, not the address."""
+
+    response_class = _CappedResponse
 
     def __init__(self, target: ssrf.Target, timeout: float) -> None:
         super().__init__(target.host, target.port, timeout=timeout, context=ssl.create_default_context())
@@ -166,7 +272,11 @@ class WebhookSender:
             status, reason, location = self._exchange(target, path, body, headers, deadline)
         except TimeoutError:
             return done(False, None, f"timed out after {self.options.timeout:g} s")
+        except AnswerTooLargeError as error:
+            return done(False, None, f"refused the answer: {error}")
         except (OSError, http.client.HTTPException) as error:
+            if time.monotonic() >= deadline.end:  # the watchdog cut the connection
+                return done(False, None, f"timed out after {self.options.timeout:g} s")
             return done(False, None, f"{type(error).__name__}: {error}")
         if 200 <= status < 300:
             return done(True, status, None)
@@ -191,15 +301,20 @@ class WebhookSender:
         connection, reused = self._connection(target)
         try:
             try:
-                response = self._request(connection, path, body, headers, deadline)
+                with _Watchdog(connection, deadline) as watchdog:
+                    response = self._request(connection, path, body, headers, deadline)
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                if not reused:
+                if not reused or watchdog.fired:
                     raise
                 # The receiver closed the idle connection meanwhile: once more on a fresh one.
                 connection.close()
                 connection, reused = self._connection(target)
-                response = self._request(connection, path, body, headers, deadline)
-            response.read(MAX_RESPONSE_BYTES)
+                with _Watchdog(connection, deadline):
+                    response = self._request(connection, path, body, headers, deadline)
+            with _Watchdog(connection, deadline):
+                connection.sock and connection.sock.settimeout(deadline.left())
+                response.read(MAX_RESPONSE_BYTES)  # the rest, if any, is not read: the connection closes
+            deadline.left()  # raises TimeoutError when the answer came too late
         except BaseException:
             connection.close()
             raise
@@ -346,8 +461,10 @@ class _Pass:
         attempt = send(claimed, self.options, sender)
         if attempt.ok:
             with self.write_lock:
-                outbox.record_success(db, claimed, started, attempt.duration, attempt.status_code)
-            self.report.count("delivered")
+                held = outbox.record_success(db, claimed, started, attempt.duration, attempt.status_code)
+            self.report.count("delivered" if held else "retried")
+            if not held:
+                return
             if claimed.attempt > 1 and claimed.subscription_id not in self.recovered:
                 self.recovered.add(claimed.subscription_id)
                 with self.write_lock:
@@ -357,7 +474,7 @@ class _Pass:
             outcome = outbox.record_failure(
                 db, claimed, started, attempt.duration, attempt.status_code, attempt.error or "failed", self.options,
             )
-        self.report.count("retried" if outcome == "retry" else "failed")
+        self.report.count("failed" if outcome == "failed" else "retried")
         log.info("webhook %s to subscription %s: %s", claimed.event_id, claimed.subscription_id, attempt.error)
 
 

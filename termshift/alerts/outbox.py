@@ -268,15 +268,32 @@ def _log_attempt(
 
 def record_success(
     db: sqlite3.Connection, claimed: Claimed, started: float, duration: float, status_code: int | None,
-) -> None:
-    """Mark delivered, whoever holds the claim now: the receiver has it, that is what counts."""
+) -> bool:
+    """Mark delivered, if this worker still holds the claim; return whether it did.
+
+    A claim lost meanwhile (the attempt outlived its lease, and another worker may
+    already be sending the event again) is not overwritten: the attempt is logged,
+    as a retry, and the worker holding the claim now decides.
+    """
     with store.transaction(db):
-        db.execute(
+        updated = db.execute(
             "UPDATE outbox SET status = 'delivered', delivered_at = ?, claim_token = NULL, claimed_until = NULL,"
-            " last_status_code = ?, last_error = NULL WHERE event_id = ?",
-            (started + duration, status_code, claimed.event_id),
-        )
-        _log_attempt(db, claimed, started, duration, status_code, None, "delivered")
+            " last_status_code = ?, last_error = NULL WHERE event_id = ? AND claim_token = ? AND status = 'delivering'",
+            (started + duration, status_code, claimed.event_id, claimed.token),
+        ).rowcount
+        if updated:
+            _log_attempt(db, claimed, started, duration, status_code, None, "delivered")
+        else:
+            _log_attempt(db, claimed, started, duration, status_code, _lost_claim(claimed, duration), "retry")
+    if not updated:
+        log.warning("webhook %s: answered after its claim was lost (%.1f s); not recorded as delivered",
+                    claimed.event_id, duration)
+    return bool(updated)
+
+
+def _lost_claim(claimed: Claimed, duration: float, error: str | None = None) -> str:
+    what = f"{error}; " if error else "answered 2xx, but "
+    return f"{what}the claim expired during the attempt ({duration:.1f} s): left to the worker holding it now"
 
 
 def backoff_delay(attempt: int, webhook_options: options.WebhookOptions, rng: random.Random | None = None) -> float:
@@ -295,7 +312,8 @@ def record_failure(
     db: sqlite3.Connection, claimed: Claimed, started: float, duration: float, status_code: int | None,
     error: str, webhook_options: options.WebhookOptions, now: float | None = None,
 ) -> str:
-    """Schedule a retry, or give up once the event is older than `max_age`; return the outcome.
+    """Schedule a retry, or give up once the event is older than `max_age`; return the outcome
+    ("retry", "failed", or "lost" when this worker no longer holds the claim: nothing changed).
 
     The last retry is placed at the deadline itself, so a receiver that comes
     back just before it still gets the event. Only the worker holding the claim
@@ -306,13 +324,15 @@ def record_failure(
     outcome = "failed" if now >= deadline else "retry"
     next_attempt = min(now + backoff_delay(claimed.attempt, webhook_options), deadline)
     with store.transaction(db):
-        db.execute(
+        updated = db.execute(
             "UPDATE outbox SET status = ?, next_attempt_at = ?, claim_token = NULL, claimed_until = NULL,"
             " last_status_code = ?, last_error = ? WHERE event_id = ? AND claim_token = ? AND status = 'delivering'",
             ("failed" if outcome == "failed" else "pending", next_attempt, status_code, error,
              claimed.event_id, claimed.token),
-        )
-        _log_attempt(db, claimed, started, duration, status_code, error, outcome)
+        ).rowcount
+        if not updated:
+            error, outcome = _lost_claim(claimed, duration, error), "lost"
+        _log_attempt(db, claimed, started, duration, status_code, error, "retry" if outcome == "lost" else outcome)
     return outcome
 
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from termshift.alerts import ssrf
+from termshift import ssrf
 from termshift.alerts.signing import SecretError, generate_secret, secret_key
 from termshift.alerts.store import transaction
 

@@ -187,6 +187,7 @@ class RecordRepository:
             tree = self._objects.write(b"tree", tree_data(new_root))
             identity = f"{self.author_name} <{self.author_email}>"
             commit = self._objects.write(b"commit", commit_data(tree, head, identity, fetch_date, message))
+            self._objects.flush()  # on disk before anything points at them
             self._refs.update("HEAD", commit, head or ZERO_ID)  # the commit point
             self._head_tree = (commit, new_root)
             self._check_out(path, content)

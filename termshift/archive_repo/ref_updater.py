@@ -18,6 +18,8 @@ import git
 from termshift.archive_repo.errors import ArchiveError
 
 REFLOG_MESSAGE = "commit: termshift record"
+# git -c options: flush refs (and reflogs) to disk when they move.
+FSYNC_OPTIONS = ("core.fsync=reference", "core.fsyncMethod=fsync")
 
 
 class RefUpdater:
@@ -54,7 +56,9 @@ class RefUpdater:
 
     def _started(self) -> Any:
         if self._process is None or self._process.proc.poll() is not None:
-            self._process = self._repo.git.update_ref(
+            # git does not fsync refs by default: ask it to (git >= 2.36 knows core.fsync;
+            # older versions ignore the key), so a moved ref survives a power cut.
+            self._process = self._repo.git(c=list(FSYNC_OPTIONS)).update_ref(
                 "-m", REFLOG_MESSAGE, "--stdin", as_process=True, istream=subprocess.PIPE
             )
         return self._process

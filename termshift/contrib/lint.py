@@ -137,13 +137,18 @@ def parse_json_text(text: str) -> Any:
     except json.JSONDecodeError as error:
         raise NotCanonicalizable(
             f"malformed JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
+    except RecursionError:
+        raise NotCanonicalizable("malformed JSON: nested too deeply") from None
 
 
 def canonical_json(text: str, kind: FileKind) -> str:
     """The canonical text of a declaration (`kind="declaration"`) or history file."""
     data = parse_json_text(text)
-    ordered = canonical_declaration(data) if kind == "declaration" else canonical_history(data)
-    return format_json(ordered)
+    try:
+        ordered = canonical_declaration(data) if kind == "declaration" else canonical_history(data)
+        return format_json(ordered)
+    except RecursionError:
+        raise NotCanonicalizable("nested too deeply to be a declaration") from None
 
 
 def write_text_atomically(path: Path, text: str) -> None:

@@ -15,6 +15,13 @@ any other `ws://` is a Playwright browser server.
 Beyond OTA: when the first load is a challenge page that a browser may pass
 (Cloudflare's "Just a moment…", an empty JavaScript shell…), the fetcher gives
 it up to `wait_for_selectors` seconds to reload itself into the real page.
+
+A page is untrusted: every request the browser makes for it — the navigation,
+each redirect, each frame, script, image, fetch() and WebSocket — is routed
+through `fetcher.guard_request` first, and one that leads to a private or
+loopback address (not in `fetcher.allow_private_targets`) is aborted and fails
+the document (service workers are blocked, so none escapes the routing). The
+rendered DOM and a captured PDF are capped at `fetcher.max_body_bytes`.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -31,7 +39,9 @@ from typing import Any
 
 from termshift.trackers.blocking import detect_block
 from termshift.trackers.errors import ErrorKind, FetchError
-from termshift.trackers.fetcher import network_error_message, timeout_message
+from termshift.trackers.fetcher import guard_request, network_error_message, timeout_message
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CHROMIUM_ARGS",
@@ -132,20 +142,33 @@ class BrowserPage:
 
 
 @dataclass
-class _PdfCapture:
-    """Catches a PDF answer through the DevTools Fetch domain (Chromium shows PDFs in a viewer,
-    so the page's own content is not the file). Used only when there are no selectors, as OTA."""
+class _Interception:
+    """The page's requests, paused through the DevTools Fetch domain.
 
-    session: Any = None
+    - Request stage: every request of the page — each redirect hop included, which
+      Playwright's routing does not see — goes through the address guard; a refused one
+      is failed before it is sent.
+    - Response stage, documents only, when `capture_pdf`: catches a PDF answer (Chromium
+      shows PDFs in a viewer, so the page's own content is not the file). Only when there
+      are no selectors, as OTA. A PDF over `max_bytes` is not kept (`too_large`).
+    """
+
+    session: Any
+    guard: _RequestGuard
+    capture_pdf: bool = True
+    max_bytes: int = 20 * 1024 * 1024
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
+    too_large: int | None = None  # the size of a PDF refused for its size
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def attach(self) -> None:
         self.session.on("Fetch.requestPaused", self._on_paused)
-        pattern = {"urlPattern": "*", "resourceType": "Document", "requestStage": "Response"}
-        await self.session.send("Fetch.enable", {"patterns": [pattern]})
+        patterns = [{"urlPattern": "*", "requestStage": "Request"}]
+        if self.capture_pdf:
+            patterns.append({"urlPattern": "*", "resourceType": "Document", "requestStage": "Response"})
+        await self.session.send("Fetch.enable", {"patterns": patterns})
 
     def _on_paused(self, event: dict[str, Any]) -> None:
         task = asyncio.ensure_future(self._handle(event))
@@ -157,13 +180,28 @@ class _PdfCapture:
 
         headers = {item["name"].lower(): item["value"] for item in event.get("responseHeaders") or []}
         try:
-            if "application/pdf" in headers.get("content-type", "").lower():
+            if "responseStatusCode" not in event and "responseErrorReason" not in event:  # request stage
+                if await self.guard.check(event["request"]["url"]) is not None:
+                    await self.session.send(
+                        "Fetch.failRequest", {"requestId": event["requestId"], "errorReason": "BlockedByClient"}
+                    )
+                else:
+                    await self.session.send("Fetch.continueRequest", {"requestId": event["requestId"]})
+                return
+            if self.capture_pdf and "application/pdf" in headers.get("content-type", "").lower():
                 self.status = event.get("responseStatusCode")
                 self.headers = headers
-                if self.status is not None and 200 <= self.status < 300:
+                announced = headers.get("content-length", "")
+                if announced.isdigit() and int(announced) > self.max_bytes:
+                    self.too_large = int(announced)  # not even read
+                elif self.status is not None and 200 <= self.status < 300:
                     answer = await self.session.send("Fetch.getResponseBody", {"requestId": event["requestId"]})
                     data = answer["body"]
-                    self.body = base64.b64decode(data) if answer.get("base64Encoded") else data.encode("utf-8")
+                    body = base64.b64decode(data) if answer.get("base64Encoded") else data.encode("utf-8")
+                    if len(body) > self.max_bytes:
+                        self.too_large = len(body)
+                    else:
+                        self.body = body
             await self.session.send("Fetch.continueRequest", {"requestId": event["requestId"]})
         except PlaywrightError:
             pass  # the page was closed meanwhile
@@ -185,7 +223,10 @@ class BrowserFetcher:
         timeout: float = 30.0,
         wait_for_selectors: float = 10.0,
         pages: int = 2,
+        max_body_bytes: int = 20 * 1024 * 1024,
+        allow_private_targets: Iterable[str] | None = None,
     ) -> None:
+        """`allow_private_targets` None: the default of `fetcher.allow_private_targets`."""
         if not executable and not endpoint:
             raise FetchError("BrowserFetcher needs a Chromium executable or an endpoint", ErrorKind.CONFIGURATION)
         self.executable = executable
@@ -194,6 +235,12 @@ class BrowserFetcher:
         self.timeout = timeout
         self.wait_for_selectors = wait_for_selectors
         self.pages = pages
+        self.max_body_bytes = max_body_bytes
+        if allow_private_targets is None:
+            from termshift.config import DEFAULTS
+
+            allow_private_targets = DEFAULTS["fetcher"]["allow_private_targets"][0]
+        self.allow_private_targets = list(allow_private_targets)
         self._slots = asyncio.Semaphore(pages)
         self._start_lock = asyncio.Lock()
         self._playwright: Any = None
@@ -210,6 +257,8 @@ class BrowserFetcher:
             timeout=float(fetcher["timeout"]),
             wait_for_selectors=float(fetcher["wait_for_selectors"]),
             pages=int(fetcher["browser_pages"]),
+            max_body_bytes=int(fetcher["max_body_bytes"]),
+            allow_private_targets=fetcher.get("allow_private_targets"),
         )
 
     # -- life cycle -----------------------------------------------------------------------
@@ -254,6 +303,12 @@ class BrowserFetcher:
                 return await chromium.connect_over_cdp(self.endpoint, timeout=timeout_ms)
             return await chromium.connect(self.endpoint, timeout=timeout_ms)
         running_as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+        if running_as_root:
+            log.warning(
+                "Chromium is started WITHOUT its sandbox (--no-sandbox) because Termshift runs as root: a page "
+                "that exploits a browser bug would get root's rights on this machine. Run Termshift as an "
+                "unprivileged user (see docs/fetching.md), or render on a remote browser (fetcher.browser_endpoint)."
+            )
         args = list(CHROMIUM_ARGS) + (["--no-sandbox"] if running_as_root else [])
         return await chromium.launch(
             executable_path=self.executable,
@@ -293,6 +348,8 @@ class BrowserFetcher:
                 viewport={"width": 1920, "height": 1080},
                 locale=self.languages[0],
                 user_agent=self._user_agent,
+                # A service worker's requests would bypass the routing (the address guard).
+                service_workers="block",
             )
             try:
                 return await asyncio.wait_for(self._render(context, location, selectors), limit)
@@ -306,6 +363,8 @@ class BrowserFetcher:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
+        guard = _RequestGuard(location, self.allow_private_targets)
+        await guard.attach(context)
         page = await context.new_page()
         page.set_default_navigation_timeout(self.timeout * 1000)
         session = await context.new_cdp_session(page)
@@ -315,24 +374,28 @@ class BrowserFetcher:
             "Emulation.setUserAgentOverride",
             {"userAgent": self._user_agent, "acceptLanguage": ",".join(self.languages)},
         )
-        capture = None
-        if not selectors:
-            capture = _PdfCapture(session)
-            await capture.attach()
+        interception = _Interception(session, guard, capture_pdf=not selectors, max_bytes=self.max_body_bytes)
+        await interception.attach()
+        capture = interception if not selectors else None
         documents: list[Any] = []  # the main frame's document answers, in order
         page.on("response", lambda response: _keep_document(page, response, documents))
         try:
             response = await page.goto(location, wait_until="load")
         except PlaywrightTimeoutError:
+            guard.raise_if_refused()
             raise FetchError(timeout_message(self.timeout, location)) from None
         except PlaywrightError as error:
+            guard.raise_if_refused()
             if capture is not None:
                 await capture.settle()
+                self._check_pdf_size(capture, location)
                 if capture.body is not None:  # Chromium may abort a PDF navigation after the capture
                     return _pdf_page(capture, page.url or location)
             raise FetchError(_navigation_message(error, location)) from None
+        guard.raise_if_refused()
         if capture is not None:
             await capture.settle()
+            self._check_pdf_size(capture, location)
             if capture.body is not None:
                 return _pdf_page(capture, response.url if response else location)
         if response is None:
@@ -341,9 +404,19 @@ class BrowserFetcher:
         await self._settle_challenge(page, documents, response, passable)
         await self._wait_for_selectors(page, selectors)
         content = await _content(page)
+        guard.raise_if_refused()  # a subresource loaded while waiting counts too
+        size = len(content.encode("utf-8"))
+        if size > self.max_body_bytes:
+            raise FetchError(_too_large_message(size, self.max_body_bytes, "rendered page", location),
+                             ErrorKind.PERMANENT)
         final = documents[-1] if documents else response
         headers = await final.all_headers()
         return BrowserPage(final.status, headers, content, "text/html", page.url)
+
+    def _check_pdf_size(self, capture: _Interception, location: str) -> None:
+        if capture.too_large is not None:
+            raise FetchError(_too_large_message(capture.too_large, self.max_body_bytes, "PDF", location),
+                             ErrorKind.PERMANENT)
 
     async def _wait_for_selectors(self, page: Any, selectors: list[str]) -> None:
         """Wait until every selector holds text; each may time out (selectors can be stale)."""
@@ -377,6 +450,64 @@ class BrowserFetcher:
                 await page.wait_for_load_state("load", timeout=max(0.1, deadline - time.monotonic()) * 1000)
 
 
+class _RequestGuard:
+    """Checks every request of one page (navigations, redirects, subresources, WebSockets)
+    against the address rules before the browser sends it; remembers the first refusal."""
+
+    def __init__(self, location: str, allow: list[str]) -> None:
+        self.location = location
+        self.allow = allow
+        self.refused: FetchError | None = None
+        self._checked: dict[tuple[str, str], FetchError | None] = {}  # (scheme, netloc) -> refusal
+
+    async def attach(self, context: Any) -> None:
+        await context.route("**/*", self._on_request)
+        if hasattr(context, "route_web_socket"):
+            await context.route_web_socket("**/*", self._on_web_socket)
+
+    async def check(self, url: str) -> FetchError | None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        if key not in self._checked:
+            try:
+                await asyncio.to_thread(guard_request, url, self.location, self.allow)
+                self._checked[key] = None
+            except FetchError as error:
+                self._checked[key] = error
+        refusal = self._checked[key]
+        if refusal is not None and self.refused is None:
+            self.refused = refusal
+        return refusal
+
+    async def _on_request(self, route: Any) -> None:
+        from playwright.async_api import Error as PlaywrightError
+
+        with contextlib.suppress(PlaywrightError):  # the page may be closed meanwhile
+            if await self.check(route.request.url) is not None:
+                await route.abort("blockedbyclient")
+            else:
+                await route.fallback()
+
+    async def _on_web_socket(self, socket: Any) -> None:
+        from playwright.async_api import Error as PlaywrightError
+
+        with contextlib.suppress(PlaywrightError):
+            if await self.check(socket.url) is not None:
+                await socket.close()
+            else:
+                socket.connect_to_server()
+
+    def raise_if_refused(self) -> None:
+        if self.refused is not None:
+            raise self.refused
+
+
+def _too_large_message(size: int, limit: int, what: str, location: str) -> str:
+    return f"The {what} is larger than the limit of {limit} bytes ({size} bytes) when trying to fetch '{location}'"
+
+
 async def _content(page: Any, attempts: int = 20) -> str:
     """The serialised DOM; retried while a late navigation replaces the document."""
     from playwright.async_api import Error as PlaywrightError
@@ -397,7 +528,7 @@ def _keep_document(page: Any, response: Any, documents: list[Any]) -> None:
         pass
 
 
-def _pdf_page(capture: _PdfCapture, url: str) -> BrowserPage:
+def _pdf_page(capture: _Interception, url: str) -> BrowserPage:
     assert capture.body is not None and capture.status is not None
     return BrowserPage(capture.status, capture.headers, capture.body, "application/pdf", url)
 

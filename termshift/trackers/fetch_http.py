@@ -52,6 +52,7 @@ from termshift.trackers.fetcher import (
     FetchResult,
     empty_content_message,
     first_fetcher,
+    guard_request,
     http_code_message,
     may_fall_back,
     network_error_message,
@@ -316,11 +317,53 @@ def scrapy_settings(fetcher: Mapping[str, Any], hosts: int) -> dict[str, Any]:
         "COOKIES_ENABLED": True,  # one jar per document: redirect chains that set cookies work
         "AUTOTHROTTLE_ENABLED": False,
         "EXTENSIONS": {"scrapy.extensions.logstats.LogStats": None, "scrapy.extensions.memusage.MemoryUsage": None},
+        # Checks each address a host name resolves to at connection time as well (the
+        # handler checked before sending): a DNS answer that changed in between is refused.
+        "DNS_RESOLVER": "termshift.trackers.fetch_http.GuardedResolver",
+        "TERMSHIFT_ALLOW_PRIVATE_TARGETS": list(fetcher.get("allow_private_targets") or []),
         "DOWNLOAD_HANDLERS": {
             "http": "termshift.trackers.fetch_http.RoutingDownloadHandler",
             "https": "termshift.trackers.fetch_http.RoutingDownloadHandler",
         },
     }
+
+
+def _guarded_resolver_class() -> type:
+    """Scrapy's caching resolver, refusing an address the rules refuse (built on demand: Scrapy is the worker's)."""
+    from scrapy.resolver import CachingThreadedResolver
+
+    from termshift import ssrf
+
+    class GuardedResolver(CachingThreadedResolver):
+        allow: list[str] = []
+
+        @classmethod
+        def from_crawler(cls, crawler: Any, reactor: Any) -> Any:
+            resolver = super().from_crawler(crawler, reactor)
+            resolver.allow = crawler.settings.getlist("TERMSHIFT_ALLOW_PRIVATE_TARGETS")
+            return resolver
+
+        def getHostByName(self, name: str, timeout: Any = ()) -> Any:  # noqa: N802 - Twisted's name
+            def check(address: str) -> str:
+                import ipaddress
+
+                url = f"//{name}"
+                ssrf.check_address(url, name.lower().rstrip("."), ipaddress.ip_address(address), self.allow,
+                                   ssrf.FETCHER_SETTING)
+                return address
+
+            return super().getHostByName(name, timeout).addCallback(check)
+
+    return GuardedResolver
+
+
+def __getattr__(name: str) -> Any:
+    # Scrapy loads the resolver by its dotted path; the class needs Scrapy, so it is built on first use.
+    if name == "GuardedResolver":
+        resolver = _guarded_resolver_class()
+        globals()["GuardedResolver"] = resolver
+        return resolver
+    raise AttributeError(name)
 
 
 class HostLimiter:
@@ -389,6 +432,11 @@ class RoutingDownloadHandler:
     async def _download_over_http(self, request: Any) -> Any:
         from scrapy.exceptions import DownloadCancelledError
 
+        # Every request Scrapy sends comes here — the declared URL, each redirect hop,
+        # robots.txt — so each is checked against the address rules before it is sent.
+        work = request.meta.get("termshift_work") or {}
+        allow = self.crawler.settings.getlist("TERMSHIFT_ALLOW_PRIVATE_TARGETS")
+        await asyncio.to_thread(guard_request, request.url, work.get("location", request.url), allow)
         try:
             return await self._http.download_request(request)
         except DownloadCancelledError as error:

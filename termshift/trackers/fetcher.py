@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from termshift import ssrf
 from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "FetchResult",
     "fetch_all",
     "first_fetcher",
+    "guard_request",
     "iter_fetch",
     "may_fall_back",
     "retry_delay",
@@ -149,6 +151,30 @@ def network_error_message(code: str, location: str) -> str:
 
 def redirect_limit_message(location: str) -> str:
     return f"maximum redirect reached at: {location}"
+
+
+def refused_target_message(reason: str, location: str) -> str:
+    return f"Refused to contact a private network address when trying to fetch '{location}': {reason}"
+
+
+# -- the address guard: every request a fetch makes ------------------------------------------
+
+
+def guard_request(url: str, location: str, allow: Iterable[str]) -> None:
+    """Raise a permanent FetchError when `url` — the document at `location`, one of its
+    redirects, or (in the browser) one of its subresources — leads to a loopback, private,
+    link-local or otherwise non-public address not in `fetcher.allow_private_targets`.
+
+    Every address the host resolves to must pass (`termshift.ssrf`, the webhooks' rules).
+    A host that does not resolve passes: the fetch itself then fails with ENOTFOUND.
+    Blocking: call it from a thread in asyncio code.
+    """
+    try:
+        ssrf.check_fetch_url(url, allow)
+    except ssrf.UnresolvableHostError:
+        return
+    except ssrf.UnsafeTargetError as error:
+        raise FetchError(refused_target_message(str(error), location), ErrorKind.PERMANENT) from None
 
 
 # -- decisions (pure functions; the worker applies them) ----------------------------------

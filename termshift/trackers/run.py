@@ -2,7 +2,10 @@
 
 One run, in this order:
 
-1. Load and check the declarations (a broken one stops the run: configuration error).
+1. Load and check the declarations. A service whose declaration, history or filters
+   file cannot be loaded is skipped (logged, listed in the summary and on /status, and
+   `termshift track` exits 3); every other service is tracked. Bad options (an unknown
+   service or terms type asked for) stop the run before anything is written.
 2. Technical upgrades (OTA runs them before every tracking, reference §2.5.6): the
    terms whose declaration, filters file or engine version changed since their latest
    version (a fingerprint kept in runs.sqlite) are re-extracted from their latest
@@ -55,7 +58,13 @@ from termshift.archive_repo.media_types import extension_for
 from termshift.archive_repo.messages import record_path
 from termshift.declarations import DeclarationError, Service, ServiceFiles, Terms, load_collection
 from termshift.logs import progress_bar
-from termshift.rebuild import BLOCKED_TRAILER, DOCUMENT_SEPARATOR, apply_technical_upgrades, is_blocked
+from termshift.rebuild import (
+    BLOCKED_TRAILER,
+    DOCUMENT_SEPARATOR,
+    EXIT_SERVICES_SKIPPED,
+    apply_technical_upgrades,
+    is_blocked,
+)
 from termshift.trackers.errors import (
     ErrorKind,
     ExtractError,
@@ -74,6 +83,7 @@ __all__ = [
     "UNCHANGED",
     "RunCounts",
     "RunSummary",
+    "SkippedService",
     "TermsResult",
     "TrackConfigurationError",
     "run_tracking",
@@ -82,6 +92,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("termshift.track")
+# Snapshot trailer: the URL the page was finally fetched from, when redirects led elsewhere
+# than the declared location (OTA's readers ignore trailers they do not know).
+FINAL_LOCATION_TRAILER = "x-fetched-location"
 
 # Outcome of a terms in a run.
 NEW_VERSION = "new version"
@@ -144,6 +157,19 @@ class RunCounts:
     blocked: int = 0  # terms failed because a block page was served
     interrupted: int = 0
     technical_upgrades: int = 0
+    services_skipped: int = 0  # services left out because their files do not load
+
+
+@dataclass
+class SkippedService:
+    """A service the run left out because its declaration, history or filters file does not load."""
+
+    service_id: str
+    errors: list[str]  # each "<file name>: <json path>: <reason>"
+
+    def describe(self) -> str:
+        return (f"{self.service_id}: skipped, its declarations do not load: "
+                + "; ".join(self.errors[:5]) + (f" (and {len(self.errors) - 5} more)" if len(self.errors) > 5 else ""))
 
 
 @dataclass
@@ -158,6 +184,7 @@ class RunSummary:
     documents: list[TermsResult] = field(default_factory=list)
     new_versions: list[Version] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # problems after recording (alerts, index)
+    skipped: list[SkippedService] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -174,6 +201,7 @@ class RunSummary:
             "counts": asdict(self.counts),
             "documents": [asdict(result) for result in self.documents],
             "errors": self.errors,
+            "skipped_services": [asdict(skipped) for skipped in self.skipped],
         }
 
     def describe(self) -> str:
@@ -181,6 +209,7 @@ class RunSummary:
         order = {FAILED: 0, INTERRUPTED: 1, NEW_VERSION: 2, UNCHANGED: 3}
         lines = [result.describe() for result in sorted(
             self.documents, key=lambda r: (order.get(r.outcome, 9), r.service_id, r.terms_type))]
+        lines.extend(skipped.describe() for skipped in self.skipped)
         lines.append(self.totals())
         lines.extend(f"error: {error}" for error in self.errors)
         return "\n".join(lines)
@@ -195,6 +224,8 @@ class RunSummary:
         )
         if counts.interrupted:
             totals += f", {counts.interrupted} interrupted"
+        if counts.services_skipped:
+            totals += f", {counts.services_skipped} services skipped (declarations do not load)"
         return totals + (f"; {counts.snapshots_recorded} snapshots recorded, {counts.not_modified} not modified "
                          f"(304), {counts.technical_upgrades} technical upgrades")
 
@@ -204,19 +235,28 @@ class RunSummary:
 
 def select_terms(
     declarations_dir: Path, services: Iterable[str] | None, types: Iterable[str] | None
-) -> list[tuple[Service, Terms]]:
-    """The (service, terms) to track: services sorted by id, terms types in declaration order.
+) -> tuple[list[tuple[Service, Terms]], list[SkippedService]]:
+    """The (service, terms) to track (services sorted by id, terms types in declaration
+    order), and the services skipped because their files do not load.
 
-    Raises TrackConfigurationError listing every declaration error, an unknown service,
+    Raises TrackConfigurationError for a missing folder, an unknown service asked for,
     or a terms type that no selected service declares.
     """
     declarations_dir = Path(declarations_dir)
     if not declarations_dir.is_dir():
         raise TrackConfigurationError([f"{declarations_dir}: no such declarations folder"])
     wanted_services = list(services) if services else None
-    collection = load_collection(declarations_dir, service_ids=wanted_services)
-    if collection.errors:
-        raise TrackConfigurationError(list(collection.errors))
+    try:
+        collection = load_collection(declarations_dir, service_ids=wanted_services)
+    except OSError as error:
+        raise TrackConfigurationError([f"{declarations_dir}: cannot be read: {error}"]) from None
+    if collection.missing:
+        raise TrackConfigurationError([error for error in collection.errors
+                                       if error.file.name[:-len(".json")] in collection.missing])
+    # File names, not paths: the summary is shown on the public /status page.
+    skipped = [SkippedService(service_id, [f"{error.file.name}: {error.json_path}: {error.reason}"
+                                           for error in errors])
+               for service_id, errors in sorted(collection.skipped.items())]
     wanted_types = list(types) if types else None
     selected = [
         (service, terms)
@@ -228,9 +268,9 @@ def select_terms(
         found = {terms.type for _service, terms in selected}
         missing = [f"--types: no selected service declares terms of type '{name}'"
                    for name in wanted_types if name not in found]
-        if missing:
+        if missing and not skipped:  # with skipped services, the type may be theirs: they are reported
             raise TrackConfigurationError(missing)
-    return selected
+    return selected, skipped
 
 
 def terms_fingerprint(service: Service, terms: Terms, declarations_dir: Path) -> str:
@@ -312,12 +352,15 @@ def run_tracking(
     """
     declarations_dir = Path(settings.declarations)
     data_dir = Path(settings.data)
-    selected = select_terms(declarations_dir, services, types)
+    selected, skipped = select_terms(declarations_dir, services, types)
     data_dir.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(UTC)
     with RunStore(data_dir / RUNS_FILE) as store:
         run_id = store.start_run(started_at)
-        summary = RunSummary(run_id=run_id, status="running", started_at=started_at)
+        summary = RunSummary(run_id=run_id, status="running", started_at=started_at, skipped=skipped)
+        summary.counts.services_skipped = len(skipped)
+        for service in skipped:
+            _log_skipped(service, run_id)
         try:
             _run(settings, selected, store, summary, progress, stop_event)
         except BaseException as error:
@@ -521,6 +564,8 @@ class _Tracker:
         assert result is not None
         source = job.terms.documents[document.position]
         metadata = {"x-fetcher": result.fetcher or "", "x-source-document-location": source.location}
+        if result.final_url and result.final_url != source.location:
+            metadata[FINAL_LOCATION_TRAILER] = result.final_url  # after redirects: visible in the archive
         if blocked is not None:
             metadata[BLOCKED_TRAILER] = blocked
         snapshot = Snapshot(
@@ -651,6 +696,13 @@ class _Tracker:
         _log_result(result, self.summary.run_id)
 
 
+def _log_skipped(skipped: SkippedService, run_id: int) -> None:
+    """One ERROR line per service left out of the run, each problem named (file, JSON path, reason)."""
+    fields = {"event": "service_skipped", "run_id": run_id, "service_id": skipped.service_id,
+              "errors": skipped.errors}
+    log.error("%s", skipped.describe(), extra=fields)
+
+
 def _log_result(result: TermsResult, run_id: int) -> None:
     """The run's one log line per terms: WARNING when it failed, else INFO.
 
@@ -779,8 +831,10 @@ def track_command(
     extracted Markdown changed. One line per terms is logged as it completes,
     then a summary. Exit status: 0 when the run completed (even if some
     documents failed: see the summary), 1 when it was interrupted or another run
-    holds the data folder, 2 on a configuration error (each bad declaration is
-    named with its file, field and reason).
+    holds the data folder, 2 when it cannot start (bad options, an unknown
+    service asked for), 3 when it completed but skipped services whose
+    declaration, history or filters file does not load (each problem is named
+    with its file, JSON path and reason; every other service was tracked).
     """
     from termshift import logs
     from termshift.locking import RunLock, RunLockBusy
@@ -814,6 +868,8 @@ def track_command(
                    f"in {report.seconds:.1f} s")
     if summary.status != "completed":
         sys.exit(1)
+    if summary.skipped:
+        sys.exit(EXIT_SERVICES_SKIPPED)
 
 
 def _logging_beside_bar(enabled: bool) -> Any:

@@ -5,7 +5,8 @@ A declaration's `select` and `remove` fields hold a CSS selector string, a range
 (reference §1.4). OTA evaluates them with jsdom's `querySelectorAll` and DOM Ranges; this
 module gives the same results on lxml trees:
 
-- string selectors are compiled once to XPath with cssselect and cached;
+- string selectors are compiled once to XPath (`termshift.trackers.css`, browser semantics)
+  and cached;
 - a range only uses the *first* match of its start and end selectors;
 - a range's content follows DOM Range rules: partially covered ancestors are copied as
   shallow shells holding only the covered part.
@@ -25,9 +26,9 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
 
-from cssselect import HTMLTranslator, SelectorError
 from lxml import etree
 
+from termshift.trackers.css import SelectorSyntaxError, compile_xpath
 from termshift.trackers.errors import ExtractError
 
 # A declared selector: a CSS string or a range object; `select`/`remove` may hold a list of them.
@@ -37,7 +38,6 @@ Selectors: TypeAlias = Selector | Sequence[Selector]
 SelectedNode: TypeAlias = etree._Element | str
 
 _MARKER_TAG = "termshift-range-boundary"
-_translator = HTMLTranslator()
 
 
 def selector_to_json(selector: Any) -> str:
@@ -59,16 +59,17 @@ def as_list(selectors: Selectors | None) -> list[Selector]:
 
 @functools.lru_cache(maxsize=2048)
 def compile_selector(css: str) -> etree.XPath:
-    """The compiled XPath equivalent of a CSS selector; cached, since declarations repeat.
+    """The compiled XPath equivalent of a CSS selector (`termshift.trackers.css`: what
+    Chromium's querySelectorAll accepts and matches); cached, since declarations repeat.
 
-    Raises ExtractError naming the selector when it is not valid CSS (or uses a feature
-    cssselect cannot translate, such as dynamic pseudo-classes).
+    Raises ExtractError naming the selector, the reason and the position where a browser
+    rejects it.
     """
-    if not isinstance(css, str) or not css.strip():
+    if not isinstance(css, str):
         raise ExtractError(f"'{css}' is not a valid selector")
     try:
-        return etree.XPath(_translator.css_to_xpath(css))
-    except SelectorError as error:
+        return compile_xpath(css)
+    except SelectorSyntaxError as error:
         raise ExtractError(f"'{css}' is not a valid selector: {error}") from error
 
 

@@ -253,6 +253,30 @@ class Catalog:
         total = self._one(f"SELECT count(*) FROM versions {where}", tuple(parameters))[0]
         return [_version(row) for row in rows], total
 
+    def monthly_activity(self, filters: ChangeFilter) -> list[dict]:
+        """Changes per service and month ("YYYY-MM", UTC) matching `filters`, first records left out:
+        [{"service_id", "month", "changes", "words_added", "words_removed"}]."""
+        conditions, parameters = ["is_first = 0"], []
+        if not filters.technical:
+            conditions.append("is_technical = 0")
+        for column, value in (("service_id", filters.service_id), ("terms_type", filters.terms_type)):
+            if value:
+                conditions.append(f"{column} = ?")
+                parameters.append(value)
+        if filters.since:
+            conditions.append("fetch_date >= ?")
+            parameters.append(int(filters.since.timestamp()))
+        if filters.until:
+            conditions.append("fetch_date < ?")
+            parameters.append(int(filters.until.timestamp()))
+        rows = self._all(
+            "SELECT service_id, strftime('%Y-%m', fetch_date, 'unixepoch') AS month, count(*) AS changes, "
+            "sum(words_added) AS words_added, sum(words_removed) AS words_removed FROM versions "
+            f"WHERE {' AND '.join(conditions)} GROUP BY service_id, month",
+            tuple(parameters),
+        )
+        return [dict(row) for row in rows]
+
     # --- snapshots
 
     def snapshot(self, ref: str) -> dict | None:

@@ -3,6 +3,10 @@
 Without a declarations folder the viewer still works: a service's name is its id and
 its terms types are those found in the archive. With one, `Declarations` reloads it when
 its files change, so a service declared while `serve` runs gets its pages and API answers.
+
+Reading the declarations never runs filter code (filters files are only read, see
+termshift.filters), and a service whose files do not load is logged, listed in
+`Declarations.skipped` (shown on /status) and left out; the others are served.
 """
 
 from __future__ import annotations
@@ -37,8 +41,11 @@ def _source_document(document) -> dict:
     return {key: value for key, value in shape.items() if value is not None}
 
 
-def load_declared_services(directory: Path | None) -> dict[str, DeclaredService]:
-    """Services of a declarations folder; those that fail to load are logged and skipped."""
+def load_declared_services(
+    directory: Path | None, skipped: dict[str, list[str]] | None = None
+) -> dict[str, DeclaredService]:
+    """Services of a declarations folder; those that fail to load are logged and skipped
+    (and put in `skipped`, when given: id -> `"<file name>: <json path>: <reason>"` lines)."""
     if directory is None:
         return {}
     from termshift.declarations import load_collection  # only needed with --declarations
@@ -46,6 +53,9 @@ def load_declared_services(directory: Path | None) -> dict[str, DeclaredService]
     collection = load_collection(Path(directory))
     for error in collection.errors:
         log.warning("declaration skipped: %s", error)
+    if skipped is not None:
+        skipped.update({service_id: [f"{error.file.name}: {error.json_path}: {error.reason}" for error in errors]
+                        for service_id, errors in collection.skipped.items()})
     return {
         service_id: DeclaredService(
             service_id,
@@ -91,7 +101,8 @@ class Declarations(BackgroundRefresh):
         self.directory = directory
         self.generation = 0
         super().__init__(interval)
-        self.services: dict[str, DeclaredService] = load_declared_services(directory)
+        self.skipped: dict[str, list[str]] = {}  # services whose files do not load, with the reasons
+        self.services: dict[str, DeclaredService] = load_declared_services(directory, self.skipped)
 
     def fingerprint(self) -> tuple | None:
         return folder_fingerprint(self.directory) if self.directory is not None else None
@@ -99,12 +110,14 @@ class Declarations(BackgroundRefresh):
     def refresh(self) -> None:
         """Load the folder again now; on failure the services loaded before are kept."""
         fingerprint = self.fingerprint()
+        skipped: dict[str, list[str]] = {}
         try:
-            services = load_declared_services(self.directory)
+            services = load_declared_services(self.directory, skipped)
         except OSError as error:
             log.warning("%s: declarations not reloaded: %s", self.directory, error)
             return
         self.services = services  # one assignment: readers see the old dict or the new one
+        self.skipped = skipped
         self.remember(fingerprint)
         self.generation += 1
         log.info("declarations reloaded: %d services", len(services))

@@ -55,12 +55,17 @@ def _settings() -> Settings:
 
 
 def _status() -> dict[str, Any]:
-    """The service's status, with how far the viewer's index is when the viewer runs here."""
-    status = health.status(_settings())
+    """`health.status`, plus the services whose declarations this viewer cannot load now,
+    and how far the viewer's index is when the viewer runs here."""
+    data = health.status(_settings())
     viewer = current_app.extensions.get("termshift")
+    declarations = getattr(viewer, "declarations", None)
+    skipped = getattr(declarations, "skipped", None) or {}
+    data["declarations_skipped"] = [{"service_id": service_id, "errors": errors}
+                                    for service_id, errors in sorted(skipped.items())]
     if viewer is not None:
-        status["index"] = viewer.index_progress().to_json()
-    return status
+        data["index"] = viewer.index_progress().to_json()
+    return data
 
 
 @blueprint.get("/status")

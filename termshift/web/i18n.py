@@ -240,6 +240,46 @@ FRENCH: dict[str, str] = {
         "{date} est dans le futur : aucune version n'est encore connue pour cette date.",
     "See the current version": "Voir la version en vigueur",
     "Date in the future": "Date dans le futur",
+    # Pictures: a document's timeline, the collection's activity (templates/pictures.html)
+    "Each bar is a change: its height above the line is the number of words added, below it the number removed "
+    "(logarithmic scale). Point at a bar for its date; click it to see the change.":
+        "Chaque barre est un changement : sa hauteur au-dessus de la ligne est le nombre de mots ajoutés, "
+        "au-dessous le nombre de mots supprimés (échelle logarithmique). Survolez une barre pour voir sa date ; "
+        "cliquez pour voir le changement.",
+    "Activity by service and month": "Activité par service et par mois",
+    "no word changed (layout only)": "aucun mot changé (mise en page seulement)",
+    "One row per service, one column per month; the darker a square, the more changes that month (first records "
+    "not counted). The bars on top add up each month: a wave of updates shows as a tall bar and a full column. "
+    "Click a square or a bar to list those changes.":
+        "Une ligne par service, une colonne par mois ; plus un carré est foncé, plus il y a eu de changements ce "
+        "mois-là (premiers enregistrements non comptés). Les barres du haut totalisent chaque mois : une vague de "
+        "mises à jour se voit comme une barre haute et une colonne pleine. Cliquez sur un carré ou une barre pour "
+        "lister ces changements.",
+    "Changes in a month:": "Changements dans le mois :",
+    "Only the most recent {n} months are drawn; choose dates to see earlier ones.":
+        "Seuls les {n} mois les plus récents sont dessinés ; choisissez des dates pour voir les précédents.",
+    "words": "mots",
+    # Formatted diff and citation (diff page)
+    "Formatted text": "Texte mis en forme",
+    "The first recorded version: all of its text is new, so it is shown without marks.":
+        "La première version enregistrée : tout son texte est nouveau, il est donc affiché sans marques.",
+    "The changes as formatted text": "Les changements en texte mis en forme",
+    "Headings, lists, tables and links are shown as they read; a change to a link's address or to the kind of a "
+    "block shows the whole old passage removed and the new one added. The source view shows the Markdown exactly.":
+        "Titres, listes, tableaux et liens sont affichés comme à la lecture ; un changement de l'adresse d'un lien "
+        "ou de la nature d'un bloc montre tout l'ancien passage supprimé et le nouveau ajouté. La vue source montre "
+        "le Markdown exact.",
+    "Cite this change": "Citer ce changement",
+    "recorded on": "enregistrée le",
+    "version": "version",
+    "{service}, “{document}”: changes between the version recorded on {old_date} (version {old_id}) and the "
+    "version recorded on {new_date} (version {new_id}).":
+        "{service}, « {document} » : changements entre la version enregistrée le {old_date} (version {old_id}) "
+        "et la version enregistrée le {new_date} (version {new_id}).",
+    "{service}, “{document}”: first version recorded on {new_date} (version {new_id}).":
+        "{service}, « {document} » : première version enregistrée le {new_date} (version {new_id}).",
+    "Termshift archive, {link}, consulted on {date}.": "Archive Termshift, {link}, consultée le {date}.",
+    "Print or save as PDF": "Imprimer ou enregistrer en PDF",
     # Service status (/status)
     "Service status": "État du service",
     "Status": "État",
@@ -261,6 +301,12 @@ FRENCH: dict[str, str] = {
     "Consecutive failures": "Échecs consécutifs",
     "Blocked pages": "Pages bloquées",
     "Error": "Erreur",
+    "Services skipped": "Services ignorés",
+    "The last run left out these services: their declaration, history or filters file does not load. Every other "
+    "service was tracked.": "La dernière exécution a laissé de côté ces services : leur déclaration, leur historique "
+    "ou leur fichier de filtres ne se charge pas. Tous les autres services ont été suivis.",
+    "These declarations do not load now: the viewer leaves the services out.":
+        "Ces déclarations ne se chargent pas actuellement : le visualiseur laisse ces services de côté.",
     "Webhook deliveries": "Envois des webhooks",
     "Backlog: {count} event(s)": "En attente : {count} événement(s)",
     ", the oldest waiting for {age}": ", le plus ancien attend depuis {age}",
@@ -292,6 +338,8 @@ FRENCH_PLURALS: dict[tuple[str, str], tuple[str, str]] = {
     ("{n} word added", "{n} words added"): ("{n} mot ajouté", "{n} mots ajoutés"),
     ("{n} word removed", "{n} words removed"): ("{n} mot supprimé", "{n} mots supprimés"),
     ("{n} word", "{n} words"): ("{n} mot", "{n} mots"),
+    ("{n} service", "{n} services"): ("{n} service", "{n} services"),
+    ("{n} unchanged paragraph", "{n} unchanged paragraphs"): ("{n} paragraphe inchangé", "{n} paragraphes inchangés"),
     ("{n} version", "{n} versions"): ("{n} version", "{n} versions"),
     ("{n} technical upgrade", "{n} technical upgrades"): ("{n} mise à jour technique", "{n} mises à jour techniques"),
 }

@@ -106,6 +106,7 @@ SCHEMAS = {
         "service_options": _array({"type": "array", "items": {"type": "string"}}),
         "type_options": _array({"type": "string"}),
         "feeds": _nullable("Feeds"),
+        "activity": {**_nullable("Activity"), "description": "Changes per service and month (these filters; first page only)"},
     }),
     "Search": _object({
         "query": {"type": "string"},
@@ -142,6 +143,7 @@ SCHEMAS = {
         "feeds": _nullable("Feeds"),
         "url": URL,
         "json_url": URL,
+        "timeline": {**_nullable("Timeline"), "description": "Every version on a time axis (all pages)"},
     }),
     "SnapshotLink": _object({
         "id": {"type": "string"},
@@ -190,7 +192,13 @@ SCHEMAS = {
         "next_change_url": NULLABLE_URL,
         "json_url": URL,
         "hunks": _array(_ref("Hunk")),
-    }),
+        "citation": _ref("Citation"),
+        "rendered": {**_array(_object({
+            "kind": {"enum": ["html", "skip"]}, "html": {"type": "string"}, "changes": _array(COUNT),
+            "unchanged_lines": COUNT}, required=["kind"])),
+            "description": "With ?view=rendered: the change as sanitised HTML with <ins>/<del>"},
+    }, required=["service", "terms_type", "document_url", "old", "new", "summary", "previous_change_url",
+                 "next_change_url", "json_url", "hunks", "citation"]),
     "Snapshot": _object({
         "id": {"type": "string"},
         "service": _ref("ServiceLink"),
@@ -207,6 +215,37 @@ SCHEMAS = {
         "json_url": URL,
         "versions": _array(_ref("VersionSummary")),
         "embeddable": {"type": "boolean"},
+    }),
+    "Timeline": _object({
+        "start": DATE, "end": DATE,
+        "largest_change": {**COUNT, "description": "Most words added or removed in one bar"},
+        "bars": _array(_object({
+            "start": DATE, "end": DATE, "versions": {**COUNT, "description": "Versions drawn as this bar"},
+            "words_added": COUNT, "words_removed": COUNT, "first_record": {"type": "boolean"},
+            "technical": {"type": "boolean"}, "url": {**URL, "description": "Diff across the bar's versions"},
+        })),
+    }),
+    "Activity": _object({
+        "months": _array({"type": "string", "examples": ["2024-03"]}),
+        "truncated": {"type": "boolean", "description": "Earlier months were left out"},
+        "totals": {"type": "object", "additionalProperties": COUNT, "description": "Changes per month"},
+        "services": _array(_object({
+            "id": {"type": "string"}, "name": {"type": "string"}, "changes": COUNT,
+            "months": {"type": "object", "additionalProperties": _object(
+                {"changes": COUNT, "words_added": COUNT, "words_removed": COUNT, "url": URL})},
+        })),
+    }),
+    "CitedVersion": _object({
+        "date": DATE, "version_id": {"type": "string"},
+        "snapshot_ids": _array({"type": "string"}), "url": URL,
+    }),
+    "Citation": _object({
+        "service": _object({"id": {"type": "string"}, "name": {"type": "string"}}),
+        "terms_type": {"type": "string"},
+        "old": _nullable("CitedVersion"),
+        "new": _ref("CitedVersion"),
+        "permalink": {"type": "string", "description": "Absolute URL naming both versions by commit id"},
+        "consulted": DATE,
     }),
     "Error": _object({"error": {"type": "string"}, "status": COUNT}, required=["error"]),
     "OtaServices": _array(_object({
@@ -272,7 +311,9 @@ PATHS = {
                                                       [SERVICE, TERMS_TYPE, REF], errors=(400, 404)),
     "/{serviceId}/{termsType}/{ref}/diff.json": _operation(
         "Diff of a version with the one before (or with ?from=<ref>)", "Diff",
-        [SERVICE, TERMS_TYPE, REF, _parameter("from", "The version to compare with", "query")], errors=(400, 404)),
+        [SERVICE, TERMS_TYPE, REF, _parameter("from", "The version to compare with", "query"),
+         _parameter("view", "rendered: also the change as formatted HTML (`rendered`)", "query",
+                    {"enum": ["inline", "split", "rendered"]})], errors=(400, 404)),
     "/-/snapshot/{snapshotId}.json": _operation(
         "An archived snapshot and the versions extracted from it", "Snapshot",
         [_parameter("snapshotId", "Commit id in the snapshots repository (5 to 64 hex digits)")]),

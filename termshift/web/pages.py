@@ -6,14 +6,17 @@ Each has a JSON twin (`.json` suffix or `Accept: application/json`).
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, request, send_from_directory
 
 from termshift.web import urls
+from termshift.web.activity import build_activity, month_bounds
 from termshift.web.catalog import ChangeFilter
 from termshift.web.layout import STATIC_FOLDER
-from termshift.web.state import viewer
+from termshift.web.state import LRU, viewer
 from termshift.web.status import UNKNOWN, read_statuses
+from termshift.web.timeline import build_timeline
 from termshift.web.views import (
     Page,
     cached_page,
@@ -32,6 +35,10 @@ blueprint = Blueprint("pages", __name__)
 
 SEARCH_WORD = re.compile(r"\w+")
 MAX_QUERY = 200
+MAX_TIMELINE_VERSIONS = 100_000  # a document's timeline draws all its versions (a bar may hold several)
+# Changes per service and month, by (index generation, filters): a scan of every version, so it
+# is done once per refresh of the index, whatever page, language or format is asked for.
+_activity_counts = LRU(16)
 
 
 def _document_summary(document: dict) -> dict:
@@ -145,7 +152,29 @@ def changes():
         "type_options": catalog.terms_types(),
         "feeds": urls.feed_urls(filters.service_id, filters.terms_type if filters.service_id else None),
     }
+    # The grid sums the whole selection: drawn above the first page of the list only.
+    activity = _activity(filters, arguments) if number == 1 else None
+    data["activity"] = activity.to_json() if as_json and activity else None
+    if not as_json:
+        data["activity_picture"] = activity
     return respond("changes.html", data, as_json=as_json)
+
+
+def _activity(filters: ChangeFilter, arguments: dict):
+    """The services × months picture of the changes these filters select."""
+    state = viewer()
+    key = (state.catalog.generation(), filters)
+    counts = _activity_counts.get_or_compute(key, lambda: state.catalog.monthly_activity(filters))
+    names = {count["service_id"]: state.service_name(count["service_id"]) for count in counts}
+
+    def link(service_id: str | None, month: str | None) -> str:
+        since, until = month_bounds(month) if month else (arguments["from"], arguments["to"])
+        return urls.changes_url(service=service_id or arguments["service"], type=arguments["type"],
+                                technical="1" if arguments["technical"] else None, **{"from": since, "to": until})
+
+    first = filters.since.strftime("%Y-%m") if filters.since else None
+    last = arguments["to"][:7] if filters.until else None
+    return build_activity(counts, names, link, first, last)
 
 
 @blueprint.route("/-/search")
@@ -268,7 +297,25 @@ def document_page(service_id: str, terms_type: str):
         "json_url": urls.document_url(service_id, terms_type, json=True, **query,
                                       page=number if number > 1 else None),
     }
-    return respond("document.html", data, as_json=wants_json(bool(suffix)))
+    timeline = _timeline(service_id, terms_type, technical, removed=document["removed"])
+    as_json = wants_json(bool(suffix))
+    data["timeline"] = timeline.to_json() if as_json and timeline else None
+    if not as_json:
+        data["timeline_picture"] = timeline
+    return respond("document.html", data, as_json=as_json)
+
+
+def _timeline(service_id: str, terms_type: str, technical: bool, removed: bool):
+    """Every version of the document on a time axis (on to today while it is tracked)."""
+    rows, _total = viewer().catalog.timeline(service_id, terms_type, technical=technical,
+                                             limit=MAX_TIMELINE_VERSIONS, offset=0)
+
+    def link(version: dict, against: dict | None) -> str:
+        if against is None:
+            return urls.version_url(version)
+        return urls.diff_url(version, against if against["id"] != version["previous_id"] else None)
+
+    return build_timeline(rows[::-1], link, now=None if removed else datetime.now(UTC))
 
 
 @blueprint.route("/<service_id>/<terms_type>")

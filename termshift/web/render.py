@@ -40,11 +40,12 @@ def _parser() -> MarkdownIt:
 _PARSER = _parser()
 
 
-def sanitise(html: str) -> str:
-    """Keep only harmless tags, attributes and absolute http(s)/mailto links."""
+def sanitise(html: str, tags: set[str] = ALLOWED_TAGS) -> str:
+    """Keep only harmless tags (`tags`: by default those of a version), attributes and
+    absolute http(s)/mailto links."""
     return nh3.clean(
         html,
-        tags=ALLOWED_TAGS,
+        tags=tags,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=URL_SCHEMES,
         url_relative="deny",  # a relative link would point into the viewer itself

@@ -29,9 +29,15 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
+@lru_cache(maxsize=65536)
+def _query_pair(key: str, value: object) -> str:
+    """`key=value`, encoded (cached: a page of links repeats the same few)."""
+    return urlencode({key: value})
+
+
 def _with_query(path: str, query: dict) -> str:
-    pairs = {key: value for key, value in query.items() if value not in (None, "", False)}
-    return f"{path}?{urlencode(pairs)}" if pairs else path
+    pairs = [_query_pair(key, value) for key, value in query.items() if value not in (None, "", False)]
+    return f"{path}?{'&'.join(pairs)}" if pairs else path
 
 
 def home_url(json: bool = False) -> str:
@@ -96,3 +102,9 @@ def feed_urls(service_id: str | None = None, terms_type: str | None = None) -> d
     else:
         base = f"/feed/{segment(service_id)}/{segment(terms_type)}"
     return {"atom": f"{base}.atom", "rss": f"{base}.rss"}
+
+
+def diff_permalink(version: dict, against: dict | None) -> str:
+    """The diff of two versions named by their full commit ids: a link that never changes meaning."""
+    path = f"{document_url(version['service_id'], version['terms_type'])}/{version['commit_id']}/diff"
+    return _with_query(path, {"from": against["commit_id"] if against else None})

@@ -7,21 +7,28 @@ force at that date. `/diff` after it compares with the version before (or `?from
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, current_app, redirect, request
 
+from termshift.alerts import options
 from termshift.web import urls
 from termshift.web.catalog import HEX_REF
+from termshift.web.citation import build_citation
 from termshift.web.diffview import build_blocks, draws_whitespace_marks, section_links, whitespace_marks
 from termshift.web.errors import DateInTheFuture
-from termshift.web.state import viewer
+from termshift.web.rendered_diff import RENDERED_FORMAT, Stretch, render_comparison
+from termshift.web.state import LRU, viewer
 from termshift.web.views import check_segment, parse_moment, query_args, respond, version_summary, wants_json
 
 blueprint = Blueprint("versions", __name__)
 blueprint.add_app_template_global(whitespace_marks)
 
 MAX_CONTEXT = 50
+VIEWS = ("inline", "split", "rendered")
+_rendered = LRU(32)  # formatted diffs, by (old blob, new blob, context)
 
 
 def find_version(service_id: str, terms_type: str, ref: str) -> tuple[dict, object]:
@@ -129,8 +136,8 @@ def diff_page(service_id: str, terms_type: str, ref: str, as_json: bool):
         old = state.catalog.version_by_rowid(new["previous_id"])
     comparison = state.comparison(old["blob"] if old else None, new["blob"])
     view = request.args.get("view", "inline")
-    if view not in ("inline", "split"):
-        abort(400, description="view: expected 'inline' or 'split'")
+    if view not in VIEWS:
+        abort(400, description="view: expected 'inline', 'split' or 'rendered'")
     # Navigation between changes of the document (technical upgrades skipped).
     earlier, later = state.catalog.neighbours(new, technical=False)
     summary = {
@@ -150,24 +157,54 @@ def diff_page(service_id: str, terms_type: str, ref: str, as_json: bool):
         "summary": summary,
         "previous_change_url": urls.diff_url(earlier) if earlier else None,
         "next_change_url": urls.diff_url(later) if later else None,
-        "json_url": urls.diff_url(new, old if request.args.get("from") else None, json=True),
+        "json_url": urls.diff_url(new, old if request.args.get("from") else None, json=True,
+                                  view="rendered" if view == "rendered" else None),
+        "citation": build_citation(_service(service_id), terms_type, old, new,
+                                   options.base_url(current_app.config.get("SETTINGS")) or request.url_root),
     }
     if as_json or wants_json():
         data["hunks"] = [hunk.to_json() for hunk in comparison.hunks]
+        if view == "rendered":
+            data["rendered"] = [stretch.to_json() for stretch in _rendered_stretches(old, new, comparison, None)]
         return respond("diff.html", data, as_json=True)
     context = _context()
     summary["whitespace_changes"] = draws_whitespace_marks(comparison)
+    if view == "rendered":
+        stretches = _rendered_stretches(old, new, comparison, context)
+        anchors = {number: stretch.anchor for stretch in stretches for number in stretch.changes}
+        data |= {"stretches": stretches, "blocks": [],
+                 "anchors": {number: anchor for number, anchor in anchors.items() if anchor}}
+    else:
+        data["blocks"] = build_blocks(comparison, side_by_side=view == "split", context=context)
     data |= {
         "view": view,
         "context": context,
-        "blocks": build_blocks(comparison, side_by_side=view == "split", context=context),
         "inline_url": "?" + _query(view=None),
         "split_url": "?" + _query(view="split"),
+        "rendered_url": "?" + _query(view="rendered"),
         "all_context_url": "?" + _query(context="all"),
         "less_context_url": "?" + _query(context=None),
         "canonical_url": urls.diff_url(new, old if request.args.get("from") else None),
     }
     return respond("diff.html", data, as_json=False)
+
+
+def _rendered_stretches(old: dict | None, new: dict, comparison, context: int | None) -> list[Stretch]:
+    """The formatted diff; kept in memory and in the index's render cache (a reflowed 200 KB
+    document takes seconds to render)."""
+    key = f"diff:{old['blob'] if old else ''}:{new['blob']}:{'all' if context is None else context}"
+    catalog = viewer().catalog
+
+    def compute() -> list[Stretch]:
+        cached = catalog.cached("render_cache", (key,), RENDERED_FORMAT)
+        if cached is not None:
+            return [Stretch(**item) for item in json.loads(cached)]
+        stretches = render_comparison(comparison, context)
+        catalog.store("render_cache", (key,), RENDERED_FORMAT,
+                      json.dumps([dataclasses.asdict(stretch) for stretch in stretches]).encode("utf-8"))
+        return stretches
+
+    return _rendered.get_or_compute(key, compute)
 
 
 def _query(**changes) -> str:

@@ -5,7 +5,11 @@ It verifies Standard Webhooks signatures with the subscription secret, answers
 - go down (`stop()`: the port stops listening, senders get "connection refused")
   and come back up on the same port (`start()`);
 - answer 500 (`mode = "error"`), or redirect elsewhere (`mode = "redirect"`: 307 to /redirected);
-- be slow (`delay = seconds` before answering).
+- be slow (`delay = seconds` before answering);
+- be hostile: `mode = "drip-body"` answers 200 with a 40-byte body sent one byte
+  every `drip` seconds, `"drip-headers"` sends its status line and headers that way,
+  `"huge-headers"` sends 200 with ~1 MB of headers (`closed_at` records when the
+  sender hung up on a dripping answer).
 
 Requests without `webhook-*` headers (Apprise `json://` notifications) are
 recorded as unsigned (`verified is None`).
@@ -71,6 +75,8 @@ class Receiver:
         self.port = port
         self.mode = "ok"
         self.delay = 0.0
+        self.drip = 0.1  # seconds between two bytes of a dripping answer
+        self.closed_at: list[float] = []  # when a sender hung up on a dripping answer (time.monotonic())
         self.deliveries: list[Delivery] = []
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests it was answering at once
@@ -187,6 +193,9 @@ class Receiver:
                     return
                 headers = {key.lower(): value for key, value in self.headers.items()}
                 status, _delivery = receiver._answer(self.path, headers, body)
+                if receiver.mode in ("drip-body", "drip-headers", "huge-headers"):
+                    self._hostile(receiver.mode)
+                    return
                 extra = {"Location": "/redirected"} if status == 307 else {}
                 self._reply(status, b'{"ok": true}' if status == 200 else b'{"ok": false}', extra)
 
@@ -195,6 +204,30 @@ class Receiver:
                     self._reply(200, json.dumps(receiver.stats()).encode())
                 else:
                     self._reply(404, b"{}")
+
+            def _hostile(self, mode: str) -> None:
+                self.close_connection = True
+                payload = b'{"ok": true, "padding": "............"}\n'
+                head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(payload)}\r\n").encode()
+                if mode == "huge-headers":
+                    head += b"".join(f"X-Filler-{n}: {'x' * 10_000}\r\n".encode() for n in range(99))
+                    self.wfile.write(head + b"\r\n" + payload)
+                    return
+                if mode == "drip-body":
+                    self.wfile.write(head + b"\r\n")
+                    self.wfile.flush()
+                    slow = payload
+                else:
+                    slow = head + b"\r\n" + payload
+                try:
+                    for byte in slow:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(receiver.drip)
+                except OSError:
+                    with receiver._lock:
+                        receiver.closed_at.append(time.monotonic())
 
             def _reply(self, status: int, payload: bytes, extra: dict[str, str] | None = None) -> None:
                 self.send_response(status)

@@ -4,7 +4,7 @@
   "use strict";
 
   function changes() {
-    return Array.prototype.slice.call(document.querySelectorAll("tbody[id^='change-']"));
+    return Array.prototype.slice.call(document.querySelectorAll("tbody[id^='change-'], .rd-stretch[id^='change-']"));
   }
 
   function current(list) {
@@ -49,5 +49,16 @@
     var index = current(list);
     go(event.key === "j" ? list[Math.min(index + 1, list.length - 1)] : list[Math.max(index - 1, 0)]);
     event.preventDefault();
+  });
+})();
+
+// A "Print or save as PDF" button (hidden without this script: the browser's own menu works too).
+(function () {
+  "use strict";
+  Array.prototype.forEach.call(document.querySelectorAll(".print-button"), function (button) {
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      window.print();
+    });
   });
 })();

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 DEFAULTS = {
     "PAGE_SIZE": 50,  # rows per page of timelines and lists
-    "REFRESH_ON_START": True,  # index new commits before serving
+    "REFRESH_ON_START": True,  # index new commits on start (before serving if they are few)
+    "BACKGROUND_INDEX_ABOVE": 500,  # more new commits than this: index them in the background
     "REFRESH_INTERVAL": 5.0,  # seconds between checks for new commits (0: never)
     "DIFF_CONTEXT": 3,  # unchanged lines shown around each change
     "JSON_SORT_KEYS": False,
@@ -140,11 +141,9 @@ def create_app(
         float(app.config["REFRESH_INTERVAL"]),
     )
     app.extensions["termshift"] = viewer
+    indexing_in_background = False
     if app.config["REFRESH_ON_START"]:
-        started = time.perf_counter()
-        stats = viewer.refresher.refresh()
-        log.info("index ready in %.1f s: %s", time.perf_counter() - started, stats)
-        app.config["STARTUP_INDEX_STATS"] = stats
+        indexing_in_background = _index_on_start(app, viewer)
 
     for module in (pages, versions, snapshots, api):
         app.register_blueprint(module.blueprint)
@@ -158,6 +157,10 @@ def create_app(
     def _check_for_changes() -> None:
         viewer.poke()
 
+    @app.context_processor
+    def _index_progress() -> dict:
+        return {"index_progress": viewer.index_progress()}  # the base template's banner
+
     @app.after_request
     def _vary(response: Response) -> Response:
         if not request.path.startswith("/-/static/"):
@@ -165,7 +168,7 @@ def create_app(
         return response
 
     viewer.refresher.after_refresh = lambda: warm_pages(app)
-    if app.config["REFRESH_ON_START"]:
+    if app.config["REFRESH_ON_START"] and not indexing_in_background:
         warm_pages(app)
     return app
 
@@ -194,6 +197,23 @@ def _apply_web_settings(app: Flask, settings: Settings, explicit: set[str]) -> N
         # X-Forwarded-* headers the last `proxies` proxies set (and only those).
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies,
                                 x_port=proxies, x_prefix=proxies)
+
+
+def _index_on_start(app: Flask, viewer: Viewer) -> bool:
+    """Index new commits: at once if they are few (a restart, a small archive), else in the
+    background, so that the viewer answers within seconds whatever the archive's size.
+    Returns True when the index is being built in the background."""
+    pending = viewer.refresher.pending()
+    if pending > app.config["BACKGROUND_INDEX_ABOVE"]:
+        log.info("%d new commits to index: indexing in the background, pages show progress", pending)
+        viewer.refresher.start(pending)
+        app.config["STARTUP_INDEX_STATS"] = {}
+        return True
+    started = time.perf_counter()
+    stats = viewer.refresher.refresh()
+    log.info("index ready in %.1f s: %s", time.perf_counter() - started, stats)
+    app.config["STARTUP_INDEX_STATS"] = stats
+    return False
 
 
 WARM_PAGES = ("/", "/-/changes")

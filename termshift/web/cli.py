@@ -47,9 +47,12 @@ def serve(
     with_scheduler: bool = False,
     debug: bool = False,
 ) -> None:
-    """Index the archive (new commits only), then serve the viewer until interrupted.
+    """Serve the viewer until interrupted; the archive's new commits are indexed on start
+    (in the background when there are many: pages answer at once and show the progress).
 
-    With `with_scheduler`, the scheduler (tracking, deliveries, dataset) runs in this
+    With `--data`, the data folder may be empty or missing (the scheduler, another
+    process, has not recorded anything yet): the viewer says "nothing recorded yet" and
+    picks the archive up when it appears. With `with_scheduler`, the scheduler (tracking, deliveries, dataset) runs in this
     process too: the small-deployment setup.
     """
     from termshift.web.app import create_app
@@ -68,20 +71,29 @@ def serve(
         Archive.open(settings.data, settings).close()  # a fresh deployment starts with empty repositories
     declarations = declarations_dir or (settings.declarations if settings.declarations.is_dir() else None)
     if versions_repo is None:
-        versions_repo = _existing(settings.data / "versions", "--data")
-        if snapshots_repo is None and (settings.data / "snapshots").is_dir():
-            snapshots_repo = settings.data / "snapshots"
+        # A data folder: its repositories may not exist yet (picked up when they appear).
+        versions_repo = settings.data / "versions"
+        snapshots_repo = snapshots_repo or settings.data / "snapshots"
         index_path = index_path or settings.data / "index.sqlite"
-    _existing(versions_repo, "--versions")
-    _existing(snapshots_repo, "--snapshots")
+        if not versions_repo.is_dir():
+            click.echo(f"Nothing recorded yet in {settings.data}: the viewer shows the archive once "
+                       "the first tracking run has recorded it.", err=True)
+    else:
+        _existing(versions_repo, "--versions")
+        _existing(snapshots_repo, "--snapshots")
     _existing(declarations, "--declarations")
     started = time.perf_counter()
     click.echo(f"Indexing {versions_repo}" + (f" and {snapshots_repo}" if snapshots_repo else "") + " ...", err=True)
     app = create_app(versions_repo, snapshots_repo, declarations, index_path,
                      settings=settings, refresh_interval=refresh_interval)
-    stats = app.config.get("STARTUP_INDEX_STATS", {})
-    new = sum(part.get("new", 0) for part in stats.values())
-    click.echo(f"Index ready in {time.perf_counter() - started:.1f} s ({new} new records).", err=True)
+    progress = app.extensions["termshift"].index_progress()
+    if progress.complete:
+        stats = app.config.get("STARTUP_INDEX_STATS", {})
+        new = sum(part.get("new", 0) for part in stats.values())
+        click.echo(f"Index ready in {time.perf_counter() - started:.1f} s ({new} new records).", err=True)
+    else:
+        click.echo(f"Indexing {progress.versions_total - progress.versions_indexed} new versions in the "
+                   "background; pages show the progress (also /status.json).", err=True)
     host = host or settings["web"]["host"]
     port = port or settings["web"]["port"]
     if with_scheduler:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestedRangeNotSatisfiable
 
 from termshift.web.gitread import MissingObject
@@ -48,9 +48,38 @@ def _answer(status: int, title: str, description: str, **page):
     return render_template("error.html", status=status, title=title, description=description, **page), status
 
 
+# While a first build runs, what is not indexed yet is "not yet", not "not found".
+RETRY_AFTER = 10  # seconds
+
+
+def _not_indexed_yet():
+    """503 with Retry-After, saying how far the index is (None when it is complete)."""
+    viewer = current_app.extensions.get("termshift")
+    if viewer is None or request.path.startswith("/-/static/"):
+        return None
+    progress = viewer.index_progress()
+    if progress.complete:
+        return None
+    description = (f"This page's data is not indexed yet: {progress.versions_indexed} of "
+                   f"{progress.versions_total} versions are. Try again in a few seconds.")
+    if _json_wanted():
+        response = jsonify({"error": description, "status": 503, "index": progress.to_json()})
+    else:
+        response = render_template(
+            "error.html", status=503, title="Not indexed yet", description=description, retry_after=RETRY_AFTER,
+            explanation=("This page's data is not indexed yet: {indexed} of {total} versions are. "
+                         "This page reloads by itself in a few seconds.",
+                         {"indexed": progress.versions_indexed, "total": progress.versions_total}))
+    return response, 503, {"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"}
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
+        if error.code == 404:
+            pending = _not_indexed_yet()
+            if pending is not None:
+                return pending
         page = {name: getattr(error, name) for name in ("explanation", "link") if hasattr(error, name)}
         return _answer(error.code or 500, error.name, error.description or error.name, **page)
 

@@ -67,14 +67,18 @@ def _private(response: Response, details: bool) -> Response:
 
 
 def _status(details: bool) -> dict[str, Any]:
-    """`health.status`, plus the services whose declarations this viewer cannot load now."""
+    """`health.status`, plus the services whose declarations this viewer cannot load now,
+    and how far the viewer's index is when the viewer runs here."""
     data = health.status(_settings(), details=details)
-    declarations = getattr(current_app.extensions.get("termshift"), "declarations", None)
+    viewer = current_app.extensions.get("termshift")
+    declarations = getattr(viewer, "declarations", None)
     skipped = getattr(declarations, "skipped", None) or {}
     data["declarations_skipped"] = [
         {"service_id": service_id,
          "errors": [str(error) if details else health.public_file_error(str(error)) for error in errors]}
         for service_id, errors in sorted(skipped.items())]
+    if viewer is not None:
+        data["index"] = viewer.index_progress().to_json()
     return data
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app
@@ -20,12 +22,12 @@ from termshift.web.background import BackgroundRefresh
 from termshift.web.catalog import Catalog
 from termshift.web.collection import Declarations, DeclaredService
 from termshift.web.diffing import Comparison, compare
-from termshift.web.index import Indexer, Sources
+from termshift.web.index import Indexer, Sources, pending_versions
 from termshift.web.render import RENDER_FORMAT, markdown_to_html
 
 log = logging.getLogger(__name__)
 
-DIFF_FORMAT = 3  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
+DIFF_FORMAT = 4  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
 
 
 class LRU:
@@ -62,34 +64,116 @@ class LRU:
         return value
 
 
+@dataclass(frozen=True)
+class IndexProgress:
+    """How far the index is: what the banner, `/status` and `/status.json` show."""
+
+    complete: bool  # every version of the archive is indexed (no refresh under way)
+    versions_indexed: int
+    versions_total: int
+    archive: bool = True  # False: nothing recorded yet (no versions repository, or no commit)
+
+    def to_json(self) -> dict:
+        return {"complete": self.complete, "versions_indexed": self.versions_indexed,
+                "versions_total": self.versions_total}
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.versions_total else int(100 * self.versions_indexed / self.versions_total)
+
+
 class Refresher(BackgroundRefresh):
     """Re-indexes when a repository's HEAD moves, at most every `interval` seconds.
 
     `poke()` is cheap (file modification times, no subprocess) and is called before
     requests; the refresh itself runs in a background thread so no request waits for it.
+    A first build of a large archive also runs in the background (`start()`): pages answer
+    at once with what is indexed so far, and `progress()` says how far it is.
     """
 
     name = "index refresh"
 
-    def __init__(self, sources: Sources, interval: float):
+    def __init__(self, sources: Sources, interval: float, count_versions: Callable[[], int] | None = None):
         self.sources = sources
         self.after_refresh: Callable[[], None] | None = None  # e.g. re-render the busiest pages
+        self._progress_lock = threading.Lock()
+        self._indexing: tuple[int, int] | None = None  # (indexed, total) while a refresh runs
+        self._archive = self._archive_present()
+        self._count = count_versions or (lambda: 0)  # versions in the index
+        self._indexed: int | None = None  # versions in the index after the last refresh
         super().__init__(interval)
 
     def fingerprint(self) -> tuple:
         repos = [self.sources.versions, self.sources.snapshots]
         return tuple(gitread.head_fingerprint(repo) if repo else None for repo in repos)
 
+    def _archive_present(self) -> bool:
+        versions = Path(self.sources.versions)
+        return versions.is_dir() and gitread.head_commit(versions) is not None
+
+    def pending(self) -> int:
+        """New versions a refresh would index now (an estimate from the commit count)."""
+        return pending_versions(self.sources) if self._archive_present() else 0
+
+    def start(self, pending: int = 0) -> bool:
+        """Index in the background now; `pending` (new versions expected) sizes the progress
+        shown until the indexer counts them exactly."""
+        indexed = self.progress().versions_indexed
+        with self._progress_lock:
+            if self._indexing is None:
+                self._indexing = (indexed, indexed + pending)
+        return super().start()
+
+    def _on_progress(self, indexed: int, total: int) -> None:
+        with self._progress_lock:
+            self._indexing = (indexed, total)
+
     def refresh(self) -> dict:
-        """Index new commits now (synchronously); returns the indexer's statistics."""
+        """Index new commits now (synchronously); returns the indexer's statistics.
+
+        Before the first tracking run recorded anything (no versions repository yet, or
+        one without commits) there is nothing to index: the viewer says so, and the
+        fingerprint picks the archive up when it appears.
+        """
         fingerprint = self.fingerprint()
-        indexer = Indexer(self.sources)
+        self._archive = self._archive_present()
+        if not self._archive:
+            with self._progress_lock:
+                self._indexing = None
+            self.remember(fingerprint)
+            return {}
+        started = time.perf_counter()
         try:
-            stats = indexer.refresh()
+            indexer = Indexer(self.sources, progress=self._on_progress)
+            try:
+                stats = indexer.refresh()
+                self._indexed = indexer.versions_indexed()
+            finally:
+                indexer.close()
         finally:
-            indexer.close()
+            with self._progress_lock:
+                self._indexing = None
         self.remember(fingerprint)
+        new = sum(part.get("new", 0) for part in stats.values())
+        if new:
+            log.info("index ready in %.1f s (%d new records): %s", time.perf_counter() - started, new, stats)
         return stats
+
+    def progress(self) -> IndexProgress:
+        """Cheap (memory only while indexing; one count query otherwise)."""
+        with self._progress_lock:
+            indexing = self._indexing
+        if indexing is not None and indexing[1] > indexing[0]:
+            # Versions known to be missing from the index. (A refresh that has not counted
+            # its new versions yet, or is waiting for another process's, shows as complete.)
+            return IndexProgress(False, *indexing, True)
+        if not self._archive:
+            return IndexProgress(True, 0, 0, False)
+        if indexing is not None and indexing[0]:
+            return IndexProgress(True, indexing[0], indexing[0], True)
+        if self._indexed is None:
+            self._indexed = self._count()
+        return IndexProgress(True, self._indexed, self._indexed, True)
 
     def refreshed(self, stats: dict) -> None:
         log.info("index refreshed: %s", stats)
@@ -105,8 +189,8 @@ class Viewer:
         self.sources = sources
         self.declarations_dir = declarations_dir
         self.runs_db = runs_db
-        self.refresher = Refresher(sources, refresh_interval)
         self.catalog = Catalog(sources.index)
+        self.refresher = Refresher(sources, refresh_interval, self.catalog.versions_count)
         self.versions = gitread.BlobReader(sources.versions)
         self.snapshots = gitread.BlobReader(sources.snapshots) if sources.snapshots else None
         self.declarations = Declarations(declarations_dir, refresh_interval)
@@ -125,6 +209,10 @@ class Viewer:
         """Before each request: pick up new commits and changed declarations (both throttled)."""
         self.refresher.poke()
         self.declarations.poke()
+
+    def index_progress(self) -> IndexProgress:
+        """How far the index is (the banner and the status page show it)."""
+        return self.refresher.progress()
 
     @property
     def declared(self) -> dict[str, DeclaredService]:

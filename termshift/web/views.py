@@ -50,7 +50,8 @@ def cached_page(view):
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        key = (viewer().catalog.generation(), viewer().declarations.generation, _runs_stamp(),
+        key = (viewer().catalog.generation(), viewer().index_progress().complete,
+               viewer().declarations.generation, _runs_stamp(),
                getattr(g, "lang", "en"), request.full_path, wants_json(), current_app.config.get("FEEDS", False))
         pages = viewer().pages
         cached = pages.get(key)
@@ -171,6 +172,7 @@ def version_summary(version: dict) -> dict:
         "words": version["words"],
         "words_added": version["words_added"],
         "words_removed": version["words_removed"],
+        "words_approximate": bool(version["words_approximate"]),
         "url": urls.version_url(version),
         "diff_url": urls.diff_url(version),
         "markdown_url": urls.version_url(version, ".md"),

@@ -12,7 +12,13 @@ engine 9.1.0 extracted (ota-reference.jsonl and ota-reference-md.tar.gz):
 - per-document disagreements, snapshots per second (and OTA's, from its `ms`),
   peak memory.
 
-Usage: python bench/fidelity.py [--corpus ../shared/corpus/demo] [--show N]
+The same scoring applies to ../shared/corpus/jsfilters (800 real snapshots of two
+services whose declarations use JavaScript filters and a filters history, run by
+termshift.jsfilters): `--corpus jsfilters`. `--js-engine chromium` runs those
+filters in Chromium through Playwright instead of Node with jsdom, to compare the
+engines (bench/jsfilters_chromium.py).
+
+Usage: python bench/fidelity.py [--corpus demo|jsfilters|PATH] [--show N] [--js-engine jsdom|chromium]
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from termshift import jsfilters  # noqa: E402
 from termshift.rebuild import rebuild  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "demo"
@@ -47,6 +55,16 @@ def words(markdown: str) -> list[str]:
     text = _SYNTAX.sub(" ", text)
     text = text.replace("\u00a0", " ")
     return [word for word in text.split() if word.strip("-*_.|:") or word in {"-", "."}]
+
+
+def _cpu_seconds() -> float:
+    """User and system time of this process and of its children that have ended."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _corpus_path(value: str) -> Path:
+    return DEFAULT_CORPUS.parent / value if value in ("demo", "jsfilters") else Path(value)
 
 
 def load_reference(corpus: Path) -> tuple[dict[str, dict], dict[str, str]]:
@@ -65,7 +83,10 @@ def load_reference(corpus: Path) -> tuple[dict[str, dict], dict[str, str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--corpus", type=_corpus_path, default=DEFAULT_CORPUS,
+                        help="demo, jsfilters, or the path of a corpus folder.")
+    parser.add_argument("--js-engine", choices=("jsdom", "chromium"), default="jsdom",
+                        help="What runs JavaScript filters (chromium: for comparison only).")
     parser.add_argument("--show", type=int, default=3, help="Differing snapshots to show per document.")
     arguments = parser.parse_args()
     corpus: Path = arguments.corpus
@@ -73,6 +94,10 @@ def main() -> int:
         print(f"corpus not found at {corpus}", file=sys.stderr)
         return 2
 
+    if arguments.js_engine == "chromium":
+        from jsfilters_chromium import use_chromium_for_js_filters
+
+        use_chromium_for_js_filters()
     reference, reference_texts = load_reference(corpus)
     ours: dict[str, tuple[bool, str | None, str | None]] = {}
 
@@ -84,7 +109,10 @@ def main() -> int:
         subprocess.run(["git", "clone", "-q", "-b", "subset", str(corpus / "snapshots.bundle"), str(snapshots)],
                        check=True)
         started = time.perf_counter()
+        cpu_before = _cpu_seconds()
         summary = rebuild(corpus / "declarations", snapshots, Path(work) / "versions", on_snapshot=on_snapshot)
+        jsfilters.shutdown()  # reap the Node runners, so that their CPU time is counted
+        cpu = _cpu_seconds() - cpu_before
         elapsed = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -147,7 +175,8 @@ def main() -> int:
     ota_seconds = sum(row["ms"] for row in reference.values()) / 1000
     precision = true_positive / (true_positive + false_positive) if true_positive + false_positive else 1.0
     recall = true_positive / (true_positive + false_negative) if true_positive + false_negative else 1.0
-    print("Termshift vs OTA engine 9.1.0 on the demo corpus (Open Terms Archive, ODC-BY 1.0)")
+    engine = f", JavaScript filters in {arguments.js_engine}" if corpus.name == "jsfilters" else ""
+    print(f"Termshift vs OTA engine 9.1.0 on the {corpus.name} corpus (Open Terms Archive, ODC-BY 1.0){engine}")
     print(f"snapshots: {len(reference)}; compared (OTA succeeded, we succeeded): {compared}")
     print(f"byte-identical:   {identical}/{compared} = {100 * identical / compared:.2f} %")
     print(f"text-equivalent:  {equivalent}/{compared} = {100 * equivalent / compared:.2f} %")
@@ -157,6 +186,8 @@ def main() -> int:
           f"both failed: {both_failed}")
     print(f"speed: {summary.snapshots_read} snapshots in {elapsed:.1f} s = {summary.snapshots_read / elapsed:.1f}/s "
           f"(OTA: {len(reference) / ota_seconds:.1f}/s from its ms; ratio {ota_seconds / elapsed:.1f}x)")
+    print(f"CPU time: {cpu:.1f} s (Termshift and its Node runners) = {summary.snapshots_read / cpu:.1f} snapshots "
+          f"per CPU-second, {ota_seconds / cpu:.1f}x OTA's time (wall-clock rates depend on the machine's load)")
     print(f"versions recorded: {summary.versions_recorded}; peak RSS: {peak_mib:.0f} MiB")
     print("\nper document (only those with a disagreement):")
     for key, stats in sorted(per_document.items()):

@@ -38,7 +38,8 @@ BUNDLE = ROOT.parent / "shared" / "corpus" / "demo" / "snapshots.bundle"
 
 def bench_fetch(docs: int, hosts: int, latency: float, per_host: int, host_delay: float) -> None:
     values = {section: {key: default for key, (default, _help) in keys.items()} for section, keys in DEFAULTS.items()}
-    values["fetcher"].update(per_host=per_host, host_delay=host_delay, timeout=30.0)
+    values["fetcher"].update(per_host=per_host, host_delay=host_delay, timeout=30.0,
+                             allow_private_targets=["127.0.0.0/8"])  # the benchmark's sites are on loopback
     settings = Settings(values=values)
     with FaultServer(hosts=hosts, latency=latency) as server:
         requests = [

@@ -81,8 +81,18 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
     "web": {
         "host": ("127.0.0.1", "Address the viewer listens on."),
         "port": (5000, "Port the viewer listens on."),
-        "base_url": ("", "Public URL of the viewer, used in feeds and webhooks (empty: from the request)."),
-        "admin_token": ("", "Token for the admin API and pages (empty: admin disabled)."),
+        "base_url": ("", "Public URL of the viewer, used in feeds and webhooks (empty: from the request, "
+                         "and feeds are not cached); production sets it."),
+        "admin_token": ("", "Token for the admin API and pages, at least 32 characters (empty: admin disabled)."),
+        "trusted_hosts": ([], "Host names the viewer answers to (other `Host` headers get 400); empty: any."),
+        "trusted_proxies": (0, "Reverse proxies in front of the viewer whose X-Forwarded-* headers are "
+                               "trusted (Werkzeug's ProxyFix); 0: none, the viewer is reached directly."),
+        "threads": (8, "Requests served at once by `termshift serve` (waitress threads)."),
+        "max_request_bytes": (1024 * 1024, "Largest request body accepted, in bytes (413 beyond)."),
+        "session_lifetime": (8 * 3600.0, "Seconds an admin login session lasts (logging out ends it sooner)."),
+        "login_rate_limit": ("10/minute", "Attempts at the /declare login form per client address, e.g. "
+                                          "`10/minute` (429 beyond)."),
+        "admin_rate_limit": ("300/minute", "Admin API and /declare requests per client address."),
     },
     "feeds": {
         "length": (100, "Entries per feed."),
@@ -275,6 +285,7 @@ def _check(values: dict[str, dict[str, Any]]) -> list[str]:
         errors.append("archive.snapshot_id_template: must contain %SNAPSHOT_ID")
     if not 0 < values["web"]["port"] < 65536:
         errors.append("web.port: must be between 1 and 65535")
+    errors.extend(_check_web(values["web"]))
     base_url = values["web"]["base_url"]
     if base_url and not _is_base_url(base_url):
         errors.append(f"web.base_url: expected an http:// or https:// address with a host, such as "
@@ -289,6 +300,36 @@ def _check(values: dict[str, dict[str, Any]]) -> list[str]:
         if values["webhooks"][key] <= 0:
             errors.append(f"webhooks.{key}: must be more than 0")
     errors.extend(_check_service(values))
+    return errors
+
+
+# A rate in the notation of the `limits` library (which the viewer parses; importing it here
+# would slow every command down): `10/minute`, `100 per hour`, `5/10 seconds`.
+_RATE = re.compile(r"^\s*\d+\s*(?:/|per)\s*(?:\d+\s*)?(?:second|minute|hour|day|month|year)s?\s*$", re.IGNORECASE)
+MIN_ADMIN_TOKEN = 32  # characters; `python -c "import secrets; print(secrets.token_urlsafe(32))"` gives 43
+
+
+def _check_web(web: dict[str, Any]) -> list[str]:
+    """Checks of the viewer's production settings."""
+    errors = []
+    token = web["admin_token"]
+    if token and len(token) < MIN_ADMIN_TOKEN:
+        errors.append(f"web.admin_token: must be at least {MIN_ADMIN_TOKEN} characters (it has {len(token)}); "
+                      "make one with: python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+    if token and token != token.strip():
+        errors.append("web.admin_token: must not start or end with spaces")
+    if web["threads"] < 1:
+        errors.append("web.threads: must be at least 1")
+    if web["max_request_bytes"] < 1024:
+        errors.append("web.max_request_bytes: must be at least 1024")
+    if web["session_lifetime"] <= 0:
+        errors.append("web.session_lifetime: must be more than 0")
+    for key in ("login_rate_limit", "admin_rate_limit"):
+        if not _RATE.match(web[key]):
+            errors.append(f"web.{key}: expected a rate such as '10/minute' or '100 per hour', got {web[key]!r}")
+    for host in web["trusted_hosts"]:
+        if not isinstance(host, str) or not host or "/" in host or " " in host:
+            errors.append(f"web.trusted_hosts: expected host names such as 'terms.example.org', got {host!r}")
     return errors
 
 

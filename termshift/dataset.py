@@ -162,6 +162,16 @@ def _versions(data_dir: Path) -> Iterator[_Row]:
         archive.close()
 
 
+# What a spreadsheet reads as the start of a formula (OWASP's "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """`text` for a CSV cell: prefixed with `'` when a spreadsheet would run it as a formula
+    (a service id `=HYPERLINK(…)` must stay text in Excel or LibreOffice)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def export_dataset(
     data_dir: Path, output: Path, *, title: str = "Termshift", versions_repository_url: str = "",
     release_date: datetime | None = None,
@@ -191,7 +201,8 @@ def export_dataset(
                     archive.writestr(f"{base}/{waiting[key][0]}", waiting[key][1])
                     summary.files += 1
                 waiting[key] = (row.name, version.content)
-                writer.writerow([version.service_id, version.terms_type, _iso(version.fetch_date), version.id,
+                writer.writerow([spreadsheet_safe(version.service_id), spreadsheet_safe(version.terms_type),
+                                 _iso(version.fetch_date), version.id,
                                  " ".join(version.snapshot_ids), row.words_added, row.words_removed,
                                  int(bool(version.is_first_record)), int(bool(version.is_technical_upgrade))])
                 summary.versions += 1
@@ -236,7 +247,9 @@ def readme(title: str, summary: DatasetSummary, release_date: datetime, versions
         "after the declaration or the engine changed, not a change of the terms) are included.",
         "- `versions.csv`: one row per version, oldest first: " + ", ".join(f"`{c}`" for c in CSV_COLUMNS) + ". "
         "`snapshot_ids` are space-separated; word counts compare with the previous version of the same "
-        "terms (a first record counts all its words as added).",
+        "terms (a first record counts all its words as added). A text cell that a spreadsheet would "
+        "read as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) is prefixed "
+        "with `'`.",
         "",
         "## Licence",
         "",

@@ -2,8 +2,9 @@
 
 A collection is a folder of `<service id>.json` files (reference §1), each with
 an optional `<id>.history.json` (past declarations, §1.8) and an optional
-`<id>.filters.py` (Python filter functions; an OTA `<id>.filters.js` is
-reported, never run). The service id is the file name without `.json`.
+`<id>.filters.py` (Python filter functions) or OTA's `<id>.filters.js` and
+`<id>.filters.history.js` (JavaScript, termshift.jsfilters: one kind per service).
+The service id is the file name without `.json`.
 
 Every file is checked against the JSON Schemas (`termshift.schema`) as it is
 loaded, and every filter a declaration names must exist, so a service either
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import termshift.jsfilters  # noqa: F401  (registers the `.filters.js` kind of filters file)
 from termshift import schema
 from termshift.filters import (
     BUILTIN_FILTERS,
@@ -313,6 +315,10 @@ class ServiceFiles:
     def javascript_filters(self) -> Path:
         return self._file(".filters.js")
 
+    @property
+    def javascript_filters_history(self) -> Path:
+        return self._file(".filters.history.js")
+
 
 def list_service_ids(directory: Path) -> list[str]:
     """Ids of the services of a collection: every `*.json` except `*.history.json`, sorted.
@@ -387,12 +393,6 @@ def _load_filters(files: ServiceFiles) -> tuple[Mapping[str, FilterFunction] | N
                for suffix, inspect in FILTERS_FILE_KINDS.items()
                if (Path(files.directory) / f"{files.service_id}{suffix}").is_file()]
     if not present:
-        if files.javascript_filters.is_file():
-            return None, [DeclarationError(
-                files.javascript_filters, "-",
-                f"JavaScript filters must be ported to Python: write the functions of "
-                f"'{files.javascript_filters.name}' in '{files.filters.name}'",
-            )]
         return {}, []
     if len(present) > 1:
         names = " and ".join(f"'{path.name}'" for path, _inspect in present)
@@ -402,9 +402,9 @@ def _load_filters(files: ServiceFiles) -> tuple[Mapping[str, FilterFunction] | N
         functions: ServiceFilters = inspect_file(path)
     except FiltersFileError as error:
         where = f"line {error.line}" if error.line else "-"
-        return None, [DeclarationError(path, where, error.reason)]
+        return None, [DeclarationError(error.path, where, error.reason)]  # the history file, say
     errors = [
-        DeclarationError(files.filters, name,
+        DeclarationError(path, name,
                          f"'{name}' is the name of a built-in filter, which takes precedence: rename this function")
         for name in builtin_names_redefined(functions)
     ]
@@ -534,6 +534,9 @@ def load_service(directory: Path, service_id: str, *, with_filters: bool = True)
 def _load_service(files: ServiceFiles, with_filters: bool = True) -> Service:
     service_id = files.service_id
     declaration, errors = _read_checked(files.declaration, schema.service_problems)
+    bad_id = schema.service_id_problem(service_id)
+    if bad_id:
+        errors.append(DeclarationError(files.declaration, "$", bad_id))
     history = None
     if files.history.is_file():
         history, history_errors = _read_checked(files.history, schema.history_problems)

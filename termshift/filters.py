@@ -49,9 +49,10 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
-from lxml.cssselect import CSSSelector
+from lxml import etree
 from lxml.html import HtmlElement
 
+from termshift.trackers.css import SelectorSyntaxError, compile_xpath
 from termshift.trackers.errors import ExtractError
 
 if TYPE_CHECKING:
@@ -207,12 +208,13 @@ def removeQueryParams(document: HtmlElement, params: str | list[str], context: d
 # ----------------------------------------------------- built-ins: text
 
 
-def _css(selector: Any, filter_name: str) -> CSSSelector:
+def _css(selector: Any, filter_name: str) -> etree.XPath:
+    """The selector compiled by the engine extraction uses (browser semantics, see trackers.css)."""
     if not isinstance(selector, str) or not selector.strip():
         raise ValueError(f"{filter_name}: 'selector' must be a non-empty CSS selector, got {selector!r}")
     try:
-        return CSSSelector(selector, translator="html")
-    except Exception as error:  # cssselect's SelectorError and its subclasses
+        return compile_xpath(selector)
+    except SelectorSyntaxError as error:
         raise ValueError(f"{filter_name}: invalid CSS selector {selector!r}: {error}") from None
 
 
@@ -237,7 +239,7 @@ def _params_object(params: Any, filter_name: str, required: set[str], optional: 
     return params
 
 
-def _text_matcher(params: Any) -> tuple[CSSSelector, Callable[[str], bool]]:
+def _text_matcher(params: Any) -> tuple[etree.XPath, Callable[[str], bool]]:
     name = "removeElementsByText"
     params = _params_object(params, name, {"selector"}, {"text", "pattern"})
     if ("text" in params) == ("pattern" in params):
@@ -266,7 +268,7 @@ def removeElementsByText(document: HtmlElement, params: dict[str, str], context:
             element.drop_tree()
 
 
-def _replacement(params: Any) -> tuple[CSSSelector | None, re.Pattern[str], str]:
+def _replacement(params: Any) -> tuple[etree.XPath | None, re.Pattern[str], str]:
     name = "replaceText"
     params = _params_object(params, name, {"pattern", "replacement"}, {"selector"})
     if not isinstance(params["replacement"], str):
@@ -752,15 +754,17 @@ def apply_filters(
     document: HtmlElement,
     source_document: SourceDocument,
     service_filters: Mapping[str, FilterFunction] | None = None,
+    start: int = 0,
 ) -> HtmlElement:
     """Run the document's filters in order on `document` (mutated in place) and return it.
 
     Raises ExtractError for an unknown name, a function that cannot take the
     declared arguments, or a filter that raises: `The filter function "<name>"
-    failed: <ExceptionClass>: <message>`.
+    failed: <ExceptionClass>: <message>` (a JavaScript filter's error as JavaScript shows it,
+    as OTA does). `start` skips the first calls (already run by termshift.jsfilters).
     """
     context = filter_context(source_document)
-    for call in source_document.filters:
+    for call in source_document.filters[start:]:
         problem = _signature_problem(call, service_filters)
         if problem:
             raise ExtractError(f'The filter function "{call.name}" cannot run: {problem}')
@@ -777,7 +781,6 @@ def apply_filters(
         except KeyboardInterrupt:
             raise
         except BaseException as error:  # SystemExit too: a filter fails its document, nothing else
-            raise ExtractError(
-                f'The filter function "{call.name}" failed: {type(error).__name__}: {error}'
-            ) from error
+            text = getattr(error, "filter_error_text", None) or f"{type(error).__name__}: {error}"
+            raise ExtractError(f'The filter function "{call.name}" failed: {text}') from error
     return document

@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +43,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from termshift import __version__
 from termshift.locking import describe_holder, process_alive, read_holder
+from termshift.sqlite_wal import connect as connect_private
 from termshift.sqlite_wal import enable_wal
 
 STATE_FILE = "scheduler.sqlite"
@@ -62,9 +65,7 @@ def state_path(data_dir: Path) -> Path:
 def connect_state(data_dir: Path) -> Iterator[sqlite3.Connection]:
     """A connection to `<data>/scheduler.sqlite` (WAL, so readers never wait for writers);
     committed and closed on exit. Several processes write it: waits for locks up to 60 s."""
-    path = state_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=60)
+    db = connect_private(state_path(data_dir), timeout=60)
     try:
         db.row_factory = sqlite3.Row
         enable_wal(db)
@@ -286,6 +287,37 @@ def read_deliveries(data_dir: Path) -> dict[str, Any] | None:
             "oldest_pending_age": time.time() - oldest if oldest is not None else None}
 
 
+def alerts_problem(data_dir: Path) -> str | None:
+    """Why `alerts.sqlite` cannot be read (SQLite's words), or None when it can (or does not exist yet)."""
+    path = Path(data_dir) / ALERTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        with _read(path) as db:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            db.execute("PRAGMA user_version").fetchone()
+    except sqlite3.Error as error:
+        return str(error)
+    return None
+
+
+def problems(data_dir: Path) -> list[dict[str, str]]:
+    """What is broken in the data folder, each as {"what", "public", "detail"}: `public` in plain
+    words for anyone, `detail` (paths, SQLite's message, what to do) for the administrator."""
+    found = []
+    alerts = alerts_problem(data_dir)
+    if alerts is not None:
+        path = Path(data_dir) / ALERTS_FILE
+        found.append({
+            "what": "alerts_database",
+            "public": "The alerts database cannot be read: webhook and Apprise deliveries are stopped, "
+                      "and feeds are served without word counts.",
+            "detail": f"{path}: {alerts}. Restore it from a backup, or move it aside to start with no "
+                      "subscriptions (a new one is created).",
+        })
+    return found
+
+
 def running_run(data_dir: Path) -> dict[str, Any] | None:
     """The tracking run in progress, if any: the lock holder, when its process is alive."""
     holder = read_holder(data_dir)
@@ -296,6 +328,42 @@ def running_run(data_dir: Path) -> dict[str, Any] | None:
     since = to_epoch(holder.get("since"))
     return {**holder, "since": since, "elapsed": time.time() - since if since else None,
             "description": describe_holder(holder)}
+
+
+_version_counts: dict[Path, tuple[str, int]] = {}  # repository -> (HEAD, commits): counted once per HEAD
+_version_counts_lock = threading.Lock()
+
+
+def versions_in_repository(repository: Path) -> int | None:
+    """Commits of the versions repository (each is one recorded version), None when it cannot be read.
+
+    Counted from git, not from run summaries: a version committed by a run that was then
+    killed before writing its summary is counted too. Recounted only when HEAD moves."""
+    environment = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+
+    def git(*arguments: str) -> str | None:
+        try:
+            completed = subprocess.run(["git", "-C", str(repository), *arguments], capture_output=True,
+                                       text=True, timeout=60, env=environment, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return completed.stdout.strip() if completed.returncode == 0 else None
+
+    if not (Path(repository) / ".git").exists() and not (Path(repository) / "HEAD").is_file():
+        return None
+    head = git("rev-parse", "--verify", "--quiet", "HEAD")
+    if head is None:
+        return 0 if git("rev-parse", "--git-dir") is not None else None  # a repository with no commit yet
+    with _version_counts_lock:
+        cached = _version_counts.get(Path(repository))
+    if cached and cached[0] == head:
+        return cached[1]
+    counted = git("rev-list", "--count", head, "--", "*/*")  # commits of record files, not of a README
+    if counted is None or not counted.isdigit():
+        return None
+    with _version_counts_lock:
+        _version_counts[Path(repository)] = (head, int(counted))
+    return int(counted)
 
 
 # --- the status page ------------------------------------------------------------------------
@@ -332,8 +400,12 @@ def last_run_skipped_services(data_dir: Path) -> list[dict[str, Any]]:
             for item in skipped if isinstance(item, dict)]
 
 
-def status(settings: Any) -> dict[str, Any]:
-    """Everything the status page shows, as JSON-able data (times as ISO 8601 strings)."""
+def status(settings: Any, details: bool = True) -> dict[str, Any]:
+    """Everything the status page shows, as JSON-able data (times as ISO 8601 strings).
+
+    `details=False` is the public view: what is wrong in plain words, without the push
+    remotes, git's or SQLite's messages, the lock holder's host and pid, or paths.
+    """
     data_dir = Path(settings.data)
     documents = read_documents(data_dir)
     failures_by_kind: dict[str, int] = {}
@@ -343,7 +415,7 @@ def status(settings: Any) -> dict[str, Any]:
             failures_by_kind[kind] = failures_by_kind.get(kind, 0) + 1
     run = last_run(data_dir)
     running = running_run(data_dir)
-    return {
+    report = {
         "generated_at": iso(time.time()),
         "version": __version__,
         "last_run": _iso_fields(run, "started_at", "finished_at") if run else None,
@@ -355,6 +427,44 @@ def status(settings: Any) -> dict[str, Any]:
         "skipped_services": last_run_skipped_services(data_dir),
         "deliveries": read_deliveries(data_dir),
         "publish": [_iso_fields(row, "started_at", "finished_at", "last_success") for row in read_publish(data_dir)],
+        "problems": problems(data_dir),
+    }
+    return {**report, "details": True} if details else public_status(report)
+
+
+PUBLIC_RUN_FIELDS = ("id", "started_at", "finished_at", "duration", "status", "counts")
+PUBLIC_PUSH_FIELDS = ("repository", "ok", "attempts", "started_at", "finished_at", "last_success", "failures")
+PUBLIC_JOB_FIELDS = ("id", "job_id", "status", "started_at", "finished_at", "duration", "counts")
+
+
+def public_file_error(error: str) -> str:
+    """`/srv/declarations/Acme.json: $.name: reason` → `Acme.json: $.name: reason`."""
+    file, separator, rest = error.partition(": ")
+    return f"{Path(file).name}{separator}{rest}" if separator else error
+
+
+def public_status(report: dict[str, Any]) -> dict[str, Any]:
+    """The status without what only the administrator should see (see `status`)."""
+    def keep(row: dict[str, Any] | None, fields: tuple[str, ...]) -> dict[str, Any] | None:
+        return None if row is None else {name: row.get(name) for name in fields if name in row}
+
+    run = keep(report["last_run"], PUBLIC_RUN_FIELDS)
+    if run is not None and report["last_run"].get("error"):
+        run["error"] = "the run failed: the administrator can see why"
+    running = report["running"]
+    return {
+        **report,
+        "last_run": run,
+        "running": None if running is None else {"since": running.get("since"), "elapsed": running.get("elapsed")},
+        "history": [keep(row, PUBLIC_JOB_FIELDS) for row in report["history"]],
+        "publish": [{**keep(row, PUBLIC_PUSH_FIELDS),
+                     "error": None if row.get("ok") else "the push failed: the administrator can see why"}
+                    for row in report["publish"]],
+        "problems": [{"what": problem["what"], "public": problem["public"]} for problem in report["problems"]],
+        # Declaration errors name their file: its name, not the folder it is in.
+        "skipped_services": [{**item, "errors": [public_file_error(error) for error in item["errors"]]}
+                             for item in report.get("skipped_services", [])],
+        "details": False,
     }
 
 
@@ -364,43 +474,52 @@ def _iso_fields(row: dict[str, Any], *names: str) -> dict[str, Any]:
 
 # --- the health probe -----------------------------------------------------------------------
 
-def _check_readable_dir(path: Path) -> tuple[bool, str]:
+def _check_readable_dir(path: Path) -> tuple[bool, str, str]:
+    """(ok, public words, detail)."""
     if not path.is_dir():
-        return False, f"{path}: not a folder"
+        return False, "the data folder is missing", f"{path}: not a folder"
     if not os.access(path, os.R_OK | os.X_OK):
-        return False, f"{path}: not readable"
-    return True, "readable"
+        return False, "the data folder cannot be read", f"{path}: not readable"
+    return True, "readable", "readable"
 
 
-def _check_repository(path: Path) -> tuple[bool, str]:
+def _check_repository(path: Path) -> tuple[bool, str, str]:
     if not path.exists():
         # A fresh install has no repositories until its first run; that is not a failure.
-        return True, "not created yet (no run so far)"
+        return True, "not created yet (no run so far)", "not created yet (no run so far)"
     head = path / ".git" / "HEAD" if (path / ".git").exists() else path / "HEAD"
     try:
         head.read_bytes()
     except OSError as error:
-        return False, f"{path}: not a readable git repository ({error.strerror or error})"
-    return True, "readable"
+        return False, "the repository cannot be read", \
+            f"{path}: not a readable git repository ({error.strerror or error})"
+    return True, "readable", "readable"
 
 
-def healthz(settings: Any) -> tuple[bool, dict[str, Any]]:
-    """(healthy, body) for probes: data folder and repositories readable, no stuck run."""
+def healthz(settings: Any, details: bool = True) -> tuple[bool, dict[str, Any]]:
+    """(healthy, body) for probes: data folder and repositories readable, no stuck run.
+
+    `details=False` (the public probe) says what is wrong in plain words, without paths
+    or the lock holder's host and pid.
+    """
     data_dir = Path(settings.data)
     checks: dict[str, dict[str, Any]] = {}
-    ok, detail = _check_readable_dir(data_dir)
-    checks["data_dir"] = {"ok": ok, "detail": detail}
+
+    def check(name: str, ok: bool, public: str, detail: str) -> None:
+        checks[name] = {"ok": ok, "detail": detail if details else public}
+
+    check("data_dir", *_check_readable_dir(data_dir))
     for name in ("snapshots", "versions"):
-        ok, detail = _check_repository(data_dir / name)
-        checks[name] = {"ok": ok, "detail": detail}
+        check(name, *_check_repository(data_dir / name))
     stuck_after = float(_settings_value(settings, "schedule", "stuck_after", DEFAULT_STUCK_AFTER))
     running = running_run(data_dir)
     if running and running["elapsed"] is not None and running["elapsed"] > stuck_after:
-        checks["tracking"] = {"ok": False, "detail": f"run in progress for {running['elapsed']:.0f} s "
-                              f"(more than schedule.stuck_after = {stuck_after:g} s): {running['description']}"}
+        public = (f"a tracking run has been in progress for {running['elapsed']:.0f} s "
+                  f"(more than schedule.stuck_after = {stuck_after:g} s)")
+        check("tracking", False, public, f"{public}: {running['description']}")
     else:
-        checks["tracking"] = {"ok": True, "detail": "running" if running else "idle"}
-    healthy = all(check["ok"] for check in checks.values())
+        check("tracking", True, "running" if running else "idle", "running" if running else "idle")
+    healthy = all(item["ok"] for item in checks.values())
     return healthy, {"status": "ok" if healthy else "fail", "checks": checks, "time": iso(time.time())}
 
 
@@ -443,13 +562,18 @@ class StateCollector(Collector):
         yield from self._scheduler()
         yield from self._deliveries()
         yield from self._publish()
+        yield from self._problems()
 
     def _runs(self) -> Iterator[Any]:
         runs = read_runs(self.data_dir, limit=None)
-        by_status = CounterMetricFamily("termshift_tracking_runs", "Tracking runs, by outcome.", labels=["status"])
+        # Finished runs only: a run in progress is a state (the gauge termshift_tracking_run_in_progress),
+        # not an event to count.
+        by_status = CounterMetricFamily("termshift_tracking_runs", "Finished tracking runs, by outcome.",
+                                        labels=["status"])
         totals: dict[str, int] = {}
         for run in runs:
-            totals[run["status"]] = totals.get(run["status"], 0) + 1
+            if run["status"] != "running":
+                totals[run["status"]] = totals.get(run["status"], 0) + 1
         for name, value in sorted(totals.items()):
             by_status.add_metric([name], value)
         yield by_status
@@ -464,10 +588,16 @@ class StateCollector(Collector):
             counts.add_metric([key], value)
         yield counts
         for metric, aliases in COUNT_ALIASES.items():
+            if metric == "versions_recorded":
+                continue  # counted from the versions repository (below): a killed run's commits count too
             found = next((sums[alias] for alias in aliases if alias in sums), None)
             if found is not None:
                 yield CounterMetricFamily(f"termshift_{metric}", f"{metric.replace('_', ' ').capitalize()}, "
                                           "all runs.", value=found)
+        recorded = versions_in_repository(self.data_dir / "versions")
+        if recorded is not None:
+            yield CounterMetricFamily("termshift_versions_recorded", "Versions recorded: the commits of the "
+                                      "versions repository, whatever run made them.", value=recorded)
         finished = [run for run in runs if run["duration"] is not None]
         yield _histogram("termshift_tracking_run_duration_seconds", "Duration of tracking runs.",
                          [run["duration"] for run in finished], RUN_BUCKETS)
@@ -505,18 +635,31 @@ class StateCollector(Collector):
                          seconds, DOCUMENT_BUCKETS, gauge=True)
 
     def _scheduler(self) -> Iterator[Any]:
-        jobs = CounterMetricFamily("termshift_scheduler_jobs", "Job executions by job and outcome "
+        jobs = CounterMetricFamily("termshift_scheduler_jobs", "Finished job executions by job and outcome "
                                    "(ok, failed, stopped, skipped, missed, interrupted).", labels=["job", "status"])
+        running = GaugeMetricFamily("termshift_scheduler_jobs_running", "Executions of each job in progress now.",
+                                    labels=["job"])
         for row in _rows(state_path(self.data_dir), "run_history",
                          "SELECT job_id, status, COUNT(*) AS n FROM run_history GROUP BY job_id, status"):
-            jobs.add_metric([row["job_id"], row["status"]], row["n"])
+            if row["status"] == "running":
+                running.add_metric([row["job_id"]], row["n"])
+            else:
+                jobs.add_metric([row["job_id"], row["status"]], row["n"])
         yield jobs
+        yield running
         next_runs = GaugeMetricFamily("termshift_scheduler_next_run_timestamp_seconds", "Next run of each job.",
                                       labels=["job"])
         for job, moment in sorted(read_next_runs(self.data_dir).items()):
             if moment is not None:
                 next_runs.add_metric([job], moment)
         yield next_runs
+
+    def _problems(self) -> Iterator[Any]:
+        problem = GaugeMetricFamily("termshift_problem", "1 for each part of the data folder that cannot be "
+                                    "read (see /status).", labels=["what"])
+        for found in problems(self.data_dir):
+            problem.add_metric([found["what"]], 1)
+        yield problem
 
     def _deliveries(self) -> Iterator[Any]:
         deliveries = read_deliveries(self.data_dir)

@@ -1,10 +1,11 @@
 """Publishing: `git push` of the snapshots and versions repositories after each run.
 
-OTA pushes at the end of every run (`recorder.*.storage.git.publish`). Here the push
-runs in a background thread, so a slow or unreachable remote never delays the next
-run; a failed push is retried `publish.retries` times with a doubling wait from
-`publish.backoff` seconds. A run finishing while a push is still going just asks
-for one more push afterwards (pushes coalesce: the newest HEAD is what matters).
+OTA pushes at the end of every run (`recorder.*.storage.git.publish`). Here each
+repository is pushed by its own background thread, so a slow or unreachable remote
+never delays the next run, nor the push of the other repository; a failed push is
+retried `publish.retries` times with a doubling wait from `publish.backoff` seconds.
+A run finishing while a push of a repository is still going just asks for one more
+push of it afterwards (pushes coalesce: the newest HEAD is what matters).
 
 Every attempt's outcome is a row of `publish_log` in `<data>/scheduler.sqlite`; the
 status page shows the last one per repository. Remote URLs are logged with any
@@ -106,14 +107,56 @@ def push(repository: Path, remote: str, branch: str, timeout: float) -> str | No
             raise PublishError(message or f"git {arguments[0]} exited with {completed.returncode}")
         return completed.stdout.strip()
 
+    if remote.startswith("-"):
+        # git would read it as an option (`--receive-pack=…` runs a command).
+        raise PublishError(f"remote {remote!r} starts with '-': not a git URL or path")
     if not Path(repository).is_dir():
         raise PublishError(f"{repository}: no such repository (nothing recorded yet?)")
     try:
         head = git("rev-parse", "--verify", "HEAD")
     except PublishError:
         return None  # an empty repository: nothing to push yet
-    git("push", "--porcelain", "--quiet", remote, f"HEAD:refs/heads/{branch}")
+    git("push", "--porcelain", "--quiet", "--", remote, f"HEAD:refs/heads/{branch}")
     return head
+
+
+class _Worker:
+    """The background pushes of one repository: one thread at a time; a request made while
+    it runs asks for one more round after it."""
+
+    def __init__(self, name: str, publish_one: Any, remote: str, stop_event: threading.Event) -> None:
+        self.name, self.remote, self._publish_one, self.stop_event = name, remote, publish_one, stop_event
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._again = False
+
+    def request(self) -> threading.Thread:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                self._again = True
+                return self._thread
+            self._thread = threading.Thread(target=self._run, name=f"termshift-publish-{self.name}", daemon=True)
+            self._thread.start()
+            return self._thread
+
+    def wait(self, timeout: float | None) -> bool:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._publish_one(self.name, self.remote)
+            except Exception:  # a bug here must not kill later pushes silently
+                log.exception("publishing %s failed", self.name)
+            with self._lock:
+                if not self._again or self.stop_event.is_set():
+                    self._again = False
+                    return
+                self._again = False
 
 
 class Publisher:
@@ -134,9 +177,10 @@ class Publisher:
         self.remotes = {name: remote for name, remote in remotes.items() if remote}
         self.branch, self.retries, self.backoff, self.timeout = branch, retries, backoff, timeout
         self.stop_event = stop_event or threading.Event()  # set: no more retries (shutdown)
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._again = False
+        # One background worker per repository: a remote that fails (and waits to retry)
+        # never holds up the push of the other repository.
+        self._workers = {name: _Worker(name, self._publish_one, remote, self.stop_event)
+                         for name, remote in self.remotes.items()}
         with health.connect_state(self.data_dir) as db:
             db.executescript(PUBLISH_SCHEMA)
 
@@ -151,39 +195,35 @@ class Publisher:
                    backoff=section["backoff"], timeout=section["timeout"], stop_event=stop_event)
 
     def publish(self) -> list[PushResult]:
-        """Push every configured repository now (with retries); record and return the outcomes."""
-        return [self._publish_one(name, remote) for name, remote in self.remotes.items()]
+        """Push every configured repository now, all at once (each with its retries); record and
+        return the outcomes, in the order of `remotes`."""
+        results: dict[str, PushResult] = {}
 
-    def publish_in_background(self) -> threading.Thread:
-        """Start pushing in a thread and return at once. If a push is already under way,
-        one more round follows it (so the latest commits always get out)."""
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                self._again = True
-                return self._thread
-            self._thread = threading.Thread(target=self._background, name="termshift-publish", daemon=True)
-            self._thread.start()
-            return self._thread
+        def push_one(name: str, remote: str) -> None:
+            results[name] = self._publish_one(name, remote)
+
+        threads = [threading.Thread(target=push_one, args=item, name=f"termshift-publish-{item[0]}", daemon=True)
+                   for item in self.remotes.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return [results[name] for name in self.remotes if name in results]
+
+    def publish_in_background(self) -> list[threading.Thread]:
+        """Start pushing each repository in its own thread and return at once. If a push of a
+        repository is already under way, one more round of it follows (so the latest commits
+        always get out)."""
+        return [worker.request() for worker in self._workers.values()]
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the background pushes to end; False if still running after `timeout`."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
+        """Wait for the background pushes to end; False if one is still running after `timeout`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for worker in self._workers.values():
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not worker.wait(remaining):
+                return False
         return True
-
-    def _background(self) -> None:
-        while True:
-            try:
-                self.publish()
-            except Exception:  # a bug here must not kill later pushes silently
-                log.exception("publishing failed")
-            with self._lock:
-                if not self._again or self.stop_event.is_set():
-                    self._again = False
-                    return
-                self._again = False
 
     def _publish_one(self, name: str, remote: str) -> PushResult:
         repository = self.data_dir / name

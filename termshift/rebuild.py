@@ -31,6 +31,7 @@ import click
 from termshift.archive_repo import Archive, RecordRepository, Snapshot, Version
 from termshift.archive_repo.archive import archive_options
 from termshift.declarations import Collection, Service, SourceDocument, Terms, load_collection
+from termshift.jsfilters import filters_at
 from termshift.logs import progress_bar
 from termshift.trackers.errors import TermshiftError
 from termshift.trackers.extract import extract
@@ -154,7 +155,7 @@ class _Extractor:
         content = snapshot.content
         if content is None or content in ("", b""):
             raise TermshiftError(f"Empty content for source document {document.location} in snapshot {snapshot.id}")
-        markdown = extract(content, snapshot.mime_type, document, service.filters)
+        markdown = extract(content, snapshot.mime_type, document, filters_at(service.filters, snapshot.fetch_date))
         if len(self._memo) > 256:  # only combined terms need it; keep it bounded
             self._memo.clear()
         self._memo[key] = markdown

@@ -39,6 +39,7 @@ from termshift.collection_metadata import read_metadata, settings_metadata_path
 from termshift.config import config_option, settings_for_command
 from termshift.declarations import (
     DeclarationError,
+    FilterCall,
     Service,
     ServiceFiles,
     ServiceLoadError,
@@ -49,6 +50,7 @@ from termshift.declarations import (
     load_service,
     read_json,
 )
+from termshift.jsfilters import JavaScriptFilters, JsFilter, arity_problem
 from termshift.schema import PathPart, json_path, selector_problems, suggest, terms_types
 
 # Modules that register more checks when imported; a missing one is skipped.
@@ -196,6 +198,48 @@ def _only_pdfs(data: Any, path: tuple[PathPart, ...]) -> bool:
     # A shared selector applies to the combined documents that do not declare their own.
     concerned = [item for item in items if isinstance(item, dict) and item.get(key) is None]
     return bool(concerned) and all(is_pdf_location(item.get("fetch")) for item in concerned)
+
+
+@register_check("javascript filters", schema_only=True)
+def check_javascript_filters(run: ValidationRun, service_id: str) -> list[DeclarationError]:
+    """JavaScript filters declared with parameters they never read (JavaScript ignores extra
+    arguments: OTA would run them without the parameters). Parsing, exports and names are
+    checked by the "filters" check; no filter code is run."""
+    errors: list[DeclarationError] = []
+    files = run.files(service_id)
+    service = run.service(service_id)
+    if service is None or not isinstance(service.filters, JavaScriptFilters):
+        return errors
+    for path, prefix, declaration in _terms_declarations(files):
+        lists = [((*prefix, "filter"), declaration.get("filter"))]
+        lists += [((*prefix, "combine", index, "filter"), item.get("filter"))
+                  for index, item in enumerate(declaration.get("combine") or []) if isinstance(item, dict)]
+        for list_path, items in lists:
+            for index, item in enumerate(items if isinstance(items, list) else []):
+                call = FilterCall.from_declaration(item)
+                function = service.filters.get(call.name)
+                problem = arity_problem(call, function) if isinstance(function, JsFilter) else None
+                if problem:
+                    errors.append(DeclarationError(path, json_path((*list_path, index)), problem))
+    return errors
+
+
+def _terms_declarations(files: ServiceFiles) -> Iterable[tuple[Path, tuple, dict]]:
+    """(file, JSON path prefix, terms declaration) of a service's declaration and history files."""
+    for path in (files.declaration, files.history):
+        data, unreadable = read_json(path) if path.is_file() else (None, [])
+        if unreadable or not isinstance(data, dict):
+            continue  # the declaration and history checks say why
+        if path == files.declaration:
+            terms = data.get("terms")
+            for terms_type, declaration in (terms.items() if isinstance(terms, dict) else []):
+                if isinstance(declaration, dict):
+                    yield path, ("terms", terms_type), declaration
+        else:
+            for terms_type, entries in data.items():
+                for index, declaration in enumerate(entries if isinstance(entries, list) else []):
+                    if isinstance(declaration, dict):
+                        yield path, (terms_type, index), declaration
 
 
 @register_check("filters", schema_only=True)

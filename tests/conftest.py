@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.servers import LOOPBACK_ALLOW_ENV, LOOPBACK_NETWORK
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"
 CORPUS = SHARED / "corpus" / "demo"
@@ -30,19 +32,23 @@ def repo_declarations() -> Path:
 # fetchers refuse by default (fetcher.allow_private_targets). Tests opt in here, once for
 # all: in-process settings built from DEFAULTS (load_settings or by hand) get the allow-list
 # as their default, and child processes (`termshift track` started by a test) get it from
-# the environment. A test of the refusal sets its own, narrower list.
-TEST_FETCH_ALLOW = ["127.0.0.0/8"]
+# the environment (a test that builds a clean environment adds LOOPBACK_ALLOW_ENV). A test
+# of the refusal sets its own, narrower list.
+
+
+TEST_FETCH_ALLOW = [LOOPBACK_NETWORK]  # for a test that writes its own configuration file
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _fetchers_may_reach_loopback():
     from termshift.config import DEFAULTS
 
+    allow = list(TEST_FETCH_ALLOW)
     original = DEFAULTS["fetcher"]["allow_private_targets"]
-    DEFAULTS["fetcher"]["allow_private_targets"] = (list(TEST_FETCH_ALLOW), original[1])
-    variable = "TERMSHIFT_FETCHER_ALLOW_PRIVATE_TARGETS"
+    DEFAULTS["fetcher"]["allow_private_targets"] = (allow, original[1])
+    [(variable, value)] = LOOPBACK_ALLOW_ENV.items()
     previous = os.environ.get(variable)
-    os.environ[variable] = ",".join(TEST_FETCH_ALLOW)
+    os.environ[variable] = value
     yield
     DEFAULTS["fetcher"]["allow_private_targets"] = original
     if previous is None:

@@ -129,3 +129,20 @@ def test_scheduled_exports_keep_the_newest(data: Path, tmp_path: Path) -> None:
     assert result["versions"] == 5 and result["services"] == 2
     today = archive_basename("Weekly", datetime.now(UTC))
     assert sorted(path.name for path in exports.iterdir()) == ["unrelated.zip", "weekly-2024-01-15.zip", f"{today}.zip"]
+
+
+def test_versions_csv_cells_never_start_a_spreadsheet_formula(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    hostile = ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tTab"]  # line breaks: refused by the archive
+    with Archive.open(data) as archive:
+        for number, service in enumerate(hostile):
+            date = at(f"2024-01-0{number + 1}T10:00:00")
+            snapshot = archive.snapshots.record(Snapshot(service, "=Terms", date, f"<p>{number}</p>"))
+            archive.versions.record(Version(service, "=Terms", date, f"Text {number}.", snapshot_ids=[snapshot.id]))
+    summary = export_dataset(data, tmp_path / "out.zip")
+    with zipfile.ZipFile(summary.path) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("versions.csv"))
+        rows = list(csv.DictReader(io.StringIO(archive.read(name).decode())))
+    assert sorted(row["service"] for row in rows) == sorted("'" + service for service in hostile)
+    assert {row["terms_type"] for row in rows} == {"'=Terms"}
+    assert not any(value.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for value in row.values())

@@ -275,9 +275,8 @@ def test_a_broken_service_is_reported_and_the_others_load():
     assert str(by_file["Malformed.json"]) == (
         f"{BROKEN / 'Malformed.json'}: $: malformed JSON, it cannot be parsed: "
         "Expecting ',' delimiter at line 4, column 61")
-    assert by_file["JavaScript.filters.js"].reason == (
-        "JavaScript filters must be ported to Python: write the functions of 'JavaScript.filters.js' "
-        "in 'JavaScript.filters.py'")
+    assert (by_file["JavaScript.filters.js"].json_path, by_file["JavaScript.filters.js"].reason) == (
+        "line 3", "cannot be parsed: SyntaxError: Unexpected token (3:0)")  # a function left unclosed
     assert by_file["Bad History.history.json"].json_path == '$["Terms of Service"]'
     assert by_file["Bad History.history.json"].reason == (
         "expected an array but got an object. Please use [] instead of {}.")
@@ -299,10 +298,13 @@ def test_load_service_raises_with_every_error(tmp_path):
     ]
 
 
-def test_a_ported_javascript_file_is_not_reported(tmp_path):
+def test_a_service_with_both_python_and_javascript_filters_is_an_error(tmp_path):
     shutil.copy(BROKEN / "JavaScript.json", tmp_path)
-    shutil.copy(BROKEN / "JavaScript.filters.js", tmp_path)
+    (tmp_path / "JavaScript.filters.js").write_text("export function cleanUrls(document) {}\n")
     (tmp_path / "JavaScript.filters.py").write_text("def cleanUrls(document, context):\n    pass\n")
+    [error] = load_collection(tmp_path).errors
+    assert error.reason == "a service has one filters file, found 'JavaScript.filters.py' and 'JavaScript.filters.js'"
+    (tmp_path / "JavaScript.filters.py").unlink()
     assert load_service(tmp_path, "JavaScript").filters["cleanUrls"].__name__ == "cleanUrls"
 
 
@@ -370,6 +372,17 @@ def test_the_corpus_collection_loads_clean(corpus_dir):
     collection = load_collection(corpus_dir / "declarations")
     assert collection.errors == []
     assert sum(len(entries) for service in collection.services.values() for entries in service.history.values()) == 9
+
+
+def test_a_service_id_with_a_backslash_is_refused(tmp_path):
+    declaration = {"name": "Evil", "terms": {"Terms of Service": {"fetch": "https://example.org/tos",
+                                                                  "select": "main"}}}
+    (tmp_path / "Evil\\..\\Acme.json").write_text(json.dumps(declaration))
+    (tmp_path / "Fine.json").write_text(json.dumps(declaration))
+    collection = load_collection(tmp_path)
+    assert list(collection.services) == ["Fine"]
+    [error] = collection.errors
+    assert "backslash" in error.reason and error.file.name == "Evil\\..\\Acme.json"
 
 
 def test_a_file_too_large_nested_too_deeply_or_not_utf8_is_its_service_error(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,37 @@ def test_login_form_cookie_and_csrf(client, declarations, site):
     assert saved.status_code == 200 and (declarations / "A.json").is_file()
     client.post("/declare/logout")
     assert client.get("/declare").status_code == 401
+
+
+def _session_cookie(response) -> str:
+    return response.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+
+
+def test_logout_revokes_the_session_even_if_the_cookie_is_kept(declarations):
+    client = make_app(declarations).test_client()
+    login = client.post("/declare/login", data={"admin_token": TOKEN})
+    session = _session_cookie(login)
+    assert "Max-Age=" in login.headers["Set-Cookie"] and "Path=/;" in login.headers["Set-Cookie"] + ";"
+    assert client.get("/declare").status_code == 200
+    client.post("/declare/logout")
+    client.set_cookie(COOKIE, session)  # a copy of the cookie taken before logging out
+    assert client.get("/declare").status_code == 401
+
+
+def test_the_login_session_expires(declarations):
+    app = make_app(declarations)
+    app.config["ADMIN_SESSION_LIFETIME"] = 0.5
+    client = app.test_client()
+    session = _session_cookie(client.post("/declare/login", data={"admin_token": TOKEN}))
+    assert client.get("/declare").status_code == 200
+    time.sleep(0.7)
+    client.set_cookie(COOKIE, session)
+    assert client.get("/declare").status_code == 401
+    # A session opened with another token (the token was changed) is not valid either.
+    session = _session_cookie(client.post("/declare/login", data={"admin_token": TOKEN}))
+    app.config["ADMIN_TOKEN"] = TOKEN + " changed"
+    client.set_cookie(COOKIE, session)
+    assert client.get("/declare", headers={}).status_code == 401
 
 
 def test_the_token_as_a_form_field(client, declarations, site):

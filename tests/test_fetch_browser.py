@@ -214,7 +214,10 @@ def test_contexts_are_fresh_for_each_fetch(browser: BrowserHarness, js_server: J
 @browser_test
 def test_pages_render_at_most_browser_pages_at_once(browser: BrowserHarness) -> None:
     with FaultServer() as server:
-        urls = [server.url(f"/page/p{n}?delay=0.5") for n in range(4)]
+        # Each answer takes 1.2 s (0.5 s was too short on a loaded machine for two renders started
+        # together to overlap on the server: every request now passes the address guard first),
+        # well within the 3 s navigation time-out.
+        urls = [server.url(f"/page/p{n}?delay=1.2") for n in range(4)]
 
         async def all_at_once() -> list[BrowserPage]:
             return await asyncio.gather(*(browser.fetcher.fetch(url) for url in urls))

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -185,3 +188,46 @@ def test_tracking_records_nothing_for_a_refused_hop_and_keeps_the_final_url(site
     assert snapshot.metadata["x-source-document-location"] == sites.url("/to-page")
     assert snapshot.metadata[FINAL_LOCATION_TRAILER] == sites.url("/page")
     assert private_requests(sites) == []
+
+
+@pytest.mark.parametrize(("location", "final", "expected"), [
+    ("https://example.com", "https://example.com/", None),
+    ("https://example.com/terms", "https://example.com/terms", None),
+    ("https://example.com/terms", "https://www.example.com/terms", "https://www.example.com/terms"),
+    ("https://example.com/terms", None, None),
+])
+def test_redirected_to_names_only_a_real_move(location: str, final: str | None, expected: str | None) -> None:
+    from termshift.trackers.fetcher import FetchResult
+
+    assert FetchResult(location=location, final_url=final).redirected_to == expected
+
+
+RESOLVER_PROBE = """
+import sys
+from twisted.internet import reactor
+from termshift.trackers.fetch_http import GuardedResolver
+
+resolver = GuardedResolver(reactor, 0, 5.0)
+resolver.allow = sys.argv[1:]
+outcome = []
+deferred = resolver.getHostByName("localhost")
+deferred.addCallbacks(lambda address: outcome.append("resolved " + address),
+                      lambda failure: outcome.append("refused " + str(failure.value)))
+deferred.addBoth(lambda _: reactor.stop())
+reactor.run()
+print(outcome[0])
+"""
+
+
+@pytest.mark.parametrize(("allow", "expected"), [
+    ([], "refused connecting to localhost: localhost resolves to 127.0.0.1, a loopback address; "
+         "add it to fetcher.allow_private_targets"),
+    (["localhost"], "resolved 127.0.0.1"),
+])
+def test_scrapy_checks_addresses_again_when_it_resolves(allow: list[str], expected: str) -> None:
+    """The resolver Scrapy connects through (a DNS answer may change after the request was checked)."""
+    root = Path(__file__).resolve().parents[1]
+    answer = subprocess.run([sys.executable, "-c", RESOLVER_PROBE, *allow], capture_output=True, text=True,
+                            timeout=60, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip().startswith(expected)

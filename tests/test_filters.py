@@ -513,3 +513,16 @@ def test_imports_that_cannot_work_are_found_without_running_the_file(tmp_path):
             "full name"),
     ]
     assert not filters.loaded
+
+
+def test_built_in_filters_take_selectors_as_browsers_do():
+    """The built-ins use extraction's selector engine: `*:nth-of-type()` (which cssselect
+    cannot translate) and an unclosed attribute selector (closed, as browsers do) work."""
+    document = html.fromstring("<html><body><div><p>keep</p><p>drop me</p></div>"
+                               "<a href='data:image/svg+xml,x'>old</a><a href='/'>old</a></body></html>")
+    removeElementsByText(document, {"selector": ".x, div > :nth-of-type(2)", "text": "drop"}, {})
+    assert [p.text for p in document.iter("p")] == ["keep"]
+    replaceText(document, {"selector": "a[href^='data:image/svg+xml'", "pattern": "old", "replacement": "new"}, {})
+    assert [a.text for a in document.iter("a")] == ["new", "old"]
+    with pytest.raises(ValueError, match="invalid CSS selector"):
+        removeElementsByText(document, {"selector": "p[[broken", "text": "x"}, {})

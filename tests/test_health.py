@@ -30,9 +30,14 @@ def make_settings(data: Path, **schedule: Any) -> Settings:
                                                       "schedule": {"deliveries": 0, "dataset": "", **schedule}})
 
 
+ADMIN_TOKEN = "an-admin-token-of-at-least-32-characters"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # the details (remotes, errors, pids) are the admin's
+
+
 def make_app(settings: Settings) -> Flask:
     app = Flask("test")
     app.config["SETTINGS"] = settings
+    app.config["ADMIN_TOKEN"] = ADMIN_TOKEN
     app.register_blueprint(blueprint)
     return app
 
@@ -127,7 +132,7 @@ def test_status_and_metrics_show_runs_documents_deliveries_and_publishing(tmp_pa
         outbox.enqueue_test_event(data, subscription)
 
     client = make_app(settings).test_client()
-    status = client.get("/status.json").json
+    status = client.get("/status.json", headers=ADMIN).json
     assert status["last_run"]["started_at"] == "2024-05-01T12:30:00Z"
     assert status["last_run"]["duration"] == 30.0
     assert status["last_run"]["counts"]["versions_recorded"] == 1
@@ -141,7 +146,7 @@ def test_status_and_metrics_show_runs_documents_deliveries_and_publishing(tmp_pa
     [push] = status["publish"]
     assert push["repository"] == "versions" and push["ok"] == 0 and "missing.git" in push["error"]
 
-    page = client.get("/status").get_data(as_text=True)
+    page = client.get("/status", headers=ADMIN).get_data(as_text=True)
     assert "Blocked page (cloudflare) received" in page
     assert "2 terms tracked" not in page and "3 terms tracked, 2 failing" in page
     assert "Backlog: 2 event(s)" in page and "missing.git" in page
@@ -149,7 +154,8 @@ def test_status_and_metrics_show_runs_documents_deliveries_and_publishing(tmp_pa
     samples = metrics(client)
     assert samples["termshift_tracking_runs_total"] == {(("status", "completed"),): 2.0}
     assert samples["termshift_documents_fetched_total"] == {(): 6.0}
-    assert samples["termshift_versions_recorded_total"] == {(): 3.0}
+    # Versions are counted in the versions repository (one recorded above), not from run summaries.
+    assert samples["termshift_versions_recorded_total"] == {(): 1.0}
     assert samples["termshift_tracking_counts_total"][(("count", "failures"),)] == 3.0
     assert samples["termshift_documents_failing"] == {(("error_kind", "blocked"),): 1.0,
                                                       (("error_kind", "transient"),): 1.0}
@@ -192,7 +198,7 @@ def test_healthz_fails_while_a_run_is_stuck(tmp_path: Path) -> None:
         response = client.get("/healthz")
         assert response.status_code == 503
         assert "more than schedule.stuck_after" in response.json["checks"]["tracking"]["detail"]
-        assert client.get("/status.json").json["running"]["pid"] > 0
+        assert client.get("/status.json", headers=ADMIN).json["running"]["pid"] > 0
     finally:
         lock.release()
     assert client.get("/healthz").status_code == 200
@@ -244,3 +250,41 @@ def test_fetch_durations_without_runs_sqlite_come_from_the_scheduler_history(tmp
     assert samples["termshift_last_run_fetch_duration_seconds_gcount"] == {(): 2.0}
     assert samples["termshift_last_run_fetch_duration_seconds_bucket"][(("le", "0.25"),)] == 1.0
     assert samples["termshift_scheduler_jobs_total"][(("job", "tracking"), ("status", "ok"))] == 1.0
+
+
+def test_states_are_gauges_and_versions_are_counted_at_commit_time(tmp_path: Path) -> None:
+    """A run in progress is a state, not an event; a version committed by a run killed before it
+    wrote its summary is still counted."""
+    from termshift.scheduler import RunHistory
+    from termshift.trackers.status import RUNS_FILE, RunStore
+
+    data = tmp_path / "data"
+    write_runs(data)  # two finished runs whose summaries say 3 versions were recorded
+    with RunStore(data / RUNS_FILE) as store:
+        store.start_run(at("2024-05-02T00:30:00"))  # killed: never finished
+    history = RunHistory(data)
+    history.finish(history.start("tracking"), "ok")
+    history.start("tracking")  # in progress
+    with Archive.open(data) as archive:  # what the runs committed, the killed one included
+        for day in (1, 2, 3, 4):
+            archive.versions.record(Version("ACME", "Terms of Service", datetime(2024, 5, day, tzinfo=UTC),
+                                            f"Terms {day}.", snapshot_ids=["0" * 40]))
+    samples = metrics(make_app(make_settings(data)).test_client())
+    assert samples["termshift_tracking_runs_total"] == {(("status", "completed"),): 2.0}
+    assert samples["termshift_tracking_run_in_progress"] == {(): 0.0}  # no process holds the lock
+    assert samples["termshift_scheduler_jobs_total"] == {(("job", "tracking"), ("status", "ok")): 1.0}
+    assert samples["termshift_scheduler_jobs_running"] == {(("job", "tracking"),): 1.0}
+    assert samples["termshift_versions_recorded_total"] == {(): 4.0}
+    with Archive.open(data) as archive:
+        archive.versions.record(Version("ACME", "Terms of Service", datetime(2024, 5, 5, tzinfo=UTC),
+                                        "Terms 5.", snapshot_ids=["0" * 40]))
+    samples = metrics(make_app(make_settings(data)).test_client())
+    assert samples["termshift_versions_recorded_total"] == {(): 5.0}
+
+
+def test_public_declaration_errors_name_the_file_not_its_folder() -> None:
+    from termshift.health import public_file_error
+
+    assert public_file_error("/srv/termshift/declarations/Acme.json: $.terms: https://a.example/x: bad") == \
+        "Acme.json: $.terms: https://a.example/x: bad"
+    assert public_file_error("Acme.json: $: reason") == "Acme.json: $: reason"

@@ -1,4 +1,4 @@
-"""`termshift import-ota`: copying an OTA collection, and the JavaScript filters to port."""
+"""`termshift import-ota`: copying an OTA collection, JavaScript filters included, as it is."""
 
 from __future__ import annotations
 
@@ -8,17 +8,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from termshift.contrib.import_ota import import_ota_command, javascript_exports, strip_js_comments
+from termshift.contrib.import_ota import import_ota_command
 from termshift.declarations import load_collection
 
 FILTERS_JS = """\
 import fetch from 'node-fetch';
-// export function commentedOut() {}
-/* export const alsoCommentedOut = 1; */
 
 export function removeSessionIds(document) {
-  const marker = "https://example.com//not-a-comment";
-  document.querySelectorAll('a').forEach(a => a.href = a.href.split('?')[0]);
+  document.querySelectorAll('a').forEach(a => { a.href = a.href.split('?')[0]; });
 }
 
 export async function inlineImages(document, { fetch: location }) {}
@@ -27,26 +24,10 @@ export const removeDates = (document, selector) => {
   document.querySelectorAll(selector).forEach(element => element.remove());
 };
 
-function helper() {}
-function cleanTables() {}
-export { helper as unusedHelper, cleanTables };
 export { sharedCleanup } from './Other Service.filters.js';
-export * from './Common.filters.js';
-export default function () {}
 """
 
-
-def test_javascript_exports_reads_every_form_of_export():
-    module = javascript_exports(FILTERS_JS)
-    assert module.names == ["removeSessionIds", "inlineImages", "removeDates", "unusedHelper", "cleanTables",
-                            "sharedCleanup"]
-    assert [export.source for export in module.exports if export.source] == ["./Other Service.filters.js"]
-    assert module.star_sources == ["./Common.filters.js"]
-
-
-def test_comment_stripping_leaves_strings_alone():
-    code = strip_js_comments('const a = "x // y"; // gone\nconst b = \'/* z */\'; /* gone */ const c = `//`;')
-    assert code == 'const a = "x // y"; \nconst b = \'/* z */\';   const c = `//`;'
+OTHER_FILTERS_JS = "export function sharedCleanup(document) {}\n"
 
 
 @pytest.fixture
@@ -62,12 +43,13 @@ def ota_collection(tmp_path: Path) -> Path:
                              "filter": ["removeSessionIds", {"removeDates": ".date"},
                                         {"removeQueryParams": ["utm_source"]}]},
         "Privacy Policy": {"fetch": "https://shop.example/privacy", "select": "main",
-                           "filter": ["sharedCleanup", "notExportedAnywhere"]},
+                           "filter": ["sharedCleanup"]},
     }}, indent=2) + "\n")
     (declarations / "Shop.history.json").write_text(json.dumps({"Terms of Service": [
         {"fetch": "https://shop.example/tos", "select": "#old", "filter": ["inlineImages"],
          "validUntil": "2024-01-01T00:00:00Z"}]}, indent=2) + "\n")
     (declarations / "Shop.filters.js").write_text(FILTERS_JS)
+    (declarations / "Other Service.filters.js").write_text(OTHER_FILTERS_JS)
     (declarations / "Plain.json").write_text(json.dumps({"name": "Plain", "terms": {
         "Imprint": {"fetch": "https://plain.example/imprint", "select": "main"}}}, indent=2) + "\n")
     return root
@@ -77,33 +59,33 @@ def run(source: Path, destination: Path, *options: str):
     return CliRunner().invoke(import_ota_command, [str(source), "--declarations", str(destination), *options])
 
 
-def test_import_copies_validates_and_lists_the_filters_to_port(ota_collection: Path, tmp_path: Path):
+def test_import_copies_validates_and_reports_nothing_to_port(ota_collection: Path, tmp_path: Path):
     destination = tmp_path / "termshift" / "declarations"
     result = run(ota_collection, destination)
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in destination.iterdir()) == [
-        "Plain.json", "Shop.filters.js", "Shop.history.json", "Shop.json"]
-    assert "5 file(s) copied, 0 already identical, 0 kept." in result.output
+        "Other Service.filters.js", "Plain.json", "Shop.filters.js", "Shop.history.json", "Shop.json"]
+    assert "6 file(s) copied, 0 already identical, 0 kept." in result.output
     # The collection's metadata.yml goes beside the declarations folder, as in OTA.
     assert (tmp_path / "termshift" / "metadata.yml").read_text() == (ota_collection / "metadata.yml").read_text()
     assert "Schema check of 2 service(s): no errors" in result.output
-    port = result.output[result.output.index("Shop.filters.js -> write Shop.filters.py with:"):]
-    # Each export with the signature its callers need, and where it is used.
-    assert 'def removeDates(document, params, context)\n        used by Shop.json $.terms["Terms of Service"].filter[1]' \
-        in port
-    assert 'def removeSessionIds(document, context)\n        used by Shop.json $.terms["Terms of Service"].filter[0]' \
-        in port
-    assert 'def inlineImages(document, context)\n        used by Shop.history.json $["Terms of Service"][0].filter[0]' \
-        in port
-    assert "def unusedHelper(document, context)\n        not used by any declaration" in port
-    assert "def sharedCleanup(document, context) (re-exported from ./Other Service.filters.js)" in port
-    assert "everything exported by ./Common.filters.js" in port
-    assert "def notExportedAnywhere(document, context): called by the declarations but not found" in port
-    assert "removeQueryParams" not in port  # a built-in: nothing to port
-    # Until the port exists, the service does not load, and says why.
+    assert "JavaScript filters: 1 file(s), run as they are (nothing to port" in result.output
+    assert "  Shop.filters.js\n" in result.output
+    assert "port to Python" not in result.output
+    # The service loads with its JavaScript filters, the re-exported one included.
     collection = load_collection(destination)
-    assert sorted(collection.services) == ["Plain"]
-    assert any("JavaScript filters must be ported" in str(error) for error in collection.errors)
+    assert sorted(collection.services) == ["Plain", "Shop"] and not collection.errors
+    assert sorted(collection.services["Shop"].filters) == [
+        "inlineImages", "removeDates", "removeSessionIds", "sharedCleanup"]
+
+
+def test_a_filter_the_declarations_call_but_nobody_exports_fails_the_import(ota_collection: Path, tmp_path: Path):
+    shop = ota_collection / "declarations" / "Shop.json"
+    shop.write_text(shop.read_text().replace('"sharedCleanup"', '"sharedCleanup", "notExportedAnywhere"'))
+    result = run(ota_collection, tmp_path / "declarations")
+    assert result.exit_code == 1
+    assert ("""Shop.json: $.terms["Privacy Policy"].filter[1]: unknown filter 'notExportedAnywhere'"""
+            in result.output)
 
 
 def test_import_again_keeps_local_changes_unless_overwrite(ota_collection: Path, tmp_path: Path):
@@ -111,7 +93,7 @@ def test_import_again_keeps_local_changes_unless_overwrite(ota_collection: Path,
     assert run(ota_collection / "declarations", destination).exit_code == 0  # the declarations folder itself
     (destination / "Plain.json").write_text((destination / "Plain.json").read_text().replace("main", "#local"))
     again = run(ota_collection, destination)
-    assert "0 file(s) copied, 4 already identical, 1 kept." in again.output
+    assert "0 file(s) copied, 5 already identical, 1 kept." in again.output
     assert "kept Plain.json: it exists with other content (--overwrite replaces it)" in again.output
     assert "#local" in (destination / "Plain.json").read_text()
     overwritten = run(ota_collection, destination, "--overwrite")
@@ -139,7 +121,7 @@ def test_import_the_ota_demo_collection(corpus_dir: Path, tmp_path: Path):
     result = run(corpus_dir / "declarations", destination)
     assert result.exit_code == 0, result.output
     assert "Schema check of 7 service(s): no errors" in result.output
-    assert "No JavaScript filter to port." in result.output
+    assert "No JavaScript filters." in result.output
     collection = load_collection(destination)
     assert collection.errors == [] and len(collection.services) == 7
     assert collection.services["Open Terms Archive"].history["Privacy Policy"][0].documents[0].select == \

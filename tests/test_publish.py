@@ -126,3 +126,58 @@ def test_relative_remote_paths_and_empty_repositories(tmp_path: Path, monkeypatc
     record(data, "Terms.", datetime(2024, 1, 1, tzinfo=UTC))
     [result] = publisher.publish()
     assert result.ok and result.head == git(remote, "rev-parse", "refs/heads/main")
+
+
+def test_a_failing_remote_never_holds_up_the_other_one(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    record(data, "Terms 1.", datetime(2024, 1, 1, tzinfo=UTC))
+    good = bare(tmp_path / "snapshots.git")
+    stop = threading.Event()
+    publisher = Publisher(data, {"snapshots": str(good), "versions": str(tmp_path / "missing.git")},
+                          retries=3, backoff=5.0, stop_event=stop)
+    try:
+        publisher.publish_in_background()  # the end of run 1: versions now waits 5 s to retry
+        record(data, "Terms 2.", datetime(2024, 1, 2, tzinfo=UTC))
+        publisher.publish_in_background()  # the end of run 2
+        wanted = git(data / "snapshots", "rev-parse", "HEAD")
+        deadline = time.monotonic() + 3.0
+        pushed = None
+        while time.monotonic() < deadline:
+            pushed = subprocess.run(["git", "-C", str(good), "rev-parse", "refs/heads/main"],
+                                    capture_output=True, text=True).stdout.strip()
+            if pushed == wanted:
+                break
+            time.sleep(0.05)
+        assert pushed == wanted, "the snapshots push waited for the failing versions remote"
+    finally:
+        stop.set()
+        assert publisher.wait(10)
+
+
+def test_pushes_of_both_repositories_run_at_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    record(data, "Terms.", datetime(2024, 1, 1, tzinfo=UTC))
+    good = bare(tmp_path / "snapshots.git")
+    publisher = Publisher(data, {"versions": str(tmp_path / "missing.git"), "snapshots": str(good)},
+                          retries=1, backoff=1.5)
+    versions, snapshots = publisher.publish()
+    assert snapshots.ok and not versions.ok and versions.attempts == 2
+    assert snapshots.finished_at < versions.started_at + 1.0  # not after the versions retry
+
+
+def test_a_remote_that_looks_like_an_option_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    record(data, "Terms.", datetime(2024, 1, 1, tzinfo=UTC))
+    marker = tmp_path / "ran"
+    [result] = Publisher(data, {"versions": f"--receive-pack=touch {marker}; git-receive-pack"},
+                         retries=0).publish()
+    assert not result.ok and "starts with '-'" in result.error
+    assert not marker.exists()
+    from termshift.config import ConfigError
+
+    try:
+        settings_for(data, versions_remote="--upload-pack=x")
+    except ConfigError as error:
+        assert "publish.versions_remote" in str(error)
+    else:
+        raise AssertionError("the configuration check accepted a remote starting with '-'")

@@ -231,11 +231,9 @@ class _Generator:
         operator = self.random.choice(["", "=", "^=", "$=", "*=", "~=", "|="])
         if not operator:
             return f"[{name}]"
-        if operator in ("^=", "$=", "*=") and len(value) > 2:
-            start = self.random.randrange(0, len(value) - 1)
-            value = value[:start + 2] if operator == "^=" else value[start:] if operator == "$=" else value[start:start + 3]
-            if operator == "^=":
-                value = value[:max(2, start)] if start else value
+        if operator in ("^=", "$=", "*=") and len(value) > 2:  # a part of the value
+            cut = self.random.randrange(1, len(value))
+            value = {"^=": value[:cut], "$=": value[cut:], "*=": value[cut - 1:cut + 2]}[operator]
         elif operator == "~=" and value.split():
             value = self.random.choice(value.split())
         elif operator == "|=":

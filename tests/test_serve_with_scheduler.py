@@ -116,5 +116,6 @@ def test_serve_with_scheduler_tracks_indexes_and_stops_cleanly_on_sigterm(tmp_pa
     # scheduler shuts down at exit, and the command ends normally.
     assert code == 0, f"exit code {code}:\n{output[-3000:]}"
     assert "Traceback" not in output, output[-3000:]
+    assert "(waitress, " in output and "Server stopped." in output  # the production server, stopped cleanly
     git_fsck(data / "snapshots")
     git_fsck(data / "versions")

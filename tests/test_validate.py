@@ -209,8 +209,8 @@ def test_a_broken_collection_exits_1_with_one_line_per_error():
     assert lines[-1] == "6 services checked (schema only): 5 errors in 5 services"
     assert f"{broken / 'Malformed.json'}: $: malformed JSON, it cannot be parsed: " \
            "Expecting ',' delimiter at line 4, column 61" in lines
-    assert f"{broken / 'JavaScript.filters.js'}: -: JavaScript filters must be ported to Python: " \
-           "write the functions of 'JavaScript.filters.js' in 'JavaScript.filters.py'" in lines
+    assert f"{broken / 'JavaScript.filters.js'}: line 3: cannot be parsed: SyntaxError: " \
+           "Unexpected token (3:0)" in lines
     assert f'{broken / "Bad History.history.json"}: $["Terms of Service"]: expected an array but got an object. ' \
            "Please use [] instead of {}." in lines
     assert any(line.startswith(f"{broken / 'Redefines.filters.py'}: removeQueryParams: ") for line in lines)

@@ -11,6 +11,7 @@ from termshift.web.diffing import (
     EQUAL,
     INSERT,
     Comparison,
+    change_counts,
     compare,
     count_changes,
     count_words,
@@ -231,3 +232,35 @@ def test_changed_whitespace_gets_visible_named_marks():
     assert not draws_whitespace_marks(compare(PRIVACY_V1, PRIVACY_V2))
     blocks = build_blocks(compare(UPTIMEROBOT, UPTIMEROBOT_NBSP), side_by_side=False, context=1)
     assert [block.whitespace_only for block in blocks if block.change_number] == [True, True]
+
+
+# --------------------------------------------------------------------------- bounded cost
+
+def test_a_comparison_over_its_budget_counts_words_as_a_bag_and_says_so():
+    old = "\n\n".join(f"Clause {n}: we keep your data for {n} days." for n in range(50))
+    new = old.replace("we keep", "we may keep").replace("days.", "days, or longer.")
+    exact = change_counts(old, new, budget=1.0)
+    assert not exact.approximate
+    assert (exact.added, exact.removed) == count_changes(old, new) == (150, 0)
+    # No time at all: every changed region is counted as a bag of words, marked approximate.
+    rough = change_counts(old, new, budget=0)
+    assert rough.approximate
+    assert (rough.added, rough.removed) == (150, 0)  # a bag count is exact for pure insertions of words
+    assert count_words(old) + rough.added - rough.removed == count_words(new)
+    comparison = compare(old, new, budget=0)
+    assert comparison.approximate and comparison.to_json()["approximate"] is True
+    change = comparison.changes[0]
+    # Shown as whole lines: one deletion and one insertion between the common edges.
+    assert change.approximate and [op for op, _text in change.segments] == [EQUAL, DELETE, INSERT]
+    assert sides(comparison) == (old, new)
+    assert Comparison.from_json(comparison.to_json()).approximate
+
+
+def test_a_bag_count_is_a_lower_bound_that_keeps_the_totals_right():
+    old = "alpha beta gamma delta\nepsilon zeta"
+    new = "delta gamma beta alpha omega\nzeta"  # reordered, one word swapped
+    rough = change_counts(old, new, budget=0)
+    assert rough.approximate and (rough.added, rough.removed) == (1, 1)
+    exact = change_counts(old, new, budget=1.0)
+    assert not exact.approximate and exact.added >= rough.added and exact.removed >= rough.removed
+    assert count_words(old) + exact.added - exact.removed == count_words(new)

@@ -379,6 +379,18 @@ def test_raw_snapshot_is_served_under_the_strictest_policy(client, sample):
     assert response.headers["Referrer-Policy"] == "no-referrer"
 
 
+def test_raw_snapshot_is_inline_only_in_a_frame(client, sample):
+    url = f"/-/snapshot/{sample.ids['hostile_snapshot']}/raw"
+    framed = client.get(url, headers={"Sec-Fetch-Dest": "iframe"})
+    assert framed.status_code == 200 and "Content-Disposition" not in framed.headers
+    assert "Sec-Fetch-Dest" in framed.headers["Vary"]
+    for headers in ({}, {"Sec-Fetch-Dest": "document"}, {"Sec-Fetch-Dest": "empty"}):
+        direct = client.get(url, headers=headers)  # a link, the address bar, a script
+        assert direct.headers["Content-Disposition"].startswith("attachment; filename=\"snapshot-"), headers
+        assert "Sec-Fetch-Dest" in direct.headers["Vary"]
+        assert direct.get_data() == framed.get_data()
+
+
 def test_viewer_pages_have_security_headers_and_no_inline_script(client, sample):
     for url, _schema in twin_cases(sample):
         response = client.get(url)

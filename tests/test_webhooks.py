@@ -394,3 +394,29 @@ def test_long_sentences_are_cut_between_words_with_an_ellipsis():
     (cut,) = events.diff_stats(None, sentence).changed_sentences
     assert len(cut) <= events.MAX_SENTENCE_CHARS and cut.endswith("…")
     assert sentence.startswith(cut[:-1]) and sentence[len(cut) - 1] == " "  # the cut falls between two words
+
+
+@pytest.mark.parametrize("url", [
+    "bark://127.0.0.1/device-key",
+    "rsyslog://127.0.0.1",
+    "mastodon://token@169.254.169.254",
+    "ntfy://10.0.0.5/topic",
+    "gotify://192.168.1.2/token",
+    "json://[::1]:8080/hook",
+])
+def test_self_hosted_apprise_channels_must_pass_the_address_check(tmp_path, url):
+    db = store.connect(tmp_path)
+    with pytest.raises(subscriptions.SubscriptionError, match=r"url: .*(loopback|private|link-local|metadata)"):
+        subscriptions.add(db, url, kind="apprise")
+    assert subscriptions.all_subscriptions(db) == []
+
+
+def test_vendor_apprise_channels_are_accepted_and_unknown_hostless_ones_refused(tmp_path):
+    from termshift.alerts.channels import VENDOR_SCHEMES
+
+    db = store.connect(tmp_path)
+    channel = subscriptions.add(db, "discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js", kind="apprise")
+    assert channel.kind == "apprise"
+    assert {"bark", "rsyslog", "mastodon", "json", "ntfy", "syslog"}.isdisjoint(VENDOR_SCHEMES)
+    with pytest.raises(subscriptions.SubscriptionError, match="syslog:// has no host Termshift can check"):
+        subscriptions.add(db, "syslog://", kind="apprise")

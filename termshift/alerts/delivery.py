@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from termshift import __version__, ssrf
-from termshift.alerts import outbox, store
+from termshift.alerts import channels, outbox, store
 from termshift.alerts.options import WebhookOptions
 from termshift.alerts.signing import signature_headers
 
@@ -361,28 +361,27 @@ def _notification_text(event_type: str, body: bytes) -> tuple[str, str]:
 
 
 def notify_apprise(url: str, event_type: str, event_id: str, body: bytes, webhook_options: WebhookOptions) -> Attempt:
-    """Send one event through Apprise. Never raises."""
+    """Send one event through Apprise, under the channel rules (channels.py). Never raises."""
     import apprise  # loaded lazily: importing Apprise loads all its plugins
 
-    from termshift.alerts.subscriptions import SubscriptionError, check_apprise_url
-
     started = time.monotonic()
-    try:
-        check_apprise_url(url, webhook_options.allow_private_targets)
-    except SubscriptionError as error:
-        return Attempt(False, None, f"refused: {error}", time.monotonic() - started)
+    allow = webhook_options.allow_private_targets
     asset = apprise.AppriseAsset(http_redirects=False)
-    plugin = apprise.Apprise.instantiate(url, asset=asset)
-    if plugin is None:
-        return Attempt(False, None, "Apprise cannot load this URL", time.monotonic() - started)
+    try:
+        plugin = channels.without_redirects(channels.check_channel_url(url, allow, asset))
+    except channels.ChannelError as error:
+        return Attempt(False, None, f"refused: url: {error}", time.monotonic() - started)
     plugin.socket_connect_timeout = plugin.socket_read_timeout = webhook_options.timeout
     channel = apprise.Apprise(asset=asset)
     channel.add(plugin)
-    try:
-        title, text = _notification_text(event_type, body)
-        result = channel.notify(body=text, title=title, timeout=webhook_options.timeout)
-    except Exception as error:  # noqa: BLE001 - a plugin's bug is one failed attempt, not a dead worker
-        return Attempt(False, None, f"Apprise: {type(error).__name__}: {error}", time.monotonic() - started)
+    with channels.guarded_send(url, allow) as guard:
+        try:
+            title, text = _notification_text(event_type, body)
+            result = channel.notify(body=text, title=title, timeout=webhook_options.timeout)
+        except Exception as error:  # noqa: BLE001 - a plugin's bug is one failed attempt, not a dead worker
+            return Attempt(False, None, f"Apprise: {type(error).__name__}: {error}", time.monotonic() - started)
+    if guard.refused:
+        return Attempt(False, None, f"refused: {guard.refused[0]}", time.monotonic() - started)
     if result:
         return Attempt(True, None, None, time.monotonic() - started)
     messages = [str(getattr(entry, "message", entry)) for entry in result.logs()]

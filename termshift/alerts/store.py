@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from termshift.sqlite_wal import connect as connect_private
 from termshift.sqlite_wal import enable_wal
 
 FILE_NAME = "alerts.sqlite"
@@ -97,8 +98,7 @@ def connect(data_dir: Path, durable: bool = False) -> sqlite3.Connection:
     stable webhook-id lets receivers drop it).
     """
     path = database_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    connection = connect_private(path, timeout=60, isolation_level=None, check_same_thread=False)
     connection.row_factory = sqlite3.Row
     enable_wal(connection)
     connection.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")

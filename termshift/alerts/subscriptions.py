@@ -23,22 +23,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from termshift import ssrf
+from termshift.alerts.channels import ChannelError, check_channel_url
 from termshift.alerts.signing import SecretError, generate_secret, secret_key
 from termshift.alerts.store import transaction
 
 KINDS = ("webhook", "apprise")
-
-# Apprise schemes whose URL host is the machine Apprise will contact (self-hosted
-# or generic targets). For the others (tgram://, discord://, …) the "host" part
-# is a token and the real target is the vendor's public API, so there is
-# nothing of ours to guard.
-APPRISE_SELF_HOSTED = {
-    "json", "jsons", "xml", "xmls", "form", "forms", "ntfy", "ntfys", "gotify", "gotifys",
-    "mmost", "mmosts", "rocket", "rockets", "matrix", "matrixs", "apprise", "apprises",
-    "mailto", "mailtos", "nctalk", "nctalks", "ncloud", "nclouds", "kodi", "kodis",
-    "xbmc", "xbmcs", "mqtt", "mqtts", "signal", "signals", "gotifyd", "hassio", "hassios",
-}
-
 
 class SubscriptionError(ValueError):
     """Bad subscription input: `<field>: <reason>`."""
@@ -104,20 +93,11 @@ def guess_kind(url: str) -> str:
 
 
 def check_apprise_url(url: str, allow: Iterable[str]) -> None:
-    """The Apprise URL must load, and a self-hosted target must pass the SSRF guard."""
-    import apprise  # imported here: Apprise loads all its plugins, which takes a moment
-
-    plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
-    if plugin is None:
-        raise SubscriptionError(f"url: {url!r} is not a URL Apprise understands")
-    scheme = url.split("://", 1)[0].lower()
-    host = getattr(plugin, "host", None)
-    if scheme in APPRISE_SELF_HOSTED and host:
-        port = getattr(plugin, "port", None) or (443 if getattr(plugin, "secure", False) else 80)
-        try:
-            ssrf.check_host(url, host, int(port), allow)
-        except ssrf.UnsafeTargetError as error:
-            raise SubscriptionError(f"url: {error}") from None
+    """The Apprise URL must load, and a self-hosted target must pass the SSRF guard (see channels.py)."""
+    try:
+        check_channel_url(url, allow)
+    except ChannelError as error:
+        raise SubscriptionError(f"url: {error}") from None
 
 
 def check_url(kind: str, url: str, allow: Iterable[str]) -> None:

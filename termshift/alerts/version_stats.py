@@ -95,9 +95,14 @@ def remember(db: sqlite3.Connection, stats: dict[str, DiffStats | None]) -> None
             db.executemany("INSERT OR REPLACE INTO version_stats VALUES (?, ?, ?, ?)", rows)
 
 
-def stats_for(data_dir: Path, db: sqlite3.Connection, versions: Iterable[Any]) -> dict[str, DiffStats | None]:
-    """Statistics per version id, from the cache or computed from git (then cached)."""
+def stats_for(data_dir: Path, db: sqlite3.Connection | None, versions: Iterable[Any]) -> dict[str, DiffStats | None]:
+    """Statistics per version id, from the cache or computed from git (then cached).
+
+    `db=None` (the alerts database cannot be read): computed, not cached."""
     entries = [as_entry(version) for version in versions]
+    if db is None:
+        return {entry.id: compute(entry, previous, text)
+                for entry, (previous, text) in zip(entries, read_texts(data_dir, entries), strict=True)}
     known = _cached(db, [entry.id for entry in entries])
     missing = [entry for entry in entries if entry.id not in known]
     fresh: dict[str, DiffStats | None] = {}

@@ -233,6 +233,19 @@ class SchemaProblem:
         return json_path(self.path)
 
 
+# Characters a service id (a file name, then a folder name in both repositories) may not hold:
+# a backslash is a path separator on Windows, so `a\b` would be two folders there.
+FORBIDDEN_IN_SERVICE_ID = "\\"
+
+
+def service_id_problem(service_id: str) -> str | None:
+    """Why `service_id` cannot be a service id, or None when it can."""
+    if any(char in service_id for char in FORBIDDEN_IN_SERVICE_ID):
+        return (f"the service id {service_id!r} (the file name) contains a backslash, a path separator "
+                "on Windows: rename the file")
+    return None
+
+
 def service_problems(data: Any) -> list[SchemaProblem]:
     """Every way `data` (a parsed `<id>.json`) breaks the service schema; [] when valid."""
     return _problems("service", data)

@@ -27,6 +27,7 @@ from urllib.parse import unquote_to_bytes
 import lxml.html
 from lxml import etree
 
+from termshift import jsfilters
 from termshift.filters import apply_filters
 from termshift.trackers import selectors
 from termshift.trackers.errors import ExtractError
@@ -85,9 +86,17 @@ def extract_html(
 ) -> str:
     """Steps 1–8 of the HTML pipeline; see the module docstring."""
     location = document.location
-    root = parse_html(content, location, html_elements=bool(document.filters))
-    if document.filters:
-        apply_filters(root, document, service_filters)
+    applied = 0
+    if document.filters:  # JavaScript filters first in the list see the page as fetched (jsdom's DOM)
+        try:
+            content, applied = jsfilters.apply_leading(content, document, service_filters)
+        except (jsfilters.JsFilterFailure, jsfilters.JsFiltersUnavailable) as error:
+            name = getattr(error, "name", "") or document.filters[0].name
+            raise ExtractError(f'The filter function "{name}" failed: '
+                               f'{getattr(error, "filter_error_text", None) or error}') from error
+    root = parse_html(content, location, html_elements=len(document.filters) > applied)
+    if len(document.filters) > applied:
+        apply_filters(root, document, service_filters, start=applied)
     _clean_links_and_scripts(root, location)
     selectors.remove(root, document.remove)
     container = root.makeelement("div", {})

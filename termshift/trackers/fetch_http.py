@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
+from termshift import ssrf
 from termshift.trackers.blocking import detect_block
 from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.fetcher import (
@@ -57,6 +58,7 @@ from termshift.trackers.fetcher import (
     may_fall_back,
     network_error_message,
     redirect_limit_message,
+    refused_target_message,
     result_to_wire,
     retry_delay,
     timeout_message,
@@ -163,6 +165,10 @@ def failure_to_error(exception: BaseException, location: str, timeout: float) ->
 
     if isinstance(exception, FetchError):
         return exception
+    refused = next((reason for reason in [exception, *_root_reasons(exception)]
+                    if isinstance(reason, ssrf.UnsafeTargetError)), None)
+    if refused is not None:  # refused by GuardedResolver: the name resolved elsewhere when connecting
+        return FetchError(refused_target_message(str(refused), location), ErrorKind.PERMANENT)
     if isinstance(exception, DownloadTimeoutError | tx_error.TimeoutError):
         return FetchError(timeout_message(timeout, location))
     if isinstance(exception, tx_error.TCPTimedOutError):
@@ -332,8 +338,6 @@ def _guarded_resolver_class() -> type:
     """Scrapy's caching resolver, refusing an address the rules refuse (built on demand: Scrapy is the worker's)."""
     from scrapy.resolver import CachingThreadedResolver
 
-    from termshift import ssrf
-
     class GuardedResolver(CachingThreadedResolver):
         allow: list[str] = []
 
@@ -347,7 +351,7 @@ def _guarded_resolver_class() -> type:
             def check(address: str) -> str:
                 import ipaddress
 
-                url = f"//{name}"
+                url = f"connecting to {name}"
                 ssrf.check_address(url, name.lower().rstrip("."), ipaddress.ip_address(address), self.allow,
                                    ssrf.FETCHER_SETTING)
                 return address

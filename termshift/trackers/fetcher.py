@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from termshift import ssrf
 from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
@@ -122,6 +123,19 @@ class FetchResult:
     @property
     def blocked(self) -> bool:
         return isinstance(self.error, BlockedPageError)
+
+    @property
+    def redirected_to(self) -> str | None:
+        """The URL the content finally came from, when redirects led away from `location`
+        (an empty path counts as "/": https://example.com and https://example.com/ are one)."""
+        if not self.final_url:
+            return None
+
+        def normal(url: str) -> tuple[str, ...]:
+            parts = urlsplit(url)
+            return (parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, parts.fragment)
+
+        return None if normal(self.final_url) == normal(self.location) else self.final_url
 
 
 # -- OTA's wording (reference §2.2): the error classification reads these substrings --------

@@ -284,9 +284,10 @@ def terms_fingerprint(service: Service, terms: Terms, declarations_dir: Path) ->
     digest = hashlib.sha256()
     digest.update(json.dumps(terms.to_declaration(), sort_keys=True, ensure_ascii=False).encode("utf-8"))
     digest.update(b"\0" + __version__.encode("ascii") + b"\0")
-    filters_file = ServiceFiles(Path(declarations_dir), service.id).filters
-    if filters_file.is_file():
-        digest.update(filters_file.read_bytes())
+    files = ServiceFiles(Path(declarations_dir), service.id)
+    for filters_file in (files.filters, files.javascript_filters, files.javascript_filters_history):
+        if filters_file.is_file():
+            digest.update(filters_file.read_bytes())
     return digest.hexdigest()
 
 
@@ -564,8 +565,8 @@ class _Tracker:
         assert result is not None
         source = job.terms.documents[document.position]
         metadata = {"x-fetcher": result.fetcher or "", "x-source-document-location": source.location}
-        if result.final_url and result.final_url != source.location:
-            metadata[FINAL_LOCATION_TRAILER] = result.final_url  # after redirects: visible in the archive
+        if result.redirected_to:
+            metadata[FINAL_LOCATION_TRAILER] = result.redirected_to  # visible in the archive
         if blocked is not None:
             metadata[BLOCKED_TRAILER] = blocked
         snapshot = Snapshot(

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from termshift.sqlite_wal import connect as connect_private
 from termshift.sqlite_wal import enable_wal
 
 __all__ = ["RUNS_FILE", "DocumentState", "RunStore", "SourceValidators", "iso"]
@@ -134,8 +134,7 @@ class RunStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30)
+        self._db = connect_private(self.path, timeout=30)
         enable_wal(self._db)
         # NORMAL in WAL mode survives a killed process (only a power cut may lose the last
         # transactions), and saves an fsync per document.

@@ -4,6 +4,12 @@
 wires the index, the blueprints (pages, versions, snapshots, the OTA-compatible API and,
 when present, the feeds of `termshift.web.feeds`), security headers, languages and
 JSON error answers. Templates live in `templates/`, static files in `static/`.
+
+It is also the WSGI application for a server of your own: `create_app()` with no
+argument reads the configuration as every command does (`$TERMSHIFT_CONFIG`,
+`./termshift.toml`, `TERMSHIFT_*`), e.g. `gunicorn 'termshift.web:create_app()'`.
+The `[web]` settings apply whoever serves it: request body limit, trusted hosts,
+trusted proxies (ProxyFix), rate limits, admin token and session lifetime.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ from typing import Any
 
 from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from termshift.config import Settings, load_settings
+from termshift import health
+from termshift.config import MIN_ADMIN_TOKEN, Settings, load_settings
 from termshift.web import api, errors, i18n, pages, security, snapshots, urls, versions
 from termshift.web.index import Sources
 from termshift.web.state import Viewer
@@ -27,7 +35,8 @@ log = logging.getLogger(__name__)
 
 DEFAULTS = {
     "PAGE_SIZE": 50,  # rows per page of timelines and lists
-    "REFRESH_ON_START": True,  # index new commits before serving
+    "REFRESH_ON_START": True,  # index new commits on start (before serving if they are few)
+    "BACKGROUND_INDEX_ABOVE": 500,  # more new commits than this: index them in the background
     "REFRESH_INTERVAL": 5.0,  # seconds between checks for new commits (0: never)
     "DIFF_CONTEXT": 3,  # unchanged lines shown around each change
     "JSON_SORT_KEYS": False,
@@ -89,6 +98,8 @@ def create_app(
     gives both repositories and the index. Extra keyword arguments go into `app.config`
     (upper-cased): PAGE_SIZE, REFRESH_ON_START, REFRESH_INTERVAL, RUNS_DB, DATA_DIR…
     """
+    if versions_repo is None and snapshots_repo is None and declarations_dir is None:
+        versions_repo = load_settings()  # a WSGI server calling the factory: the configuration file
     settings = versions_repo if isinstance(versions_repo, Settings) else None
     if settings is not None:
         versions_repo, default_snapshots, default_declarations, default_index = _sources_from_settings(settings)
@@ -118,6 +129,11 @@ def create_app(
                                         "declarations": str(declarations_dir) if declarations_dir else None}},
         )
 
+    _apply_web_settings(app, app.config["SETTINGS"], explicit=set(config))
+    for problem in health.problems(data_dir):
+        log.error("%s %s", problem["public"], problem["detail"])
+        app.config.setdefault("STARTUP_PROBLEMS", []).append(problem)
+
     viewer = Viewer(
         sources,
         Path(declarations_dir) if declarations_dir else None,
@@ -125,11 +141,9 @@ def create_app(
         float(app.config["REFRESH_INTERVAL"]),
     )
     app.extensions["termshift"] = viewer
+    indexing_in_background = False
     if app.config["REFRESH_ON_START"]:
-        started = time.perf_counter()
-        stats = viewer.refresher.refresh()
-        log.info("index ready in %.1f s: %s", time.perf_counter() - started, stats)
-        app.config["STARTUP_INDEX_STATS"] = stats
+        indexing_in_background = _index_on_start(app, viewer)
 
     for module in (pages, versions, snapshots, api):
         app.register_blueprint(module.blueprint)
@@ -137,10 +151,15 @@ def create_app(
     errors.register(app)
     i18n.register(app)
     security.register(app)
+    security.register_rate_limits(app)
 
     @app.before_request
     def _check_for_changes() -> None:
         viewer.poke()
+
+    @app.context_processor
+    def _index_progress() -> dict:
+        return {"index_progress": viewer.index_progress()}  # the base template's banner
 
     @app.after_request
     def _vary(response: Response) -> Response:
@@ -149,9 +168,52 @@ def create_app(
         return response
 
     viewer.refresher.after_refresh = lambda: warm_pages(app)
-    if app.config["REFRESH_ON_START"]:
+    if app.config["REFRESH_ON_START"] and not indexing_in_background:
         warm_pages(app)
     return app
+
+
+def _apply_web_settings(app: Flask, settings: Settings, explicit: set[str]) -> None:
+    """The production settings of `[web]`, for every server (ours or one of your own); a keyword
+    argument given to `create_app` wins over the setting."""
+    web = settings["web"]
+    values = {
+        "ADMIN_TOKEN": web["admin_token"] or None,
+        "MAX_CONTENT_LENGTH": web["max_request_bytes"],
+        "TRUSTED_HOSTS": list(web["trusted_hosts"]) or None,
+        "ADMIN_SESSION_LIFETIME": web["session_lifetime"],
+        "LOGIN_RATE_LIMIT": web["login_rate_limit"],
+        "ADMIN_RATE_LIMIT": web["admin_rate_limit"],
+    }
+    for key, value in values.items():
+        if key.lower() not in explicit:
+            app.config[key] = value
+    token = app.config.get("ADMIN_TOKEN") or ""
+    if token and len(token) < MIN_ADMIN_TOKEN:
+        raise ValueError(f"web.admin_token: must be at least {MIN_ADMIN_TOKEN} characters (it has {len(token)})")
+    proxies = web["trusted_proxies"]
+    if proxies:
+        # Behind a TLS-terminating proxy: the client's address, scheme and host come from the
+        # X-Forwarded-* headers the last `proxies` proxies set (and only those).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies,
+                                x_port=proxies, x_prefix=proxies)
+
+
+def _index_on_start(app: Flask, viewer: Viewer) -> bool:
+    """Index new commits: at once if they are few (a restart, a small archive), else in the
+    background, so that the viewer answers within seconds whatever the archive's size.
+    Returns True when the index is being built in the background."""
+    pending = viewer.refresher.pending()
+    if pending > app.config["BACKGROUND_INDEX_ABOVE"]:
+        log.info("%d new commits to index: indexing in the background, pages show progress", pending)
+        viewer.refresher.start(pending)
+        app.config["STARTUP_INDEX_STATS"] = {}
+        return True
+    started = time.perf_counter()
+    stats = viewer.refresher.refresh()
+    log.info("index ready in %.1f s: %s", time.perf_counter() - started, stats)
+    app.config["STARTUP_INDEX_STATS"] = stats
+    return False
 
 
 WARM_PAGES = ("/", "/-/changes")
@@ -160,9 +222,11 @@ WARM_PAGES = ("/", "/-/changes")
 def warm_pages(app: Flask) -> None:
     """Render the busiest pages once per language, so their first visitor gets them cached."""
     client = app.test_client()
+    trusted = app.config.get("TRUSTED_HOSTS")
+    base_url = f"http://{trusted[0].lstrip('.')}/" if trusted else None  # a host the app answers to
     for language in i18n.CODES:
         for path in WARM_PAGES:
-            client.get(path, headers={"Accept-Language": language})
+            client.get(path, headers={"Accept-Language": language}, base_url=base_url)
 
 
 def _guess_data_dir(sources: Sources) -> Path:

@@ -42,6 +42,16 @@ class BackgroundRefresh:
         """Record the fingerprint the state was last built from (refresh() calls it)."""
         self._fingerprint = fingerprint
 
+    def start(self) -> bool:
+        """Refresh now, in a background thread (False if a refresh is already running)."""
+        with self._lock:
+            if self._running:
+                return False
+            self._running = True
+            self._checked = time.monotonic()
+        threading.Thread(target=self._refresh_in_background, daemon=True, name=self.name).start()
+        return True
+
     def poke(self) -> None:
         if self.interval <= 0:
             return

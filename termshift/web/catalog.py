@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from termshift.web.index import connect, ensure_schema
+from termshift.web.index import connect, open_index
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ SNAPSHOT_REF = re.compile(r"^[0-9a-f]{5,64}$")
 VERSION_COLUMNS = (
     "id, commit_id, service_id, terms_type, document_id, path, blob, fetch_date, kind, is_first, "
     "is_technical, size, words, previous_id, size_delta, words_added, words_removed, snapshots, "
-    "engine_version"
+    "engine_version, words_approximate"
 )
 # A version whose date another, later-indexed version of the same document shares cannot
 # be addressed by its date (the date resolves to the later one); its permalink uses its id.
@@ -74,9 +74,7 @@ class Catalog:
 
     def __init__(self, index_path: Path, pool_size: int = 8):
         self.path = Path(index_path)
-        setup = connect(self.path)
-        ensure_schema(setup)
-        setup.close()
+        open_index(self.path).close()  # creates the tables; moves an unreadable file aside
         self._pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._pool_size = pool_size
         self._lock = threading.Lock()
@@ -109,6 +107,9 @@ class Catalog:
         row = self._one("SELECT group_concat(name || ':' || coalesce(last_commit, '') || ':' || "
                         "coalesce(indexed_at, ''), ';') FROM repositories")
         return row[0] or ""
+
+    def versions_count(self) -> int:
+        return self._one("SELECT count(*) FROM versions")[0]
 
     def close(self) -> None:
         if self._writer is not None:

@@ -8,8 +8,10 @@ folder. It works without JavaScript.
 Access: only with the admin token (`app.config["ADMIN_TOKEN"]`). With no token
 configured the page does not exist (404). A request is let in with an
 `Authorization: Bearer <token>` header, an `admin_token` form field, or the
-cookie set by the login form (it holds an HMAC of the token, never the token).
-Forms posted with the cookie carry a CSRF field derived from the token as well.
+cookie set by the login form: a random session id (never the token) that expires
+after `ADMIN_SESSION_LIFETIME` seconds and that logging out revokes on the server
+(`termshift.web.security.AdminSessions`). Forms posted with the cookie carry a CSRF
+field derived from the token as well.
 
 What it reads from the app: `ADMIN_TOKEN`; `SETTINGS` (a termshift Settings:
 fetcher options, declarations folder); `DECLARATIONS_DIR` (overrides the
@@ -56,10 +58,11 @@ from termshift.contrib.trypage import (
 from termshift.declarations import SourceDocument
 from termshift.schema import service_problems, terms_types
 from termshift.validate_network import inspect_documents
+from termshift.web import security
 
 blueprint = Blueprint("declare", __name__, template_folder="templates")
 
-COOKIE = "termshift_admin"
+COOKIE = security.SESSION_COOKIE
 DEFAULT_NOISE_DELAY = 2.0
 # File names a service id may not produce: path separators, characters Windows refuses, controls.
 _BAD_SERVICE_ID = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
@@ -79,26 +82,20 @@ def _derived(token: str, purpose: str) -> str:
     return hmac.new(token.encode(), purpose.encode(), hashlib.sha256).hexdigest()
 
 
-def _session_value(token: str) -> str:
-    return _derived(token, "termshift declare session")
-
-
 def csrf_value(token: str) -> str:
     return _derived(token, "termshift declare form")
 
 
-def _same(given: str | None, expected: str) -> bool:
-    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+_same = security.same_secret
 
 
 def _authentication(token: str) -> str | None:
     """How the request proves it has the token: "bearer", "field", "cookie", or None."""
-    scheme, _, given = (request.headers.get("Authorization") or "").partition(" ")
-    if scheme.lower() == "bearer" and _same(given.strip(), token):
+    if security.bearer_is_admin(token):
         return "bearer"
     if request.method == "POST" and _same(request.form.get("admin_token"), token):
         return "field"
-    if _same(request.cookies.get(COOKIE), _session_value(token)):
+    if security.session_is_admin(token):
         return "cookie"
     return None
 
@@ -118,17 +115,20 @@ def login() -> Response:
     token = _token()
     if not _same(request.form.get("admin_token"), token):
         return _login_page("Wrong token.", 403)
+    sessions = security.admin_sessions()
     response = redirect(url_for("declare.form"), 303)
-    response.set_cookie(COOKIE, _session_value(token), httponly=True, samesite="Strict",
-                        secure=request.is_secure, path="/declare")
+    # Path "/": the session also shows the administrator the details of /status.
+    response.set_cookie(COOKIE, sessions.open(token), max_age=max(1, round(sessions.lifetime)), httponly=True,
+                        samesite="Strict", secure=request.is_secure, path="/")
     return response
 
 
 @blueprint.post("/declare/logout")
 def logout() -> Response:
     _token()
+    security.admin_sessions().revoke(request.cookies.get(COOKIE))  # the cookie is dead, even if kept
     response = redirect(url_for("declare.login_form"), 303)
-    response.delete_cookie(COOKIE, path="/declare")
+    response.delete_cookie(COOKIE, path="/")
     return response
 
 

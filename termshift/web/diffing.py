@@ -1,5 +1,9 @@
 """Compare two versions of a document: line alignment first, then words inside changed lines.
 
+diff-match-patch does the aligning: its C++ implementation (fast_diff_match_patch) for the
+costly part, Myers' algorithm on each gap between anchors, and the Python one for the
+clean-ups around it (the same algorithm in both).
+
 Terms are Markdown with one paragraph per line, so lines are the natural unit to align:
 diff-match-patch's line mode (`diff_linesToChars`) pairs up unchanged paragraphs, and
 only inside the changed regions do we diff word by word, so that a reader sees the three
@@ -12,11 +16,13 @@ so the timeline and the diff page can never disagree.
 from __future__ import annotations
 
 import re
+import time
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 
 from diff_match_patch import diff_match_patch
+from fast_diff_match_patch import diff as native_diff
 
 EQUAL, INSERT, DELETE = 0, 1, -1
 
@@ -26,11 +32,14 @@ WORD = re.compile(r"\w+")
 # breaks are kept as their own tokens so a changed region splits back into its lines.
 TOKEN = re.compile(r"\w+|\n|[^\S\n]+|[^\w\s]")
 SPACE = re.compile(r"\s")
+SPACE_RUN = re.compile(r"[^\S\n]+")
+UNUSUAL_SPACE = re.compile(r"[^\S\n ]|  ")
 
 ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 # A setext heading: a non-blank line that does not start a list, quote, heading or code
 # fence, underlined with = or - (no spaces inside: `- - -` is a thematic break).
 SETEXT_UNDERLINE = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$")
+HEADING_CANDIDATE = re.compile(r"^ {0,3}#.*$|^ {0,3}(?:=+|-+)[ \t]*$", re.MULTILINE)
 NOT_A_SETEXT_TITLE = re.compile(r"^ {0,3}(?:[*+-][ \t]|\d+[.)][ \t]|>|#|```|~~~)")
 MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 EMPHASIS = re.compile(r"(?<!\\)(?:\*\*|__|\*|_(?=\w)|(?<=\w)_)")
@@ -39,6 +48,21 @@ BACKSLASH_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!>~|=])")
 # A change region this large (in tokens) is shown as whole lines: word alignment of two
 # unrelated 100 KB blocks is slow and unreadable anyway.
 MAX_WORD_DIFF_TOKENS = 60_000
+# Tokens are at least one character: a region longer than this is not even tokenised.
+MAX_WORD_DIFF_CHARS = 6 * MAX_WORD_DIFF_TOKENS
+# What one comparison may spend aligning lines and words (see `Budget`). Past it, the
+# changed regions not aligned yet are shown as whole lines and their words counted the
+# cheap way (`_bag_counts`), and the figures are marked approximate. The diff page can
+# afford more than the index, which compares every version with the one before.
+PAGE_BUDGET = 0.25  # seconds of CPU
+INDEX_BUDGET = 0.05
+# Work units (tokens × estimated edits) per second of budget: diff-match-patch's cost on
+# one gap is about (n + m) · d; a gap estimated above budget × WORK_PER_SECOND is not
+# aligned. Measured on real terms of service with the C++ implementation.
+WORK_PER_SECOND = 200_000_000
+# Gaps between anchors are anchored again, this many levels deep, unless this small.
+MAX_ANCHOR_DEPTH = 3
+SMALL_GAP = 32
 # Line diffs encode each distinct line as one Unicode character.
 MAX_LINES = 1_000_000
 
@@ -58,6 +82,9 @@ class Hunk:
     new_lines: list[str]
     segments: list[tuple[int, str]] = field(default_factory=list)
     section: str | None = None  # the heading this change falls under (set by compare())
+    # A "change" too large (or too slow) to align word by word: shown as whole lines, and
+    # its words counted as a bag (see `_bag_counts`).
+    approximate: bool = False
 
     @property
     def whitespace_only(self) -> bool:
@@ -81,6 +108,8 @@ class Hunk:
         }
         if self.segments:
             data["segments"] = [[op, text] for op, text in self.segments]
+        if self.approximate:
+            data["approximate"] = True
         return data
 
     @classmethod
@@ -88,6 +117,7 @@ class Hunk:
         return cls(
             data["kind"], data["old_start"], data["new_start"], data["old_lines"], data["new_lines"],
             [(op, text) for op, text in data.get("segments", [])], data.get("section"),
+            bool(data.get("approximate", False)),
         )
 
 
@@ -99,6 +129,11 @@ class Comparison:
     words_added: int
     words_removed: int
     sections: list[str | None]  # headings whose section changed; None = before any heading
+
+    @property
+    def approximate(self) -> bool:
+        """Some changed region was not aligned word by word: the word counts are estimates."""
+        return any(hunk.approximate for hunk in self.hunks)
 
     @property
     def changes(self) -> list[Hunk]:
@@ -115,6 +150,7 @@ class Comparison:
             "words_added": self.words_added,
             "words_removed": self.words_removed,
             "sections": self.sections,
+            "approximate": self.approximate,
             "hunks": [hunk.to_json() for hunk in self.hunks],
         }
 
@@ -128,10 +164,10 @@ def count_words(text: str) -> int:
     return len(WORD.findall(text))
 
 
-def _engine(timeout: float) -> diff_match_patch:
+def _engine(timeout: float = 1.0) -> diff_match_patch:
     engine = diff_match_patch()
     # A time limit keeps pathological inputs bounded; the result is then still a correct
-    # (if not minimal) diff.
+    # (if not minimal) diff. (A positive one also enables its half-match speed-up.)
     engine.Diff_Timeout = timeout
     return engine
 
@@ -140,23 +176,17 @@ def _split_lines(text: str) -> list[str]:
     return text.split("\n")
 
 
-def _encode(old_items: list[str], new_items: list[str], key=None) -> tuple[str, str, list[str]]:
+def _encode(old_items: list[str], new_items: list[str]) -> tuple[str, str, list[str]]:
     """Encode each distinct item (a line or a token) as one character.
 
     This is diff_linesToChars' trick, generalised: diff-match-patch then compares
     whole lines or whole words at the cost of characters. Code 0 is left unused.
-    With `key`, items of the same key share a code (the table then holds the key).
+    (Built with C-level dict and map calls: this runs on every token of a changed region.)
     """
-    table: list[str] = [""]
-    codes: dict[str, int] = {}
-
-    def encode(items: list[str]) -> str:
-        keys = items if key is None else map(key, items)
-        return "".join([chr(codes.setdefault(item, len(codes) + 1)) for item in keys])
-
-    old_chars, new_chars = encode(old_items), encode(new_items)
-    table.extend(codes)  # dicts keep insertion order, so position == code
-    return old_chars, new_chars, table
+    table = ["", *dict.fromkeys(old_items), *dict.fromkeys(new_items)]
+    table = list(dict.fromkeys(table))  # dicts keep insertion order, so position == code
+    codes = dict(zip(table, map(chr, range(len(table))), strict=True))
+    return "".join(map(codes.__getitem__, old_items)), "".join(map(codes.__getitem__, new_items)), table
 
 
 def _longest_increasing_run(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -182,13 +212,100 @@ def _longest_increasing_run(pairs: list[tuple[int, int]]) -> list[tuple[int, int
     return run[::-1]
 
 
-def _anchored_diff(engine: diff_match_patch, old: str, new: str) -> list[tuple[int, str]]:
+class Budget:
+    """The work one comparison may do, so that no pair of versions costs more than it.
+
+    Two limits, both independent of the machine's load (tests can rely on them): a gap is
+    aligned only if its estimated cost fits (`WORK_PER_SECOND`), and no new gap is started
+    once the thread has used `seconds` of CPU. diff-match-patch's own wall-clock timeout is
+    only a safety net, set well beyond. `cut` counts the gaps left unaligned.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.deadline = time.thread_time() + seconds
+        self.work_limit = seconds * WORK_PER_SECOND
+        self.cut = 0
+
+    def spent(self) -> bool:
+        return time.thread_time() >= self.deadline
+
+    def allows(self, old_gap: str, new_gap: str) -> bool:
+        """Whether aligning these two gaps fits (their cost estimated from a bag count)."""
+        if self.spent():
+            return False
+        size = len(old_gap) + len(new_gap)
+        if size * min(len(old_gap), len(new_gap)) <= self.work_limit:
+            return True  # even the worst case fits
+        old_items, new_items = Counter(old_gap), Counter(new_gap)
+        edits = sum(((old_items - new_items) + (new_items - old_items)).values())
+        return size * max(edits, 1) <= self.work_limit
+
+    def time_limit(self) -> float:
+        """diff-match-patch's own time limit (wall-clock seconds) for one gap: a safety net
+        for a gap whose cost was misjudged, well beyond what the budget has left."""
+        return 0.5 + 4 * self.seconds
+
+
+def _anchored_diff(engine: diff_match_patch, old: str, new: str, budget: Budget | None = None,
+                   depth: int = 0) -> list[tuple[int, str]]:
     """Diff two encoded strings, anchored on items that occur once in each (patience diff).
 
     Paragraphs of terms are nearly all unique, so anchoring on them leaves diff-match-patch
     only the small gaps between anchors: fast on long documents, and the alignment follows
-    the paragraphs a reader recognises.
+    the paragraphs a reader recognises. Words repeat more, so a gap is anchored again on
+    what is unique within it, a few levels deep, before diff-match-patch sees it.
+    `budget` bounds the work: a gap it does not allow is one deletion and one insertion
+    (still a correct diff, if not a minimal one), counted in `budget.cut`.
     """
+    diffs: list[tuple[int, str]] = []
+    old_at = new_at = 0
+    for i, j in [*_unique_anchors(old, new), (len(old), len(new))]:
+        old_gap, new_gap = old[old_at:i], new[new_at:j]
+        if old_gap == new_gap:
+            diffs.append((EQUAL, old_gap))
+        elif not old_gap or not new_gap:
+            diffs.append((INSERT, new_gap) if new_gap else (DELETE, old_gap))
+        elif depth < MAX_ANCHOR_DEPTH and min(len(old_gap), len(new_gap)) > SMALL_GAP:
+            diffs.extend(_anchored_diff(engine, old_gap, new_gap, budget, depth + 1))
+        elif budget is not None and not budget.allows(old_gap, new_gap):
+            budget.cut += 1
+            diffs += [(DELETE, old_gap), (INSERT, new_gap)]
+        else:
+            diffs.extend(_gap_diff(old_gap, new_gap, budget))
+        if i < len(old):
+            diffs.append((EQUAL, old[i]))
+        old_at, new_at = i + 1, j + 1
+    diffs = [(op, text) for op, text in diffs if text]
+    if depth == 0:
+        engine.diff_cleanupMerge(diffs)
+    return diffs
+
+
+def _gap_diff(old: str, new: str, budget: Budget | None, cleanup: str = "No") -> list[tuple[int, str]]:
+    """diff-match-patch's diff of two encoded strings, by its C++ implementation."""
+    limit = 0 if budget is None else budget.time_limit()
+    started = time.monotonic()
+    diffs: list[tuple[int, str]] = []
+    old_at = new_at = 0
+    for op, length in native_diff(old, new, timelimit=limit, checklines=False, cleanup=cleanup, counts_only=True):
+        if op == "=":
+            diffs.append((EQUAL, old[old_at:old_at + length]))
+            old_at += length
+            new_at += length
+        elif op == "-":
+            diffs.append((DELETE, old[old_at:old_at + length]))
+            old_at += length
+        else:
+            diffs.append((INSERT, new[new_at:new_at + length]))
+            new_at += length
+    if budget is not None and limit and time.monotonic() - started >= limit:
+        budget.cut += 1  # it gave up: a correct diff, but not a minimal one
+    return diffs
+
+
+def _unique_anchors(old: str, new: str) -> list[tuple[int, int]]:
+    """Positions (i, j) of items occurring once in each string, in an order both agree on."""
     old_count, new_count = Counter(old), Counter(new)
     new_position = {char: j for j, char in enumerate(new) if new_count[char] == 1}
     pairs = [
@@ -196,22 +313,7 @@ def _anchored_diff(engine: diff_match_patch, old: str, new: str) -> list[tuple[i
         for i, char in enumerate(old)
         if old_count[char] == 1 and char in new_position
     ]
-    diffs: list[tuple[int, str]] = []
-    old_at = new_at = 0
-    for i, j in [*_longest_increasing_run(pairs), (len(old), len(new))]:
-        old_gap, new_gap = old[old_at:i], new[new_at:j]
-        if old_gap == new_gap:
-            diffs.append((EQUAL, old_gap))
-        elif not old_gap or not new_gap:
-            diffs.append((INSERT, new_gap) if new_gap else (DELETE, old_gap))
-        else:
-            diffs.extend(engine.diff_main(old_gap, new_gap, False))
-        if i < len(old):
-            diffs.append((EQUAL, old[i]))
-        old_at, new_at = i + 1, j + 1
-    diffs = [(op, text) for op, text in diffs if text]
-    engine.diff_cleanupMerge(diffs)
-    return diffs
+    return _longest_increasing_run(pairs)
 
 
 def _common_line_prefix(engine: diff_match_patch, old: str, new: str) -> int:
@@ -240,7 +342,11 @@ def line_diff(old: str, new: str, timeout: float = 2.0) -> list[tuple[int, list[
     The common head and tail are cut first, at C speed, so the line-by-line work is
     only done on the region between the first and the last change.
     """
-    engine = _engine(timeout)
+    return _line_runs(old, new, Budget(timeout))
+
+
+def _line_runs(old: str, new: str, budget: Budget) -> list[tuple[int, list[str]]]:
+    engine = _engine()
     head = _common_line_prefix(engine, old, new)
     tail = _common_line_suffix(engine, old[head:], new[head:])
     old_middle = old[head:len(old) - tail]
@@ -253,7 +359,7 @@ def line_diff(old: str, new: str, timeout: float = 2.0) -> list[tuple[int, list[
         runs += [(DELETE, old_lines), (INSERT, new_lines)]
     elif old_lines or new_lines:
         old_chars, new_chars, table = _encode(old_lines, new_lines)
-        diffs = _anchored_diff(engine, old_chars, new_chars)
+        diffs = _anchored_diff(engine, old_chars, new_chars, budget)
         # Absorb lone unchanged lines (typically the blank line between two changed
         # paragraphs) into the surrounding change, so one edit reads as one region.
         engine.diff_cleanupSemantic(diffs)
@@ -273,10 +379,13 @@ def _merge_runs(runs: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]
     return merged
 
 
-def _separator_key(token: str) -> str:
-    """Every run of spaces (ordinary, non-breaking, thin, tabs…) is the same separator;
-    a line break stays itself, since it splits paragraphs."""
-    return " " if token != "\n" and token.isspace() else token
+def _token_keys(text: str, tokens: list[str]) -> list[str]:
+    """The tokens of `text` as they are compared: every run of spaces (ordinary,
+    non-breaking, thin, tabs…) is the same separator; a line break stays itself, since it
+    splits paragraphs. One key per token of `tokens` (`TOKEN.findall(text)`)."""
+    if not UNUSUAL_SPACE.search(text):
+        return tokens  # every separator is already a single ordinary space
+    return TOKEN.findall(SPACE_RUN.sub(" ", text))
 
 
 def _last_space_before(text: str, end: int) -> int:
@@ -303,7 +412,7 @@ def _token_segments(diffs: list[tuple[int, str]], old_tokens: list[str],
                     new_tokens: list[str]) -> list[tuple[int, str]]:
     """Turn a diff of encoded tokens back into texts.
 
-    Separators were compared by `_separator_key`, so an "equal" run may pair a space with
+    Separators were compared by `_token_keys`, so an "equal" run may pair a space with
     a non-breaking space: such a pair becomes a deletion and an insertion of whitespace
     alone (no word), which the diff page shows with visible markers.
     """
@@ -337,22 +446,37 @@ def word_diff(old: str, new: str, timeout: float = 1.0) -> list[tuple[int, str]]
     counted as the same separator, so `a b` against `a\u00a0b` changes one space, not the
     words around it.
     """
-    engine = _engine(timeout)
+    return _word_segments(old, new, Budget(timeout))[0]
+
+
+def _word_segments(old: str, new: str, budget: Budget) -> tuple[list[tuple[int, str]], bool]:
+    """`word_diff`'s segments, and whether they are aligned word by word (False: the
+    region was too large for the budget, and it is shown as whole lines)."""
+    engine = _engine()
     head, tail = _whole_word_edges(engine, old, new)
     old_middle, new_middle = old[head:len(old) - tail], new[head:len(new) - tail]
     segments = [(EQUAL, old[:head])]
-    old_tokens, new_tokens = TOKEN.findall(old_middle), TOKEN.findall(new_middle)
-    if len(old_tokens) + len(new_tokens) > MAX_WORD_DIFF_TOKENS:
-        segments += [(DELETE, old_middle), (INSERT, new_middle)]
-    else:
-        old_chars, new_chars, _table = _encode(old_tokens, new_tokens, key=_separator_key)
-        diffs = engine.diff_main(old_chars, new_chars, False)
+    aligned = len(old_middle) + len(new_middle) <= MAX_WORD_DIFF_CHARS and not budget.spent()
+    if aligned:
+        old_tokens, new_tokens = TOKEN.findall(old_middle), TOKEN.findall(new_middle)
+        aligned = len(old_tokens) + len(new_tokens) <= MAX_WORD_DIFF_TOKENS
+    if aligned:
+        old_chars, new_chars, _table = _encode(_token_keys(old_middle, old_tokens),
+                                               _token_keys(new_middle, new_tokens))
+        cut = budget.cut
         # On the encoded form each "character" is a whole token, so semantic cleanup
         # weighs tokens and never splits a word.
-        engine.diff_cleanupSemantic(diffs)
+        if budget.allows(old_chars, new_chars):
+            diffs = _gap_diff(old_chars, new_chars, budget, cleanup="Semantic")
+        else:
+            budget.cut += 1
+        aligned = budget.cut == cut
+    if aligned:
         segments += _token_segments(diffs, old_tokens, new_tokens)
+    else:
+        segments += [(DELETE, old_middle), (INSERT, new_middle)]
     segments.append((EQUAL, old[len(old) - tail:]))
-    return _merge_segments(segments)
+    return _merge_segments(segments), aligned
 
 
 def _merge_segments(segments: list[tuple[int, str]]) -> list[tuple[int, str]]:
@@ -367,8 +491,9 @@ def _merge_segments(segments: list[tuple[int, str]]) -> list[tuple[int, str]]:
     return merged
 
 
-def _hunks(runs: list[tuple[int, list[str]]]) -> list[Hunk]:
-    """Group line runs into hunks; adjacent deletions and insertions form a "change"."""
+def _hunks(runs: list[tuple[int, list[str]]], budget: Budget) -> list[Hunk]:
+    """Group line runs into hunks; adjacent deletions and insertions form a "change",
+    aligned word by word within `budget`."""
     hunks: list[Hunk] = []
     old_at = new_at = 0
     pending_old: list[str] = []
@@ -381,7 +506,8 @@ def _hunks(runs: list[tuple[int, list[str]]]) -> list[Hunk]:
         kind = "change" if pending_old and pending_new else ("delete" if pending_old else "insert")
         hunk = Hunk(kind, old_at, new_at, pending_old, pending_new)
         if kind == "change":
-            hunk.segments = word_diff("\n".join(pending_old), "\n".join(pending_new))
+            segments, aligned = _word_segments("\n".join(pending_old), "\n".join(pending_new), budget)
+            hunk.segments, hunk.approximate = segments, not aligned
         hunks.append(hunk)
         old_at += len(pending_old)
         new_at += len(pending_new)
@@ -411,23 +537,24 @@ def plain_title(markdown: str) -> str:
 def headings(text: str) -> list[tuple[int, str]]:
     """(line index, title) of every Markdown heading, ATX (`## x`) or setext (`x` + `---`).
 
-    Each line is first checked with cheap string tests; regular expressions run only on
-    the few candidates (the diff page needs this for 200 KB documents).
+    One regular expression pass finds the candidate lines (a `#` or an underline near the
+    start), at C speed; only those are examined (the diff page needs this for 200 KB texts).
     """
-    lines = text.split("\n")
     found = []
-    for index, line in enumerate(lines):
-        start = line[:4].lstrip(" ")
-        if start.startswith("#"):
-            match = ATX_HEADING.match(line)
-            if match:
-                found.append((index, plain_title(match.group(2) or "")))
-                continue
-        if index + 1 < len(lines):
-            underline = lines[index + 1][:4].lstrip(" ")[:1]
-            if (underline in ("=", "-") and underline and line.strip()
-                    and SETEXT_UNDERLINE.match(lines[index + 1]) and not NOT_A_SETEXT_TITLE.match(line)):
-                found.append((index, plain_title(line.strip())))
+    line = 0
+    position = 0
+    for match in HEADING_CANDIDATE.finditer(text):
+        line += text.count("\n", position, match.start())
+        position = match.start()
+        candidate = match.group(0)
+        if candidate.lstrip(" ").startswith("#"):
+            atx = ATX_HEADING.match(candidate)
+            if atx:
+                found.append((line, plain_title(atx.group(2) or "")))
+        elif line > 0:
+            title = text[text.rfind("\n", 0, position - 1) + 1:position - 1]
+            if title.strip() and not NOT_A_SETEXT_TITLE.match(title):
+                found.append((line - 1, plain_title(title.strip())))
     return found
 
 
@@ -466,13 +593,25 @@ def _sections(hunks: list[Hunk], old_headings, new_headings) -> list[str | None]
     return touched
 
 
+def _bag_counts(old: str, new: str) -> tuple[int, int]:
+    """(added, removed) counting words as a bag: each word as many times more (fewer) as it
+    occurs in `new` than in `old`. Linear time; a lower bound of the word diff's figures,
+    and exact for a pure reflow. The totals still add up: old + added - removed = new."""
+    old_words, new_words = Counter(WORD.findall(old)), Counter(WORD.findall(new))
+    return sum((new_words - old_words).values()), sum((old_words - new_words).values())
+
+
 def _count_changed_words(hunks: list[Hunk]) -> tuple[int, int]:
     added = removed = 0
     for hunk in hunks:
         if hunk.kind == "insert":
-            added += sum(count_words(line) for line in hunk.new_lines)
+            added += count_words("\n".join(hunk.new_lines))
         elif hunk.kind == "delete":
-            removed += sum(count_words(line) for line in hunk.old_lines)
+            removed += count_words("\n".join(hunk.old_lines))
+        elif hunk.approximate:
+            more, fewer = _bag_counts("\n".join(hunk.old_lines), "\n".join(hunk.new_lines))
+            added += more
+            removed += fewer
         elif hunk.kind == "change":
             for op, text in hunk.segments:
                 if op == INSERT:
@@ -482,14 +621,37 @@ def _count_changed_words(hunks: list[Hunk]) -> tuple[int, int]:
     return added, removed
 
 
+@dataclass(frozen=True)
+class ChangeCounts:
+    """Words added and removed from one version to the next, as the index stores them."""
+
+    added: int
+    removed: int
+    approximate: bool  # counted as a bag in some region (see `Hunk.approximate`)
+
+
+def change_counts(old: str, new: str, budget: float = INDEX_BUDGET) -> ChangeCounts:
+    """`count_changes` within a budget (seconds of CPU), saying whether it had to estimate."""
+    limit = Budget(budget)
+    hunks = _hunks(_line_runs(old, new, limit), limit)
+    added, removed = _count_changed_words(hunks)
+    return ChangeCounts(added, removed, any(hunk.approximate for hunk in hunks))
+
+
 def count_changes(old: str, new: str) -> tuple[int, int]:
     """(words added, words removed) from `old` to `new`: the figures `compare()` reports."""
-    return _count_changed_words(_hunks(line_diff(old, new)))
+    counts = change_counts(old, new, PAGE_BUDGET)
+    return counts.added, counts.removed
 
 
-def compare(old: str, new: str) -> Comparison:
-    """The full comparison of two versions: hunks, word counts and sections touched."""
-    hunks = _hunks(line_diff(old, new))
+def compare(old: str, new: str, budget: float = PAGE_BUDGET) -> Comparison:
+    """The full comparison of two versions: hunks, word counts and sections touched.
+
+    `budget` (seconds of CPU) bounds the alignment work; regions left unaligned when it
+    runs out are shown as whole lines and make the comparison `approximate`.
+    """
+    limit = Budget(budget)
+    hunks = _hunks(_line_runs(old, new, limit), limit)
     added, removed = _count_changed_words(hunks)
     sections = _sections(hunks, headings(old), headings(new))
     return Comparison(hunks, added, removed, sections)

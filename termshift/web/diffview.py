@@ -72,16 +72,20 @@ def _split_lines(parts: list[Part]) -> list[list[Part]]:
 
 def _equal_rows(hunk: Hunk, context: int | None, first: bool, last: bool) -> list[Row]:
     count = len(hunk.old_lines)
-    rows = [Row("equal", hunk.old_start + i + 1, hunk.new_start + i + 1, [(EQUAL, line)], [(EQUAL, line)],
-                [(EQUAL, line)]) for i, line in enumerate(hunk.old_lines)]
+
+    def rows(start: int, end: int) -> list[Row]:
+        # Only the rows shown are built: a 200 KB text is mostly folded away.
+        return [Row("equal", hunk.old_start + i + 1, hunk.new_start + i + 1, [(EQUAL, hunk.old_lines[i])],
+                    [(EQUAL, hunk.old_lines[i])], [(EQUAL, hunk.old_lines[i])]) for i in range(start, end)]
+
     if context is None:
-        return rows
+        return rows(0, count)
     head = 0 if first else context
     tail = 0 if last else context
     if count <= head + tail + 1:
-        return rows
+        return rows(0, count)
     folded = Row("skip", skipped=count - head - tail)
-    return rows[:head] + [folded] + (rows[count - tail:] if tail else [])
+    return rows(0, head) + [folded] + rows(count - tail, count)
 
 
 def _change_rows(hunk: Hunk, side_by_side: bool) -> list[Row]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from flask import Flask, jsonify, make_response, redirect, render_template, request, url_for
+from flask import Flask, current_app, jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestedRangeNotSatisfiable
 
 from termshift.web.collection import match_id
@@ -50,6 +50,31 @@ def _answer(status: int, title: str, description: str, **page):
     return render_template("error.html", status=status, title=title, description=description, **page), status
 
 
+# While a first build runs, what is not indexed yet is "not yet", not "not found".
+RETRY_AFTER = 10  # seconds
+
+
+def _not_indexed_yet():
+    """503 with Retry-After, saying how far the index is (None when it is complete)."""
+    viewer = current_app.extensions.get("termshift")
+    if viewer is None or request.path.startswith("/-/static/"):
+        return None
+    progress = viewer.index_progress()
+    if progress.complete:
+        return None
+    description = (f"This page's data is not indexed yet: {progress.versions_indexed} of "
+                   f"{progress.versions_total} versions are. Try again in a few seconds.")
+    if _json_wanted():
+        response = jsonify({"error": description, "status": 503, "index": progress.to_json()})
+    else:
+        response = render_template(
+            "error.html", status=503, title="Not indexed yet", description=description, retry_after=RETRY_AFTER,
+            explanation=("This page's data is not indexed yet: {indexed} of {total} versions are. "
+                         "This page reloads by itself in a few seconds.",
+                         {"indexed": progress.versions_indexed, "total": progress.versions_total}))
+    return response, 503, {"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"}
+
+
 def _canonical_location() -> str | None:
     """For a page naming a service with the wrong case (`/acme/...` for `Acme`), the same
     page under the service's real id (as OTA's API ignores the case of ids)."""
@@ -68,17 +93,15 @@ def _canonical_location() -> str | None:
     return f"{location}?{query}" if query else location
 
 
-def _not_found_or_stale():
-    """A 404 page: a redirect for a wrong-case service id; a 503 while new commits are being
-    indexed (what the archive holds is never "not found"); else None (a true 404)."""
-    location = _canonical_location()
-    if location is not None:
-        return redirect(location, 302)
+def _stale():
+    """503 while new commits are being indexed (what the archive holds is never "not found");
+    None when the index is up to date (a true 404)."""
     if not viewer().ensure_fresh():
         response = _answer(503, "Service Unavailable",
                            "The index is catching up with new commits in the archive; retry in a few seconds.")
         response = make_response(response)
         response.headers["Retry-After"] = "2"
+        response.headers["Cache-Control"] = "no-store"
         return response
     return None
 
@@ -86,8 +109,15 @@ def _not_found_or_stale():
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
-        if error.code == 404 and (answer := _not_found_or_stale()) is not None:
-            return answer
+        if error.code == 404:
+            # A wrong-case service id, a first build under way, new commits being indexed:
+            # each answers better than "not found".
+            location = _canonical_location()
+            if location is not None:
+                return redirect(location, 302)
+            pending = _not_indexed_yet() or _stale()
+            if pending is not None:
+                return pending
         page = {name: getattr(error, name) for name in ("explanation", "link") if hasattr(error, name)}
         return _answer(error.code or 500, error.name, error.description or error.name, **page)
 

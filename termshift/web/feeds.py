@@ -37,7 +37,8 @@ Admin API (JSON in and out; errors are `{"error": "<field>: <reason>"}`):
 
 from __future__ import annotations
 
-import hmac
+import logging
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,10 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 from werkzeug.http import is_resource_modified
 
 from termshift.alerts import archive, delivery, feeds, options, outbox, store, subscriptions, version_stats
+from termshift.web import security
 
 blueprint = Blueprint("feeds", __name__)
+log = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/api/admin/"
 
@@ -149,18 +152,49 @@ def _feed(kind: str, service_id: str | None = None, terms_type: str | None = Non
     if not is_resource_modified(request.environ, etag=tag, last_modified=modified):
         response = Response(status=304)
     else:
-        db = store.connect(data_dir)
-        try:
-            stats = version_stats.stats_for(data_dir, db, versions)
-        finally:
-            db.close()
+        stats = _version_stats(data_dir, versions)
         items = [feeds.FeedItem(version, stats.get(version.id)) for version in versions]
         response = Response(feeds.render(kind, info, items), mimetype=feeds.MEDIA_TYPES[kind].split(";")[0])
         response.charset = "utf-8"
     response.set_etag(tag)
     response.last_modified = modified
-    response.headers["Cache-Control"] = "public, max-age=60"
+    response.headers["Cache-Control"] = "public, max-age=60" if _links_are_trusted() else "no-store"
     return response
+
+
+def _links_are_trusted() -> bool:
+    """Whether the feed's absolute links come from the configuration rather than from the
+    request's Host header: `web.base_url` is set, or the app only answers its `web.trusted_hosts`.
+    Otherwise `Host: evil.example` would put evil links into a shared cache: the feed is not
+    cached at all (production sets `web.base_url`)."""
+    return bool(options.base_url(_settings())) or bool(current_app.config.get("TRUSTED_HOSTS"))
+
+
+def _version_stats(data_dir: Path, versions: list[archive.VersionEntry]) -> dict[str, Any]:
+    """Word counts of each version, cached in alerts.sqlite; computed without the cache when that
+    database cannot be read (a damaged file is reported at start-up and on /status, and must not
+    take the feeds down)."""
+    try:
+        db = store.connect(data_dir)
+    except sqlite3.DatabaseError as error:
+        log.warning("feeds: %s cannot be read (%s): word counts computed without its cache",
+                    store.database_path(data_dir), error)
+        return version_stats.stats_for(data_dir, None, versions)
+    try:
+        return version_stats.stats_for(data_dir, db, versions)
+    except sqlite3.DatabaseError as error:
+        log.warning("feeds: %s cannot be read (%s)", store.database_path(data_dir), error)
+        return version_stats.stats_for(data_dir, None, versions)
+    finally:
+        db.close()
+
+
+@blueprint.errorhandler(sqlite3.DatabaseError)
+def _alerts_database_unreadable(error: sqlite3.DatabaseError) -> tuple[Response, int]:
+    """The admin API on a damaged alerts.sqlite: say so (503), instead of an anonymous 500."""
+    log.error("%s cannot be read: %s", store.database_path(_data_dir()), error)
+    return jsonify(error="alerts database: cannot be read; webhook subscriptions are unavailable until "
+                         "it is restored (see /status)"), 503
 
 
 @blueprint.get("/feed.<any(atom, rss):kind>")
@@ -194,7 +228,7 @@ def _require_admin_token():
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Bearer realm="termshift-admin"'
         return response
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if not security.bearer_is_admin(token):
         return jsonify(error="Authorization: wrong token"), 403
     return None
 

@@ -7,6 +7,10 @@ Routes (registered by the viewer's app factory):
     GET /healthz       for probes: 200 {"status": "ok", ...} or 503 {"status": "fail", ...}
     GET /metrics       Prometheus text format
 
+Everyone sees what is wrong in plain words; the details (push remotes, git's and SQLite's
+messages, the lock holder's host and pid, paths) only the administrator: a request with
+`Authorization: Bearer <web.admin_token>`, or with the session of the /declare login form.
+
 What the blueprint reads from the app (as the feeds blueprint does):
 `app.config["SETTINGS"]` (a `termshift.config.Settings`), and `app.config["DATA_DIR"]`
 which, when set, overrides the data folder. Everything shown is read from the data
@@ -28,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from termshift import health
 from termshift.config import Settings, load_settings
-from termshift.web import layout
+from termshift.web import layout, security
 
 blueprint = Blueprint("health", __name__, template_folder="templates")
 
@@ -54,20 +58,36 @@ def _settings() -> Settings:
     return settings
 
 
-def _status() -> dict[str, Any]:
-    """`health.status`, plus the services whose declarations this viewer cannot load now."""
-    data = health.status(_settings())
-    declarations = getattr(current_app.extensions.get("termshift"), "declarations", None)
+def _private(response: Response, details: bool) -> Response:
+    """What a response shows depends on who asks: never share it between them in a cache."""
+    response.vary.update(("Authorization", "Cookie"))
+    if details:
+        response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _status(details: bool) -> dict[str, Any]:
+    """`health.status`, plus the services whose declarations this viewer cannot load now,
+    and how far the viewer's index is when the viewer runs here."""
+    data = health.status(_settings(), details=details)
+    viewer = current_app.extensions.get("termshift")
+    declarations = getattr(viewer, "declarations", None)
     skipped = getattr(declarations, "skipped", None) or {}
-    data["declarations_skipped"] = [{"service_id": service_id, "errors": errors}
-                                    for service_id, errors in sorted(skipped.items())]
+    data["declarations_skipped"] = [
+        {"service_id": service_id,
+         "errors": [str(error) if details else health.public_file_error(str(error)) for error in errors]}
+        for service_id, errors in sorted(skipped.items())]
+    if viewer is not None:
+        data["index"] = viewer.index_progress().to_json()
     return data
 
 
 @blueprint.get("/status")
-def status_page() -> str:
-    return render_template("health/status.html", status=_status(), active="status",
+def status_page() -> Response:
+    details = security.is_admin()
+    html = render_template("health/status.html", status=_status(details), active="status",
                            json_url=url_for("health.status_json"))
+    return _private(Response(html, mimetype="text/html"), details)
 
 
 @blueprint.get("/-/health/status.css")
@@ -79,13 +99,15 @@ def stylesheet() -> Response:
 
 @blueprint.get("/status.json")
 def status_json() -> Response:
-    return jsonify(_status())
+    details = security.is_admin()
+    return _private(jsonify(_status(details)), details)
 
 
 @blueprint.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    healthy, body = health.healthz(_settings())
-    response = jsonify(body)
+    details = security.is_admin()
+    healthy, body = health.healthz(_settings(), details=details)
+    response = _private(jsonify(body), details)
     response.headers["Cache-Control"] = "no-store"
     return response, 200 if healthy else 503
 

@@ -40,6 +40,22 @@ FRENCH: dict[str, str] = {
     "Newer": "Plus récents",
     "Older": "Plus anciens",
     "Page {page} of {pages}": "Page {page} sur {pages}",
+    # Index progress (banner, error page)
+    "Indexing the archive: {indexed} of {total} versions ({percent} %). Pages show what is indexed so far.":
+        "Indexation de l'archive : {indexed} versions sur {total} ({percent} %). Les pages montrent ce qui est "
+        "déjà indexé.",
+    "Nothing recorded yet: pages fill in after the first tracking run records versions.":
+        "Rien n'est encore enregistré : les pages se rempliront après le premier suivi qui enregistre des versions.",
+    "Not indexed yet": "Pas encore indexé",
+    "estimated: this change is too large to count word by word":
+        "estimation : ce changement est trop long pour être compté mot à mot",
+    "Viewer index": "Index de la visionneuse",
+    "Complete: {n} versions indexed.": "Complet : {n} versions indexées.",
+    "Indexing: {indexed} of {total} versions.": "Indexation : {indexed} versions sur {total}.",
+    "This page's data is not indexed yet: {indexed} of {total} versions are. "
+    "This page reloads by itself in a few seconds.":
+        "Les données de cette page ne sont pas encore indexées : {indexed} versions sur {total} le sont. "
+        "Cette page se recharge d'elle-même dans quelques secondes.",
     # Home
     "{services} services, {documents} documents and {versions} recorded versions. Each document's history "
     "shows what changed, word by word.":
@@ -284,6 +300,9 @@ FRENCH: dict[str, str] = {
     "health probe": "sonde de santé",
     "Running now": "En cours",
     "since {since} ({elapsed}), pid {pid} on {host}": "depuis {since} ({elapsed}), pid {pid} sur {host}",
+    "since {since} ({elapsed})": "depuis {since} ({elapsed})",
+    "Details (remotes, error messages, hosts) are shown to the administrator only.":
+        "Les détails (dépôts distants, messages d'erreur, machines) ne sont montrés qu'à l'administrateur.",
     "Last run": "Dernière exécution",
     "started {date}, took {duration}": "commencée le {date}, durée {duration}",
     "no run yet": "aucune exécution pour l'instant",

@@ -7,6 +7,12 @@ only the commits after it, with one `git log` pass plus `git cat-file --batch` f
 contents it needs. If that commit is no longer an ancestor of HEAD (history was
 rewritten), the repository's part of the index is rebuilt from scratch.
 
+A first build of a large archive takes a while, so new versions are committed to the
+index in batches (`BATCH_VERSIONS`): pages show what is indexed so far, a progress
+callback reports (versions indexed, versions in all), and an interrupted build resumes
+from its last batch. The index is only a cache: a file that is not an SQLite database is
+moved aside and rebuilt.
+
 Public entry point for other modules (the tracking run calls it after each run):
 `refresh_index(source, index_path=None) -> dict` (statistics).
 """
@@ -19,8 +25,9 @@ import logging
 import mimetypes
 import os
 import sqlite3
+import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +47,7 @@ from termshift.web.index_workers import Job, statistics_pool
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6  # 6: word counts see every kind of space as one separator (re-index to recount)
+SCHEMA_VERSION = 7  # 7: words_approximate, search_pending (re-index to recount within a time budget)
 KINDS = {
     RecordKind.FIRST_RECORD: "first",
     RecordKind.CHANGE: "change",
@@ -51,6 +58,10 @@ KINDS = {
 PARALLEL_THRESHOLD = 2_000
 # Versions of a document handed to a worker at once (each job also reads the version before).
 CHUNK_VERSIONS = 32
+# New versions committed to the index at once: pages see a first build progress.
+BATCH_VERSIONS = 2_000
+
+Progress = Callable[[int, int], None]  # (versions indexed, versions in all)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,7 +96,8 @@ CREATE TABLE IF NOT EXISTS versions (
     words_added INTEGER NOT NULL,
     words_removed INTEGER NOT NULL,
     snapshots TEXT NOT NULL,          -- JSON [{"id": "<hex>", "url": "<reference in the body>"}]
-    engine_version TEXT
+    engine_version TEXT,
+    words_approximate INTEGER NOT NULL DEFAULT 0  -- added/removed estimated (diff over its time budget)
 );
 CREATE INDEX IF NOT EXISTS versions_by_commit ON versions (commit_id);
 CREATE INDEX IF NOT EXISTS versions_by_document ON versions (service_id, terms_type, fetch_date, id);
@@ -139,6 +151,9 @@ CREATE TABLE IF NOT EXISTS documents (
 CREATE VIRTUAL TABLE IF NOT EXISTS current_text USING fts5(
     content, tokenize = 'unicode61 remove_diacritics 2'
 );
+-- Documents whose search entry is to be brought up to date when the refresh ends (kept
+-- across an interrupted build, so none is forgotten).
+CREATE TABLE IF NOT EXISTS search_pending (document_id INTEGER PRIMARY KEY);
 
 -- Content-addressed caches, kept across rebuilds: keys are blob ids.
 CREATE TABLE IF NOT EXISTS diff_cache (
@@ -149,7 +164,8 @@ CREATE TABLE IF NOT EXISTS render_cache (
     blob TEXT NOT NULL, format INTEGER NOT NULL, html BLOB NOT NULL, PRIMARY KEY (blob, format)
 );
 """
-INDEX_TABLES = ("versions", "version_snapshots", "snapshots", "documents", "current_text", "repositories")
+INDEX_TABLES = ("versions", "version_snapshots", "snapshots", "documents", "current_text", "repositories",
+                "search_pending")
 
 
 @dataclass(frozen=True)
@@ -191,8 +207,46 @@ def connect(path: Path, *, busy_timeout: float = 30.0) -> sqlite3.Connection:
     """A connection in WAL mode, so pages read while a refresh writes."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, check_same_thread=False, timeout=busy_timeout)
-    enable_wal(connection)
+    try:
+        enable_wal(connection)
+    except sqlite3.Error:
+        connection.close()
+        raise
     connection.row_factory = sqlite3.Row
+    return connection
+
+
+def open_index(path: Path) -> sqlite3.Connection:
+    """A connection to the index with its tables; an unreadable file is moved aside first.
+
+    The index is a cache of the repositories: a file that is not a database (a disk error,
+    a half-copied backup, anything written over it) is renamed `<name>.corrupt-<time>`
+    with its -wal and -shm files, logged, and a new index is built.
+    """
+    path = Path(path)
+    try:
+        connection = connect(path)
+        ensure_schema(connection)
+        return connection
+    except sqlite3.DatabaseError as error:
+        if "locked" in str(error) or "busy" in str(error):
+            raise
+        reason = str(error)
+    with FileLock(str(path) + ".lock"):
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            probe = connect(path)  # another process may have replaced it meanwhile
+            ensure_schema(probe)
+            return probe
+        except sqlite3.DatabaseError:
+            pass
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(str(path) + suffix)
+            if part.exists():
+                part.replace(Path(str(aside) + suffix))
+        log.warning("%s: not a readable index (%s); moved aside to %s, rebuilding it", path, reason, aside)
+    connection = connect(path)
+    ensure_schema(connection)
     return connection
 
 
@@ -213,7 +267,7 @@ def ensure_schema(connection: sqlite3.Connection) -> None:
 # ------------------------------------------------------------------------- commit parsing
 
 
-@dataclass
+@dataclass(slots=True)
 class NewRecord:
     """A record found in a new commit, before its statistics are computed."""
 
@@ -269,8 +323,9 @@ def records_in(commits: Iterable[gitread.Commit], want_markdown: bool) -> Iterat
             if change.status == "D":
                 yield ("removed", service_id, terms_type)
                 continue
-            yield NewRecord(
-                commit.id, service_id, terms_type, document_id, change.path, extension, change.blob,
+            yield NewRecord(  # names interned: a first build holds every new record at once
+                commit.id, sys.intern(service_id), sys.intern(terms_type), document_id, change.path, extension,
+                change.blob,
                 commit.timestamp, kind, trailers, snapshot_references(body) if want_markdown else [],
             )
 
@@ -281,10 +336,10 @@ def records_in(commits: Iterable[gitread.Commit], want_markdown: bool) -> Iterat
 class Indexer:
     """Brings the index up to date with the repositories."""
 
-    def __init__(self, sources: Sources):
+    def __init__(self, sources: Sources, progress: Progress | None = None):
         self.sources = sources
-        self.connection = connect(sources.index)
-        ensure_schema(self.connection)
+        self.progress = progress
+        self.connection = open_index(sources.index)
 
     def close(self) -> None:
         self.connection.close()
@@ -294,9 +349,16 @@ class Indexer:
         stats: dict[str, dict] = {}
         with FileLock(str(self.sources.index) + ".lock"):
             stats["versions"] = self._refresh_repository("versions", self.sources.versions)
-            if self.sources.snapshots is not None:
+            if self.sources.snapshots is not None and Path(self.sources.snapshots).exists():
                 stats["snapshots"] = self._refresh_repository("snapshots", self.sources.snapshots)
         return stats
+
+    def versions_indexed(self) -> int:
+        return self.connection.execute("SELECT count(*) FROM versions").fetchone()[0]
+
+    def _report(self, indexed: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(indexed, total)
 
     def _refresh_repository(self, name: str, repo: Path) -> dict:
         started = time.perf_counter()
@@ -317,72 +379,86 @@ class Indexer:
         if head is not None and head != last:
             commits = gitread.read_log(repo, last, head)
             if name == "versions":
-                new = self._index_versions(repo, commits, gitread.count_commits(repo, last, head))
+                new = self._index_versions(repo, commits, last)
             else:
                 new = self._index_snapshots(repo, commits)
+                self._checkpoint(name, repo, head, new)
         if new:
             # Fresh statistics keep SQLite's query plans right as the tables grow.
             self.connection.execute("ANALYZE" if new > 1000 or rebuilt else "PRAGMA optimize")
+        self._checkpoint(name, repo, head, 0)
+        return {"new": new, "rebuilt": rebuilt, "head": head, "seconds": round(time.perf_counter() - started, 3)}
+
+    def _checkpoint(self, name: str, repo: Path, commit: str | None, new: int) -> None:
+        """Record that everything up to `commit` is indexed, and commit the transaction."""
         self.connection.execute(
             "INSERT INTO repositories (name, path, last_commit, indexed_at, records) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (name) DO UPDATE SET path = excluded.path, last_commit = excluded.last_commit, "
             "indexed_at = excluded.indexed_at, records = records + excluded.records",
-            (name, str(Path(repo).resolve()), head, int(time.time()), new),
+            (name, str(Path(repo).resolve()), commit, int(time.time()), new),
         )
         self.connection.commit()
-        return {"new": new, "rebuilt": rebuilt, "head": head, "seconds": round(time.perf_counter() - started, 3)}
 
     def _forget(self, name: str) -> None:
         tables = ("snapshots",) if name == "snapshots" else (
-            "versions", "version_snapshots", "documents", "current_text")
+            "versions", "version_snapshots", "documents", "current_text", "search_pending")
         for table in tables:
             self.connection.execute(f"DELETE FROM {table}")
         self.connection.execute("DELETE FROM repositories WHERE name = ?", (name,))
 
     # --- versions
 
-    def _index_versions(self, repo: Path, commits: Iterable[gitread.Commit], expected: int) -> int:
-        """Index new versions; their statistics are computed while the log is still read."""
+    def _index_versions(self, repo: Path, commits: Iterable[gitread.Commit], last: str | None) -> int:
+        """Index new versions in batches of about BATCH_VERSIONS, each committed when done.
+
+        The whole new log is read first (one `git log`: seconds even for 40,000 commits),
+        so the number of versions to index is known from the start; the statistics jobs of
+        every batch are then queued at once, and batches are written as their jobs return.
+        """
+        commits = list(commits)
+        per_commit = [list(records_in([commit], want_markdown=True)) for commit in commits]
+        expected = sum(1 for items in per_commit for item in items if not isinstance(item, tuple))
+        already = self.versions_indexed()
+        self._report(already, already + expected)
+        before = gitread.count_commits(repo, None, last) if last else 0
         pool = statistics_pool(repo, expected, PARALLEL_THRESHOLD)
-        records: list[NewRecord] = []
-        removed: set[tuple[str, str]] = set()
-        pending: dict[tuple[str, str], list[int]] = {}  # document -> positions in `records`
-        blob_before: dict[tuple[str, str], str | None] = {}
-        jobs: list[list[int]] = []
+        try:
+            jobs = _JobPlanner(pool, self._latest_version)
+            batches = [(batch, jobs.submit(batch[1])) for batch in _batches(commits, per_commit)]
+            indexed = commits_read = unrecorded = 0
+            for (batch_commits, records, removed), (first, positions) in batches:
+                results = pool.take(list(range(first, first + len(positions))))
+                statistics = {
+                    position: result
+                    for number, job_positions in enumerate(positions, start=first)
+                    for position, result in zip(job_positions, results[number], strict=True)
+                }
+                self._write_batch(records, statistics, removed)
+                indexed += len(records)
+                unrecorded += len(records)
+                commits_read += len(batch_commits)
+                # Commit the batch if the index is then whole up to its last commit: always in
+                # a linear history; after a merge, once every branch before it has been read.
+                if gitread.count_commits(repo, None, batch_commits[-1].id) == before + commits_read:
+                    self._checkpoint("versions", repo, batch_commits[-1].id, unrecorded)
+                    unrecorded = 0
+                self._report(already + indexed, already + expected)
+            self._update_search(repo)
+        finally:
+            pool.close()
+        return expected
 
-        def submit(document: tuple[str, str]) -> None:
-            positions = pending.pop(document)
-            pool.submit(Job(len(jobs), [records[i].blob for i in positions], blob_before[document]))
-            jobs.append(positions)
-            blob_before[document] = records[positions[-1]].blob
-
-        for item in records_in(commits, want_markdown=True):
-            if isinstance(item, tuple):
-                removed.add(item[1:])
-                continue
-            document = (item.service_id, item.terms_type)
-            removed.discard(document)
-            if document not in blob_before:
-                latest = self._latest_version(document)
-                blob_before[document] = latest["blob"] if latest else None
-            records.append(item)
-            pending.setdefault(document, []).append(len(records) - 1)
-            if len(pending[document]) >= CHUNK_VERSIONS:
-                submit(document)
-        for document in list(pending):
-            submit(document)
-        results = pool.results()
-        statistics = {
-            position: result
-            for number, positions in enumerate(jobs)
-            for position, result in zip(positions, results[number], strict=True)
-        }
+    def _write_batch(self, records: list[NewRecord], statistics: dict[int, tuple],
+                     removed: set[tuple[str, str]]) -> None:
         documents = {(r.service_id, r.terms_type) for r in records}
         self._insert_versions(records, statistics, self._latest_versions(documents))
         touched = documents | removed
         self._update_documents(touched, removed)
-        self._update_search(repo, touched)
-        return len(records)
+        self.connection.executemany(
+            "INSERT OR IGNORE INTO search_pending (document_id) "
+            "SELECT id FROM documents WHERE service_id = ? AND terms_type = ?",
+            sorted(touched),
+        )
 
     def _latest_version(self, document: tuple[str, str]) -> sqlite3.Row | None:
         """The last indexed version (history order) of a document, for incremental runs."""
@@ -404,7 +480,7 @@ class Indexer:
         }
         rows, links = [], []
         for position, record in enumerate(records):
-            size, words, added, removed = statistics[position]
+            size, words, added, removed, approximate = statistics[position]
             document = (record.service_id, record.terms_type)
             previous_id, previous_size = last_of.get(document, (None, 0))
             rows.append((
@@ -412,11 +488,12 @@ class Indexer:
                 record.path, record.blob, record.fetch_date, record.kind, int(previous_id is None),
                 int(record.kind == "technical"), size, words, previous_id, size - previous_size,
                 added, removed, json.dumps(record.snapshots), record.metadata.get("x-engine-version"),
+                int(approximate),
             ))
             links.extend((next_id, reference["id"]) for reference in record.snapshots)
             last_of[document] = (next_id, size)
             next_id += 1
-        self.connection.executemany(f"INSERT INTO versions VALUES ({', '.join('?' * 19)})", rows)
+        self.connection.executemany(f"INSERT INTO versions VALUES ({', '.join('?' * 20)})", rows)
         self.connection.executemany("INSERT INTO version_snapshots VALUES (?, ?)", links)
 
     def _update_documents(self, touched: set[tuple[str, str]], removed: set[tuple[str, str]]) -> None:
@@ -442,15 +519,14 @@ class Indexer:
                 (service_id, terms_type, int((service_id, terms_type) in removed)),
             )
 
-    def _update_search(self, repo: Path, touched: set[tuple[str, str]]) -> None:
-        """Keep the full-text table on the version in force of each touched document."""
+    def _update_search(self, repo: Path) -> None:
+        """Bring the full-text table to the version in force of each pending document."""
         wanted = []
-        for service_id, terms_type in touched:
-            row = self.connection.execute(
-                "SELECT d.id, v.blob, d.removed FROM documents d JOIN versions v ON v.id = d.latest_id "
-                "WHERE d.service_id = ? AND d.terms_type = ?",
-                (service_id, terms_type),
-            ).fetchone()
+        pending = self.connection.execute(
+            "SELECT d.id, v.blob, d.removed FROM search_pending p JOIN documents d ON d.id = p.document_id "
+            "JOIN versions v ON v.id = d.latest_id"
+        ).fetchall()
+        for row in pending:
             self.connection.execute("DELETE FROM current_text WHERE rowid = ?", (row["id"],))
             if not row["removed"]:
                 wanted.append((row["id"], row["blob"]))
@@ -460,6 +536,7 @@ class Indexer:
             ((document_id, data.decode("utf-8", "replace"))
              for (document_id, _blob), data in zip(wanted, texts, strict=True)),
         )
+        self.connection.execute("DELETE FROM search_pending")
 
     # --- snapshots
 
@@ -483,11 +560,87 @@ class Indexer:
         return len(rows)
 
 
+def _batches(commits: list[gitread.Commit], per_commit: list[list]) -> Iterator[tuple]:
+    """(commits, records, removed documents) of each batch: whole commits, about
+    BATCH_VERSIONS records each."""
+    batch_commits: list[gitread.Commit] = []
+    records: list[NewRecord] = []
+    removed: set[tuple[str, str]] = set()
+    for commit, items in zip(commits, per_commit, strict=True):
+        batch_commits.append(commit)
+        for item in items:
+            if isinstance(item, tuple):
+                removed.add(item[1:])
+            else:
+                removed.discard((item.service_id, item.terms_type))
+                records.append(item)
+        if len(records) >= BATCH_VERSIONS:
+            yield batch_commits, records, removed
+            batch_commits, records, removed = [], [], set()
+    if batch_commits:
+        yield batch_commits, records, removed
+
+
+class _JobPlanner:
+    """Cuts each document's new versions into statistics jobs of CHUNK_VERSIONS, each
+    with the blob of the version before (from an earlier job or from the index)."""
+
+    def __init__(self, pool, latest_version: Callable[[tuple[str, str]], sqlite3.Row | None]):
+        self.pool = pool
+        self.latest_version = latest_version
+        self.submitted = 0
+        self.blob_before: dict[tuple[str, str], str | None] = {}
+
+    def submit(self, records: list[NewRecord]) -> tuple[int, list[list[int]]]:
+        """Queue the jobs of one batch: (number of its first job, record positions per job)."""
+        first = self.submitted
+        pending: dict[tuple[str, str], list[int]] = {}
+        jobs: list[list[int]] = []
+
+        def submit(document: tuple[str, str]) -> None:
+            positions = pending.pop(document)
+            self.pool.submit(Job(first + len(jobs), [records[i].blob for i in positions],
+                                 self.blob_before[document]))
+            jobs.append(positions)
+            self.blob_before[document] = records[positions[-1]].blob
+
+        for position, record in enumerate(records):
+            document = (record.service_id, record.terms_type)
+            if document not in self.blob_before:
+                latest = self.latest_version(document)
+                self.blob_before[document] = latest["blob"] if latest else None
+            pending.setdefault(document, []).append(position)
+            if len(pending[document]) >= CHUNK_VERSIONS:
+                submit(document)
+        for document in list(pending):
+            submit(document)
+        self.submitted = first + len(jobs)
+        return first, jobs
+
+
 def mime_type_for(extension: str) -> str:
     """MIME type of a snapshot from its file extension (the only place git keeps it)."""
     known = {"html": "text/html", "pdf": "application/pdf", "txt": "text/plain", "md": "text/markdown",
              "xhtml": "application/xhtml+xml", "xml": "application/xml", "json": "application/json"}
     return known.get(extension.lower()) or mimetypes.guess_type(f"x.{extension}")[0] or "application/octet-stream"
+
+
+def pending_versions(sources: Sources) -> int:
+    """About how many versions a refresh would index now: the commits not indexed yet
+    (cheap: no diff, no content read). All of them when the index is new or unreadable."""
+    repo = Path(sources.versions)
+    head = gitread.head_commit(repo)
+    if head is None:
+        return 0
+    connection = open_index(sources.index)
+    try:
+        row = connection.execute("SELECT path, last_commit FROM repositories WHERE name = 'versions'").fetchone()
+    finally:
+        connection.close()
+    last = row["last_commit"] if row and row["path"] == str(repo.resolve()) else None
+    if last and not gitread.is_ancestor(repo, last, head):
+        last = None
+    return gitread.count_commits(repo, last, head)
 
 
 def refresh_index(source: Path | str | tuple | dict, index_path: Path | None = None) -> dict:

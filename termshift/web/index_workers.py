@@ -1,9 +1,11 @@
-"""Word and size statistics of new versions, computed while the history is still being read.
+"""Word and size statistics of new versions, computed in worker processes.
 
 Each version needs the diff with its predecessor (words added and removed). That is the
-costly part of building the index, so it is spread over worker processes, and jobs are
-handed out as soon as `git log` has yielded enough versions of a document, so the
-workers start while the log is still being parsed.
+costly part of building the index, so it is spread over worker processes: jobs (a few
+consecutive versions of one document) are queued as the log is read, and each worker is
+handed the next job as soon as it answers one, so a slow job never holds up the others.
+Every diff has a time budget (`diffing.INDEX_BUDGET`): past it, the words of what is left
+are counted the cheap way and the figures are marked approximate.
 
 Workers are plain subprocesses (`python -m termshift.web.index_workers`) speaking JSON
 lines, rather than multiprocessing: nothing then depends on how the calling program was
@@ -12,41 +14,71 @@ started ("spawn" re-runs an unguarded main script; "fork" is unsafe in a threade
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from termshift.web import gitread
-from termshift.web.diffing import count_changes, count_words
+from termshift.web.diffing import INDEX_BUDGET, change_counts, count_words
 
-Statistics = tuple[int, int, int, int]  # size in bytes, words, words added, words removed
+# size in bytes, words, words added, words removed, whether added/removed are estimates
+Statistics = tuple[int, int, int, int, bool]
+# Jobs handed to one worker ahead of its answers (keeps it busy while an answer travels).
+JOBS_AHEAD = 2
+# Pairs of blobs already compared in this process: documents that flip back and forth
+# between two texts repeat the same pair.
+_PAIRS: OrderedDict[tuple[str, str], tuple[int, int, bool]] = OrderedDict()
+PAIR_CACHE_SIZE = 1024
+# A long-lived `git cat-file --batch` for the repository being indexed (not one per job).
+_READERS: dict[str, gitread.BlobReader] = {}
+
+
+def _pair_counts(old_blob: str, new_blob: str, old: str, new: str) -> tuple[int, int, bool]:
+    key = (old_blob, new_blob)
+    if key in _PAIRS:
+        _PAIRS.move_to_end(key)
+        return _PAIRS[key]
+    counts = change_counts(old, new, INDEX_BUDGET)
+    _PAIRS[key] = result = (counts.added, counts.removed, counts.approximate)
+    if len(_PAIRS) > PAIR_CACHE_SIZE:
+        _PAIRS.popitem(last=False)
+    return result
 
 
 def chunk_statistics(repo: str, blobs: list[str], has_previous: bool) -> list[Statistics]:
     """Statistics of each blob after the first if `has_previous` (the first is then the
     version before them, read only to diff against)."""
-    reader = gitread.BlobReader(Path(repo))
-    results = []
+    reader = _READERS.get(repo)
+    if reader is None:
+        for other in _READERS.values():  # one repository at a time: do not keep the others' processes
+            other.close()
+        _READERS.clear()
+        reader = _READERS[repo] = gitread.BlobReader(Path(repo))
+    results: list[Statistics] = []
     previous: str | None = None
     words = 0
-    for position, data in enumerate(reader.read_many(blobs)):
+    for position, blob in enumerate(blobs):
+        data = reader.read(blob)
         text = data.decode("utf-8", "replace")
         if previous is None:
             words = count_words(text)
             if position == 0 and has_previous:
                 previous = text
                 continue
-            added, removed = words, 0
+            added, removed, approximate = words, 0, False
         else:
-            added, removed = count_changes(previous, text)
-            # Exact, and saves counting a whole text: the diff counts whole words.
+            added, removed, approximate = _pair_counts(blobs[position - 1], blobs[position], previous, text)
+            # Exact even when the figures are estimates: any count of a diff's words
+            # (the bag count too) satisfies old + added - removed = new.
             words += added - removed
-        results.append((len(data), words, added, removed))
+        results.append((len(data), words, added, removed, approximate))
         previous = text
     return results
 
@@ -75,12 +107,16 @@ class InlineStatistics:
     def submit(self, job: Job) -> None:
         self._results[job.number] = chunk_statistics(self.repo, *job.arguments)
 
-    def results(self) -> dict[int, list[Statistics]]:
-        return self._results
+    def take(self, numbers: list[int]) -> dict[int, list[Statistics]]:
+        """The results of these jobs (all submitted before), forgotten once taken."""
+        return {number: self._results.pop(number) for number in numbers}
+
+    def close(self) -> None:
+        self._results.clear()
 
 
 class WorkerStatistics:
-    """Spreads jobs over worker processes, each given the next job when it is the least loaded."""
+    """Worker processes fed from one queue: each gets the next job when it answers one."""
 
     def __init__(self, repo: Path, workers: int):
         self.repo = str(repo)
@@ -90,10 +126,11 @@ class WorkerStatistics:
                              stdout=subprocess.PIPE, env=environment)
             for _ in range(workers)
         ]
-        self._outstanding = [0] * workers  # blobs submitted and not yet answered, per worker
-        self._sizes: dict[int, int] = {}
+        self._queue: deque[Job] = deque()
+        self._in_flight = [0] * workers
         self._results: dict[int, list[Statistics]] = {}
-        self._lock = threading.Lock()
+        self._failed: str | None = None
+        self._changed = threading.Condition()
         self._readers = [
             threading.Thread(target=self._collect, args=(index, process.stdout), daemon=True)
             for index, process in enumerate(self._processes)
@@ -101,33 +138,63 @@ class WorkerStatistics:
         for reader in self._readers:
             reader.start()
 
+    def _send(self, worker: int) -> None:
+        """Hand queued jobs to `worker` until it has JOBS_AHEAD (call with the lock held)."""
+        while self._queue and self._in_flight[worker] < JOBS_AHEAD:
+            job = self._queue.popleft()
+            blobs, has_previous = job.arguments
+            line = json.dumps([job.number, self.repo, blobs, has_previous]) + "\n"
+            stdin = self._processes[worker].stdin
+            try:
+                stdin.write(line.encode())
+                stdin.flush()
+            except (BrokenPipeError, ValueError):
+                self._failed = "an index worker stopped"
+                self._changed.notify_all()
+                return
+            self._in_flight[worker] += 1
+
     def _collect(self, worker: int, stream: IO[bytes]) -> None:
         for line in stream:
             number, statistics = json.loads(line)
-            with self._lock:
+            with self._changed:
                 self._results[number] = [tuple(item) for item in statistics]
-                self._outstanding[worker] -= self._sizes.pop(number)
+                self._in_flight[worker] -= 1
+                self._send(worker)
+                self._changed.notify_all()
+        with self._changed:
+            if self._in_flight[worker] and self._failed is None:
+                code = self._processes[worker].wait()
+                self._failed = f"an index worker failed (exit code {code})"
+            self._changed.notify_all()
 
     def submit(self, job: Job) -> None:
-        blobs, has_previous = job.arguments
-        with self._lock:
-            worker = self._outstanding.index(min(self._outstanding))
-            self._outstanding[worker] += len(blobs)
-            self._sizes[job.number] = len(blobs)
-        line = json.dumps([job.number, self.repo, blobs, has_previous]) + "\n"
-        stdin = self._processes[worker].stdin
-        stdin.write(line.encode())
-        stdin.flush()
+        with self._changed:
+            self._queue.append(job)
+            for worker in range(len(self._processes)):
+                self._send(worker)
 
-    def results(self) -> dict[int, list[Statistics]]:
+    def take(self, numbers: list[int]) -> dict[int, list[Statistics]]:
+        """Wait for these jobs' results; forgotten once taken."""
+        with self._changed:
+            while not all(number in self._results for number in numbers):
+                if self._failed:
+                    raise RuntimeError(f"{self.repo}: {self._failed}")
+                self._changed.wait()
+            return {number: self._results.pop(number) for number in numbers}
+
+    def close(self) -> None:
         for process in self._processes:
-            process.stdin.close()
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+        for process in self._processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         for reader in self._readers:
             reader.join()
-        for process in self._processes:
-            if process.wait() != 0:
-                raise RuntimeError(f"{self.repo}: an index worker failed (exit code {process.returncode})")
-        return self._results
 
 
 def statistics_pool(repo: Path, expected_versions: int, threshold: int) -> InlineStatistics | WorkerStatistics:

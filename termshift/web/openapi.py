@@ -54,6 +54,8 @@ SCHEMAS = {
         "words": COUNT,
         "words_added": COUNT,
         "words_removed": COUNT,
+        "words_approximate": {"type": "boolean", "description": "words added and removed are estimates: "
+                              "the diff was too long to align word by word within its time budget"},
         "url": URL,
         "diff_url": URL,
         "markdown_url": URL,
@@ -188,6 +190,8 @@ SCHEMAS = {
         "old_lines": _array({"type": "string"}),
         "new_lines": _array({"type": "string"}),
         "segments": _array({"type": "array", "prefixItems": [{"enum": [-1, 0, 1]}, {"type": "string"}]}),
+        "approximate": {"type": "boolean", "description": "Too large to align word by word: shown as whole "
+                        "lines, its words counted as a bag"},
     }, required=["kind", "section", "whitespace_only", "old_start", "new_start", "old_lines", "new_lines"]),
     "Diff": _object({
         "service": _ref("ServiceLink"),
@@ -197,6 +201,7 @@ SCHEMAS = {
         "new": _ref("VersionSummary"),
         "summary": _object({
             "words_added": COUNT, "words_removed": COUNT, "changes": COUNT,
+            "words_approximate": {"type": "boolean", "description": "Word counts are estimates (see Hunk)"},
             "whitespace_only": {"type": "boolean", "description": "The versions differ only in whitespace"},
             "sections": _array(_object({"title": {"type": ["string", "null"]},
                                         "change": {"type": ["integer", "null"]}})),

@@ -4,6 +4,11 @@ The raw page is third-party HTML. It is served only by `/-/snapshot/<id>/raw`, w
 Content-Security-Policy forbids scripts and every network request and gives the page an
 opaque origin (`sandbox`), and it is embedded in the snapshot page by an
 `<iframe sandbox="">`. Its source is shown escaped, as text.
+
+The raw page is shown in the browser only when the browser says it loads it into a frame
+(`Sec-Fetch-Dest: iframe`): opened directly (a link, the address bar), it is downloaded
+as an attachment, so nothing in it — a `<meta http-equiv="refresh">`, a form — ever acts as
+a top-level page of the viewer's origin.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ blueprint = Blueprint("snapshots", __name__)
 
 SOURCE_LIMIT = 2_000_000  # characters of source shown on the page; the raw route has all
 TEXT_TYPES = ("text/", "application/xhtml+xml", "application/xml", "application/json")
+FRAME_DESTINATIONS = ("iframe", "frame")  # Sec-Fetch-Dest values of a page loaded into a frame
 
 
 def _find(snapshot_id: str) -> dict:
@@ -78,7 +84,8 @@ def snapshot(snapshot_id: str):
 
 @blueprint.route("/-/snapshot/<snapshot_id>/raw")
 def raw(snapshot_id: str) -> Response:
-    """The archived bytes, unchanged, under the snapshot policy (see security.py)."""
+    """The archived bytes, unchanged, under the snapshot policy (see security.py); inline only
+    into a frame, else as an attachment."""
     found = _find(snapshot_id)
     data = viewer().snapshot_bytes(found["blob"])
     mime_type = found["mime_type"]
@@ -89,7 +96,9 @@ def raw(snapshot_id: str) -> Response:
     else:
         content_type = mime_type
     response = Response(data, content_type=content_type)
-    if not _is_text(mime_type) or request.args.get("download"):
+    response.vary.add("Sec-Fetch-Dest")
+    as_frame = request.headers.get("Sec-Fetch-Dest", "").lower() in FRAME_DESTINATIONS
+    if not _is_text(mime_type) or request.args.get("download") or not as_frame:
         extension = found["extension"]
         response.headers["Content-Disposition"] = f'attachment; filename="snapshot-{found["commit_id"][:12]}.{extension}"'
     return mark_as_snapshot(response)

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app, g, has_app_context, has_request_context, request
@@ -21,7 +22,7 @@ from termshift.web.background import BackgroundRefresh
 from termshift.web.catalog import Catalog
 from termshift.web.collection import Declarations, DeclaredService
 from termshift.web.diffing import Comparison, compare
-from termshift.web.index import Indexer, Sources
+from termshift.web.index import Indexer, Sources, pending_versions
 from termshift.web.render import RENDER_FORMAT, markdown_to_html
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 FRESHNESS_WAIT = 2.0  # seconds a request waits for new commits to be indexed (see Viewer.ensure_fresh)
 # Requests that never wait for the index: static files, and what monitoring polls.
 NO_FRESHNESS_WAIT = ("/-/static/", "/favicon.ico", "/healthz", "/metrics", "/status")
-DIFF_FORMAT = 3  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
+DIFF_FORMAT = 4  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
 
 
 class LRU:
@@ -66,19 +67,44 @@ class LRU:
         return value
 
 
+@dataclass(frozen=True)
+class IndexProgress:
+    """How far the index is: what the banner, `/status` and `/status.json` show."""
+
+    complete: bool  # every version of the archive is indexed (no refresh under way)
+    versions_indexed: int
+    versions_total: int
+    archive: bool = True  # False: nothing recorded yet (no versions repository, or no commit)
+
+    def to_json(self) -> dict:
+        return {"complete": self.complete, "versions_indexed": self.versions_indexed,
+                "versions_total": self.versions_total}
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.versions_total else int(100 * self.versions_indexed / self.versions_total)
+
+
 class Refresher(BackgroundRefresh):
     """Re-indexes when a repository's HEAD moves, at most every `interval` seconds.
 
     `poke()` is cheap (file modification times, no subprocess) and is called before
     requests; the refresh itself runs in a background thread so no request waits for it.
+    A first build of a large archive also runs in the background (`start()`): pages answer
+    at once with what is indexed so far, and `progress()` says how far it is.
     """
 
     name = "index refresh"
 
-    def __init__(self, sources: Sources, interval: float):
+    def __init__(self, sources: Sources, interval: float, count_versions: Callable[[], int] | None = None):
         self.sources = sources
         self.after_refresh: Callable[[], None] | None = None  # e.g. re-render the busiest pages
-        self._indexing = threading.Lock()  # one Indexer at a time: background, catch-up or start-up
+        self._progress_lock = threading.Lock()
+        self._indexing: tuple[int, int] | None = None  # (indexed, total) while a refresh runs
+        self._archive = self._archive_present()
+        self._count = count_versions or (lambda: 0)  # versions in the index
+        self._indexed: int | None = None  # versions in the index after the last refresh
+        self._index_lock = threading.Lock()  # one Indexer at a time: start-up, background or catch-up
         self._catch_up_lock = threading.Lock()
         self._catch_up: threading.Thread | None = None
         self._catch_up_started = 0.0
@@ -89,16 +115,60 @@ class Refresher(BackgroundRefresh):
         repos = [self.sources.versions, self.sources.snapshots]
         return tuple(gitread.head_fingerprint(repo) if repo else None for repo in repos)
 
+    def _archive_present(self) -> bool:
+        versions = Path(self.sources.versions)
+        return versions.is_dir() and gitread.head_commit(versions) is not None
+
+    def pending(self) -> int:
+        """New versions a refresh would index now (an estimate from the commit count)."""
+        return pending_versions(self.sources) if self._archive_present() else 0
+
+    def start(self, pending: int = 0) -> bool:
+        """Index in the background now; `pending` (new versions expected) sizes the progress
+        shown until the indexer counts them exactly."""
+        indexed = self.progress().versions_indexed
+        with self._progress_lock:
+            if self._indexing is None:
+                self._indexing = (indexed, indexed + pending)
+        return super().start()
+
+    def _on_progress(self, indexed: int, total: int) -> None:
+        with self._progress_lock:
+            self._indexing = (indexed, total)
+
     def refresh(self) -> dict:
-        """Index new commits now (synchronously); returns the indexer's statistics."""
-        with self._indexing:
-            fingerprint = self.fingerprint()
-            indexer = Indexer(self.sources)
+        """Index new commits now (synchronously); returns the indexer's statistics.
+
+        Before the first tracking run recorded anything (no versions repository yet, or
+        one without commits) there is nothing to index: the viewer says so, and the
+        fingerprint picks the archive up when it appears.
+        """
+        with self._index_lock:
+            return self._refresh()
+
+    def _refresh(self) -> dict:
+        fingerprint = self.fingerprint()
+        self._archive = self._archive_present()
+        if not self._archive:
+            with self._progress_lock:
+                self._indexing = None
+            self.remember(fingerprint)
+            return {}
+        started = time.perf_counter()
+        try:
+            indexer = Indexer(self.sources, progress=self._on_progress)
             try:
                 stats = indexer.refresh()
+                self._indexed = indexer.versions_indexed()
             finally:
                 indexer.close()
-            self.remember(fingerprint)
+        finally:
+            with self._progress_lock:
+                self._indexing = None
+        self.remember(fingerprint)
+        new = sum(part.get("new", 0) for part in stats.values())
+        if new:
+            log.info("index ready in %.1f s (%d new records): %s", time.perf_counter() - started, new, stats)
         return stats
 
     def is_fresh(self) -> bool:
@@ -110,9 +180,9 @@ class Refresher(BackgroundRefresh):
 
         The catch-up runs in its own thread, shared by every request that arrives
         meanwhile; requests wait for it until `wait` seconds after it started (the
-        catch-up goes on after that: a long one, say after a large `git pull`, makes
-        each request wait once at most), then get False, so that they answer from git
-        instead, or say that the index is catching up.
+        catch-up goes on after that: a long one, say a first build or after a large
+        `git pull`, makes each request wait once at most), then get False, so that they
+        answer from git instead, or say that the index is catching up.
         """
         if self.is_fresh():
             return True
@@ -136,6 +206,22 @@ class Refresher(BackgroundRefresh):
         except Exception:  # the request answers from git; the next one tries again
             log.exception("index catch-up failed")
 
+    def progress(self) -> IndexProgress:
+        """Cheap (memory only while indexing; one count query otherwise)."""
+        with self._progress_lock:
+            indexing = self._indexing
+        if indexing is not None and indexing[1] > indexing[0]:
+            # Versions known to be missing from the index. (A refresh that has not counted
+            # its new versions yet, or is waiting for another process's, shows as complete.)
+            return IndexProgress(False, *indexing, True)
+        if not self._archive:
+            return IndexProgress(True, 0, 0, False)
+        if indexing is not None and indexing[0]:
+            return IndexProgress(True, indexing[0], indexing[0], True)
+        if self._indexed is None:
+            self._indexed = self._count()
+        return IndexProgress(True, self._indexed, self._indexed, True)
+
     def refreshed(self, stats: dict) -> None:
         log.info("index refreshed: %s", stats)
         if self.after_refresh is not None:
@@ -150,8 +236,8 @@ class Viewer:
         self.sources = sources
         self.declarations_dir = declarations_dir
         self.runs_db = runs_db
-        self.refresher = Refresher(sources, refresh_interval)
         self.catalog = Catalog(sources.index)
+        self.refresher = Refresher(sources, refresh_interval, self.catalog.versions_count)
         self.versions = gitread.BlobReader(sources.versions)
         self.snapshots = gitread.BlobReader(sources.snapshots) if sources.snapshots else None
         self.declarations = Declarations(declarations_dir, refresh_interval)
@@ -186,6 +272,10 @@ class Viewer:
         if has_request_context():
             g.index_fresh = fresh
         return fresh
+
+    def index_progress(self) -> IndexProgress:
+        """How far the index is (the banner and the status page show it)."""
+        return self.refresher.progress()
 
     @property
     def declared(self) -> dict[str, DeclaredService]:

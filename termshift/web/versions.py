@@ -143,6 +143,7 @@ def diff_page(service_id: str, terms_type: str, ref: str, as_json: bool):
     summary = {
         "words_added": comparison.words_added,
         "words_removed": comparison.words_removed,
+        "words_approximate": comparison.approximate,
         "changes": len(comparison.changes),
         "whitespace_only": comparison.whitespace_only,
         "sections": section_links(comparison),

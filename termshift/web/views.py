@@ -45,13 +45,14 @@ def cached_page(view):
 
     Lists of thousands of documents take tens of milliseconds to render; they only change
     when new commits are indexed. The key holds everything the answer depends on: the
-    index generation, the declarations' generation (service names), the tracking
+    index generation, the declarations' generation (service names), metadata.yml's, the tracking
     database's modification time, the language, the URL and whether JSON was asked for.
     """
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        key = (viewer().catalog.generation(), viewer().declarations.generation, _runs_stamp(), metadata_generation(),
+        key = (viewer().catalog.generation(), viewer().index_progress().complete,
+               viewer().declarations.generation, _runs_stamp(), metadata_generation(),
                getattr(g, "lang", "en"), request.full_path, wants_json(), current_app.config.get("FEEDS", False))
         pages = viewer().pages
         cached = pages.get(key)
@@ -172,6 +173,7 @@ def version_summary(version: dict) -> dict:
         "words": version["words"],
         "words_added": version["words_added"],
         "words_removed": version["words_removed"],
+        "words_approximate": bool(version["words_approximate"]),
         "url": urls.version_url(version),
         "diff_url": urls.diff_url(version),
         "markdown_url": urls.version_url(version, ".md"),

@@ -40,6 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "CLOUDFLARE_CHALLENGE_PAGE",
+    "LOOPBACK_ALLOW_ENV",
+    "LOOPBACK_NETWORK",
     "Exchange",
     "FaultServer",
     "JsPageServer",
@@ -49,6 +51,13 @@ __all__ = [
     "minimal_pdf",
     "self_signed_tls",
 ]
+
+
+# The servers here listen on loopback, which the fetchers refuse unless allowed
+# (fetcher.allow_private_targets): tests/conftest.py allows this network for every test;
+# a test that starts `termshift` with an environment of its own passes it on.
+LOOPBACK_NETWORK = "127.0.0.0/8"
+LOOPBACK_ALLOW_ENV = {"TERMSHIFT_FETCHER_ALLOW_PRIVATE_TARGETS": LOOPBACK_NETWORK}
 
 
 def html_page(title: str, text: str, *, head: str = "") -> str:

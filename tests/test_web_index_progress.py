@@ -1,0 +1,158 @@
+"""The viewer on archives of any size: batches, progress, background builds, a corrupt index.
+
+The first build of a large archive must not keep the viewer from answering: it runs in the
+background, committed batch by batch, and pages say how far it is. These tests use the
+small sample archive with small batches, and hold the index's lock to keep a build "under
+way" for as long as they look at it (no timing is asserted).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from termshift.web import index as index_module
+from termshift.web.app import create_app
+from termshift.web.index import Indexer, Sources, refresh_index
+from tests.support.archive_factory import build_sample_archive
+
+VERSIONS_IN_SAMPLE = 7
+
+
+@pytest.fixture
+def sample(tmp_path: Path):
+    return build_sample_archive(tmp_path)
+
+
+def count(path: Path, sql: str) -> int:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(sql).fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_batches_are_committed_as_they_are_indexed_and_progress_is_reported(sample, monkeypatch):
+    monkeypatch.setattr(index_module, "BATCH_VERSIONS", 2)
+    index = sample.data / "index.sqlite"
+    seen: list[tuple[int, int]] = []
+
+    def progress(indexed: int, total: int) -> None:
+        seen.append((indexed, total))
+        # What a batch wrote is committed: another connection (a page) already sees it.
+        assert count(index, "SELECT count(*) FROM versions") == indexed
+
+    indexer = Indexer(Sources.resolve(sample.data), progress=progress)
+    indexer.refresh()
+    indexer.close()
+    assert seen[0] == (0, VERSIONS_IN_SAMPLE)
+    assert seen[-1] == (VERSIONS_IN_SAMPLE, VERSIONS_IN_SAMPLE)
+    assert len(seen) >= 4 and [indexed for indexed, _ in seen] == sorted(indexed for indexed, _ in seen)
+
+
+def test_an_interrupted_build_resumes_from_its_last_batch_without_duplicates(sample, monkeypatch):
+    monkeypatch.setattr(index_module, "BATCH_VERSIONS", 2)
+    index = sample.data / "index.sqlite"
+
+    def stop_after_first_batch(indexed: int, total: int) -> None:
+        if indexed >= 2:
+            raise KeyboardInterrupt  # the process stops in the middle of a build
+
+    indexer = Indexer(Sources.resolve(sample.data), progress=stop_after_first_batch)
+    with pytest.raises(KeyboardInterrupt):
+        indexer.refresh()
+    indexer.close()
+    kept = count(index, "SELECT count(*) FROM versions")
+    assert 2 <= kept < VERSIONS_IN_SAMPLE
+    stats = refresh_index(sample.data)
+    assert stats["versions"]["new"] == VERSIONS_IN_SAMPLE - kept
+    assert count(index, "SELECT count(*) FROM versions") == VERSIONS_IN_SAMPLE
+    assert count(index, "SELECT count(DISTINCT commit_id || path) FROM versions") == VERSIONS_IN_SAMPLE
+    # The search entries of documents touched before the interruption were not forgotten.
+    assert count(index, "SELECT count(*) FROM search_pending") == 0
+    assert count(index, "SELECT count(*) FROM current_text") == count(
+        index, "SELECT count(*) FROM documents WHERE removed = 0")
+
+
+def wait_until(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_a_large_first_build_runs_in_the_background_and_pages_say_so(sample):
+    index = sample.data / "index.sqlite"
+    lock = FileLock(str(index) + ".lock")
+    lock.acquire()  # another process (a tracking run, say) is writing the index
+    try:
+        app = create_app(sample.data / "versions", sample.data / "snapshots", sample.declarations, index,
+                         BACKGROUND_INDEX_ABOVE=0)
+        client = app.test_client()
+        status = client.get("/status.json").get_json()
+        assert status["index"]["complete"] is False
+        assert status["index"]["versions_total"] >= VERSIONS_IN_SAMPLE
+        home = client.get("/")
+        assert home.status_code == 200
+        assert "Indexing the archive: 0 of" in home.get_data(as_text=True)
+        french = client.get("/?lang=fr").get_data(as_text=True)
+        assert "Indexation de l&#39;archive : 0 versions sur" in french
+        # A page whose data is not indexed yet says so: not a 404, never a 500.
+        page = client.get("/Acme/Privacy%20Policy?lang=en")
+        assert page.status_code == 503 and page.headers["Retry-After"]
+        assert "data is not indexed yet: 0 of" in page.get_data(as_text=True)
+        answer = client.get("/Acme/Privacy%20Policy.json")
+        assert answer.status_code == 503 and answer.get_json()["index"]["complete"] is False
+    finally:
+        lock.release()
+    wait_until(lambda: client.get("/status.json").get_json()["index"]["complete"])
+    status = client.get("/status.json").get_json()["index"]
+    assert status == {"complete": True, "versions_indexed": VERSIONS_IN_SAMPLE,
+                      "versions_total": VERSIONS_IN_SAMPLE}
+    assert client.get("/Acme/Privacy%20Policy").status_code == 200
+    assert "Indexing the archive" not in client.get("/").get_data(as_text=True)
+    assert client.get("/Nobody").status_code == 404  # once complete, unknown is unknown
+
+
+def test_a_small_update_is_indexed_before_the_first_request(sample):
+    app = create_app(sample.data / "versions", sample.data / "snapshots", sample.declarations,
+                     sample.data / "index.sqlite")
+    client = app.test_client()
+    assert client.get("/status.json").get_json()["index"]["complete"] is True
+    assert client.get("/Acme/Privacy%20Policy").status_code == 200
+
+
+def test_a_corrupt_index_is_moved_aside_and_rebuilt(sample, caplog):
+    index = sample.data / "index.sqlite"
+    index.write_bytes(os.urandom(64 * 1024))
+    app = create_app(sample.data / "versions", sample.data / "snapshots", sample.declarations, index)
+    client = app.test_client()
+    assert client.get("/Acme/Privacy%20Policy").status_code == 200
+    aside = list(sample.data.glob("index.sqlite.corrupt-*"))
+    assert len(aside) == 1 and aside[0].stat().st_size == 64 * 1024
+    assert count(index, "SELECT count(*) FROM versions") == VERSIONS_IN_SAMPLE
+    assert any("not a readable index" in record.getMessage() for record in caplog.records)
+
+
+def test_estimated_word_counts_are_stored_and_shown_as_such(sample, monkeypatch):
+    from collections import OrderedDict
+
+    from termshift.web import index_workers
+
+    monkeypatch.setattr(index_workers, "INDEX_BUDGET", 0.0)  # no time to align any word
+    monkeypatch.setattr(index_workers, "_PAIRS", OrderedDict())
+    app = create_app(sample.data / "versions", sample.data / "snapshots", sample.declarations,
+                     sample.data / "index.sqlite")
+    client = app.test_client()
+    versions = client.get("/Acme/Privacy%20Policy.json?technical=1").get_json()["versions"]
+    by_id = {version["id"]: version for version in versions}
+    changed = by_id[sample.ids["privacy_2"]]
+    assert changed["words_approximate"] is True
+    assert (changed["words_added"], changed["words_removed"]) == (5, 1)  # a bag count of this edit is exact
+    assert by_id[sample.ids["privacy_1"]]["words_approximate"] is False  # a first version is all added
+    assert "≈" in client.get("/Acme/Privacy%20Policy?technical=1&lang=en").get_data(as_text=True)

@@ -368,7 +368,7 @@ def test_while_the_index_is_busy_the_api_reads_git_and_pages_say_retry(tmp_path)
     client = app.test_client()
     refresher = app.extensions["termshift"].refresher
     moment = FETCH_DATE + ONE_HOUR
-    with refresher._indexing:  # an indexing run that takes longer than a request may wait
+    with refresher._index_lock:  # an indexing run that takes longer than a request may wait
         version = record(data, "service-1", "Terms of Service", moment, "from git")
         started = time.monotonic()
         response = client.get(f"/api/v1/version/service-1/Terms%20of%20Service/{iso(moment)}")

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from termshift.trackers.pdf import _text_lines, pdf_to_text  # noqa: E402
+from tests.fixtures.pdf.make_pdfs import pdf_document  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "pdf" / "terms.pdf"
 
@@ -42,16 +43,7 @@ def text_pdf(pages: int, lines_per_page: int = 40) -> bytes:
                        b"/Resources << /Font << /F1 %d 0 R >> >> >>" % (content, font))
         kids.append(len(objects))
     objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % kid for kid in kids), pages)
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_document(objects)
 
 
 def median_seconds(function, runs: int) -> tuple[float, object]:

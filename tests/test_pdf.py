@@ -13,6 +13,7 @@ import pytest
 
 from termshift.trackers.errors import ExtractError
 from termshift.trackers.pdf import pdf_to_text
+from tests.fixtures.pdf.make_pdfs import pdf_document
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pdf"
 LOCATION = "https://example.com/terms.pdf"
@@ -85,16 +86,7 @@ def flate_bomb_pdf(inflated_bytes: int) -> bytes:
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         b"<< /Length %d >>\nstream\n" % len(text) + text + b"\nendstream",
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_document(objects)
 
 
 def test_a_decompression_bomb_fails_its_document_under_the_memory_limit():

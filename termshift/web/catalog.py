@@ -229,21 +229,7 @@ class Catalog:
 
     def latest_changes(self, filters: ChangeFilter, *, limit: int, offset: int) -> tuple[list[dict], int]:
         """Versions across the collection, newest first, filtered; and how many match."""
-        conditions, parameters = [], []
-        if not filters.technical:
-            conditions.append("is_technical = 0")
-        if filters.service_id:
-            conditions.append("service_id = ?")
-            parameters.append(filters.service_id)
-        if filters.terms_type:
-            conditions.append("terms_type = ?")
-            parameters.append(filters.terms_type)
-        if filters.since:
-            conditions.append("fetch_date >= ?")
-            parameters.append(int(filters.since.timestamp()))
-        if filters.until:
-            conditions.append("fetch_date < ?")
-            parameters.append(int(filters.until.timestamp()))
+        conditions, parameters = _change_conditions(filters)
         where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
         rows = self._all(
             f"SELECT {VERSION_COLUMNS}, {SHADOWED} FROM versions v {where} "
@@ -256,19 +242,8 @@ class Catalog:
     def monthly_activity(self, filters: ChangeFilter) -> list[dict]:
         """Changes per service and month ("YYYY-MM", UTC) matching `filters`, first records left out:
         [{"service_id", "month", "changes", "words_added", "words_removed"}]."""
-        conditions, parameters = ["is_first = 0"], []
-        if not filters.technical:
-            conditions.append("is_technical = 0")
-        for column, value in (("service_id", filters.service_id), ("terms_type", filters.terms_type)):
-            if value:
-                conditions.append(f"{column} = ?")
-                parameters.append(value)
-        if filters.since:
-            conditions.append("fetch_date >= ?")
-            parameters.append(int(filters.since.timestamp()))
-        if filters.until:
-            conditions.append("fetch_date < ?")
-            parameters.append(int(filters.until.timestamp()))
+        conditions, parameters = _change_conditions(filters)
+        conditions.insert(0, "is_first = 0")
         rows = self._all(
             "SELECT service_id, strftime('%Y-%m', fetch_date, 'unixepoch') AS month, count(*) AS changes, "
             "sum(words_added) AS words_added, sum(words_removed) AS words_removed FROM versions "
@@ -359,3 +334,18 @@ class Catalog:
             except sqlite3.OperationalError as error:  # "database is locked": a refresh is writing
                 self._writer.rollback()
                 log.info("cache write skipped: %s", error)
+
+
+def _change_conditions(filters: ChangeFilter) -> tuple[list[str], list[object]]:
+    """The SQL conditions (on the versions table) and their parameters for `filters`."""
+    conditions: list[str] = [] if filters.technical else ["is_technical = 0"]
+    parameters: list[object] = []
+    for column, value in (("service_id", filters.service_id), ("terms_type", filters.terms_type)):
+        if value:
+            conditions.append(f"{column} = ?")
+            parameters.append(value)
+    for condition, moment in (("fetch_date >= ?", filters.since), ("fetch_date < ?", filters.until)):
+        if moment:
+            conditions.append(condition)
+            parameters.append(int(moment.timestamp()))
+    return conditions, parameters

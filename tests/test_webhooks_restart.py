@@ -34,7 +34,7 @@ def environment() -> dict[str, str]:
         "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         "TERMSHIFT_CONFIG": "",
         "TERMSHIFT_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "127.0.0.1",
-        "TERMSHIFT_WEBHOOKS_TIMEOUT": "1",  # claims of a killed worker expire after 2 × 1 + 1 s
+        "TERMSHIFT_WEBHOOKS_TIMEOUT": "2",  # claims of a killed worker expire after 2 × 2 + 1 s
         "TERMSHIFT_WEBHOOKS_CONCURRENCY": str(CONCURRENCY),
         "TERMSHIFT_WEBHOOKS_RETRY_BASE": "0.2",
         "TERMSHIFT_WEBHOOKS_RETRY_MAX": "0.5",
@@ -59,7 +59,10 @@ def prepare(tmp_path: Path, receiver: Receiver) -> tuple[Path, set[str]]:
 
 def interrupt_then_restart(tmp_path: Path, receiver: Receiver, signal_number: int) -> tuple[Path, set[str], dict]:
     data, expected = prepare(tmp_path, receiver)
-    receiver.delay = 0.02
+    # 200 events, 4 at a time, 0.1 s each: about 5 s in all, so that the signal, sent once 60 are
+    # accepted, has seconds to arrive before the end even on a loaded machine (at 0.02 s a
+    # request, a busy machine once let all 200 go before the signal landed).
+    receiver.delay = 0.1
     first = subprocess.Popen(deliver_command(data), cwd=tmp_path, env=environment(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert receiver.wait_for(lambda r: len(r.accepted()) >= 60, timeout=30), first.communicate(timeout=5)

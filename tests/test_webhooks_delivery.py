@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -369,3 +371,31 @@ def test_dns_rebinding_is_caught_when_apprise_connects(data, receiver, monkeypat
     assert receiver.deliveries == []
     [attempt] = log(data)
     assert attempt["error"].startswith("refused: ") and "notify.rebind.test resolves to 127.0.0.1" in attempt["error"]
+
+
+def test_a_sigterm_taken_by_a_worker_thread_still_stops_the_pass(data, receiver):
+    """The kernel may hand a process's SIGTERM to any of its threads, and Python runs the handler
+    in the main thread only, between bytecodes: a main thread blocked in a plain join() ran it
+    once the whole pass was over (every event sent despite the stop; seen under load in
+    `webhooks deliver`). The pass now returns soon after the in-flight request is answered."""
+    subscribe(data, receiver.url(), secret=SECRET)
+    assert len(enqueue(data)) == 5
+    receiver.delay = 1.0  # 5 s for the whole pass, one request at a time (each within its 5 s time-out)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def signal_a_worker_thread() -> None:
+        receiver.wait_for(lambda r: len(r.accepted()) >= 1, timeout=30)
+        worker = next(thread for thread in threading.enumerate() if thread.name.startswith("webhooks-"))
+        signal.pthread_kill(worker.ident, signal.SIGTERM)
+
+    signaller = threading.Thread(target=signal_a_worker_thread)
+    signaller.start()
+    try:
+        report = delivery.deliver_due(data, webhook_settings(concurrency=1, timeout=5), stop=stop)
+    finally:
+        signaller.join()
+        signal.signal(signal.SIGTERM, previous)
+    assert stop.is_set()
+    assert report.retried == 0 and 1 <= report.delivered <= 3, report  # those in flight, not all five
+    assert statuses(data)["pending"] >= 2

@@ -477,6 +477,10 @@ class _Pass:
         log.info("webhook %s to subscription %s: %s", claimed.event_id, claimed.subscription_id, attempt.error)
 
 
+# Seconds between two looks at pending signals while a delivery pass runs (see deliver_due).
+JOIN_STEP = 0.1
+
+
 def deliver_due(
     data_dir: Path, settings: Any = None, limit: int | None = None, event_id: str | None = None,
     stop: threading.Event | None = None,
@@ -498,8 +502,12 @@ def deliver_due(
     ]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    # Joined in short steps: Python runs signal handlers in the main thread only, and only between
+    # bytecodes. A SIGTERM the kernel hands to a worker thread leaves a main thread blocked in a
+    # plain join() waiting for the whole pass, so the stop asked for would come after every event.
+    while any(thread.is_alive() for thread in threads):
+        for thread in threads:
+            thread.join(JOIN_STEP)
     delivery_pass.report.seconds = time.monotonic() - started
     return delivery_pass.report
 

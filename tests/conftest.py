@@ -55,3 +55,32 @@ def _fetchers_may_reach_loopback():
         os.environ.pop(variable, None)
     else:
         os.environ[variable] = previous
+
+
+# -- Redis (distributed mode): a real redis-server on a loopback port ------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A `redis-server` for the whole session (no persistence, temp folder), or skip without one."""
+    from tests.support.redis_server import RedisServer, redis_server_path
+
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed (scripts/test.sh installs Debian's redis-server)")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """The session's Redis, emptied for this test (restarted first if a test stopped it)."""
+    import redis
+
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url

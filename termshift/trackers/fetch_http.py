@@ -327,6 +327,8 @@ def scrapy_settings(fetcher: Mapping[str, Any], hosts: int) -> dict[str, Any]:
         # handler checked before sending): a DNS answer that changed in between is refused.
         "DNS_RESOLVER": "termshift.trackers.fetch_http.GuardedResolver",
         "TERMSHIFT_ALLOW_PRIVATE_TARGETS": list(fetcher.get("allow_private_targets") or []),
+        # A limiter shared with other processes (distributed workers), in place of HostLimiter.
+        "TERMSHIFT_HOST_LIMITER": dict(fetcher.get("host_limiter") or {}),
         "DOWNLOAD_HANDLERS": {
             "http": "termshift.trackers.fetch_http.RoutingDownloadHandler",
             "https": "termshift.trackers.fetch_http.RoutingDownloadHandler",
@@ -411,14 +413,17 @@ class RoutingDownloadHandler:
 
     def __init__(self, crawler: Any) -> None:
         from scrapy.core.downloader.handlers.http11 import HTTP11DownloadHandler
+        from scrapy.utils.misc import load_object
 
         self.crawler = crawler
         self._http = HTTP11DownloadHandler.from_crawler(crawler)
         self._browser: Any = None
         settings = crawler.settings
-        self._limiter = HostLimiter(
-            settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN"), settings.getfloat("DOWNLOAD_DELAY")
-        )
+        per_host, delay = settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN"), settings.getfloat("DOWNLOAD_DELAY")
+        # "factory" names a function (spec, per_host, delay) -> an object with the `slot(host)` of HostLimiter:
+        # termshift.distributed.limiter's, which counts over every worker of a fleet.
+        spec = settings.getdict("TERMSHIFT_HOST_LIMITER")
+        self._limiter = load_object(spec["factory"])(spec, per_host, delay) if spec else HostLimiter(per_host, delay)
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> RoutingDownloadHandler:
@@ -476,6 +481,8 @@ class RoutingDownloadHandler:
         await self._http.close()
         if self._browser is not None:
             await self._browser.close()
+        if hasattr(self._limiter, "aclose"):
+            await self._limiter.aclose()
 
 
 def _make_spider_class() -> type:

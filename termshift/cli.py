@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "preview": "termshift.contrib.trypage:preview_command",
     "history": "termshift.contrib.history:history_group",
     "import-ota": "termshift.contrib.import_ota:import_ota_command",
+    "worker": "termshift.distributed.worker_command:worker_command",
 }
 
 

@@ -10,7 +10,8 @@ The browser is the system's Chromium (`browser_path.py`), launched with flags
 that stop it from calling Google's services (this machine, like many servers,
 refuses them), or a remote browser reached at `fetcher.browser_endpoint`:
 `http(s)://` and `ws://…/devtools/browser/…` speak the Chrome DevTools Protocol,
-any other `ws://` is a Playwright browser server.
+any other `ws://` is a Playwright browser server. Several endpoints (comma-separated,
+or a list) make a browser farm, rendered on round-robin (`browser_farm.py`).
 
 Beyond OTA: when the first load is a challenge page that a browser may pass
 (Cloudflare's "Just a moment…", an empty JavaScript shell…), the fetcher gives
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from termshift.trackers.blocking import detect_block
+from termshift.trackers.browser_farm import BrowserFarm, parse_endpoints
 from termshift.trackers.errors import ErrorKind, FetchError
 from termshift.trackers.fetcher import guard_request, network_error_message, timeout_message
 
@@ -218,7 +220,7 @@ class BrowserFetcher:
         self,
         *,
         executable: str | None = None,
-        endpoint: str = "",
+        endpoint: str | Sequence[str] = "",
         language: str = "en",
         timeout: float = 30.0,
         wait_for_selectors: float = 10.0,
@@ -226,11 +228,16 @@ class BrowserFetcher:
         max_body_bytes: int = 20 * 1024 * 1024,
         allow_private_targets: Iterable[str] | None = None,
     ) -> None:
-        """`allow_private_targets` None: the default of `fetcher.allow_private_targets`."""
-        if not executable and not endpoint:
+        """`allow_private_targets` None: the default of `fetcher.allow_private_targets`.
+
+        `endpoint`: one remote browser, or several (comma-separated, or a list) shared round-robin.
+        """
+        several = not isinstance(endpoint, str) or "," in endpoint
+        self.endpoints = parse_endpoints(endpoint) if several else [endpoint] if endpoint else []
+        if not executable and not self.endpoints:
             raise FetchError("BrowserFetcher needs a Chromium executable or an endpoint", ErrorKind.CONFIGURATION)
         self.executable = executable
-        self.endpoint = endpoint
+        self.endpoint = self.endpoints[0] if len(self.endpoints) == 1 else ""  # several: self._farm
         self.languages = parse_language(language)
         self.timeout = timeout
         self.wait_for_selectors = wait_for_selectors
@@ -245,6 +252,7 @@ class BrowserFetcher:
         self._start_lock = asyncio.Lock()
         self._playwright: Any = None
         self._browser: Any = None
+        self._farm: BrowserFarm | None = None
         self._user_agent: str | None = None
 
     @classmethod
@@ -273,12 +281,16 @@ class BrowserFetcher:
     async def start(self) -> None:
         """Launch (or connect to) the browser; later calls do nothing."""
         async with self._start_lock:
-            if self._browser is not None:
+            if self._browser is not None or self._farm is not None:
                 return
             from playwright.async_api import Error as PlaywrightError
             from playwright.async_api import async_playwright
 
             self._playwright = await async_playwright().start()
+            if len(self.endpoints) > 1:  # connected to one by one, when pages need them
+                chromium = self._playwright.chromium
+                self._farm = BrowserFarm(self.endpoints, lambda endpoint: self._connect(chromium, endpoint))
+                return
             try:
                 self._browser = await self._open_browser(self._playwright.chromium)
             except PlaywrightError as error:
@@ -288,20 +300,18 @@ class BrowserFetcher:
                 raise FetchError(
                     f"Could not start the browser ({where}): {_first_line(error)}", ErrorKind.CONFIGURATION
                 ) from None
-            major = (self._browser.version or "0").split(".")[0]
-            platform = _PLATFORMS.get(sys.platform, _PLATFORMS["linux"])
-            # Headless Chromium says "HeadlessChrome"; many sites turn that away.
-            self._user_agent = (
-                f"Mozilla/5.0 ({platform}) AppleWebKit/537.36 (KHTML, like Gecko) "
-                f"Chrome/{major}.0.0.0 Safari/537.36"
-            )
+            self._user_agent = _user_agent_for(self._browser)
+
+    async def _connect(self, chromium: Any, endpoint: str) -> Any:
+        timeout_ms = self.timeout * 1000
+        if endpoint.startswith(("http://", "https://")) or "/devtools/browser/" in endpoint:
+            return await chromium.connect_over_cdp(endpoint, timeout=timeout_ms)
+        return await chromium.connect(endpoint, timeout=timeout_ms)
 
     async def _open_browser(self, chromium: Any) -> Any:
         timeout_ms = self.timeout * 1000
         if self.endpoint:
-            if self.endpoint.startswith(("http://", "https://")) or "/devtools/browser/" in self.endpoint:
-                return await chromium.connect_over_cdp(self.endpoint, timeout=timeout_ms)
-            return await chromium.connect(self.endpoint, timeout=timeout_ms)
+            return await self._connect(chromium, self.endpoint)
         running_as_root = hasattr(os, "geteuid") and os.geteuid() == 0
         if running_as_root:
             log.warning(
@@ -322,7 +332,10 @@ class BrowserFetcher:
         """Close the browser (or disconnect from a remote one) and stop Playwright."""
         async with self._start_lock:
             browser, self._browser = self._browser, None
+            farm, self._farm = self._farm, None
             driver, self._playwright = self._playwright, None
+            if farm is not None:
+                await farm.close()
             if browser is not None:
                 # A browser that died or hangs is closed enough.
                 with contextlib.suppress(Exception):
@@ -340,26 +353,47 @@ class BrowserFetcher:
         """
         await self.start()
         selectors = list(css_selectors)
+        if self._farm is not None:
+            return await self._fetch_on_farm(self._farm, location, selectors)
+        return await self._fetch_with(self._browser, self._user_agent, location, selectors)
+
+    async def _fetch_on_farm(self, farm: BrowserFarm, location: str, selectors: list[str]) -> BrowserPage:
+        """Render on the farm's next browser; when that browser dies meanwhile, on the next one."""
+        failure: BaseException | None = None
+        for _endpoint in self.endpoints:
+            endpoint, browser = await farm.acquire()  # raises when no endpoint is left
+            try:
+                return await self._fetch_with(browser, _user_agent_for(browser), location, selectors)
+            except Exception as error:
+                if await _still_usable(browser):
+                    raise  # the page's own failure
+                farm.leave_out(endpoint, f"its browser went away during a page ({_first_line(error)})")
+                failure = error
+        raise FetchError(f"Every browser endpoint went away while rendering '{location}' "
+                         f"(last: {_first_line(failure) if failure else 'none'})", ErrorKind.TRANSIENT)
+
+    async def _fetch_with(self, browser: Any, user_agent: str | None, location: str,
+                          selectors: list[str]) -> BrowserPage:
         # A hard limit in case the browser stops answering: navigation, the selector
         # wait, the challenge wait and closing the context, with some margin.
         limit = self.timeout + 2 * self.wait_for_selectors + 10
         async with self._slots:
-            context = await self._browser.new_context(
+            context = await browser.new_context(
                 viewport={"width": 1920, "height": 1080},
                 locale=self.languages[0],
-                user_agent=self._user_agent,
+                user_agent=user_agent,
                 # A service worker's requests would bypass the routing (the address guard).
                 service_workers="block",
             )
             try:
-                return await asyncio.wait_for(self._render(context, location, selectors), limit)
+                return await asyncio.wait_for(self._render(context, location, selectors, user_agent), limit)
             except TimeoutError:
                 raise FetchError(timeout_message(self.timeout, location), ErrorKind.TRANSIENT) from None
             finally:
                 with contextlib.suppress(Exception):  # closing must not hide the result
                     await asyncio.wait_for(context.close(), 10)
 
-    async def _render(self, context: Any, location: str, selectors: list[str]) -> BrowserPage:
+    async def _render(self, context: Any, location: str, selectors: list[str], user_agent: str | None) -> BrowserPage:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
@@ -372,7 +406,7 @@ class BrowserFetcher:
         # Accept-Language header with q-values (en-IE,en-GB;q=0.9,en;q=0.8), as in OTA.
         await session.send(
             "Emulation.setUserAgentOverride",
-            {"userAgent": self._user_agent, "acceptLanguage": ",".join(self.languages)},
+            {"userAgent": user_agent, "acceptLanguage": ",".join(self.languages)},
         )
         interception = _Interception(session, guard, capture_pdf=not selectors, max_bytes=self.max_body_bytes)
         await interception.attach()
@@ -531,6 +565,31 @@ def _keep_document(page: Any, response: Any, documents: list[Any]) -> None:
 def _pdf_page(capture: _Interception, url: str) -> BrowserPage:
     assert capture.body is not None and capture.status is not None
     return BrowserPage(capture.status, capture.headers, capture.body, "application/pdf", url)
+
+
+async def _still_usable(browser: Any) -> bool:
+    """Whether a browser still opens contexts (after a failure: was it the page, or the browser?).
+
+    Playwright notices a remote browser's death some time after the calls fail, so
+    `is_connected()` alone can still say yes.
+    """
+    if not browser.is_connected():
+        return False
+    try:
+        context = await asyncio.wait_for(browser.new_context(), 5)
+    except Exception:  # noqa: BLE001 - whatever the reason, it cannot render
+        return False
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(context.close(), 5)
+    return True
+
+
+def _user_agent_for(browser: Any) -> str:
+    """Chrome's own User-Agent for this browser's version (headless Chromium says "HeadlessChrome";
+    many sites turn that away)."""
+    major = (browser.version or "0").split(".")[0]
+    platform = _PLATFORMS.get(sys.platform, _PLATFORMS["linux"])
+    return f"Mozilla/5.0 ({platform}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{major}.0.0.0 Safari/537.36"
 
 
 def _first_line(error: BaseException) -> str:

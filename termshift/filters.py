@@ -52,8 +52,8 @@ from urllib.parse import unquote_to_bytes, urljoin, urlsplit, urlunsplit
 from lxml import etree
 from lxml.html import HtmlElement
 
+from termshift.errors import ExtractError, TermshiftError
 from termshift.trackers.css import SelectorSyntaxError, compile_xpath
-from termshift.trackers.errors import ExtractError
 
 if TYPE_CHECKING:
     from termshift.declarations import SourceDocument
@@ -317,7 +317,7 @@ _BUILTIN_PARAMS: dict[str, tuple[Callable[[Any], Any], str]] = {
 MAX_FILTERS_FILE_BYTES = 1 << 20
 
 
-class FiltersFileError(Exception):
+class FiltersFileError(TermshiftError):
     """A `<id>.filters.py` that cannot be used; `line` is known for syntax and import errors."""
 
     def __init__(self, path: Path, reason: str, line: int | None = None) -> None:

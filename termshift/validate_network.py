@@ -36,9 +36,9 @@ import click
 from lxml import etree
 
 from termshift.declarations import DeclarationError, Service, SourceDocument, Terms
+from termshift.errors import ErrorKind, ExtractError, FetchError, TermshiftError
 from termshift.schema import json_path, terms_selector_problems
 from termshift.trackers import selectors
-from termshift.trackers.errors import ErrorKind, ExtractError, FetchError
 from termshift.trackers.extract import extract, is_pdf, parse_html
 from termshift.trackers.fetcher import FetchRequest, FetchResult, fetch_all
 from termshift.validate import (
@@ -443,7 +443,7 @@ for _name in NETWORK_CHECKS:
 # -------------------------------------------------------------- --modified
 
 
-class ModifiedSelectionError(Exception):
+class ModifiedSelectionError(TermshiftError):
     """`--modified` cannot tell what changed (no git repository, no such base…)."""
 
 

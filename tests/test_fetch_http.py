@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from termshift.config import DEFAULTS, Settings
-from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
+from termshift.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.fetch_http import decode_body, detect_charset, is_text_type, parse_retry_after
 from termshift.trackers.fetcher import (
     FULL_DOM,

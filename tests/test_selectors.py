@@ -6,7 +6,7 @@ import lxml.html
 import pytest
 from lxml import etree
 
-from termshift.trackers.errors import ExtractError
+from termshift.errors import ExtractError
 from termshift.trackers.selectors import (
     build_fragment,
     compile_selector,

@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from termshift.errors import ExtractError
 from termshift.schema import selector_problems
 from termshift.trackers.css import SelectorSyntaxError, parse, to_xpath
-from termshift.trackers.errors import ExtractError
 from termshift.trackers.selectors import build_fragment, compile_selector, query_all, select
 
 PAGE = """<!DOCTYPE html><html><head><title>t</title></head><body>

@@ -547,7 +547,7 @@ def _css_problems(path: tuple[PathPart, ...], css: Any) -> list[SchemaProblem]:
     if not isinstance(css, str) or not css.strip() or any(char in css.strip() for char in "\r\n"):
         return []  # not a string, empty or on several lines: the schema's own checks say so
     # Imported here: extraction pulls in lxml, which the schema checks alone do not need.
-    from termshift.trackers.errors import ExtractError
+    from termshift.errors import ExtractError
     from termshift.trackers.selectors import compile_selector
 
     try:

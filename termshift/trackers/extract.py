@@ -28,9 +28,9 @@ import lxml.html
 from lxml import etree
 
 from termshift import jsfilters
+from termshift.errors import ExtractError
 from termshift.filters import apply_filters
 from termshift.trackers import selectors
-from termshift.trackers.errors import ExtractError
 from termshift.trackers.markdown import to_markdown
 from termshift.trackers.pdf import pdf_to_text
 

@@ -37,9 +37,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from termshift.errors import ErrorKind, FetchError, network_error_message, timeout_message
 from termshift.trackers.blocking import detect_block
-from termshift.trackers.errors import ErrorKind, FetchError
-from termshift.trackers.fetcher import guard_request, network_error_message, timeout_message
+from termshift.trackers.fetcher import guard_request
 
 log = logging.getLogger(__name__)
 

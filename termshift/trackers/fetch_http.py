@@ -44,24 +44,29 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from termshift import ssrf
+from termshift.errors import (
+    BlockedPageError,
+    ErrorKind,
+    FetchError,
+    TermshiftError,
+    empty_content_message,
+    http_code_message,
+    network_error_message,
+    redirect_limit_message,
+    refused_target_message,
+    timeout_message,
+)
 from termshift.trackers.blocking import detect_block
-from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.fetcher import (
     FULL_DOM,
     HTML_ONLY,
     FetchRequest,
     FetchResult,
-    empty_content_message,
     first_fetcher,
     guard_request,
-    http_code_message,
     may_fall_back,
-    network_error_message,
-    redirect_limit_message,
-    refused_target_message,
     result_to_wire,
     retry_delay,
-    timeout_message,
 )
 
 __all__ = [
@@ -229,7 +234,7 @@ def _root_reasons(exception: BaseException) -> list[BaseException]:
     return [seen[-1]]
 
 
-class _BodyTooLarge(Exception):
+class _BodyTooLarge(TermshiftError):
     """Scrapy cancelled a download past DOWNLOAD_MAXSIZE."""
 
 

@@ -38,7 +38,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from termshift import ssrf
-from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
+from termshift.errors import BlockedPageError, ErrorKind, FetchError, refused_target_message
 
 __all__ = [
     "FULL_DOM",
@@ -136,39 +136,6 @@ class FetchResult:
             return (parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, parts.fragment)
 
         return None if normal(self.final_url) == normal(self.location) else self.final_url
-
-
-# -- OTA's wording (reference §2.2): the error classification reads these substrings --------
-
-
-def format_seconds(seconds: float) -> str:
-    """Seconds as OTA prints them (JavaScript number formatting): 30, 0.01, 2.5."""
-    return f"{seconds:g}"
-
-
-def timeout_message(seconds: float, location: str) -> str:
-    return f"Timed out after {format_seconds(seconds)} seconds when trying to fetch '{location}'"
-
-
-def http_code_message(status: int, location: str) -> str:
-    return f"Received HTTP code {status} when trying to fetch '{location}'"
-
-
-def empty_content_message(location: str) -> str:
-    return f"Received an empty content when fetching '{location}'"
-
-
-def network_error_message(code: str, location: str) -> str:
-    """`code` is a Node system error code: ECONNRESET, ECONNREFUSED, ENOTFOUND, ETIMEDOUT…"""
-    return f"Network system error {code} occurred when trying to fetch '{location}'"
-
-
-def redirect_limit_message(location: str) -> str:
-    return f"maximum redirect reached at: {location}"
-
-
-def refused_target_message(reason: str, location: str) -> str:
-    return f"Refused to contact a private network address when trying to fetch '{location}': {reason}"
 
 
 # -- the address guard: every request a fetch makes ------------------------------------------

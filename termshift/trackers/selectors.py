@@ -28,8 +28,8 @@ from typing import Any, TypeAlias
 
 from lxml import etree
 
+from termshift.errors import ExtractError
 from termshift.trackers.css import SelectorSyntaxError, compile_xpath
-from termshift.trackers.errors import ExtractError
 
 # A declared selector: a CSS string or a range object; `select`/`remove` may hold a list of them.
 Selector: TypeAlias = str | dict[str, str]

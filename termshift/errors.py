@@ -1,8 +1,11 @@
-"""Errors of fetching and extraction, and how they are classified.
+"""The one error root, `TermshiftError`, and the errors of fetching and extraction.
 
-The classes follow OTA (reference §2.3) so that messages stay familiar to its
-contributors, with one more kind: `blocked`, for block and challenge pages that
-OTA records like any other page.
+Every exception class defined in termshift derives from `TermshiftError` (some also from
+the built-in class callers caught before, such as ValueError); `tests/test_errors.py`
+checks it. Fetch and extraction errors follow OTA (reference §2.3) so that messages stay
+familiar to its contributors, with one more kind: `blocked`, for block and challenge
+pages that OTA records like any other page. The `*_message` functions are OTA's wording
+of fetch failures (reference §2.2).
 """
 
 from __future__ import annotations
@@ -38,6 +41,39 @@ _TRANSIENT_MARKERS = (
     # Unlike OTA, a 429 is retried (honouring Retry-After): rate limits pass.
     "HTTP code 429",
 )
+
+
+# -- OTA's wording of fetch failures (reference §2.2) ------------------------------------------
+
+
+def format_seconds(seconds: float) -> str:
+    """Seconds as OTA prints them (JavaScript number formatting): 30, 0.01, 2.5."""
+    return f"{seconds:g}"
+
+
+def timeout_message(seconds: float, location: str) -> str:
+    return f"Timed out after {format_seconds(seconds)} seconds when trying to fetch '{location}'"
+
+
+def http_code_message(status: int, location: str) -> str:
+    return f"Received HTTP code {status} when trying to fetch '{location}'"
+
+
+def empty_content_message(location: str) -> str:
+    return f"Received an empty content when fetching '{location}'"
+
+
+def network_error_message(code: str, location: str) -> str:
+    """`code` is a Node system error code: ECONNRESET, ECONNREFUSED, ENOTFOUND, ETIMEDOUT…"""
+    return f"Network system error {code} occurred when trying to fetch '{location}'"
+
+
+def redirect_limit_message(location: str) -> str:
+    return f"maximum redirect reached at: {location}"
+
+
+def refused_target_message(reason: str, location: str) -> str:
+    return f"Refused to contact a private network address when trying to fetch '{location}': {reason}"
 
 
 class FetchError(TermshiftError):

@@ -28,19 +28,32 @@ class TermshiftError(Exception):
     kind: ErrorKind = ErrorKind.PERMANENT
 
 
-# Substrings of OTA's messages and their classification (reference §2.3).
-_BOT_BLOCKING_MARKERS = ("HTTP code 403", "HTTP code 406", "HTTP code 502", "ECONNRESET")
-_TRANSIENT_MARKERS = (
-    "EAI_AGAIN",
-    "ETIMEDOUT",
-    "ERR_NAME_NOT_RESOLVED",
-    "Timed out after",
-    "HTTP code 500",
-    "HTTP code 503",
-    "HTTP code 504",
-    # Unlike OTA, a 429 is retried (honouring Retry-After): rate limits pass.
-    "HTTP code 429",
-)
+# -- how a fetch failure is classified (reference §2.3), from what the error says -------------
+
+# HTTP statuses and network error codes that may come from bot blocking: the browser may pass.
+BOT_BLOCKING_STATUSES = frozenset({403, 406, 502})
+BOT_BLOCKING_CODES = frozenset({"ECONNRESET"})
+# Worth retrying soon. Unlike OTA, a 429 is retried (honouring Retry-After): rate limits pass.
+TRANSIENT_STATUSES = frozenset({429, 500, 503, 504})
+TRANSIENT_CODES = frozenset({"EAI_AGAIN", "ETIMEDOUT", "ERR_NAME_NOT_RESOLVED"})
+# Every code that `code_named_in` looks for in a text from outside.
+_KNOWN_CODES = tuple(sorted(BOT_BLOCKING_CODES | TRANSIENT_CODES))
+
+
+def fetch_error_kind(status: int | None = None, code: str | None = None, *, timed_out: bool = False) -> ErrorKind:
+    """OTA's classification of a failed fetch from its HTTP status, network error code, or time-out."""
+    if status in BOT_BLOCKING_STATUSES or code in BOT_BLOCKING_CODES:
+        return ErrorKind.BOT_BLOCKING
+    if status in TRANSIENT_STATUSES or code in TRANSIENT_CODES or timed_out:
+        return ErrorKind.TRANSIENT
+    return ErrorKind.PERMANENT
+
+
+def code_named_in(text: str) -> str | None:
+    """The network error code (ECONNRESET, ETIMEDOUT, EAI_AGAIN, ERR_NAME_NOT_RESOLVED) that an
+    error text from outside names, if any: for a failure known only by its message (a Playwright
+    error, an unexpected exception), classified once where it enters Termshift."""
+    return next((code for code in _KNOWN_CODES if code in text), None)
 
 
 # -- OTA's wording of fetch failures (reference §2.2) ------------------------------------------
@@ -77,22 +90,39 @@ def refused_target_message(reason: str, location: str) -> str:
 
 
 class FetchError(TermshiftError):
-    """A document could not be fetched. The message starts with `Fetch failed: ` as OTA's."""
+    """A document could not be fetched.
+
+    The raiser says what happened in fields: `location`, `status` (the HTTP status of the
+    answer, or None), `code` (a network error code as Node names it: ECONNRESET, ETIMEDOUT,
+    ENOTFOUND…, or None), `timeout` (the seconds waited, when the fetch timed out) and
+    `retry_after` (seconds, from the answer's Retry-After). `kind` is worked out from them
+    (`fetch_error_kind`) unless given. Without a `message`, OTA's message is produced from
+    the fields: `FetchError(location=url, status=503)` is "Received HTTP code 503 when
+    trying to fetch '<url>'". Every message starts with `Fetch failed: ` as OTA's.
+    """
 
     def __init__(
         self,
-        message: str,
+        message: str | None = None,
         kind: ErrorKind | None = None,
         *,
+        location: str | None = None,
         status: int | None = None,
+        code: str | None = None,
+        timeout: float | None = None,
         retry_after: float | None = None,
     ) -> None:
+        if message is None:
+            message = _ota_message(location, status, code, timeout)
         if not message.startswith("Fetch failed: "):
             message = f"Fetch failed: {message}"
         super().__init__(message)
+        self.location = location
         self.status = status
+        self.code = code
+        self.timeout = timeout
         self.retry_after = retry_after
-        self.kind = kind or classify_fetch_message(message)
+        self.kind = kind or fetch_error_kind(status, code, timed_out=timeout is not None)
 
     @property
     def may_be_bot_blocking(self) -> bool:
@@ -103,13 +133,17 @@ class FetchError(TermshiftError):
         return self.kind in (ErrorKind.TRANSIENT, ErrorKind.BOT_BLOCKING)
 
 
-def classify_fetch_message(message: str) -> ErrorKind:
-    """OTA's substring classification of a fetch error message."""
-    if any(marker in message for marker in _BOT_BLOCKING_MARKERS):
-        return ErrorKind.BOT_BLOCKING
-    if any(marker in message for marker in _TRANSIENT_MARKERS):
-        return ErrorKind.TRANSIENT
-    return ErrorKind.PERMANENT
+def _ota_message(location: str | None, status: int | None, code: str | None, timeout: float | None) -> str:
+    """OTA's message for a time-out, a network error or an HTTP status."""
+    if location is None:
+        raise TypeError("FetchError: give a message, or the location with a status, code or timeout")
+    if timeout is not None:
+        return timeout_message(timeout, location)
+    if code is not None:
+        return network_error_message(code, location)
+    if status is not None:
+        return http_code_message(status, location)
+    raise TypeError("FetchError: give a message, or a status, code or timeout")
 
 
 class BlockedPageError(FetchError):
@@ -119,9 +153,9 @@ class BlockedPageError(FetchError):
         super().__init__(
             f"Blocked page ({signature}) received when trying to fetch '{location}'",
             ErrorKind.BLOCKED,
+            location=location,
             status=status,
         )
-        self.location = location
         self.signature = signature
 
 

@@ -155,7 +155,8 @@ def guard_request(url: str, location: str, allow: Iterable[str]) -> None:
     except ssrf.UnresolvableHostError:
         return
     except ssrf.UnsafeTargetError as error:
-        raise FetchError(refused_target_message(str(error), location), ErrorKind.PERMANENT) from None
+        raise FetchError(refused_target_message(str(error), location), ErrorKind.PERMANENT,
+                         location=location) from None
 
 
 # -- decisions (pure functions; the worker applies them) ----------------------------------
@@ -182,16 +183,16 @@ def may_fall_back(request: FetchRequest, result: FetchResult) -> bool:
 def retry_delay(error: FetchError, attempt: int, *, retries: int, backoff: float = DEFAULT_BACKOFF) -> float | None:
     """Seconds to wait before retrying within the run, or None not to retry.
 
-    Retried: transient errors (5xx, time-outs, 429, truncated bodies…), 502 and
-    connection resets. Not retried within the run: 403/406 (the browser fallback
-    handles them; hammering a blocking site does not help), block pages and
-    permanent errors. A 429 waits for its Retry-After, unless that is longer than
+    Retried: transient errors (5xx, time-outs, 429, truncated bodies…), and of the
+    bot-blocking ones a 502 and a reset connection (often passing). Not retried within
+    the run: 403/406 (the browser fallback handles them; hammering a blocking site does
+    not help), block pages and permanent errors. A 429 waits for its Retry-After, unless that is longer than
     RETRY_AFTER_CAP.
     """
     if attempt > retries:
         return None
-    message = str(error)
-    if error.kind is not ErrorKind.TRANSIENT and not ("HTTP code 502" in message or "ECONNRESET" in message):
+    passing = error.kind is ErrorKind.BOT_BLOCKING and (error.status == 502 or error.code == "ECONNRESET")
+    if error.kind is not ErrorKind.TRANSIENT and not passing:
         return None
     delay = backoff * 2 ** (attempt - 1)
     if error.retry_after is not None:
@@ -210,7 +211,10 @@ def error_to_wire(error: FetchError | None) -> dict[str, Any] | None:
     return {
         "message": str(error),
         "kind": error.kind.value,
+        "location": error.location,
         "status": error.status,
+        "code": error.code,
+        "timeout": error.timeout,
         "retry_after": error.retry_after,
         "signature": getattr(error, "signature", None),
     }
@@ -222,7 +226,8 @@ def error_from_wire(data: Mapping[str, Any] | None, location: str) -> FetchError
     if data.get("signature"):
         return BlockedPageError(location, data["signature"], status=data["status"])
     return FetchError(
-        data["message"], ErrorKind(data["kind"]), status=data["status"], retry_after=data["retry_after"]
+        data["message"], ErrorKind(data["kind"]), location=data["location"], status=data["status"],
+        code=data["code"], timeout=data["timeout"], retry_after=data["retry_after"],
     )
 
 
@@ -393,7 +398,7 @@ def _crawl(
     for item in pending.values():
         error = FetchError(
             f"The fetch worker stopped ({failure or 'no result'}) before fetching '{item.location}'",
-            ErrorKind.TRANSIENT,
+            ErrorKind.TRANSIENT, location=item.location,
         )
         yield from _failed(item, requests, error)
 

@@ -53,7 +53,7 @@ from lxml import etree
 from lxml.html import HtmlElement
 
 from termshift.errors import ExtractError, TermshiftError
-from termshift.trackers.css import SelectorSyntaxError, compile_xpath
+from termshift.selectors.css import SelectorSyntaxError, compile_xpath
 
 if TYPE_CHECKING:
     from termshift.declarations import SourceDocument
@@ -209,7 +209,7 @@ def removeQueryParams(document: HtmlElement, params: str | list[str], context: d
 
 
 def _css(selector: Any, filter_name: str) -> etree.XPath:
-    """The selector compiled by the engine extraction uses (browser semantics, see trackers.css)."""
+    """The selector compiled by the engine extraction uses (browser semantics, see termshift.selectors.css)."""
     if not isinstance(selector, str) or not selector.strip():
         raise ValueError(f"{filter_name}: 'selector' must be a non-empty CSS selector, got {selector!r}")
     try:

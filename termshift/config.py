@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import click
 
 from termshift import __version__
+from termshift.errors import TermshiftError
 from termshift.schema import is_http_url
 
 # The reference of every setting: section -> key -> (default, help).
@@ -129,7 +130,7 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(TermshiftError, ValueError):
     """A bad configuration value; the message names the key and the reason."""
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import click
 
 from termshift.config import Settings, settings_for_command
+from termshift.errors import TermshiftError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ text is published at the address above and applies in full.
 """
 
 
-class DatasetError(RuntimeError):
+class DatasetError(TermshiftError, RuntimeError):
     """The dataset cannot be exported; the message says why."""
 
 

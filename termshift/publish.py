@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from termshift import health
+from termshift.errors import TermshiftError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS publish_log (
 LOG_KEPT = 1000
 
 
-class PublishError(RuntimeError):
+class PublishError(TermshiftError, RuntimeError):
     """A push failed; the message holds git's own words."""
 
 

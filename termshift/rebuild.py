@@ -31,9 +31,9 @@ import click
 from termshift.archive_repo import Archive, RecordRepository, Snapshot, Version
 from termshift.archive_repo.archive import archive_options
 from termshift.declarations import Collection, Service, SourceDocument, Terms, load_collection
+from termshift.errors import ExtractError, TermshiftError
 from termshift.jsfilters import filters_at
 from termshift.logs import progress_bar
-from termshift.trackers.errors import TermshiftError
 from termshift.trackers.extract import extract
 
 log = logging.getLogger("termshift.rebuild")
@@ -154,7 +154,7 @@ class _Extractor:
             return self._memo[key]
         content = snapshot.content
         if content is None or content in ("", b""):
-            raise TermshiftError(f"Empty content for source document {document.location} in snapshot {snapshot.id}")
+            raise ExtractError(f"Empty content for source document {document.location} in snapshot {snapshot.id}")
         markdown = extract(content, snapshot.mime_type, document, filters_at(service.filters, snapshot.fetch_date))
         if len(self._memo) > 256:  # only combined terms need it; keep it bounded
             self._memo.clear()
@@ -256,7 +256,7 @@ def _replay(
             except NotDeclared as skip:
                 error = skip
                 report.skipped += 1
-            except (TermshiftError, ValueError) as failure:
+            except (RebuildError, ExtractError, ValueError) as failure:  # ValueError: text no parser takes
                 error = failure
                 report.fail(_first_line(failure))
             if markdown is not None and markdown != last_markdown.get(key):
@@ -291,7 +291,7 @@ def _markdown_at(
     extractor: _Extractor,
 ) -> str | None:
     """The Markdown of the terms as of `snapshot`, or None while a combined document
-    has no snapshot yet. Raises TermshiftError when extraction fails."""
+    has no snapshot yet. Raises ExtractError when extraction fails, RebuildError for a blocked page."""
     service = collection.services.get(snapshot.service_id)
     if service is None:
         raise NotDeclared(f'no declaration for service "{snapshot.service_id}"')
@@ -353,7 +353,7 @@ def apply_technical_upgrades(
                 report = summary.documents[key]
                 try:
                     version = _upgrade(archive, service, terms, extractor, report)
-                except TermshiftError as failure:
+                except ExtractError as failure:
                     report.fail(_first_line(failure))
                     continue
                 if version is not None:
@@ -435,7 +435,7 @@ def rebuild_command(
             settings.declarations, snapshots_path, versions_path,
             services=services or None, types=types or None, settings=settings, progress=not quiet,
         )
-    except TermshiftError as error:
+    except RebuildError as error:
         raise click.ClickException(str(error)) from None
     click.echo(summary.describe())
     if summary.skipped_services:
@@ -470,7 +470,7 @@ def apply_technical_upgrades_command(
             settings.declarations, settings.data,
             services=services or None, types=types or None, settings=settings, progress=not quiet,
         )
-    except TermshiftError as error:
+    except RebuildError as error:
         raise click.ClickException(str(error)) from None
     click.echo(summary.describe())
     if summary.skipped_services:

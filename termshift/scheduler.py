@@ -54,6 +54,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from termshift import health, logs
 from termshift.config import Settings, settings_for_command
+from termshift.errors import TermshiftError
 from termshift.locking import RunLock, RunLockBusy, process_alive
 from termshift.publish import Publisher
 
@@ -69,7 +70,7 @@ HISTORY_KEPT = 5000  # run_history rows kept (deliveries only write a row when t
 TrackingFunction = Callable[..., Any]
 
 
-class ScheduleError(ValueError):
+class ScheduleError(TermshiftError, ValueError):
     """A schedule expression or time zone that cannot be used; the message says why."""
 
 

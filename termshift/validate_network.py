@@ -36,9 +36,9 @@ import click
 from lxml import etree
 
 from termshift.declarations import DeclarationError, Service, SourceDocument, Terms
+from termshift.errors import ErrorKind, ExtractError, FetchError, TermshiftError
 from termshift.schema import json_path, terms_selector_problems
-from termshift.trackers import selectors
-from termshift.trackers.errors import ErrorKind, ExtractError, FetchError
+from termshift.selectors import selection
 from termshift.trackers.extract import extract, is_pdf, parse_html
 from termshift.trackers.fetcher import FetchRequest, FetchResult, fetch_all
 from termshift.validate import (
@@ -145,10 +145,10 @@ def analyse_selection(content: str, document: SourceDocument,
             from termshift.filters import apply_filters
 
             apply_filters(root, document, service_filters or {})
-        selectors.remove(root, document.remove)
+        selection.remove(root, document.remove)
     except ExtractError:
         return []  # extraction reports it
-    items = selectors.as_list(document.select)
+    items = selection.as_list(document.select)
     in_list = isinstance(document.select, list)
     findings: list[Finding] = []
     for index, item in enumerate(items):
@@ -167,9 +167,9 @@ def _item_findings(root: etree._Element, item: Any, where: tuple, *, report_empt
         return [
             Finding("select-items", f"the {key} selector '{item[key]}' of this range matches nothing", (*where, key))
             for key in ("startBefore", "startAfter", "endBefore", "endAfter")
-            if key in item and selectors.query_first(root, item[key]) is None
+            if key in item and selection.query_first(root, item[key]) is None
         ]
-    matches = selectors.query_all(root, item)
+    matches = selection.query_all(root, item)
     if not matches:
         return [Finding("select-items", f"'{item}' matches nothing in the page", where)] if report_empty else []
     outermost = _outermost(matches)
@@ -223,9 +223,9 @@ def _failing_remove_range(result: FetchResult, document: SourceDocument,
 
             apply_filters(root, document, service_filters or {})
         in_list = isinstance(document.remove, list)
-        for index, item in enumerate(selectors.as_list(document.remove)):
+        for index, item in enumerate(selection.as_list(document.remove)):
             for bound in ("startBefore", "startAfter", "endBefore", "endAfter"):
-                if isinstance(item, dict) and bound in item and selectors.query_first(root, item[bound]) is None:
+                if isinstance(item, dict) and bound in item and selection.query_first(root, item[bound]) is None:
                     return ("remove", index, bound) if in_list else ("remove", bound)
     except ExtractError:
         return None
@@ -443,7 +443,7 @@ for _name in NETWORK_CHECKS:
 # -------------------------------------------------------------- --modified
 
 
-class ModifiedSelectionError(Exception):
+class ModifiedSelectionError(TermshiftError):
     """`--modified` cannot tell what changed (no git repository, no such base…)."""
 
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from termshift.config import DEFAULTS, Settings
+from termshift.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.browser_path import find_chromium, resolve_browser_path
-from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.fetch_browser import (
     CHROMIUM_ARGS,
     BrowserFetcher,

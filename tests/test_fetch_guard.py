@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from termshift.config import DEFAULTS, Settings
+from termshift.errors import ErrorKind, FetchError
 from termshift.trackers.browser_path import find_chromium
-from termshift.trackers.errors import ErrorKind, FetchError
 from termshift.trackers.fetch_browser import BrowserFetcher
 from termshift.trackers.fetcher import HTML_ONLY, FetchRequest, fetch_all, guard_request
 from termshift.trackers.run import FAILED, FINAL_LOCATION_TRAILER, NEW_VERSION, run_tracking

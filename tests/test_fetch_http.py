@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from termshift.config import DEFAULTS, Settings
-from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
+from termshift.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.fetch_http import decode_body, detect_charset, is_text_type, parse_retry_after
 from termshift.trackers.fetcher import (
     FULL_DOM,
@@ -102,8 +102,8 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
 
 def test_first_fetcher_and_fallback_rules() -> None:
     page = "https://example.com/terms"
-    blocked = FetchError(f"Received HTTP code 403 when trying to fetch '{page}'")
-    not_found = FetchError(f"Received HTTP code 404 when trying to fetch '{page}'")
+    blocked = FetchError(location=page, status=403)
+    not_found = FetchError(location=page, status=404)
     challenge = BlockedPageError(page, "cloudflare-challenge", status=200)
     assert first_fetcher(FetchRequest(page)) == HTML_ONLY
     assert first_fetcher(FetchRequest(page, execute_client_scripts=False)) == HTML_ONLY
@@ -124,7 +124,7 @@ def test_retry_rules() -> None:
     page = "https://example.com/terms"
 
     def error(status: int, retry_after: float | None = None) -> FetchError:
-        return FetchError(f"Received HTTP code {status} when trying to fetch '{page}'", retry_after=retry_after)
+        return FetchError(location=page, status=status, retry_after=retry_after)
 
     assert retry_delay(error(503), 1, retries=2, backoff=1) == 1
     assert retry_delay(error(503), 2, retries=2, backoff=1) == 2  # exponential
@@ -144,7 +144,7 @@ def test_errors_survive_the_trip_from_the_worker() -> None:
     assert isinstance(back, BlockedPageError)
     assert (str(back), back.kind, back.signature, back.status) == (str(blocked), ErrorKind.BLOCKED,
                                                                   "akamai-access-denied", 403)
-    limited = FetchError(f"Received HTTP code 429 when trying to fetch '{page}'", status=429, retry_after=60)
+    limited = FetchError(location=page, status=429, retry_after=60)
     back = error_from_wire(error_to_wire(limited), page)
     assert (type(back), str(back), back.kind, back.retry_after) == (FetchError, str(limited), limited.kind, 60)
 

@@ -354,8 +354,8 @@ def test_selectors_that_are_not_css_are_found_offline_at_the_exact_item(tmp_path
     "div[[", "p:hover(", "a::before", "main >", ":has(> p)",
 ])
 def test_the_offline_check_agrees_with_extraction(css):
-    from termshift.trackers.errors import ExtractError
-    from termshift.trackers.selectors import compile_selector
+    from termshift.errors import ExtractError
+    from termshift.selectors.selection import compile_selector
 
     try:
         compile_selector(css)

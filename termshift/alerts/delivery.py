@@ -48,6 +48,7 @@ from termshift import __version__, ssrf
 from termshift.alerts import channels, outbox, store
 from termshift.alerts.options import WebhookOptions
 from termshift.alerts.signing import signature_headers
+from termshift.errors import TermshiftError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ MAX_RESPONSE_BYTES = 64 * 1024  # we only need the status; do not let a receiver
 MAX_HEADER_BYTES = 64 * 1024  # the status line and the headers, together
 
 
-class AnswerTooLargeError(http.client.HTTPException):
+class AnswerTooLargeError(TermshiftError, http.client.HTTPException):
     """The receiver's answer went past MAX_HEADER_BYTES (headers) or MAX_RESPONSE_BYTES (body)."""
 
 

@@ -41,13 +41,13 @@ from termshift.declarations import (
     Terms,
     load_service,
 )
+from termshift.errors import ExtractError, TermshiftError
 from termshift.filters import BUILTIN_FILTERS
 from termshift.schema import parse_date_time, suggest
-from termshift.trackers.errors import ExtractError
 from termshift.trackers.extract import extract
 
 
-class HistoryError(click.ClickException):
+class HistoryError(TermshiftError, click.ClickException):
     """The history cannot be recorded; the message says why and what to do."""
 
 

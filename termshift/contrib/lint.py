@@ -37,6 +37,7 @@ import click
 
 from termshift.cli import declarations_option, services_option
 from termshift.config import config_option, settings_for_command
+from termshift.errors import TermshiftError
 from termshift.schema import parse_date_time
 
 TOP_LEVEL_ORDER = ("name", "terms", "importedFrom")
@@ -47,7 +48,7 @@ MAX_DIFF_LINES = 24  # a diff longer than this is cut: the point is to show what
 FileKind = Literal["declaration", "history"]
 
 
-class NotCanonicalizable(ValueError):
+class NotCanonicalizable(TermshiftError, ValueError):
     """A file whose canonical form cannot be computed (malformed JSON, duplicate keys)."""
 
 

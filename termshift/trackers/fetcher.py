@@ -38,7 +38,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from termshift import ssrf
-from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
+from termshift.errors import BlockedPageError, ErrorKind, FetchError, refused_target_message
 
 __all__ = [
     "FULL_DOM",
@@ -138,39 +138,6 @@ class FetchResult:
         return None if normal(self.final_url) == normal(self.location) else self.final_url
 
 
-# -- OTA's wording (reference §2.2): the error classification reads these substrings --------
-
-
-def format_seconds(seconds: float) -> str:
-    """Seconds as OTA prints them (JavaScript number formatting): 30, 0.01, 2.5."""
-    return f"{seconds:g}"
-
-
-def timeout_message(seconds: float, location: str) -> str:
-    return f"Timed out after {format_seconds(seconds)} seconds when trying to fetch '{location}'"
-
-
-def http_code_message(status: int, location: str) -> str:
-    return f"Received HTTP code {status} when trying to fetch '{location}'"
-
-
-def empty_content_message(location: str) -> str:
-    return f"Received an empty content when fetching '{location}'"
-
-
-def network_error_message(code: str, location: str) -> str:
-    """`code` is a Node system error code: ECONNRESET, ECONNREFUSED, ENOTFOUND, ETIMEDOUT…"""
-    return f"Network system error {code} occurred when trying to fetch '{location}'"
-
-
-def redirect_limit_message(location: str) -> str:
-    return f"maximum redirect reached at: {location}"
-
-
-def refused_target_message(reason: str, location: str) -> str:
-    return f"Refused to contact a private network address when trying to fetch '{location}': {reason}"
-
-
 # -- the address guard: every request a fetch makes ------------------------------------------
 
 
@@ -188,7 +155,8 @@ def guard_request(url: str, location: str, allow: Iterable[str]) -> None:
     except ssrf.UnresolvableHostError:
         return
     except ssrf.UnsafeTargetError as error:
-        raise FetchError(refused_target_message(str(error), location), ErrorKind.PERMANENT) from None
+        raise FetchError(refused_target_message(str(error), location), ErrorKind.PERMANENT,
+                         location=location) from None
 
 
 # -- decisions (pure functions; the worker applies them) ----------------------------------
@@ -215,16 +183,16 @@ def may_fall_back(request: FetchRequest, result: FetchResult) -> bool:
 def retry_delay(error: FetchError, attempt: int, *, retries: int, backoff: float = DEFAULT_BACKOFF) -> float | None:
     """Seconds to wait before retrying within the run, or None not to retry.
 
-    Retried: transient errors (5xx, time-outs, 429, truncated bodies…), 502 and
-    connection resets. Not retried within the run: 403/406 (the browser fallback
-    handles them; hammering a blocking site does not help), block pages and
-    permanent errors. A 429 waits for its Retry-After, unless that is longer than
+    Retried: transient errors (5xx, time-outs, 429, truncated bodies…), and of the
+    bot-blocking ones a 502 and a reset connection (often passing). Not retried within
+    the run: 403/406 (the browser fallback handles them; hammering a blocking site does
+    not help), block pages and permanent errors. A 429 waits for its Retry-After, unless that is longer than
     RETRY_AFTER_CAP.
     """
     if attempt > retries:
         return None
-    message = str(error)
-    if error.kind is not ErrorKind.TRANSIENT and not ("HTTP code 502" in message or "ECONNRESET" in message):
+    passing = error.kind is ErrorKind.BOT_BLOCKING and (error.status == 502 or error.code == "ECONNRESET")
+    if error.kind is not ErrorKind.TRANSIENT and not passing:
         return None
     delay = backoff * 2 ** (attempt - 1)
     if error.retry_after is not None:
@@ -243,7 +211,10 @@ def error_to_wire(error: FetchError | None) -> dict[str, Any] | None:
     return {
         "message": str(error),
         "kind": error.kind.value,
+        "location": error.location,
         "status": error.status,
+        "code": error.code,
+        "timeout": error.timeout,
         "retry_after": error.retry_after,
         "signature": getattr(error, "signature", None),
     }
@@ -255,7 +226,8 @@ def error_from_wire(data: Mapping[str, Any] | None, location: str) -> FetchError
     if data.get("signature"):
         return BlockedPageError(location, data["signature"], status=data["status"])
     return FetchError(
-        data["message"], ErrorKind(data["kind"]), status=data["status"], retry_after=data["retry_after"]
+        data["message"], ErrorKind(data["kind"]), location=data["location"], status=data["status"],
+        code=data["code"], timeout=data["timeout"], retry_after=data["retry_after"],
     )
 
 
@@ -426,7 +398,7 @@ def _crawl(
     for item in pending.values():
         error = FetchError(
             f"The fetch worker stopped ({failure or 'no result'}) before fetching '{item.location}'",
-            ErrorKind.TRANSIENT,
+            ErrorKind.TRANSIENT, location=item.location,
         )
         yield from _failed(item, requests, error)
 

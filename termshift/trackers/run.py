@@ -57,6 +57,13 @@ from termshift.archive_repo import Archive, InvalidRecordError, RecordRepository
 from termshift.archive_repo.media_types import extension_for
 from termshift.archive_repo.messages import record_path
 from termshift.declarations import DeclarationError, Service, ServiceFiles, Terms, load_collection
+from termshift.errors import (
+    ErrorKind,
+    ExtractError,
+    FetchError,
+    InaccessibleContentError,
+    TermshiftError,
+)
 from termshift.logs import progress_bar
 from termshift.rebuild import (
     BLOCKED_TRAILER,
@@ -64,13 +71,6 @@ from termshift.rebuild import (
     EXIT_SERVICES_SKIPPED,
     apply_technical_upgrades,
     is_blocked,
-)
-from termshift.trackers.errors import (
-    ErrorKind,
-    ExtractError,
-    FetchError,
-    InaccessibleContentError,
-    TermshiftError,
 )
 from termshift.trackers.extract import extract
 from termshift.trackers.fetcher import FetchRequest, FetchResult, iter_fetch
@@ -606,8 +606,9 @@ class _Tracker:
                 version = None if self._nothing_changed(job) else self._record_version(job)
             except ExtractError as error:
                 errors = [error]
-            except (TermshiftError, ValueError) as error:
-                # Empty or missing snapshot, unreadable content: the extraction step failed.
+            except ValueError as error:
+                # A version that cannot be recorded (InvalidRecordError), text no parser takes:
+                # the extraction step failed.
                 errors = [ExtractError(str(error))]
         result = TermsResult(job.service.id, job.terms.type, UNCHANGED, snapshots_recorded=recorded,
                              blocked=sum(1 for document in job.documents if document.blocked), seconds=seconds)
@@ -651,10 +652,10 @@ class _Tracker:
             source = job.terms.documents[document.position]
             snapshot = document.recorded or self._latest_usable(job, document)
             if snapshot is None:
-                raise TermshiftError(f"No snapshot of {source.location} to extract from")
+                raise ExtractError(f"No snapshot of {source.location} to extract from")
             content = snapshot.content
             if content is None or content in ("", b""):
-                raise TermshiftError(f"Empty content for source document {source.location} in snapshot {snapshot.id}")
+                raise ExtractError(f"Empty content for source document {source.location} in snapshot {snapshot.id}")
             parts.append(extract(content, snapshot.mime_type, source, job.service.filters))
             snapshot_ids.append(snapshot.id)
             dates.append(snapshot.fetch_date)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from termshift.archive_repo.log_reader import LOG_OPTIONS, LoggedCommit, nul_fields, parse_log
+from termshift.errors import TermshiftError
 
 # The log is read and parsed by archive_repo.log_reader (one parser for both readers);
 # the viewer adds the order its index needs.
@@ -29,11 +30,11 @@ LOG_ARGUMENTS = (
 _ENVIRONMENT = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
 
 
-class GitError(RuntimeError):
+class GitError(TermshiftError, RuntimeError):
     """A git command failed; the message names the repository and git's own words."""
 
 
-class MissingObject(KeyError):
+class MissingObject(TermshiftError, KeyError):
     """The repository does not have this object (history rewritten since it was indexed?)."""
 
 

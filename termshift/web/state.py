@@ -10,11 +10,11 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cachetools import LRUCache
 from flask import current_app, g, has_app_context, has_request_context, request
 
 from termshift.web import gitread
@@ -33,37 +33,33 @@ NO_FRESHNESS_WAIT = ("/-/static/", "/favicon.ico", "/healthz", "/metrics", "/sta
 DIFF_FORMAT = 4  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
 
 
-class LRU:
-    """A small thread-safe least-recently-used cache."""
+class LRU(LRUCache):
+    """cachetools' least-recently-used cache of `size` entries, shared by request threads.
 
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict = OrderedDict()
+    cachetools' caches are not thread-safe: every read and write here holds the cache's lock.
+    `get_or_compute` computes outside it, so a slow computation does not hold up the other
+    keys (two threads may both compute a missing value; the last one stays).
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__(maxsize=size)
         self._lock = threading.Lock()
 
-    def get(self, key):
+    def get(self, key, default=None):
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return None
+            return super().get(key, default)
 
     def put(self, key, value) -> None:
         with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self[key] = value
 
     def get_or_compute(self, key, compute: Callable):
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
+            if key in self:
+                return self[key]
         value = compute()
         with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self[key] = value
         return value
 
 

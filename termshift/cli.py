@@ -1,8 +1,8 @@
 """The `termshift` command.
 
-Subcommands live in the modules that implement them and are imported only when
-used (see COMMANDS), so `termshift --help` stays fast even though tracking pulls
-in Scrapy and Playwright.
+Subcommands live in the termshift.commands package, one module per command or
+group, and are imported only when used (see COMMANDS), so `termshift --help`
+stays fast even though tracking pulls in Scrapy and Playwright.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from termshift import __version__
 # name -> "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
     "validate": "termshift.validate:validate_command",
-    "rebuild": "termshift.rebuild:rebuild_command",
-    "apply-technical-upgrades": "termshift.rebuild:apply_technical_upgrades_command",
-    "track": "termshift.trackers.run:track_command",
+    "rebuild": "termshift.commands.rebuild:rebuild_command",
+    "apply-technical-upgrades": "termshift.commands.rebuild:apply_technical_upgrades_command",
+    "track": "termshift.commands.track:track_command",
     "serve": "termshift.web.cli:serve_command",
     "demo": "termshift.demo:demo_command",
     "webhooks": "termshift.alerts.cli:webhooks_group",

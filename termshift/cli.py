@@ -16,7 +16,7 @@ from termshift import __version__
 
 # name -> "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
-    "validate": "termshift.validate:validate_command",
+    "validate": "termshift.commands.validate:validate_command",
     "rebuild": "termshift.commands.rebuild:rebuild_command",
     "apply-technical-upgrades": "termshift.commands.rebuild:apply_technical_upgrades_command",
     "track": "termshift.commands.track:track_command",

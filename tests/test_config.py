@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from termshift.commands.validate import validate_command
 from termshift.config import (
     DEFAULTS,
     ConfigError,
@@ -17,7 +18,6 @@ from termshift.config import (
     reference_markdown,
 )
 from termshift.contrib.lint import lint_command
-from termshift.validate import validate_command
 
 BAD_CONFIG = """\
 [schedule]

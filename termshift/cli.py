@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "track": "termshift.commands.track:track_command",
     "serve": "termshift.commands.serve:serve_command",
     "demo": "termshift.commands.demo:demo_command",
-    "webhooks": "termshift.alerts.cli:webhooks_group",
+    "webhooks": "termshift.commands.webhooks:webhooks_group",
     "schedule": "termshift.scheduler:schedule_command",
     "config": "termshift.config:config_group",
     "dataset": "termshift.dataset:dataset_command",

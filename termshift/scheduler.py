@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import click
 import filelock
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -52,8 +51,8 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from termshift import health, logs
-from termshift.config import Settings, settings_for_command
+from termshift import health
+from termshift.config import Settings
 from termshift.locking import RunLock, RunLockBusy, process_alive
 from termshift.publish import Publisher
 
@@ -575,35 +574,3 @@ def run_service(settings: Settings, *, tracking: TrackingFunction | None = None)
         for number, handler in previous.items():
             signal.signal(number, handler)
     return 0
-
-
-@click.command("schedule")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).")
-@click.option("--declarations", "declarations_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder of service declarations.")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder holding snapshots/, versions/ and the service's databases.")
-@click.option("--log-json/--no-log-json", default=None, help="One JSON object per log line (default: logging.json).")
-@click.option("--once", is_flag=True, help="Run one tracking run (with index refresh, publishing and deliveries) and exit.")
-def schedule_command(config_path: Path | None, declarations_dir: Path | None, data_dir: Path | None,
-                     log_json: bool | None, once: bool) -> None:
-    """Run Termshift as a service: tracking on schedule.tracking, webhook deliveries,
-    weekly dataset exports. Stops cleanly on SIGTERM or Ctrl-C.
-
-    A service whose declaration, history or filters file does not load is skipped by
-    each run and reported (log, /status); the others are tracked. With --once, exit 0
-    when the run went through, 3 when it did but skipped such services, 1 otherwise."""
-    settings = settings_for_command(config_path, declarations_dir, data_dir)
-    logs.configure(settings, json_output=log_json)
-    if once:
-        service = SchedulerService(settings)
-        status = service.run_tracking()
-        if service.publisher is not None:
-            service.publisher.wait()
-        if status in ("ok", "stopped"):
-            service.run_deliveries()
-        if status == "ok" and service.last_skipped:
-            raise SystemExit(3)  # as `termshift track`: completed, but services were skipped
-        raise SystemExit(0 if status == "ok" else 1)
-    raise SystemExit(run_service(settings))

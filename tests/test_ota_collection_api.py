@@ -24,8 +24,8 @@ from click.testing import CliRunner
 
 from termshift.archive_repo import Archive, Version
 from termshift.collection_metadata import read_metadata
+from termshift.commands.config import config_group
 from termshift.commands.validate import validate_command
-from termshift.config import config_group
 from termshift.contrib.import_ota import import_collection
 from termshift.web import create_app
 from termshift.web.api import OTA_ENGINE_VERSION

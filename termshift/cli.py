@@ -26,11 +26,11 @@ COMMANDS: dict[str, str] = {
     "schedule": "termshift.commands.schedule:schedule_command",
     "config": "termshift.commands.config:config_group",
     "dataset": "termshift.commands.dataset:dataset_command",
-    "lint": "termshift.contrib.lint:lint_command",
-    "try": "termshift.contrib.trypage:try_command",
-    "preview": "termshift.contrib.trypage:preview_command",
-    "history": "termshift.contrib.history:history_group",
-    "import-ota": "termshift.contrib.import_ota:import_ota_command",
+    "lint": "termshift.commands.lint:lint_command",
+    "try": "termshift.commands.try_page:try_command",
+    "preview": "termshift.commands.try_page:preview_command",
+    "history": "termshift.commands.history:history_group",
+    "import-ota": "termshift.commands.import_ota:import_ota_command",
 }
 
 

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from termshift.commands.config import config_group
+from termshift.commands.lint import lint_command
 from termshift.commands.validate import validate_command
 from termshift.config import (
     DEFAULTS,
@@ -17,7 +18,6 @@ from termshift.config import (
     load_settings,
     reference_markdown,
 )
-from termshift.contrib.lint import lint_command
 
 BAD_CONFIG = """\
 [schedule]

@@ -8,7 +8,6 @@ stays fast even though tracking pulls in Scrapy and Playwright.
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 import click
 
@@ -69,40 +68,6 @@ def main() -> None:
     service declarations) and --data DIR (the folder holding the `snapshots`
     and `versions` git repositories).
     """
-
-
-def declarations_option(function):
-    """`--declarations DIR`: the collection to read (default from configuration)."""
-    return click.option(
-        "--declarations",
-        "declarations_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Folder of service declarations (default: ./declarations, or `declarations` in termshift.toml).",
-    )(function)
-
-
-def data_option(function):
-    """`--data DIR`: the folder holding `snapshots/` and `versions/`."""
-    return click.option(
-        "--data",
-        "data_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Folder holding the snapshots/ and versions/ repositories (default: ./data).",
-    )(function)
-
-
-def services_option(function):
-    return click.option(
-        "--services", "-s", multiple=True, help="Only these service ids (repeat the option for several)."
-    )(function)
-
-
-def types_option(function):
-    return click.option(
-        "--types", "-t", multiple=True, help="Only these terms types (repeat the option for several)."
-    )(function)
 
 
 if __name__ == "__main__":  # pragma: no cover

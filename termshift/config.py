@@ -12,14 +12,14 @@ import copy
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-import click
 
 from termshift import __version__
 from termshift.schema import is_http_url
@@ -399,52 +399,23 @@ def _check_service(values: dict[str, dict[str, Any]]) -> list[str]:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-_CONFIG_PATH_KEY = "termshift.config_path"  # where `config_option` keeps the path, in click's context
-
-
-def config_option(function: Any) -> Any:
-    """`--config PATH`: the configuration file of a command.
-
-    The value is not passed to the command: it is kept in the click context, where
-    `settings_for_command` (and `configured_path`) find it. So one line,
-    `@config_option`, gives a command the option, whatever its signature.
-    """
-
-    def remember(context: click.Context, _parameter: click.Parameter, value: Path | None) -> Path | None:
-        if value is not None:
-            context.meta[_CONFIG_PATH_KEY] = value
-        return value
-
-    return click.option(
-        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-        expose_value=False, is_eager=True, callback=remember, metavar="PATH",
-        help="Configuration file (default: $TERMSHIFT_CONFIG, else ./termshift.toml).",
-    )(function)
+_command_config_path: ContextVar[Path | None] = ContextVar("termshift_command_config_path", default=None)
 
 
 def configured_path() -> Path | None:
     """The `--config PATH` of the running command, if it was given (None outside a command)."""
-    context = click.get_current_context(silent=True)
-    return context.meta.get(_CONFIG_PATH_KEY) if context is not None else None
+    return _command_config_path.get()
 
 
-def settings_for_command(
-    config_path: Path | None = None,
-    declarations_dir: Path | None = None,
-    data_dir: Path | None = None,
-) -> Settings:
-    """Settings for a CLI command: command-line paths win over file and environment.
-
-    Without `config_path`, the command's `--config` (see `config_option`) is used.
-    A configuration error is turned into a click error (exit code 1) with the message.
-    """
-    config_path = config_path or configured_path()
-    overrides = {"": {"declarations": str(declarations_dir) if declarations_dir else None,
-                      "data": str(data_dir) if data_dir else None}}
+@contextmanager
+def using_config_path(path: Path | None) -> Iterator[None]:
+    """Make `path` the configuration file of `configured_path()` while a command runs
+    (termshift.commands.options.config_option does it for `--config`)."""
+    token = _command_config_path.set(path)
     try:
-        return load_settings(config_path, overrides=overrides)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+        yield
+    finally:
+        _command_config_path.reset(token)
 
 
 def environment_variable(section: str, key: str) -> str:

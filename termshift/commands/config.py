@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from termshift.config import ConfigError, config_option, configured_path, load_settings, reference_markdown
+from termshift.commands.options import config_option
+from termshift.config import ConfigError, configured_path, load_settings, reference_markdown
 
 
 @click.group("config")

@@ -7,20 +7,18 @@ from pathlib import Path
 
 import click
 
-from termshift.config import settings_for_command
+from termshift.commands.options import config_option, data_option, settings_for_command
 from termshift.dataset import DatasetError, _iso, archive_basename, export_dataset
 
 
 @click.command("dataset")
 @click.option("--file", "-f", "file_name", default=None,
               help="Name of the ZIP file (default: <dataset.title>-<YYYY-MM-DD>.zip in the current folder).")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder holding the versions/ repository (default: ./data).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).")
-def dataset_command(file_name: str | None, data_dir: Path | None, config_path: Path | None) -> None:
+@data_option(help="Folder holding the versions/ repository (default: ./data).")
+@config_option(help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).", metavar=None)
+def dataset_command(file_name: str | None, data_dir: Path | None) -> None:
     """Export every version to a ZIP dataset (OTA's layout, plus versions.csv)."""
-    settings = settings_for_command(config_path, data_dir=data_dir)
+    settings = settings_for_command(data_dir=data_dir)
     section = settings["dataset"]
     output = Path(file_name) if file_name else Path(archive_basename(section["title"], datetime.now(UTC)))
     try:

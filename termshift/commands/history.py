@@ -9,8 +9,7 @@ from pathlib import Path
 
 import click
 
-from termshift.cli import data_option, declarations_option
-from termshift.config import config_option, settings_for_command
+from termshift.commands.options import config_option, data_option, declarations_option, settings_for_command
 from termshift.contrib.history import HistoryError, format_valid_until, record_history
 from termshift.declarations import ServiceFiles
 from termshift.filters import BUILTIN_FILTERS

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from termshift.cli import declarations_option
 from termshift.collection_metadata import settings_metadata_path
-from termshift.config import config_option, settings_for_command
+from termshift.commands.options import config_option, declarations_option, settings_for_command
 from termshift.contrib.import_ota import ImportReport, NoCollectionError, import_collection
 
 

@@ -6,8 +6,12 @@ from pathlib import Path
 
 import click
 
-from termshift.cli import declarations_option, services_option
-from termshift.config import config_option, settings_for_command
+from termshift.commands.options import (
+    config_option,
+    declarations_option,
+    services_option,
+    settings_for_command,
+)
 from termshift.contrib.lint import (
     MAX_DIFF_LINES,
     JsonLint,

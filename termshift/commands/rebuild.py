@@ -6,8 +6,14 @@ from pathlib import Path
 
 import click
 
-from termshift.cli import data_option, declarations_option, services_option, types_option
-from termshift.config import config_option, settings_for_command
+from termshift.commands.options import (
+    config_option,
+    data_option,
+    declarations_option,
+    services_option,
+    settings_for_command,
+    types_option,
+)
 from termshift.rebuild import EXIT_SERVICES_SKIPPED, apply_technical_upgrades, rebuild
 from termshift.trackers.errors import TermshiftError
 

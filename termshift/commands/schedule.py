@@ -7,20 +7,17 @@ from pathlib import Path
 import click
 
 from termshift import logs
-from termshift.config import settings_for_command
+from termshift.commands.options import config_option, data_option, declarations_option, settings_for_command
 
 
 @click.command("schedule")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).")
-@click.option("--declarations", "declarations_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder of service declarations.")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder holding snapshots/, versions/ and the service's databases.")
+@config_option(help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).", metavar=None)
+@declarations_option(help="Folder of service declarations.")
+@data_option(help="Folder holding snapshots/, versions/ and the service's databases.")
 @click.option("--log-json/--no-log-json", default=None, help="One JSON object per log line (default: logging.json).")
 @click.option("--once", is_flag=True, help="Run one tracking run (with index refresh, publishing and deliveries) and exit.")
-def schedule_command(config_path: Path | None, declarations_dir: Path | None, data_dir: Path | None,
-                     log_json: bool | None, once: bool) -> None:
+def schedule_command(declarations_dir: Path | None, data_dir: Path | None, log_json: bool | None,
+                     once: bool) -> None:
     """Run Termshift as a service: tracking on schedule.tracking, webhook deliveries,
     weekly dataset exports. Stops cleanly on SIGTERM or Ctrl-C.
 
@@ -29,7 +26,7 @@ def schedule_command(config_path: Path | None, declarations_dir: Path | None, da
     when the run went through, 3 when it did but skipped such services, 1 otherwise."""
     from termshift.scheduler import SchedulerService, run_service  # APScheduler: only when the command runs
 
-    settings = settings_for_command(config_path, declarations_dir, data_dir)
+    settings = settings_for_command(declarations_dir, data_dir)
     logs.configure(settings, json_output=log_json)
     if once:
         service = SchedulerService(settings)

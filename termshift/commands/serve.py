@@ -23,8 +23,7 @@ from typing import Any
 
 import click
 
-from termshift.cli import data_option, declarations_option
-from termshift.config import config_option, settings_for_command
+from termshift.commands.options import config_option, data_option, declarations_option, settings_for_command
 from termshift.logs import configure as configure_logging
 
 

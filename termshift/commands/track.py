@@ -17,8 +17,14 @@ from typing import Any
 
 import click
 
-from termshift.cli import data_option, declarations_option, services_option, types_option
-from termshift.config import config_option, settings_for_command
+from termshift.commands.options import (
+    config_option,
+    data_option,
+    declarations_option,
+    services_option,
+    settings_for_command,
+    types_option,
+)
 from termshift.rebuild import EXIT_SERVICES_SKIPPED
 from termshift.trackers.run import TrackConfigurationError, run_tracking
 

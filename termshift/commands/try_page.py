@@ -12,8 +12,7 @@ from typing import Any
 
 import click
 
-from termshift.cli import declarations_option
-from termshift.config import config_option, settings_for_command
+from termshift.commands.options import config_option, declarations_option, settings_for_command
 from termshift.contrib.lint import canonical_terms, format_json
 from termshift.contrib.trypage import (
     DEFAULT_SELECT,

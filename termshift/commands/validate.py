@@ -7,9 +7,14 @@ from pathlib import Path
 import click
 
 from termshift import validate as validation
-from termshift.cli import declarations_option, services_option, types_option
 from termshift.collection_metadata import read_metadata, settings_metadata_path
-from termshift.config import config_option, settings_for_command
+from termshift.commands.options import (
+    config_option,
+    declarations_option,
+    services_option,
+    settings_for_command,
+    types_option,
+)
 from termshift.schema import suggest, terms_types
 from termshift.validate import ValidationReport, validate_collection
 

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from termshift import __version__
+from termshift.schedules import ScheduleError, parse_schedule, parse_timezone
 from termshift.schema import is_http_url
 
 # The reference of every setting: section -> key -> (default, help).
@@ -362,9 +363,6 @@ def _is_tag_authority(value: str) -> bool:
 
 def _check_service(values: dict[str, dict[str, Any]]) -> list[str]:
     """Checks of the scheduler, publishing, dataset and logging settings."""
-    # Imported here: the scheduler module pulls in APScheduler, which most commands never need.
-    from termshift.scheduler import ScheduleError, parse_schedule, parse_timezone
-
     errors = []
     schedule = values["schedule"]
     timezone = None

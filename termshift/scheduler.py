@@ -30,16 +30,14 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import filelock
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
@@ -48,13 +46,13 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from termshift import health
 from termshift.config import Settings
 from termshift.locking import RunLock, RunLockBusy, process_alive
 from termshift.publish import Publisher
+from termshift.schedules import parse_schedule, parse_timezone
 
 log = logging.getLogger(__name__)
 
@@ -66,54 +64,6 @@ START_LOCK_FILE = "scheduler.start.lock"
 HISTORY_KEPT = 5000  # run_history rows kept (deliveries only write a row when they sent something)
 
 TrackingFunction = Callable[..., Any]
-
-
-class ScheduleError(ValueError):
-    """A schedule expression or time zone that cannot be used; the message says why."""
-
-
-# --- schedule expressions -------------------------------------------------------------------
-
-_EVERY = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_timezone(name: str) -> tzinfo:
-    """`""` is the machine's local time zone (as OTA's cron), else an IANA name."""
-    if not name:
-        from tzlocal import get_localzone
-
-        return get_localzone()
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(f"unknown time zone {name!r} (expected an IANA name such as 'Europe/Paris')") from None
-
-
-def parse_schedule(expression: str, timezone: tzinfo | None = None) -> BaseTrigger | None:
-    """A trigger from a 5-field cron expression or `every <n><s|m|h|d>`; None when empty (disabled).
-
-    `every` exists for intervals shorter than a minute (tests, busy collections); cron
-    is what operators know, and what OTA's `trackingSchedule` uses.
-    """
-    expression = (expression or "").strip()
-    if not expression:
-        return None
-    every = _EVERY.fullmatch(expression)
-    if every:
-        seconds = float(every.group(1)) * _UNIT_SECONDS[every.group(2)[0].lower()]
-        if seconds <= 0:
-            raise ScheduleError(f"{expression!r}: the interval must be more than 0")
-        return IntervalTrigger(seconds=seconds, timezone=timezone or UTC)
-    if len(expression.split()) != 5:
-        raise ScheduleError(
-            f"{expression!r}: expected a cron expression of 5 fields (minute hour day month weekday) "
-            "or 'every <n>s|m|h|d'"
-        )
-    try:
-        return CronTrigger.from_crontab(expression, timezone=timezone)
-    except ValueError as error:
-        raise ScheduleError(f"{expression!r}: {error}") from None
 
 
 # --- run history ----------------------------------------------------------------------------

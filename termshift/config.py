@@ -12,17 +12,18 @@ import copy
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import click
-
 from termshift import __version__
 from termshift.errors import TermshiftError
+from termshift.schedules import ScheduleError, parse_schedule, parse_timezone
 from termshift.schema import is_http_url
 
 # The reference of every setting: section -> key -> (default, help).
@@ -363,9 +364,6 @@ def _is_tag_authority(value: str) -> bool:
 
 def _check_service(values: dict[str, dict[str, Any]]) -> list[str]:
     """Checks of the scheduler, publishing, dataset and logging settings."""
-    # Imported here: the scheduler module pulls in APScheduler, which most commands never need.
-    from termshift.scheduler import ScheduleError, parse_schedule, parse_timezone
-
     errors = []
     schedule = values["schedule"]
     timezone = None
@@ -400,78 +398,23 @@ def _check_service(values: dict[str, dict[str, Any]]) -> list[str]:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-_CONFIG_PATH_KEY = "termshift.config_path"  # where `config_option` keeps the path, in click's context
-
-
-def config_option(function: Any) -> Any:
-    """`--config PATH`: the configuration file of a command.
-
-    The value is not passed to the command: it is kept in the click context, where
-    `settings_for_command` (and `configured_path`) find it. So one line,
-    `@config_option`, gives a command the option, whatever its signature.
-    """
-
-    def remember(context: click.Context, _parameter: click.Parameter, value: Path | None) -> Path | None:
-        if value is not None:
-            context.meta[_CONFIG_PATH_KEY] = value
-        return value
-
-    return click.option(
-        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-        expose_value=False, is_eager=True, callback=remember, metavar="PATH",
-        help="Configuration file (default: $TERMSHIFT_CONFIG, else ./termshift.toml).",
-    )(function)
+_command_config_path: ContextVar[Path | None] = ContextVar("termshift_command_config_path", default=None)
 
 
 def configured_path() -> Path | None:
     """The `--config PATH` of the running command, if it was given (None outside a command)."""
-    context = click.get_current_context(silent=True)
-    return context.meta.get(_CONFIG_PATH_KEY) if context is not None else None
+    return _command_config_path.get()
 
 
-def settings_for_command(
-    config_path: Path | None = None,
-    declarations_dir: Path | None = None,
-    data_dir: Path | None = None,
-) -> Settings:
-    """Settings for a CLI command: command-line paths win over file and environment.
-
-    Without `config_path`, the command's `--config` (see `config_option`) is used.
-    A configuration error is turned into a click error (exit code 1) with the message.
-    """
-    config_path = config_path or configured_path()
-    overrides = {"": {"declarations": str(declarations_dir) if declarations_dir else None,
-                      "data": str(data_dir) if data_dir else None}}
+@contextmanager
+def using_config_path(path: Path | None) -> Iterator[None]:
+    """Make `path` the configuration file of `configured_path()` while a command runs
+    (termshift.commands.options.config_option does it for `--config`)."""
+    token = _command_config_path.set(path)
     try:
-        return load_settings(config_path, overrides=overrides)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
-
-
-@click.group("config")
-def config_group() -> None:
-    """Inspect the configuration (termshift.toml and TERMSHIFT_* variables)."""
-
-
-@config_group.command("check")
-@config_option
-def config_check() -> None:
-    """Report every bad value with its key and the reason; exit 1 if any."""
-    try:
-        settings = load_settings(configured_path())
-    except ConfigError as error:
-        click.echo(str(error), err=True)
-        raise SystemExit(1) from None
-    # The collection's metadata.yml is configuration too (imported here: it is a declarations-layer file).
-    from termshift.collection_metadata import read_metadata, settings_metadata_path
-
-    metadata = read_metadata(settings_metadata_path(settings))
-    for problem in metadata.errors:
-        click.echo(str(problem), err=True)
-    if metadata.errors:
-        raise SystemExit(1)
-    click.echo(f"configuration OK ({settings.source or 'defaults'})"
-               + (f", metadata OK ({metadata.path})" if metadata.exists else ""))
+        yield
+    finally:
+        _command_config_path.reset(token)
 
 
 def environment_variable(section: str, key: str) -> str:
@@ -507,9 +450,3 @@ def reference_markdown() -> str:
                      help_text.replace("|", "\\|")]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-@config_group.command("reference")
-def config_reference() -> None:
-    """Print the Markdown table of all settings (for the README)."""
-    click.echo(reference_markdown(), nl=False)

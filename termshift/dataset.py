@@ -1,4 +1,4 @@
-"""`termshift dataset`: the versions as a ZIP release, in Open Terms Archive's layout (§3.8).
+"""The dataset export (`termshift dataset`): the versions as a ZIP release, in Open Terms Archive's layout (§3.8).
 
     <name>.zip
     └── <name>/
@@ -34,9 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import click
-
-from termshift.config import Settings, settings_for_command
+from termshift.config import Settings
 from termshift.errors import TermshiftError
 
 log = logging.getLogger(__name__)
@@ -282,24 +280,3 @@ def scheduled_export(settings: Settings) -> dict[str, Any]:
             old.unlink()
             log.info("dataset %s deleted (dataset.keep = %d)", old, section["keep"])
     return summary.as_dict()
-
-
-@click.command("dataset")
-@click.option("--file", "-f", "file_name", default=None,
-              help="Name of the ZIP file (default: <dataset.title>-<YYYY-MM-DD>.zip in the current folder).")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder holding the versions/ repository (default: ./data).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).")
-def dataset_command(file_name: str | None, data_dir: Path | None, config_path: Path | None) -> None:
-    """Export every version to a ZIP dataset (OTA's layout, plus versions.csv)."""
-    settings = settings_for_command(config_path, data_dir=data_dir)
-    section = settings["dataset"]
-    output = Path(file_name) if file_name else Path(archive_basename(section["title"], datetime.now(UTC)))
-    try:
-        summary = export_dataset(settings.data, output, title=section["title"],
-                                 versions_repository_url=section["versions_repository_url"])
-    except DatasetError as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(f"{summary.path}: {summary.versions} versions of {len(summary.documents)} terms from "
-               f"{len(summary.services)} services ({_iso(summary.first)} to {_iso(summary.last)})")

@@ -30,18 +30,15 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import click
 import filelock
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -49,14 +46,13 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from termshift import health, logs
-from termshift.config import Settings, settings_for_command
-from termshift.errors import TermshiftError
+from termshift import health
+from termshift.config import Settings
 from termshift.locking import RunLock, RunLockBusy, process_alive
 from termshift.publish import Publisher
+from termshift.schedules import parse_schedule, parse_timezone
 
 log = logging.getLogger(__name__)
 
@@ -68,54 +64,6 @@ START_LOCK_FILE = "scheduler.start.lock"
 HISTORY_KEPT = 5000  # run_history rows kept (deliveries only write a row when they sent something)
 
 TrackingFunction = Callable[..., Any]
-
-
-class ScheduleError(TermshiftError, ValueError):
-    """A schedule expression or time zone that cannot be used; the message says why."""
-
-
-# --- schedule expressions -------------------------------------------------------------------
-
-_EVERY = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_timezone(name: str) -> tzinfo:
-    """`""` is the machine's local time zone (as OTA's cron), else an IANA name."""
-    if not name:
-        from tzlocal import get_localzone
-
-        return get_localzone()
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(f"unknown time zone {name!r} (expected an IANA name such as 'Europe/Paris')") from None
-
-
-def parse_schedule(expression: str, timezone: tzinfo | None = None) -> BaseTrigger | None:
-    """A trigger from a 5-field cron expression or `every <n><s|m|h|d>`; None when empty (disabled).
-
-    `every` exists for intervals shorter than a minute (tests, busy collections); cron
-    is what operators know, and what OTA's `trackingSchedule` uses.
-    """
-    expression = (expression or "").strip()
-    if not expression:
-        return None
-    every = _EVERY.fullmatch(expression)
-    if every:
-        seconds = float(every.group(1)) * _UNIT_SECONDS[every.group(2)[0].lower()]
-        if seconds <= 0:
-            raise ScheduleError(f"{expression!r}: the interval must be more than 0")
-        return IntervalTrigger(seconds=seconds, timezone=timezone or UTC)
-    if len(expression.split()) != 5:
-        raise ScheduleError(
-            f"{expression!r}: expected a cron expression of 5 fields (minute hour day month weekday) "
-            "or 'every <n>s|m|h|d'"
-        )
-    try:
-        return CronTrigger.from_crontab(expression, timezone=timezone)
-    except ValueError as error:
-        raise ScheduleError(f"{expression!r}: {error}") from None
 
 
 # --- run history ----------------------------------------------------------------------------
@@ -576,35 +524,3 @@ def run_service(settings: Settings, *, tracking: TrackingFunction | None = None)
         for number, handler in previous.items():
             signal.signal(number, handler)
     return 0
-
-
-@click.command("schedule")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).")
-@click.option("--declarations", "declarations_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder of service declarations.")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder holding snapshots/, versions/ and the service's databases.")
-@click.option("--log-json/--no-log-json", default=None, help="One JSON object per log line (default: logging.json).")
-@click.option("--once", is_flag=True, help="Run one tracking run (with index refresh, publishing and deliveries) and exit.")
-def schedule_command(config_path: Path | None, declarations_dir: Path | None, data_dir: Path | None,
-                     log_json: bool | None, once: bool) -> None:
-    """Run Termshift as a service: tracking on schedule.tracking, webhook deliveries,
-    weekly dataset exports. Stops cleanly on SIGTERM or Ctrl-C.
-
-    A service whose declaration, history or filters file does not load is skipped by
-    each run and reported (log, /status); the others are tracked. With --once, exit 0
-    when the run went through, 3 when it did but skipped such services, 1 otherwise."""
-    settings = settings_for_command(config_path, declarations_dir, data_dir)
-    logs.configure(settings, json_output=log_json)
-    if once:
-        service = SchedulerService(settings)
-        status = service.run_tracking()
-        if service.publisher is not None:
-            service.publisher.wait()
-        if status in ("ok", "stopped"):
-            service.run_deliveries()
-        if status == "ok" and service.last_skipped:
-            raise SystemExit(3)  # as `termshift track`: completed, but services were skipped
-        raise SystemExit(0 if status == "ok" else 1)
-    raise SystemExit(run_service(settings))

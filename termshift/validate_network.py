@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 from lxml import etree
 
 from termshift.declarations import DeclarationError, Service, SourceDocument, Terms
@@ -279,13 +278,17 @@ def _check_second(result: FetchResult, inspection: DocumentInspection,
             "stable", f"two fetches a few seconds apart give different text:\n{lines}", ()))
 
 
+class NoiseDelayError(TermshiftError):
+    """$TERMSHIFT_VALIDATE_NOISE_DELAY is not a number of seconds."""
+
+
 def noise_delay() -> float:
-    """Seconds between the two fetches: $TERMSHIFT_VALIDATE_NOISE_DELAY, else 3."""
+    """Seconds between the two fetches: $TERMSHIFT_VALIDATE_NOISE_DELAY, else 3. Raises NoiseDelayError."""
     value = os.environ.get(NOISE_DELAY_VARIABLE)
     try:
         return max(0.0, float(value)) if value else DEFAULT_NOISE_DELAY
     except ValueError:
-        raise click.UsageError(f"{NOISE_DELAY_VARIABLE}: expected a number of seconds, got {value!r}") from None
+        raise NoiseDelayError(f"{NOISE_DELAY_VARIABLE}: expected a number of seconds, got {value!r}") from None
 
 
 Fetcher = Callable[[list[FetchRequest], Any], list[FetchResult]]
@@ -551,21 +554,21 @@ def validate_modified(
     service_ids: Iterable[str] = (),
     types: Iterable[str] = (),
     schema_only: bool = False,
+    announce: Callable[[str], Any] | None = None,
 ) -> ValidationReport:
     """`termshift validate --modified`: validate only what changed since the git base.
 
     A service whose declaration changed but no terms type did (its name, say) gets
-    the schema checks only. Raises click.ClickException when git cannot tell.
+    the schema checks only. `announce` is given the line saying what changed, before
+    the checks. Raises ModifiedSelectionError when git cannot tell.
     """
-    try:
-        ref, _commit = merge_base(directory, base)
-        selection = modified_selection(directory, base)
-    except ModifiedSelectionError as error:
-        raise click.ClickException(f"--modified: {error}") from None
+    ref, _commit = merge_base(directory, base)
+    selection = modified_selection(directory, base)
     wanted_services, wanted_types = set(service_ids), set(types)
     if wanted_services:
         selection = {sid: value for sid, value in selection.items() if sid in wanted_services}
-    click.echo(f"Changed since {ref}: {_describe_selection(selection)}")
+    if announce is not None:
+        announce(f"Changed since {ref}: {_describe_selection(selection)}")
     merged = ValidationReport(services=[], checks=[])
     for service_id, changed in selection.items():
         chosen = wanted_types if changed is None else (changed & wanted_types if wanted_types else changed)

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from termshift.commands.config import config_group
+from termshift.commands.lint import lint_command
+from termshift.commands.validate import validate_command
 from termshift.config import (
     DEFAULTS,
     ConfigError,
-    config_group,
     configured_path,
     load_settings,
     reference_markdown,
 )
-from termshift.contrib.lint import lint_command
-from termshift.validate import validate_command
 
 BAD_CONFIG = """\
 [schedule]

@@ -24,9 +24,9 @@ from click.testing import CliRunner
 
 from termshift.archive_repo import Archive, Version
 from termshift.collection_metadata import read_metadata
-from termshift.config import config_group
+from termshift.commands.config import config_group
+from termshift.commands.validate import validate_command
 from termshift.contrib.import_ota import import_collection
-from termshift.validate import validate_command
 from termshift.web import create_app
 from termshift.web.api import OTA_ENGINE_VERSION
 from termshift.web.openapi import openapi_document

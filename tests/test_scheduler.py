@@ -23,12 +23,11 @@ from termshift import health, logs
 from termshift.archive_repo import Archive
 from termshift.config import Settings, load_settings
 from termshift.scheduler import (
-    ScheduleError,
     SchedulerService,
-    parse_schedule,
     summary_counts,
     summary_documents,
 )
+from termshift.schedules import ScheduleError, parse_schedule
 from tests.support.receiver import Receiver
 from tests.support.scheduler_child import record_pages
 from tests.support.servers import LocalServer, html_page

@@ -14,13 +14,14 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
 from termshift import schema, validate
+from termshift.commands.validate import validate_command
 from termshift.declarations import (
     DeclarationError,
     check_declaration_file,
     check_history_file,
     list_service_ids,
 )
-from termshift.validate import validate_collection, validate_command
+from termshift.validate import validate_collection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "declarations"

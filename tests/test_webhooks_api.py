@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from flask import Flask
 
 from termshift.alerts import archive, outbox
-from termshift.alerts.cli import webhooks_group
 from termshift.alerts.signing import generate_secret
+from termshift.commands.webhooks import webhooks_group
 from termshift.config import load_settings
 from termshift.web.feeds import blueprint
 from tests.support.alerts import BASE_URL, VersionsRepo

@@ -12,7 +12,7 @@ The public interface (details in each module, the whole picture in docs/alerts.m
 - `delivery_log(data_dir, status=None, subscription_id=None, limit=100)` —
   counts, latest events and attempts, for the viewer.
 - `termshift.web.feeds.blueprint` — the feeds and the admin API;
-  `termshift.alerts.cli.webhooks_group` — `termshift webhooks …`.
+  `termshift.commands.webhooks.webhooks_group` — `termshift webhooks …`.
 - The payload's JSON Schema: `webhook-event.schema.json` beside this file.
 """
 

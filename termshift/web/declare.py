@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 from flask import (
     Blueprint,
     Response,
@@ -47,6 +46,7 @@ from flask import (
 from termshift.contrib.lint import canonical_declaration, format_json, parse_json_text, write_text_atomically
 from termshift.contrib.trypage import (
     CheckLine,
+    SelectorTextError,
     check_lines,
     declaration_problems,
     default_service_name,
@@ -187,8 +187,8 @@ def _terms_declaration(form: DeclareForm) -> tuple[dict[str, Any] | None, list[s
     try:
         select = _selector_lines(form.select, "select")
         remove = _selector_lines(form.remove, "remove")
-    except click.BadParameter as error:
-        return None, [f"{error.param_hint}: {error.message}"]
+    except SelectorTextError as error:
+        return None, [f"{error.source}: {error.message}"]
     if not select:
         return None, ["select: enter at least one CSS selector (one per line)"]
     declaration = document_declaration(form.url, selectors_value(select), selectors_value(remove), form.browser)

@@ -3,7 +3,7 @@
     termshift serve [--data DIR | --versions REPO [--snapshots REPO]] [--declarations DIR]
                     [--host 127.0.0.1] [--port 5000] [--index FILE] [--with-scheduler] [--debug]
 
-`serve()` is the same thing as a function (used by `termshift demo`).
+`serve()` is the same thing as a function (used by `termshift demo`, termshift.commands.demo).
 
 The viewer is served by waitress, a production WSGI server: pure Python (nothing to compile,
 runs wherever Termshift does), one process with `web.threads` threads, so the scheduler of
@@ -23,8 +23,7 @@ from typing import Any
 
 import click
 
-from termshift.cli import data_option, declarations_option
-from termshift.config import config_option, settings_for_command
+from termshift.commands.options import config_option, data_option, declarations_option, settings_for_command
 from termshift.logs import configure as configure_logging
 
 

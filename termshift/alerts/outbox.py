@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from termshift.alerts import events, options, store, version_stats
-from termshift.alerts.archive import read_texts
 from termshift.alerts.subscriptions import Subscription, all_subscriptions
+from termshift.archive_repo.listing import read_texts
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def enqueue_new_versions(
     `versions` are `termshift.archive_repo.Version` records, or any objects with
     `service_id`, `terms_type`, `id` (the commit id), `fetch_date` (aware
     datetime), `is_first_record`, `is_technical_upgrade` (e.g.
-    `termshift.alerts.archive.VersionEntry`); an optional `content` is used when
+    `termshift.archive_repo.listing.VersionEntry`); an optional `content` is used when
     git cannot give the text. `base_url` is the viewer's public URL (links in
     payloads; empty → `web.base_url`). Safe to call twice with the same
     versions. Sends nothing: run `delivery.deliver_due` afterwards.

@@ -3,7 +3,7 @@
 File contents are read by object name (a blob id, or `<revision>:<path>`) through a
 long-lived `git cat-file --batch` process, never with a `git show` per file. Used by
 `RecordRepository` (record contents, trees and commits), the viewer (pages and its
-index) and the webhooks (`archive_repo.listing.version_texts`).
+index) and the webhooks (`archive_repo.listing.read_texts`).
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +41,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from termshift import __version__
+from termshift.archive_repo.log_reader import (
+    GitError,
+    count_commits,
+    head_commit,
+    is_repository,
+    looks_like_repository,
+)
 from termshift.locking import describe_holder, process_alive, read_holder
 from termshift.sqlite_wal import connect as connect_private
 from termshift.sqlite_wal import enable_wal
@@ -339,31 +345,23 @@ def versions_in_repository(repository: Path) -> int | None:
 
     Counted from git, not from run summaries: a version committed by a run that was then
     killed before writing its summary is counted too. Recounted only when HEAD moves."""
-    environment = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
-
-    def git(*arguments: str) -> str | None:
-        try:
-            completed = subprocess.run(["git", "-C", str(repository), *arguments], capture_output=True,
-                                       text=True, timeout=60, env=environment, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return completed.stdout.strip() if completed.returncode == 0 else None
-
-    if not (Path(repository) / ".git").exists() and not (Path(repository) / "HEAD").is_file():
+    if not looks_like_repository(repository):
         return None
-    head = git("rev-parse", "--verify", "--quiet", "HEAD")
-    if head is None:
-        return 0 if git("rev-parse", "--git-dir") is not None else None  # a repository with no commit yet
-    with _version_counts_lock:
-        cached = _version_counts.get(Path(repository))
-    if cached and cached[0] == head:
-        return cached[1]
-    counted = git("rev-list", "--count", head, "--", "*/*")  # commits of record files, not of a README
-    if counted is None or not counted.isdigit():
+    try:
+        head = head_commit(repository)
+        if head is None:
+            return 0 if is_repository(repository) else None  # a repository with no commit yet
+        with _version_counts_lock:
+            cached = _version_counts.get(Path(repository))
+        if cached and cached[0] == head:
+            return cached[1]
+        # Commits of record files, not of a README.
+        counted = count_commits(repository, None, head, pathspecs=("*/*",), include_merges=True, timeout=60)
+    except (GitError, OSError, ValueError):
         return None
     with _version_counts_lock:
-        _version_counts[Path(repository)] = (head, int(counted))
-    return int(counted)
+        _version_counts[Path(repository)] = (head, counted)
+    return counted
 
 
 # --- the status page ------------------------------------------------------------------------

@@ -10,7 +10,7 @@ Every module that reads the archive's history goes through here: `RecordReposito
 (records), the viewer's index (`commits_between`, `count_commits`, `is_ancestor`),
 the viewer's freshness check (`head_fingerprint`), the feeds and webhooks
 (`archive_repo.listing`), `/metrics` (`count_commits`) and the tracking run
-(`archive_heads`). Plain git processes, no GitPython: the bulk readers must stay fast.
+(`archive.archive_heads`). Plain git processes, no GitPython: the bulk readers must stay fast.
 """
 
 from __future__ import annotations
@@ -203,16 +203,6 @@ def head_commit(repo: Path) -> str | None:
 def has_commits(repo: Path) -> bool:
     """`repo` is a repository of its own (see `looks_like_repository`) with at least one commit."""
     return Path(repo).is_dir() and looks_like_repository(repo) and head_commit(repo) is not None
-
-
-def archive_heads(data_dir: Path) -> tuple[str | None, str | None]:
-    """The commits HEAD points at in the data folder's snapshots and versions repositories
-    (None: no repository, or no commit yet)."""
-    heads = []
-    for name in ("snapshots", "versions"):
-        path = Path(data_dir) / name
-        heads.append(head_commit(path) if path.is_dir() else None)
-    return heads[0], heads[1]
 
 
 def head_fingerprint(repo: Path) -> tuple:

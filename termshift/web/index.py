@@ -13,8 +13,10 @@ callback reports (versions indexed, versions in all), and an interrupted build r
 from its last batch. The index is only a cache: a file that is not an SQLite database is
 moved aside and rebuilt.
 
-Public entry point for other modules (the tracking run calls it after each run):
-`refresh_index(source, index_path=None) -> dict` (statistics).
+Public entry points for other modules (this module owns `index.sqlite`; pages read it
+through `termshift.web.catalog`, other modules through these functions, never with SQL):
+`refresh_index(source, index_path=None) -> dict` (statistics; the tracking run calls it
+after each run) and `word_counts(source, index_path=None)` (the dataset export).
 """
 
 from __future__ import annotations
@@ -649,6 +651,20 @@ def pending_versions(sources: Sources) -> int:
     if last and not is_ancestor(repo, last, head):
         last = None
     return count_commits(repo, last, head)
+
+
+def word_counts(source: Path | str | tuple | dict, index_path: Path | None = None) -> dict[str, tuple[int, int]]:
+    """(words added, words removed) of every indexed version, by commit id, read-only.
+
+    `source` as for `refresh_index`. Raises sqlite3.Error when the index cannot be read
+    (a missing index included: it is never created here)."""
+    path = Sources.resolve(source, index_path).index
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = connection.execute("SELECT commit_id, words_added, words_removed FROM versions").fetchall()
+    finally:
+        connection.close()
+    return {commit: (added, removed) for commit, added, removed in rows}
 
 
 def refresh_index(source: Path | str | tuple | dict, index_path: Path | None = None) -> dict:

@@ -26,7 +26,6 @@ import io
 import logging
 import os
 import re
-import sqlite3
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -125,15 +124,13 @@ def _indexed_word_counts(data_dir: Path) -> dict[str, tuple[int, int]]:
     to date first: it is incremental, and after a run it already is). Empty when the
     index cannot be had (no viewer, read-only folder): counts are then computed here."""
     try:
-        from termshift.web.index import refresh_index
+        from termshift.web.index import refresh_index, word_counts
 
         refresh_index(data_dir)
-        with sqlite3.connect(f"file:{data_dir / 'index.sqlite'}?mode=ro", uri=True) as db:
-            rows = db.execute("SELECT commit_id, words_added, words_removed FROM versions").fetchall()
+        return word_counts(data_dir)
     except Exception as error:  # noqa: BLE001 - the export does not need the index, only its figures
         log.info("viewer index unavailable (%s): counting words for versions.csv", error)
         return {}
-    return {commit: (added, removed) for commit, added, removed in rows}
 
 
 def _versions(data_dir: Path) -> Iterator[_Row]:

@@ -15,7 +15,8 @@ ids, so a restart neither loses nor duplicates them:
 
 A run missed while the machine was off runs once at start-up (coalesce), if it is no
 later than `schedule.misfire_grace`. Each execution leaves a row in the `run_history`
-table (same file), read by the status page and /metrics (termshift.health).
+table (same file; termshift.job_history owns it), read by the status page and /metrics
+(termshift.health).
 
 SIGTERM or SIGINT: the running tracking run is told to stop (its `stop_event`); it
 finishes the document it is recording, leaving both repositories consistent; then the
@@ -27,11 +28,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -48,9 +47,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from termshift import health
 from termshift.config import Settings
-from termshift.locking import RunLock, RunLockBusy, process_alive
+from termshift.job_history import JOBS_TABLE, RunHistory, state_path
+from termshift.locking import RunLock, RunLockBusy
 from termshift.publish import Publisher
 from termshift.schedules import parse_schedule, parse_timezone
 
@@ -61,100 +60,8 @@ JOB_DELIVERIES = "deliveries"
 JOB_DATASET = "dataset"
 # Held while a scheduler creates its job table and registers its jobs (see start).
 START_LOCK_FILE = "scheduler.start.lock"
-HISTORY_KEPT = 5000  # run_history rows kept (deliveries only write a row when they sent something)
 
 TrackingFunction = Callable[..., Any]
-
-
-# --- run history ----------------------------------------------------------------------------
-
-HISTORY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS run_history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL,
-    status TEXT NOT NULL,          -- running, ok, failed, stopped, skipped, missed, interrupted
-    started_at REAL NOT NULL,      -- Unix time
-    finished_at REAL,
-    pid INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    counts TEXT NOT NULL DEFAULT '{}',  -- JSON, e.g. the tracking run's counts
-    message TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS run_history_job ON run_history (job_id, started_at);
-CREATE TABLE IF NOT EXISTS run_documents (
-    run_id INTEGER NOT NULL,       -- run_history.id
-    service_id TEXT NOT NULL,
-    terms_type TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    error_kind TEXT,
-    seconds REAL                   -- time spent on the document, when the run reports it
-);
-CREATE INDEX IF NOT EXISTS run_documents_run ON run_documents (run_id);
-"""
-
-
-class RunHistory:
-    """The `run_history` table: one row per job execution, or per skipped or missed one.
-
-    Written by every scheduler process sharing the data folder; a row is committed when
-    a run starts (status `running`) so a crash leaves a trace (`interrupted` at next start).
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = Path(data_dir)
-        with health.connect_state(self.data_dir) as db:
-            db.executescript(HISTORY_SCHEMA)
-
-    def start(self, job_id: str) -> int:
-        with health.connect_state(self.data_dir) as db:
-            cursor = db.execute(
-                "INSERT INTO run_history (job_id, status, started_at, pid, host) VALUES (?, 'running', ?, ?, ?)",
-                (job_id, time.time(), os.getpid(), socket.gethostname()),
-            )
-            return int(cursor.lastrowid)
-
-    def finish(
-        self, row_id: int, status: str, counts: dict[str, Any] | None = None, message: str = "",
-        documents: list[dict[str, Any]] | None = None,
-    ) -> None:
-        with health.connect_state(self.data_dir) as db:
-            db.execute(
-                "UPDATE run_history SET status = ?, finished_at = ?, counts = ?, message = ? WHERE id = ?",
-                (status, time.time(), json.dumps(counts or {}, default=str), message, row_id),
-            )
-            db.executemany(
-                "INSERT INTO run_documents (run_id, service_id, terms_type, outcome, error_kind, seconds)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(row_id, d["service_id"], d["terms_type"], d["outcome"], d.get("error_kind"), d.get("seconds"))
-                 for d in documents or []],
-            )
-
-    def note(self, job_id: str, status: str, message: str) -> None:
-        """A row for something that did not run (skipped, missed)."""
-        now = time.time()
-        with health.connect_state(self.data_dir) as db:
-            db.execute(
-                "INSERT INTO run_history (job_id, status, started_at, finished_at, pid, host, message)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_id, status, now, now, os.getpid(), socket.gethostname(), message),
-            )
-
-    def mark_interrupted(self) -> int:
-        """Close the `running` rows of dead processes on this host (killed, power cut)."""
-        with health.connect_state(self.data_dir) as db:
-            rows = db.execute("SELECT id, pid, host FROM run_history WHERE status = 'running'").fetchall()
-            dead = [row["id"] for row in rows if process_alive(row["pid"], row["host"]) is False]
-            db.executemany(
-                "UPDATE run_history SET status = 'interrupted', message = 'the process ended during the run'"
-                " WHERE id = ?",
-                [(row_id,) for row_id in dead],
-            )
-        return len(dead)
-
-    def prune(self, keep: int = HISTORY_KEPT) -> None:
-        with health.connect_state(self.data_dir) as db:
-            db.execute("DELETE FROM run_history WHERE id <= (SELECT MAX(id) FROM run_history) - ?", (keep,))
-            db.execute("DELETE FROM run_documents WHERE run_id NOT IN (SELECT id FROM run_history)")
 
 
 # --- what a tracking run returned -----------------------------------------------------------
@@ -265,7 +172,8 @@ class SchedulerService:
             log.warning("%d run(s) were interrupted by the end of their process", interrupted)
         self.history.prune()
         store = SQLAlchemyJobStore(
-            url=f"sqlite:///{health.state_path(self.data_dir)}",
+            url=f"sqlite:///{state_path(self.data_dir)}",
+            tablename=JOBS_TABLE,
             engine_options={"connect_args": {"timeout": 60}},
         )
         self.scheduler = BackgroundScheduler(

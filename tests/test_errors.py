@@ -29,7 +29,7 @@ def exception_classes() -> dict[str, type[BaseException]]:
 def test_every_module_is_walked() -> None:
     names = termshift_modules()
     assert {"termshift.errors", "termshift.trackers.fetcher", "termshift.alerts.signing",
-            "termshift.web.gitread", "termshift.archive_repo.errors"} <= set(names)
+            "termshift.archive_repo.log_reader", "termshift.archive_repo.errors"} <= set(names)
     assert "termshift.trackers.errors" not in names  # the root moved to termshift.errors: no second home
 
 
@@ -45,7 +45,7 @@ def test_errors_keep_the_built_in_base_callers_catch() -> None:
     from termshift.archive_repo import InvalidRecordError
     from termshift.config import ConfigError
     from termshift.locking import RunLockBusy
-    from termshift.web.gitread import MissingObject
+    from termshift.archive_repo.blob_reader import MissingObject
 
     assert issubclass(InvalidRecordError, ValueError) and issubclass(ConfigError, ValueError)
     assert issubclass(RunLockBusy, RuntimeError) and issubclass(MissingObject, KeyError)

@@ -328,7 +328,7 @@ def test_two_commits_in_one_tick_of_the_file_clock_are_told_apart(tmp_path):
     """The ref file's modification time alone misses a commit made within the same tick."""
     import os
 
-    from termshift.web.gitread import head_fingerprint
+    from termshift.archive_repo.log_reader import head_fingerprint
 
     data = tmp_path / "data"
     record(data, "service-1", "Terms of Service", FETCH_DATE, "one")

@@ -15,7 +15,6 @@ import pytest
 
 from termshift import ssrf
 from termshift.alerts import events, outbox, store, subscriptions
-from termshift.alerts.archive import VersionEntry
 from termshift.alerts.signing import (
     SecretError,
     SignatureError,
@@ -25,6 +24,7 @@ from termshift.alerts.signing import (
     signature_headers,
     verify,
 )
+from termshift.archive_repo.listing import VersionEntry
 from tests.support.alerts import BASE_URL, Recorded, VersionsRepo, webhook_settings
 
 ALLOW_LOCAL = ["127.0.0.1"]

@@ -16,9 +16,10 @@ import time
 
 import pytest
 
-from termshift.alerts import archive, delivery, outbox, store, subscriptions
+from termshift.alerts import delivery, outbox, store, subscriptions
 from termshift.alerts.options import WebhookOptions
 from termshift.alerts.signing import generate_secret
+from termshift.archive_repo import listing
 from tests.support.alerts import BASE_URL, VersionsRepo, webhook_settings
 from tests.support.receiver import Receiver
 
@@ -55,7 +56,7 @@ def subscribe(data, url, **options) -> subscriptions.Subscription:
 
 def enqueue(data, settings=None) -> list[str]:
     """Queue every version of the archive, as read back from git (oldest first, like a tracking run)."""
-    versions = list(reversed(archive.versions_from_git(data, limit=1000)))
+    versions = list(reversed(listing.list_versions(data, limit=1000)))
     return outbox.enqueue_new_versions(data, versions, BASE_URL, settings or webhook_settings()).created
 
 

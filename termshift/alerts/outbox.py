@@ -24,7 +24,8 @@ Guarantees, and their limits:
 
 The public functions: `enqueue_new_versions` (called after each tracking run),
 `enqueue_test_event`, `claim`, `record_success`, `record_failure`,
-`backoff_delay`, `events`, `attempts`, `counts`.
+`backoff_delay`, `events`, `attempts`, `counts`, and `status_summary` (read-only,
+for /status and /metrics).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from termshift.alerts import events, options, store, version_stats
-from termshift.alerts.archive import read_texts
 from termshift.alerts.subscriptions import Subscription, all_subscriptions
+from termshift.archive_repo.listing import read_texts
+from termshift.sqlite_wal import connect_read_only, has_table
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,7 @@ def enqueue_new_versions(
     `versions` are `termshift.archive_repo.Version` records, or any objects with
     `service_id`, `terms_type`, `id` (the commit id), `fetch_date` (aware
     datetime), `is_first_record`, `is_technical_upgrade` (e.g.
-    `termshift.alerts.archive.VersionEntry`); an optional `content` is used when
+    `termshift.archive_repo.listing.VersionEntry`); an optional `content` is used when
     git cannot give the text. `base_url` is the viewer's public URL (links in
     payloads; empty → `web.base_url`). Safe to call twice with the same
     versions. Sends nothing: run `delivery.deliver_due` afterwards.
@@ -357,12 +359,41 @@ def next_due(db: sqlite3.Connection) -> float | None:
     return row[0]
 
 
+STATUSES = ("pending", "delivering", "delivered", "failed", "cancelled")
+
+
 def counts(db: sqlite3.Connection) -> dict[str, int]:
     """Events per status: {"pending": n, "delivering": n, "delivered": n, "failed": n, "cancelled": n}."""
-    found = {status: 0 for status in ("pending", "delivering", "delivered", "failed", "cancelled")}
+    found = dict.fromkeys(STATUSES, 0)
     for row in db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status"):
         found[row[0]] = row[1]
     return found
+
+
+def status_summary(data_dir: Path) -> tuple[dict[str, int], float | None] | None:
+    """(events per status, creation time of the oldest event pending or in flight) for the
+    status page and /metrics; None when there is no alerts database. Read-only: creates and
+    changes nothing; a database that cannot be read reads as no events (`store.unreadable`
+    says why)."""
+    found = dict.fromkeys(STATUSES, 0)
+    oldest = None
+    try:
+        db = connect_read_only(store.database_path(data_dir))
+        if db is None:
+            return None
+        try:
+            rows = db.execute(
+                "SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox GROUP BY status"
+            ).fetchall() if has_table(db, "outbox") else []
+        finally:
+            db.close()
+    except sqlite3.Error:
+        rows = []
+    for row in rows:
+        found[row["status"]] = row["n"]
+        if row["status"] in ("pending", "delivering") and row["oldest"] is not None:
+            oldest = row["oldest"] if oldest is None else min(oldest, row["oldest"])
+    return found, oldest
 
 
 def _iso(timestamp: float | None) -> str | None:

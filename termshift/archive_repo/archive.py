@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from termshift.archive_repo.git_repository import RecordRepository
+from termshift.archive_repo.log_reader import head_commit
 
 SNAPSHOTS_DIR = "snapshots"
 VERSIONS_DIR = "versions"
@@ -24,6 +25,17 @@ def archive_options(settings: Any | None) -> dict[str, str]:
     section: Mapping[str, Any] = settings["archive"]
     names = ("author_name", "author_email", "snapshot_id_template")
     return {name: section[name] for name in names if name in section}
+
+
+def archive_heads(data_dir: Path | str) -> tuple[str | None, str | None]:
+    """The commits HEAD points at in the data folder's snapshots and versions repositories
+    (None: no repository, or no commit yet). Cheap: one `git rev-parse` each, no GitPython;
+    the tracking run compares them with those it recorded at its end."""
+    heads = []
+    for name in (SNAPSHOTS_DIR, VERSIONS_DIR):
+        path = Path(data_dir) / name
+        heads.append(head_commit(path) if path.is_dir() else None)
+    return heads[0], heads[1]
 
 
 @dataclass

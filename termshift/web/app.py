@@ -27,6 +27,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from termshift import health
 from termshift.config import MIN_ADMIN_TOKEN, Settings, load_settings
+from termshift.trackers.status import RUNS_FILE
 from termshift.web import api, errors, i18n, pages, security, snapshots, urls, versions
 from termshift.web.index import Sources
 from termshift.web.state import Viewer
@@ -121,7 +122,7 @@ def create_app(
     )
     data_dir = Path(app.config.get("DATA_DIR") or _guess_data_dir(sources))
     app.config.setdefault("DATA_DIR", str(data_dir))
-    app.config.setdefault("RUNS_DB", str(data_dir / "runs.sqlite"))
+    app.config.setdefault("RUNS_DB", str(data_dir / RUNS_FILE))
     if "SETTINGS" not in app.config:
         # The feeds blueprint reads its options from a Settings object.
         app.config["SETTINGS"] = settings or load_settings(

@@ -13,9 +13,9 @@ from datetime import datetime
 from flask import Flask, current_app, jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestedRangeNotSatisfiable
 
+from termshift.archive_repo.blob_reader import MissingObject
 from termshift.errors import TermshiftError
 from termshift.web.collection import match_id
-from termshift.web.gitread import MissingObject
 from termshift.web.state import viewer
 from termshift.web.urls import iso
 from termshift.web.views import wants_json

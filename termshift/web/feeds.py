@@ -47,7 +47,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from werkzeug.http import is_resource_modified
 
-from termshift.alerts import archive, delivery, feeds, options, outbox, store, subscriptions, version_stats
+from termshift.alerts import delivery, feeds, options, outbox, store, subscriptions, version_stats
+from termshift.archive_repo import listing
 from termshift.web import security
 
 blueprint = Blueprint("feeds", __name__)
@@ -105,12 +106,12 @@ def known_terms() -> set[tuple[str, str]]:
     """Declared terms plus any terms that have versions (a service no longer declared keeps its feed)."""
     settings = _settings()
     declared = declared_terms(Path(settings.declarations)) if settings is not None else set()
-    return declared | archive.archived_terms(_data_dir())
+    return declared | listing.archived_terms(_data_dir())
 
 
 # -- feeds -------------------------------------------------------------------------------------------
 
-def feed_versions(service_id: str | None, terms_type: str | None, limit: int) -> list[archive.VersionEntry]:
+def feed_versions(service_id: str | None, terms_type: str | None, limit: int) -> list[listing.VersionEntry]:
     """Newest versions first, technical upgrades left out.
 
     From the viewer's SQLite index when the app has one (`app.extensions["termshift"].catalog`,
@@ -118,14 +119,14 @@ def feed_versions(service_id: str | None, terms_type: str | None, limit: int) ->
     """
     catalog = getattr(current_app.extensions.get("termshift"), "catalog", None)
     if catalog is None:
-        return archive.versions_from_git(_data_dir(), service_id, terms_type, limit)
+        return listing.list_versions(_data_dir(), service_id, terms_type, limit)
     from termshift.web.catalog import ChangeFilter
 
     rows, _total = catalog.latest_changes(
         ChangeFilter(service_id=service_id, terms_type=terms_type), limit=limit, offset=0,
     )
     return [
-        archive.VersionEntry(
+        listing.VersionEntry(
             service_id=row["service_id"], terms_type=row["terms_type"], id=row["commit_id"], fetch_date=row["date"],
             is_first_record=bool(row["is_first"]), is_technical_upgrade=bool(row["is_technical"]),
         )
@@ -170,7 +171,7 @@ def _links_are_trusted() -> bool:
     return bool(options.base_url(_settings())) or bool(current_app.config.get("TRUSTED_HOSTS"))
 
 
-def _version_stats(data_dir: Path, versions: list[archive.VersionEntry]) -> dict[str, Any]:
+def _version_stats(data_dir: Path, versions: list[listing.VersionEntry]) -> dict[str, Any]:
     """Word counts of each version, cached in alerts.sqlite; computed without the cache when that
     database cannot be read (a damaged file is reported at start-up and on /status, and must not
     take the feeds down)."""

@@ -17,7 +17,8 @@ from pathlib import Path
 from cachetools import LRUCache
 from flask import current_app, g, has_app_context, has_request_context, request
 
-from termshift.web import gitread
+from termshift.archive_repo.blob_reader import BlobReader, MissingObject
+from termshift.archive_repo.log_reader import head_commit, head_fingerprint
 from termshift.web.background import BackgroundRefresh
 from termshift.web.catalog import Catalog
 from termshift.web.collection import Declarations, DeclaredService
@@ -109,11 +110,11 @@ class Refresher(BackgroundRefresh):
 
     def fingerprint(self) -> tuple:
         repos = [self.sources.versions, self.sources.snapshots]
-        return tuple(gitread.head_fingerprint(repo) if repo else None for repo in repos)
+        return tuple(head_fingerprint(repo) if repo else None for repo in repos)
 
     def _archive_present(self) -> bool:
         versions = Path(self.sources.versions)
-        return versions.is_dir() and gitread.head_commit(versions) is not None
+        return versions.is_dir() and head_commit(versions) is not None
 
     def pending(self) -> int:
         """New versions a refresh would index now (an estimate from the commit count)."""
@@ -234,8 +235,8 @@ class Viewer:
         self.runs_db = runs_db
         self.catalog = Catalog(sources.index)
         self.refresher = Refresher(sources, refresh_interval, self.catalog.versions_count)
-        self.versions = gitread.BlobReader(sources.versions)
-        self.snapshots = gitread.BlobReader(sources.snapshots) if sources.snapshots else None
+        self.versions = BlobReader(sources.versions)
+        self.snapshots = BlobReader(sources.snapshots) if sources.snapshots else None
         self.declarations = Declarations(declarations_dir, refresh_interval)
         self._texts = LRU(64)
         self._comparisons = LRU(32)
@@ -291,7 +292,7 @@ class Viewer:
 
     def snapshot_bytes(self, blob: str) -> bytes:
         if self.snapshots is None:
-            raise gitread.MissingObject(blob)
+            raise MissingObject(blob)
         return self.snapshots.read(blob)
 
     def version_html(self, blob: str) -> str:

@@ -43,9 +43,9 @@ def test_every_exception_class_derives_from_termshift_error() -> None:
 def test_errors_keep_the_built_in_base_callers_catch() -> None:
     # A second base stays where code or tests catch the built-in class.
     from termshift.archive_repo import InvalidRecordError
+    from termshift.archive_repo.blob_reader import MissingObject
     from termshift.config import ConfigError
     from termshift.locking import RunLockBusy
-    from termshift.archive_repo.blob_reader import MissingObject
 
     assert issubclass(InvalidRecordError, ValueError) and issubclass(ConfigError, ValueError)
     assert issubclass(RunLockBusy, RuntimeError) and issubclass(MissingObject, KeyError)

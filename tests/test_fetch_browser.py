@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from termshift.config import DEFAULTS, Settings
+from termshift.config import Settings, load_settings
 from termshift.trackers.browser_path import find_chromium, resolve_browser_path
 from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.fetch_browser import (
@@ -67,9 +67,7 @@ class BrowserHarness:
 
 
 def fetcher_settings(**overrides: Any) -> Settings:
-    values = {section: {key: default for key, (default, _help) in keys.items()} for section, keys in DEFAULTS.items()}
-    values["fetcher"].update(overrides)
-    return Settings(values=values)
+    return load_settings(None, environ={}, overrides={"fetcher": overrides})
 
 
 @pytest.fixture(scope="module")

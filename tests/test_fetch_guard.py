@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from termshift.config import DEFAULTS, Settings
+from termshift.config import DEFAULTS, Settings, load_settings
 from termshift.trackers.browser_path import find_chromium
 from termshift.trackers.errors import ErrorKind, FetchError
 from termshift.trackers.fetch_browser import BrowserFetcher
@@ -35,9 +35,8 @@ CHROMIUM = find_chromium()
 
 
 def settings_allowing(allow: list[str]) -> Settings:
-    values = {section: {key: default for key, (default, _help) in keys.items()} for section, keys in DEFAULTS.items()}
-    values["fetcher"].update(timeout=3.0, host_delay=0.0, retries=0, allow_private_targets=allow)
-    return Settings(values=values)
+    return load_settings(None, environ={}, overrides={"fetcher": {
+        "timeout": 3.0, "host_delay": 0.0, "retries": 0, "allow_private_targets": allow}})
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ BUNDLE = ROOT.parent / "shared" / "corpus" / "demo" / "snapshots.bundle"
 def bench_fetch(docs: int, hosts: int, latency: float, per_host: int, host_delay: float) -> None:
     settings = load_settings(None, environ={}, overrides={"fetcher": {
         "per_host": per_host, "host_delay": host_delay, "timeout": 30.0,
-        "allow_private_targets": ["127.0.0.0/8"]}})  # the benchmark's sites are on loopback
+        "allow_private_targets": ["127.0.0.0/8"]}}).fetcher  # the benchmark's sites are on loopback
     with FaultServer(hosts=hosts, latency=latency) as server:
         requests = [
             FetchRequest(server.url(f"/page/doc{n}?size=60000", host=n % hosts), execute_client_scripts=False)

@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 import click
 
 from termshift import __version__
-from termshift.schema import is_http_url
 
 T = TypeVar("T")
 
@@ -442,6 +441,10 @@ def _check_web(web: dict[str, Any]) -> list[str]:
 
 def _is_base_url(value: str) -> bool:
     """An absolute http(s) URL with a host: feeds and webhooks put it before every link."""
+    # Imported here: termshift.schema pulls in jsonschema, which the fetch worker (it unpickles
+    # its FetcherSettings, so it imports this module) and most commands never need.
+    from termshift.schema import is_http_url
+
     return is_http_url(value) and not urlsplit(value).query and not urlsplit(value).fragment
 
 

@@ -24,12 +24,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import click
 
 from termshift.archive_repo import Archive, RecordRepository, Snapshot, Version
 from termshift.archive_repo.archive import archive_options
+from termshift.config import Settings
 from termshift.declarations import Collection, Service, SourceDocument, Terms, load_collection
 from termshift.jsfilters import filters_at
 from termshift.logs import progress_bar
@@ -190,7 +190,7 @@ def rebuild(
     *,
     services: Iterable[str] | None = None,
     types: Iterable[str] | None = None,
-    settings: Any | None = None,
+    settings: Settings | None = None,
     progress: bool = False,
     on_snapshot: SnapshotCallback | None = None,
 ) -> ReplaySummary:
@@ -206,7 +206,7 @@ def rebuild(
     if not (Path(snapshots_path) / ".git").exists() and not (Path(snapshots_path) / "HEAD").exists():
         raise RebuildError(f"{snapshots_path}: not a git repository")
     snapshots = RecordRepository(snapshots_path, "snapshots", read_only=True)
-    versions = RecordRepository(versions_path, "versions", **archive_options(settings))
+    versions = RecordRepository(versions_path, "versions", **archive_options(settings.archive if settings else None))
     try:
         existing = versions.count()
         if existing:
@@ -323,7 +323,7 @@ def apply_technical_upgrades(
     *,
     services: Iterable[str] | None = None,
     types: Iterable[str] | None = None,
-    settings: Any | None = None,
+    settings: Settings | None = None,
     progress: bool = False,
 ) -> ReplaySummary:
     """Re-extract each document's latest snapshot with the current declarations.
@@ -344,7 +344,7 @@ def apply_technical_upgrades(
         for terms in service.terms.values()
         if wanted_types is None or terms.type in wanted_types
     ]
-    with Archive.open(data_dir, settings) as archive:
+    with Archive.open(data_dir, settings.archive if settings else None) as archive:
         bar = progress_bar(len(jobs), progress, unit="terms")
         try:
             for service, terms in jobs:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from termshift.config import Settings, load_settings
+from termshift.config import FetcherSettings, load_settings
 from termshift.trackers.browser_path import find_chromium, resolve_browser_path
 from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.fetch_browser import (
@@ -66,8 +66,8 @@ class BrowserHarness:
         self.loop.close()
 
 
-def fetcher_settings(**overrides: Any) -> Settings:
-    return load_settings(None, environ={}, overrides={"fetcher": overrides})
+def fetcher_settings(**overrides: Any) -> FetcherSettings:
+    return load_settings(None, environ={}, overrides={"fetcher": overrides}).fetcher
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from termshift.config import DEFAULTS, Settings, load_settings
+from termshift.config import DEFAULTS, FetcherSettings, load_settings
 from termshift.trackers.browser_path import find_chromium
 from termshift.trackers.errors import ErrorKind, FetchError
 from termshift.trackers.fetch_browser import BrowserFetcher
@@ -34,9 +34,9 @@ ONLY_PUBLIC = [PUBLIC, OTHER]
 CHROMIUM = find_chromium()
 
 
-def settings_allowing(allow: list[str]) -> Settings:
+def settings_allowing(allow: list[str]) -> FetcherSettings:
     return load_settings(None, environ={}, overrides={"fetcher": {
-        "timeout": 3.0, "host_delay": 0.0, "retries": 0, "allow_private_targets": allow}})
+        "timeout": 3.0, "host_delay": 0.0, "retries": 0, "allow_private_targets": allow}}).fetcher
 
 
 @pytest.fixture

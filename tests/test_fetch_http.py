@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from termshift.config import Settings, load_settings
+from termshift.config import FetcherSettings, load_settings
 from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.fetch_http import decode_body, detect_charset, is_text_type, parse_retry_after
 from termshift.trackers.fetcher import (
@@ -45,9 +45,9 @@ MAX_REDIRECTS = 5
 MAX_BODY = 256 * 1024
 
 
-def fetcher_settings(**overrides: Any) -> Settings:
-    """Default settings with some "fetcher" keys changed."""
-    return load_settings(None, environ={}, overrides={"fetcher": overrides})
+def fetcher_settings(**overrides: Any) -> FetcherSettings:
+    """The default "fetcher" settings with some keys changed."""
+    return load_settings(None, environ={}, overrides={"fetcher": overrides}).fetcher
 
 
 # -- pure functions --------------------------------------------------------------------------------

@@ -33,10 +33,11 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from termshift.config import FetcherSettings
 from termshift.trackers.blocking import detect_block
 from termshift.trackers.errors import ErrorKind, FetchError
 from termshift.trackers.fetcher import guard_request, network_error_message, timeout_message
@@ -248,17 +249,17 @@ class BrowserFetcher:
         self._user_agent: str | None = None
 
     @classmethod
-    def from_settings(cls, fetcher: Mapping[str, Any], executable: str | None = None) -> BrowserFetcher:
+    def from_settings(cls, fetcher: FetcherSettings, executable: str | None = None) -> BrowserFetcher:
         """A fetcher configured by the "fetcher" settings section."""
         return cls(
             executable=executable,
-            endpoint=fetcher.get("browser_endpoint") or "",
-            language=fetcher["language"],
-            timeout=float(fetcher["timeout"]),
-            wait_for_selectors=float(fetcher["wait_for_selectors"]),
-            pages=int(fetcher["browser_pages"]),
-            max_body_bytes=int(fetcher["max_body_bytes"]),
-            allow_private_targets=fetcher.get("allow_private_targets"),
+            endpoint=fetcher.browser_endpoint,
+            language=fetcher.language,
+            timeout=fetcher.timeout,
+            wait_for_selectors=fetcher.wait_for_selectors,
+            pages=fetcher.browser_pages,
+            max_body_bytes=fetcher.max_body_bytes,
+            allow_private_targets=fetcher.allow_private_targets,
         )
 
     # -- life cycle -----------------------------------------------------------------------

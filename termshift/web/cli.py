@@ -68,7 +68,7 @@ def serve(
             raise click.UsageError("--with-scheduler records into a data folder: use --data, not --versions")
         from termshift.archive_repo import Archive
 
-        Archive.open(settings.data, settings).close()  # a fresh deployment starts with empty repositories
+        Archive.open(settings.data, settings.archive).close()  # a fresh deployment starts with empty repositories
     declarations = declarations_dir or (settings.declarations if settings.declarations.is_dir() else None)
     if versions_repo is None:
         # A data folder: its repositories may not exist yet (picked up when they appear).

@@ -517,7 +517,7 @@ def _iso(moment: datetime | None) -> str:
 def _deliver_due(settings: Settings) -> Any:
     from termshift.alerts.delivery import deliver_due
 
-    return deliver_due(Path(settings.data), settings)
+    return deliver_due(Path(settings.data), settings.webhooks)
 
 
 def _export_dataset(settings: Settings) -> dict[str, Any]:

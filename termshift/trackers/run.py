@@ -741,7 +741,7 @@ class _AlertBatcher:
 
         try:
             enqueue_new_versions(Path(self.settings.data), self.pending, self.settings.web.base_url,
-                                 self.settings)
+                                 self.settings.webhooks)
         except Exception as error:  # noqa: BLE001 - the versions are recorded; say what was not queued
             ids = ", ".join(version.id or "?" for version in self.pending)
             message = f"webhook events for {len(self.pending)} versions were not queued ({ids}): {error}"
@@ -865,7 +865,7 @@ def track_command(
     if deliver:
         from termshift.alerts.delivery import drain
 
-        report = drain(Path(settings.data), settings, max_seconds=deliver_timeout)
+        report = drain(Path(settings.data), settings.webhooks, max_seconds=deliver_timeout)
         click.echo(f"webhooks: {report.delivered} delivered, {report.retried} to retry, {report.failed} failed, "
                    f"in {report.seconds:.1f} s")
     if summary.status != "completed":

@@ -269,17 +269,17 @@ def _human_date(moment: datetime | None) -> str:
 
 def scheduled_export(settings: Settings) -> dict[str, Any]:
     """The weekly export of the scheduler: into `dataset.directory`, keeping `dataset.keep` files."""
-    section = settings["dataset"]
-    directory = Path(section["directory"]) if section["directory"] else settings.data / "datasets"
-    name = archive_basename(section["title"], datetime.now(UTC))
-    summary = export_dataset(settings.data, directory / f"{name}.zip", title=section["title"],
-                             versions_repository_url=section["versions_repository_url"])
-    if section["keep"]:
-        prefix = archive_basename(section["title"], datetime.now(UTC))[: -len("YYYY-MM-DD")]
+    section = settings.dataset
+    directory = Path(section.directory) if section.directory else settings.data / "datasets"
+    name = archive_basename(section.title, datetime.now(UTC))
+    summary = export_dataset(settings.data, directory / f"{name}.zip", title=section.title,
+                             versions_repository_url=section.versions_repository_url)
+    if section.keep:
+        prefix = archive_basename(section.title, datetime.now(UTC))[: -len("YYYY-MM-DD")]
         exports = sorted(path for path in directory.glob(f"{prefix}*.zip") if path.is_file())
-        for old in exports[: -section["keep"]]:
+        for old in exports[: -section.keep]:
             old.unlink()
-            log.info("dataset %s deleted (dataset.keep = %d)", old, section["keep"])
+            log.info("dataset %s deleted (dataset.keep = %d)", old, section.keep)
     return summary.as_dict()
 
 
@@ -293,11 +293,11 @@ def scheduled_export(settings: Settings) -> dict[str, Any]:
 def dataset_command(file_name: str | None, data_dir: Path | None, config_path: Path | None) -> None:
     """Export every version to a ZIP dataset (OTA's layout, plus versions.csv)."""
     settings = settings_for_command(config_path, data_dir=data_dir)
-    section = settings["dataset"]
-    output = Path(file_name) if file_name else Path(archive_basename(section["title"], datetime.now(UTC)))
+    section = settings.dataset
+    output = Path(file_name) if file_name else Path(archive_basename(section.title, datetime.now(UTC)))
     try:
-        summary = export_dataset(settings.data, output, title=section["title"],
-                                 versions_repository_url=section["versions_repository_url"])
+        summary = export_dataset(settings.data, output, title=section.title,
+                                 versions_repository_url=section.versions_repository_url)
     except DatasetError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{summary.path}: {summary.versions} versions of {len(summary.documents)} terms from "

@@ -309,8 +309,8 @@ class SchedulerService:
         """Start the scheduler thread with the three jobs (re)registered under stable ids."""
         if self.key in _SERVICES:
             raise RuntimeError(f"a scheduler already runs for {self.data_dir} in this process")
-        schedule = self.settings["schedule"]
-        timezone = parse_timezone(schedule["timezone"])
+        schedule = self.settings.schedule
+        timezone = parse_timezone(schedule.timezone)
         interrupted = self.history.mark_interrupted()
         if interrupted:
             log.warning("%d run(s) were interrupted by the end of their process", interrupted)
@@ -325,7 +325,7 @@ class SchedulerService:
             job_defaults={
                 "coalesce": True,  # N missed runs → one run
                 "max_instances": 1,
-                "misfire_grace_time": max(1, int(schedule["misfire_grace"])),
+                "misfire_grace_time": max(1, int(schedule.misfire_grace)),
             },
             timezone=timezone,
         )
@@ -340,10 +340,10 @@ class SchedulerService:
         try:
             with filelock.FileLock(str(self.data_dir / START_LOCK_FILE), timeout=120):
                 self.scheduler.start(paused=True)
-                self._register(JOB_TRACKING, parse_schedule(schedule["tracking"], timezone))
-                deliveries = float(schedule["deliveries"])
+                self._register(JOB_TRACKING, parse_schedule(schedule.tracking, timezone))
+                deliveries = schedule.deliveries
                 self._register(JOB_DELIVERIES, IntervalTrigger(seconds=deliveries) if deliveries > 0 else None)
-                self._register(JOB_DATASET, parse_schedule(schedule["dataset"], timezone))
+                self._register(JOB_DATASET, parse_schedule(schedule.dataset, timezone))
         except BaseException:
             self.shutdown()
             raise
@@ -595,7 +595,7 @@ def schedule_command(config_path: Path | None, declarations_dir: Path | None, da
     each run and reported (log, /status); the others are tracked. With --once, exit 0
     when the run went through, 3 when it did but skipped such services, 1 otherwise."""
     settings = settings_for_command(config_path, declarations_dir, data_dir)
-    logs.configure(settings, json_output=log_json)
+    logs.configure(settings.logging, json_output=log_json)
     if once:
         service = SchedulerService(settings)
         status = service.run_tracking()

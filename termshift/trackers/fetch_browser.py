@@ -37,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from termshift.config import FetcherSettings
+from termshift.config import DEFAULTS, FetcherSettings
 from termshift.trackers.blocking import detect_block
 from termshift.trackers.errors import ErrorKind, FetchError
 from termshift.trackers.fetcher import guard_request, network_error_message, timeout_message
@@ -238,8 +238,6 @@ class BrowserFetcher:
         self.pages = pages
         self.max_body_bytes = max_body_bytes
         if allow_private_targets is None:
-            from termshift.config import DEFAULTS
-
             allow_private_targets = DEFAULTS["fetcher"]["allow_private_targets"][0]
         self.allow_private_targets = list(allow_private_targets)
         self._slots = asyncio.Semaphore(pages)

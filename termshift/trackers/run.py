@@ -842,7 +842,7 @@ def track_command(
     from termshift.locking import RunLock, RunLockBusy
 
     settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
-    logs.configure(settings)
+    logs.configure(settings.logging)
     stop_event = threading.Event()
     lock = RunLock(Path(settings.data))
     try:

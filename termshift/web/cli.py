@@ -62,7 +62,7 @@ def serve(
     if snapshots_repo is not None and versions_repo is None:
         raise click.UsageError("--snapshots goes with --versions")
     settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
-    configure_logging(settings)
+    configure_logging(settings.logging)
     if with_scheduler:
         if versions_repo is not None:
             raise click.UsageError("--with-scheduler records into a data folder: use --data, not --versions")

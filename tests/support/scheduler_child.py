@@ -79,7 +79,7 @@ def main(config_file: str) -> int:
     from termshift.config import load_settings
 
     settings = load_settings(Path(config_file), environ={})
-    logs.configure(settings, json_output=True)
+    logs.configure(settings.logging, json_output=True)
     tracking = record_pages if (Path(settings.data) / "pages.json").is_file() else None
     print("ready", flush=True)
     return scheduler.run_service(settings, tracking=tracking)

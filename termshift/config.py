@@ -19,7 +19,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
@@ -201,12 +201,6 @@ class Settings:
     dataset: DatasetSettings = field(default_factory=DatasetSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: Path | None = None  # the file read, if any (not a setting)
-
-    def __getitem__(self, section: str) -> dict[str, Any]:
-        """Transitional: a section as the old nested dicts (until every reader is typed)."""
-        if section == "":
-            return {key: _table_value(getattr(self, key)) for key in ("declarations", "data", "metadata")}
-        return {key: _table_value(value) for key, value in asdict(getattr(self, section)).items()}
 
 
 def _table_value(value: Any) -> Any:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from termshift.alerts import delivery, outbox, store, subscriptions  # noqa: E402
 from termshift.alerts.signing import generate_secret  # noqa: E402
 from termshift.archive_repo import listing  # noqa: E402
+from termshift.config import WebhooksSettings  # noqa: E402
 
 WORDS = ["account", "agreement", "data", "privacy", "service", "user", "consent", "content", "law", "notice", "party", "policy", "rights", "share", "security", "subscription", "terminate", "transfer", "warranty", "personal", "process", "provider"]
 
@@ -94,8 +95,8 @@ def main() -> None:
         secret = generate_secret()
         receiver, port = start_receiver(secret)
         try:
-            settings = {"webhooks": {"allow_private_targets": ["127.0.0.1"], "concurrency": arguments.concurrency,
-                                     "timeout": 10.0, "retry_base": 0.5, "retry_max": 2.0}}
+            settings = WebhooksSettings(allow_private_targets=("127.0.0.1",), concurrency=arguments.concurrency,
+                                        timeout=10.0, retry_base=0.5, retry_max=2.0)
             db = store.connect(data)
             for number in range(arguments.subscriptions):
                 subscriptions.add(db, f"http://127.0.0.1:{port}/hook/{number}", secret=secret,

@@ -265,15 +265,15 @@ def _human_date(moment: datetime | None) -> str:
 
 def scheduled_export(settings: Settings) -> dict[str, Any]:
     """The weekly export of the scheduler: into `dataset.directory`, keeping `dataset.keep` files."""
-    section = settings["dataset"]
-    directory = Path(section["directory"]) if section["directory"] else settings.data / "datasets"
-    name = archive_basename(section["title"], datetime.now(UTC))
-    summary = export_dataset(settings.data, directory / f"{name}.zip", title=section["title"],
-                             versions_repository_url=section["versions_repository_url"])
-    if section["keep"]:
-        prefix = archive_basename(section["title"], datetime.now(UTC))[: -len("YYYY-MM-DD")]
+    section = settings.dataset
+    directory = Path(section.directory) if section.directory else settings.data / "datasets"
+    name = archive_basename(section.title, datetime.now(UTC))
+    summary = export_dataset(settings.data, directory / f"{name}.zip", title=section.title,
+                             versions_repository_url=section.versions_repository_url)
+    if section.keep:
+        prefix = archive_basename(section.title, datetime.now(UTC))[: -len("YYYY-MM-DD")]
         exports = sorted(path for path in directory.glob(f"{prefix}*.zip") if path.is_file())
-        for old in exports[: -section["keep"]]:
+        for old in exports[: -section.keep]:
             old.unlink()
-            log.info("dataset %s deleted (dataset.keep = %d)", old, section["keep"])
+            log.info("dataset %s deleted (dataset.keep = %d)", old, section.keep)
     return summary.as_dict()

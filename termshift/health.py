@@ -47,10 +47,10 @@ from termshift.archive_repo.log_reader import (
     is_repository,
     looks_like_repository,
 )
+from termshift.config import Settings
 from termshift.locking import describe_holder, process_alive, read_holder
 from termshift.trackers.status import RUNS_FILE, RunRecord, RunStore
 
-DEFAULT_STUCK_AFTER = 6 * 3600.0
 # Durations of runs and documents range from a second (a small collection) to an hour.
 RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 DOCUMENT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
@@ -245,13 +245,6 @@ def versions_in_repository(repository: Path) -> int | None:
 
 # --- the status page ------------------------------------------------------------------------
 
-def _settings_value(settings: Any, section: str, key: str, default: Any) -> Any:
-    try:
-        return settings[section][key]
-    except (KeyError, TypeError):
-        return default
-
-
 def last_run(data_dir: Path) -> dict[str, Any] | None:
     """The latest finished tracking run: from runs.sqlite, else from the scheduler's history."""
     for run in read_runs(data_dir, limit=5):
@@ -275,7 +268,7 @@ def last_run_skipped_services(data_dir: Path) -> list[dict[str, Any]]:
             for item in skipped if isinstance(item, dict)]
 
 
-def status(settings: Any, details: bool = True) -> dict[str, Any]:
+def status(settings: Settings, details: bool = True) -> dict[str, Any]:
     """Everything the status page shows, as JSON-able data (times as ISO 8601 strings).
 
     `details=False` is the public view: what is wrong in plain words, without the push
@@ -371,7 +364,7 @@ def _check_repository(path: Path) -> tuple[bool, str, str]:
     return True, "readable", "readable"
 
 
-def healthz(settings: Any, details: bool = True) -> tuple[bool, dict[str, Any]]:
+def healthz(settings: Settings, details: bool = True) -> tuple[bool, dict[str, Any]]:
     """(healthy, body) for probes: data folder and repositories readable, no stuck run.
 
     `details=False` (the public probe) says what is wrong in plain words, without paths
@@ -386,7 +379,7 @@ def healthz(settings: Any, details: bool = True) -> tuple[bool, dict[str, Any]]:
     check("data_dir", *_check_readable_dir(data_dir))
     for name in ("snapshots", "versions"):
         check(name, *_check_repository(data_dir / name))
-    stuck_after = float(_settings_value(settings, "schedule", "stuck_after", DEFAULT_STUCK_AFTER))
+    stuck_after = settings.schedule.stuck_after
     running = running_run(data_dir)
     if running and running["elapsed"] is not None and running["elapsed"] > stuck_after:
         public = (f"a tracking run has been in progress for {running['elapsed']:.0f} s "
@@ -567,7 +560,7 @@ class StateCollector(Collector):
         yield success
 
 
-def metrics_registry(settings: Any) -> CollectorRegistry:
+def metrics_registry(settings: Settings) -> CollectorRegistry:
     """A registry holding only Termshift's state collector (no process metrics of the viewer)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StateCollector(Path(settings.data)))

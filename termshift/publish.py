@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from termshift.config import Settings
 from termshift.errors import TermshiftError
 from termshift.job_history import connect_state, read_state
 
 log = logging.getLogger(__name__)
-
-REPOSITORIES = ("snapshots", "versions")
 
 PUBLISH_SCHEMA = """
 CREATE TABLE IF NOT EXISTS publish_log (
@@ -199,14 +198,15 @@ class Publisher:
             db.executescript(PUBLISH_SCHEMA)
 
     @classmethod
-    def from_settings(cls, settings: Any, stop_event: threading.Event | None = None) -> Publisher | None:
+    def from_settings(cls, settings: Settings, stop_event: threading.Event | None = None) -> Publisher | None:
         """The publisher `[publish]` describes, or None when no remote is configured."""
-        section = settings["publish"]
-        remotes = {name: local_path_resolved(section[f"{name}_remote"]) for name in REPOSITORIES}
+        section = settings.publish
+        remotes = {"snapshots": local_path_resolved(section.snapshots_remote),
+                   "versions": local_path_resolved(section.versions_remote)}
         if not any(remotes.values()):
             return None
-        return cls(Path(settings.data), remotes, branch=section["branch"], retries=section["retries"],
-                   backoff=section["backoff"], timeout=section["timeout"], stop_event=stop_event)
+        return cls(Path(settings.data), remotes, branch=section.branch, retries=section.retries,
+                   backoff=section.backoff, timeout=section.timeout, stop_event=stop_event)
 
     def publish(self) -> list[PushResult]:
         """Push every configured repository now, all at once (each with its retries); record and

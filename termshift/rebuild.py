@@ -24,10 +24,10 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from termshift.archive_repo import Archive, RecordRepository, Snapshot, Version
 from termshift.archive_repo.archive import archive_options
+from termshift.config import Settings
 from termshift.declarations import Collection, Service, SourceDocument, Terms, load_collection
 from termshift.errors import ExtractError, TermshiftError
 from termshift.jsfilters import filters_at
@@ -188,7 +188,7 @@ def rebuild(
     *,
     services: Iterable[str] | None = None,
     types: Iterable[str] | None = None,
-    settings: Any | None = None,
+    settings: Settings | None = None,
     progress: bool = False,
     on_snapshot: SnapshotCallback | None = None,
 ) -> ReplaySummary:
@@ -204,7 +204,7 @@ def rebuild(
     if not (Path(snapshots_path) / ".git").exists() and not (Path(snapshots_path) / "HEAD").exists():
         raise RebuildError(f"{snapshots_path}: not a git repository")
     snapshots = RecordRepository(snapshots_path, "snapshots", read_only=True)
-    versions = RecordRepository(versions_path, "versions", **archive_options(settings))
+    versions = RecordRepository(versions_path, "versions", **archive_options(settings.archive if settings else None))
     try:
         existing = versions.count()
         if existing:
@@ -321,7 +321,7 @@ def apply_technical_upgrades(
     *,
     services: Iterable[str] | None = None,
     types: Iterable[str] | None = None,
-    settings: Any | None = None,
+    settings: Settings | None = None,
     progress: bool = False,
 ) -> ReplaySummary:
     """Re-extract each document's latest snapshot with the current declarations.
@@ -342,7 +342,7 @@ def apply_technical_upgrades(
         for terms in service.terms.values()
         if wanted_types is None or terms.type in wanted_types
     ]
-    with Archive.open(data_dir, settings) as archive:
+    with Archive.open(data_dir, settings.archive if settings else None) as archive:
         bar = progress_bar(len(jobs), progress, unit="terms")
         try:
             for service, terms in jobs:

@@ -165,8 +165,8 @@ class SchedulerService:
         """Start the scheduler thread with the three jobs (re)registered under stable ids."""
         if self.key in _SERVICES:
             raise RuntimeError(f"a scheduler already runs for {self.data_dir} in this process")
-        schedule = self.settings["schedule"]
-        timezone = parse_timezone(schedule["timezone"])
+        schedule = self.settings.schedule
+        timezone = parse_timezone(schedule.timezone)
         interrupted = self.history.mark_interrupted()
         if interrupted:
             log.warning("%d run(s) were interrupted by the end of their process", interrupted)
@@ -182,7 +182,7 @@ class SchedulerService:
             job_defaults={
                 "coalesce": True,  # N missed runs → one run
                 "max_instances": 1,
-                "misfire_grace_time": max(1, int(schedule["misfire_grace"])),
+                "misfire_grace_time": max(1, int(schedule.misfire_grace)),
             },
             timezone=timezone,
         )
@@ -197,10 +197,10 @@ class SchedulerService:
         try:
             with filelock.FileLock(str(self.data_dir / START_LOCK_FILE), timeout=120):
                 self.scheduler.start(paused=True)
-                self._register(JOB_TRACKING, parse_schedule(schedule["tracking"], timezone))
-                deliveries = float(schedule["deliveries"])
+                self._register(JOB_TRACKING, parse_schedule(schedule.tracking, timezone))
+                deliveries = schedule.deliveries
                 self._register(JOB_DELIVERIES, IntervalTrigger(seconds=deliveries) if deliveries > 0 else None)
-                self._register(JOB_DATASET, parse_schedule(schedule["dataset"], timezone))
+                self._register(JOB_DATASET, parse_schedule(schedule.dataset, timezone))
         except BaseException:
             self.shutdown()
             raise
@@ -374,7 +374,7 @@ def _iso(moment: datetime | None) -> str:
 def _deliver_due(settings: Settings) -> Any:
     from termshift.alerts.delivery import deliver_due
 
-    return deliver_due(Path(settings.data), settings)
+    return deliver_due(Path(settings.data), settings.webhooks)
 
 
 def _export_dataset(settings: Settings) -> dict[str, Any]:

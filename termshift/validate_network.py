@@ -34,6 +34,7 @@ from typing import Any
 
 from lxml import etree
 
+from termshift.config import FetcherSettings
 from termshift.declarations import DeclarationError, Service, SourceDocument, Terms
 from termshift.errors import ErrorKind, ExtractError, FetchError, TermshiftError
 from termshift.schema import json_path, terms_selector_problems
@@ -291,12 +292,12 @@ def noise_delay() -> float:
         raise NoiseDelayError(f"{NOISE_DELAY_VARIABLE}: expected a number of seconds, got {value!r}") from None
 
 
-Fetcher = Callable[[list[FetchRequest], Any], list[FetchResult]]
+Fetcher = Callable[[list[FetchRequest], FetcherSettings], list[FetchResult]]
 
 
 def inspect_documents(
     documents: Sequence[tuple[SourceDocument, Mapping[str, Any] | None]],
-    settings: Any,
+    fetcher_settings: FetcherSettings,
     *,
     delay: float | None = DEFAULT_NOISE_DELAY,
     fetcher: Fetcher = fetch_all,
@@ -304,7 +305,7 @@ def inspect_documents(
     """Fetch and extract every (document, service filters) pair; with a `delay`, fetch the
     documents that extracted once more `delay` seconds later and compare (the noise check).
 
-    `settings` is a `termshift.config.Settings` (its fetcher section); `fetcher` is
+    `fetcher_settings` is the `[fetcher]` section (`Settings.fetcher`); `fetcher` is
     `fetch_all`, which fetches a whole batch in one crawl.
     """
     inspections = [DocumentInspection(document, findings=selector_findings(document))
@@ -313,14 +314,14 @@ def inspect_documents(
     # A document with a selector that is not CSS would only fail again after the fetch.
     requests = [_request(document, index) for index, (document, _filters) in enumerate(documents)
                 if not _blocks_fetch(inspections[index].findings)]
-    for result in fetcher(requests, settings) if requests else []:
+    for result in fetcher(requests, fetcher_settings) if requests else []:
         _check_first(result, inspections[result.key], filters[result.key])
     if delay is None:
         return inspections
     again = [request for request in requests if inspections[request.key].markdown is not None]
     if again:
         time.sleep(delay)
-        for result in fetcher(again, settings):
+        for result in fetcher(again, fetcher_settings):
             _check_second(result, inspections[result.key], filters[result.key])
     return inspections
 
@@ -407,7 +408,7 @@ def _inspect_services(run: ValidationRun, service_ids: list[str]) -> dict[str, _
             results[service_id].errors["fetchable"] = [DeclarationError(path, "-", f"cannot fetch: {error}")]
         return results
     inspections = inspect_documents([(target.document, target.service.filters) for target in targets],
-                                    settings, delay=noise_delay())
+                                    settings.fetcher, delay=noise_delay())
     raw = {service_id: _raw_terms(run.service(service_id)) for service_id in service_ids}
     for target, inspection in zip(targets, inspections, strict=True):
         service = target.service

@@ -100,7 +100,7 @@ def test_git_settings_and_identity_come_from_settings(tmp_path):
         "author_name": "Archive Robot", "author_email": "robot@example.org",
         "snapshot_id_template": "https://example.org/snapshots/%SNAPSHOT_ID",
     }})
-    with Archive.open(tmp_path / "data", settings) as archive:
+    with Archive.open(tmp_path / "data", settings.archive) as archive:
         archive.snapshots.record(snapshot())
         for repository in (archive.snapshots, archive.versions):
             assert git(repository.path, "config", "core.autocrlf").strip() == "false"

@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from termshift.config import DEFAULTS, Settings
+from termshift.config import FetcherSettings, load_settings
 from termshift.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.fetch_http import decode_body, detect_charset, is_text_type, parse_retry_after
 from termshift.trackers.fetcher import (
@@ -45,11 +45,9 @@ MAX_REDIRECTS = 5
 MAX_BODY = 256 * 1024
 
 
-def fetcher_settings(**overrides: Any) -> Settings:
-    """Default settings with some "fetcher" keys changed."""
-    values = {section: {key: default for key, (default, _help) in keys.items()} for section, keys in DEFAULTS.items()}
-    values["fetcher"].update(overrides)
-    return Settings(values=values)
+def fetcher_settings(**overrides: Any) -> FetcherSettings:
+    """The default "fetcher" settings with some keys changed."""
+    return load_settings(None, environ={}, overrides={"fetcher": overrides}).fetcher
 
 
 # -- pure functions --------------------------------------------------------------------------------
@@ -475,11 +473,19 @@ def test_a_browser_request_without_a_browser_is_a_configuration_error() -> None:
     assert result.error.kind is ErrorKind.CONFIGURATION and result.fetcher == FULL_DOM
 
 
-def test_a_crashed_worker_fails_its_documents_not_the_caller(caplog: pytest.LogCaptureFixture) -> None:
-    """A worker that dies (here: settings it cannot use) turns into one transient error per
-    document, and its traceback reaches the caller's log."""
+def test_a_crashed_worker_fails_its_documents_not_the_caller(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker that dies (here: a job without the fetcher settings it needs) turns into one
+    transient error per document, and its traceback reaches the caller's log."""
+    from termshift.trackers import fetch_http
+
+    class WorkerWithoutSettings(fetch_http.WorkerProcess):
+        def __init__(self, job: dict[str, Any]) -> None:
+            super().__init__({key: value for key, value in job.items() if key != "fetcher"})
+
+    monkeypatch.setattr(fetch_http, "WorkerProcess", WorkerWithoutSettings)
     settings = fetcher_settings()
-    del settings["fetcher"]["user_agent"]
     requests = [FetchRequest(f"http://127.0.0.1:9/terms/{n}", False) for n in range(2)]
     with caplog.at_level("WARNING", logger="termshift.trackers.fetch_http"):
         results = fetch_all(requests, settings)
@@ -488,7 +494,7 @@ def test_a_crashed_worker_fails_its_documents_not_the_caller(caplog: pytest.LogC
             f"Fetch failed: The fetch worker stopped (exit code 1) before fetching '{request.location}'"
         )
         assert result.error.kind is ErrorKind.TRANSIENT and result.attempts == 0
-    assert "KeyError: 'user_agent'" in caplog.text
+    assert "KeyError: 'fetcher'" in caplog.text
 
 
 def test_stopping_iteration_early_stops_the_crawl() -> None:

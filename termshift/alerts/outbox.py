@@ -42,9 +42,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from termshift.alerts import events, options, store, version_stats
+from termshift.alerts import events, store, version_stats
 from termshift.alerts.subscriptions import Subscription, all_subscriptions
 from termshift.archive_repo.listing import read_texts
+from termshift.config import WebhooksSettings
 from termshift.sqlite_wal import connect_read_only, has_table
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,8 @@ def _warn_once_missing_base_url() -> None:
     log.warning("web.base_url is not set: webhook links will point to %s", DEFAULT_BASE_URL)
 
 
-def _resolve_base_url(base_url: str | None, settings: Any) -> str:
-    base = (base_url or "").rstrip("/") or options.base_url(settings)
+def _resolve_base_url(base_url: str | None) -> str:
+    base = (base_url or "").rstrip("/")
     if not base:
         _warn_once_missing_base_url()
         return DEFAULT_BASE_URL
@@ -102,7 +103,8 @@ def _resolve_base_url(base_url: str | None, settings: Any) -> str:
 
 
 def enqueue_new_versions(
-    data_dir: Path, versions: Iterable[Any], base_url: str, settings: Any = None, now: datetime | None = None,
+    data_dir: Path, versions: Iterable[Any], base_url: str, webhooks: WebhooksSettings | None = None,
+    now: datetime | None = None,
 ) -> EnqueueResult:
     """Queue one `version.recorded` event per new version and matching active subscription.
 
@@ -111,8 +113,9 @@ def enqueue_new_versions(
     datetime), `is_first_record`, `is_technical_upgrade` (e.g.
     `termshift.archive_repo.listing.VersionEntry`); an optional `content` is used when
     git cannot give the text. `base_url` is the viewer's public URL (links in
-    payloads; empty → `web.base_url`). Safe to call twice with the same
-    versions. Sends nothing: run `delivery.deliver_due` afterwards.
+    payloads: `web.base_url`; empty → a warning and DEFAULT_BASE_URL). `webhooks`
+    is the `[webhooks]` section (`Settings.webhooks`; None: the defaults). Safe to
+    call twice with the same versions. Sends nothing: run `delivery.deliver_due` afterwards.
     """
     result = EnqueueResult()
     wanted = []
@@ -126,8 +129,8 @@ def enqueue_new_versions(
             wanted.append(version)
     if not wanted:
         return result
-    base = _resolve_base_url(base_url, settings)
-    webhook_options = options.WebhookOptions.from_settings(settings)
+    base = _resolve_base_url(base_url)
+    webhook_options = webhooks or WebhooksSettings()
     now = now or datetime.now(UTC)
     db = store.connect(data_dir, durable=True)
     try:
@@ -166,7 +169,7 @@ def _queued(db: sqlite3.Connection, event_id: str) -> bool:
 
 def _event_rows(
     data_dir: Path, db: sqlite3.Connection, plan: list[tuple[Any, list[Subscription]]], base: str,
-    webhook_options: options.WebhookOptions, now: datetime,
+    webhook_options: WebhooksSettings, now: datetime,
 ) -> list[tuple]:
     """The outbox rows of a plan: payloads with statistics, and diffs where asked for."""
     entries = [version_stats.as_entry(version) for version, _subs in plan]
@@ -298,7 +301,7 @@ def _lost_claim(claimed: Claimed, duration: float, error: str | None = None) -> 
     return f"{what}the claim expired during the attempt ({duration:.1f} s): left to the worker holding it now"
 
 
-def backoff_delay(attempt: int, webhook_options: options.WebhookOptions, rng: random.Random | None = None) -> float:
+def backoff_delay(attempt: int, webhook_options: WebhooksSettings, rng: random.Random | None = None) -> float:
     """Seconds before retrying after failed attempt number `attempt` (1, 2, …).
 
     retry_base × 2^(attempt−1), capped at retry_max, with ±20 % jitter so that
@@ -312,7 +315,7 @@ def backoff_delay(attempt: int, webhook_options: options.WebhookOptions, rng: ra
 
 def record_failure(
     db: sqlite3.Connection, claimed: Claimed, started: float, duration: float, status_code: int | None,
-    error: str, webhook_options: options.WebhookOptions, now: float | None = None,
+    error: str, webhook_options: WebhooksSettings, now: float | None = None,
 ) -> str:
     """Schedule a retry, or give up once the event is older than `max_age`; return the outcome
     ("retry", "failed", or "lost" when this worker no longer holds the claim: nothing changed).

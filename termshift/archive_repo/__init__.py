@@ -1,6 +1,6 @@
 """The snapshots and versions git repositories, in Open Terms Archive's layout.
 
-`Archive.open(data_dir, settings)` gives `.snapshots` and `.versions`, two
+`Archive.open(data_dir, settings.archive)` gives `.snapshots` and `.versions`, two
 `RecordRepository`s that record `Snapshot` and `Version` records (one commit per
 record, OTA's commit messages) and read them back, crash-safe.
 

@@ -19,11 +19,11 @@ from termshift.dataset import DatasetError, _iso, archive_basename, export_datas
 def dataset_command(file_name: str | None, data_dir: Path | None) -> None:
     """Export every version to a ZIP dataset (OTA's layout, plus versions.csv)."""
     settings = settings_for_command(data_dir=data_dir)
-    section = settings["dataset"]
-    output = Path(file_name) if file_name else Path(archive_basename(section["title"], datetime.now(UTC)))
+    section = settings.dataset
+    output = Path(file_name) if file_name else Path(archive_basename(section.title, datetime.now(UTC)))
     try:
-        summary = export_dataset(settings.data, output, title=section["title"],
-                                 versions_repository_url=section["versions_repository_url"])
+        summary = export_dataset(settings.data, output, title=section.title,
+                                 versions_repository_url=section.versions_repository_url)
     except DatasetError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{summary.path}: {summary.versions} versions of {len(summary.documents)} terms from "

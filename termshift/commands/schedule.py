@@ -27,7 +27,7 @@ def schedule_command(declarations_dir: Path | None, data_dir: Path | None, log_j
     from termshift.scheduler import SchedulerService, run_service  # APScheduler: only when the command runs
 
     settings = settings_for_command(declarations_dir, data_dir)
-    logs.configure(settings, json_output=log_json)
+    logs.configure(settings.logging, json_output=log_json)
     if once:
         service = SchedulerService(settings)
         status = service.run_tracking()

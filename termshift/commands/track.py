@@ -85,7 +85,7 @@ def track_command(
     from termshift.locking import RunLock, RunLockBusy
 
     settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
-    logs.configure(settings)
+    logs.configure(settings.logging)
     stop_event = threading.Event()
     lock = RunLock(Path(settings.data))
     try:
@@ -108,7 +108,7 @@ def track_command(
     if deliver:
         from termshift.alerts.delivery import drain
 
-        report = drain(Path(settings.data), settings, max_seconds=deliver_timeout)
+        report = drain(Path(settings.data), settings.webhooks, max_seconds=deliver_timeout)
         click.echo(f"webhooks: {report.delivered} delivered, {report.retried} to retry, {report.failed} failed, "
                    f"in {report.seconds:.1f} s")
     if summary.status != "completed":

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from termshift.commands.options import config_option, declarations_option, settings_for_command
+from termshift.config import Settings
 from termshift.contrib.lint import canonical_terms, format_json
 from termshift.contrib.trypage import (
     DEFAULT_SELECT,
@@ -56,7 +57,7 @@ def echo_inspection(inspection: DocumentInspection, noise_checked: bool) -> None
 # ---------------------------------------------------------------- commands
 
 
-def _settings(declarations_dir: Path | None = None) -> Any:
+def _settings(declarations_dir: Path | None = None) -> Settings:
     return settings_for_command(declarations_dir=declarations_dir)
 
 
@@ -107,7 +108,7 @@ def try_command(url: str, select_texts: tuple[str, ...], remove_texts: tuple[str
         raise click.UsageError("this declaration would not be valid:\n  " + "\n  ".join(problems))
     document = SourceDocument(url, declaration["select"], declaration.get("remove"),
                               execute_client_scripts=True if browser else None)
-    [inspection] = inspect_documents([(document, None)], _settings(), delay=None if once else delay)
+    [inspection] = inspect_documents([(document, None)], _settings().fetcher, delay=None if once else delay)
     echo_inspection(inspection, noise_checked=not once)
     if terms_type:
         service_name = name or default_service_name(url)
@@ -137,7 +138,8 @@ def preview_command(service_id: str, terms_type: str | None, declarations_dir: P
     service = _load(settings.declarations, service_id)
     chosen = _chosen_terms(service.terms, terms_type, service_id)
     documents = [(terms, document) for terms in chosen for document in terms.documents]
-    inspections = inspect_documents([(document, service.filters) for _terms, document in documents], settings,
+    inspections = inspect_documents([(document, service.filters) for _terms, document in documents],
+                                    settings.fetcher,
                                     delay=None if once else delay)
     failed = False
     for (terms, document), inspection in zip(documents, inspections, strict=True):

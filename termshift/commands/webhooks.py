@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from termshift.alerts import delivery, outbox, store, subscriptions
-from termshift.alerts.options import WebhookOptions
 from termshift.commands.options import (
     config_option,
     data_option,
@@ -18,6 +17,7 @@ from termshift.commands.options import (
     settings_for_command,
     types_option,
 )
+from termshift.config import Settings, WebhooksSettings
 
 
 def _common(function):
@@ -26,13 +26,9 @@ def _common(function):
                          metavar=None)
 
 
-def _context(data_dir: Path | None):
+def _context(data_dir: Path | None) -> tuple[Settings, WebhooksSettings]:
     settings = settings_for_command(data_dir=data_dir)
-    try:
-        webhook_options = WebhookOptions.from_settings(settings)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
-    return settings, webhook_options
+    return settings, settings.webhooks
 
 
 def _subscription(db, subscription_id: int) -> subscriptions.Subscription:
@@ -154,14 +150,14 @@ def resume_command(subscription_id, data_dir) -> None:
 @_common
 def test_command(subscription_id, data_dir) -> None:
     """Send a signed `webhook.test` event now and show the answer (exit 1 if it failed)."""
-    settings, _ = _context(data_dir)
+    settings, webhook_options = _context(data_dir)
     db = store.connect(settings.data)
     try:
         subscription = _subscription(db, subscription_id)
     finally:
         db.close()
     event_id = outbox.enqueue_test_event(settings.data, subscription)
-    report = delivery.deliver_due(settings.data, settings, event_id=event_id)
+    report = delivery.deliver_due(settings.data, webhook_options, event_id=event_id)
     db = store.connect(settings.data)
     try:
         attempt = outbox.attempts_view(db, event_id=event_id, limit=1)
@@ -221,14 +217,14 @@ def deliver_command(drain, max_seconds, data_dir) -> None:
     SIGTERM or Ctrl-C: no new request is started; those in flight are answered
     and recorded, then the command exits (a restart then repeats nothing).
     """
-    settings, _ = _context(data_dir)
+    settings, webhook_options = _context(data_dir)
     stop = threading.Event()
     previous = {number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         if drain:
-            report = delivery.drain(settings.data, settings, max_seconds=max_seconds, stop=stop)
+            report = delivery.drain(settings.data, webhook_options, max_seconds=max_seconds, stop=stop)
         else:
-            report = delivery.deliver_due(settings.data, settings, stop=stop)
+            report = delivery.deliver_due(settings.data, webhook_options, stop=stop)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

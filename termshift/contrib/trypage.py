@@ -22,7 +22,11 @@ from urllib.parse import urlsplit
 from termshift.contrib.lint import canonical_declaration, canonical_terms
 from termshift.errors import TermshiftError
 from termshift.schema import selector_problems, service_problems
-from termshift.validate_network import MIN_LENGTH, DocumentInspection, Finding
+from termshift.validate_network import (
+    MIN_LENGTH,
+    DocumentInspection,
+    Finding,
+)
 
 DEFAULT_SELECT = "body"
 PLACEHOLDER_TYPE = "Terms of Service"  # only to check a bare terms declaration against the schema

@@ -33,10 +33,11 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from termshift.config import DEFAULTS, FetcherSettings
 from termshift.errors import ErrorKind, FetchError, code_named_in, redirect_limit_message
 from termshift.trackers.blocking import detect_block
 from termshift.trackers.fetcher import guard_request
@@ -237,8 +238,6 @@ class BrowserFetcher:
         self.pages = pages
         self.max_body_bytes = max_body_bytes
         if allow_private_targets is None:
-            from termshift.config import DEFAULTS
-
             allow_private_targets = DEFAULTS["fetcher"]["allow_private_targets"][0]
         self.allow_private_targets = list(allow_private_targets)
         self._slots = asyncio.Semaphore(pages)
@@ -248,17 +247,17 @@ class BrowserFetcher:
         self._user_agent: str | None = None
 
     @classmethod
-    def from_settings(cls, fetcher: Mapping[str, Any], executable: str | None = None) -> BrowserFetcher:
+    def from_settings(cls, fetcher: FetcherSettings, executable: str | None = None) -> BrowserFetcher:
         """A fetcher configured by the "fetcher" settings section."""
         return cls(
             executable=executable,
-            endpoint=fetcher.get("browser_endpoint") or "",
-            language=fetcher["language"],
-            timeout=float(fetcher["timeout"]),
-            wait_for_selectors=float(fetcher["wait_for_selectors"]),
-            pages=int(fetcher["browser_pages"]),
-            max_body_bytes=int(fetcher["max_body_bytes"]),
-            allow_private_targets=fetcher.get("allow_private_targets"),
+            endpoint=fetcher.browser_endpoint,
+            language=fetcher.language,
+            timeout=fetcher.timeout,
+            wait_for_selectors=fetcher.wait_for_selectors,
+            pages=fetcher.browser_pages,
+            max_body_bytes=fetcher.max_body_bytes,
+            allow_private_targets=fetcher.allow_private_targets,
         )
 
     # -- life cycle -----------------------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import dataclasses
 import email.utils
 import logging
 import math
@@ -45,6 +46,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from termshift import ssrf
+from termshift.config import FetcherSettings
 from termshift.errors import (
     BlockedPageError,
     ErrorKind,
@@ -303,36 +305,36 @@ def response_to_result(
 # -- Scrapy settings and components -----------------------------------------------------------------
 
 
-def scrapy_settings(fetcher: Mapping[str, Any], hosts: int) -> dict[str, Any]:
+def scrapy_settings(fetcher: FetcherSettings, hosts: int) -> dict[str, Any]:
     """Scrapy settings from Termshift's "fetcher" section, for a batch over `hosts` hosts."""
-    per_host = int(fetcher["per_host"])
+    per_host = fetcher.per_host
     return {
         "TWISTED_REACTOR": "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "%(levelname)s %(name)s: %(message)s",
         "LOG_INSTALL_ROOT_HANDLER": True,
         "TELNETCONSOLE_ENABLED": False,
-        "USER_AGENT": fetcher["user_agent"],
+        "USER_AGENT": fetcher.user_agent,
         "DEFAULT_REQUEST_HEADERS": {
             "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
             # Verbatim, as OTA's HTML fetcher sends it.
-            "Accept-Language": fetcher["language"],
+            "Accept-Language": fetcher.language,
         },
-        "ROBOTSTXT_OBEY": bool(fetcher["robots_txt"]),
+        "ROBOTSTXT_OBEY": fetcher.robots_txt,
         # Enough slots for every host at once; each host gets `per_host` of them.
         "CONCURRENT_REQUESTS": max(16, min(1024, hosts * per_host)),
         "CONCURRENT_REQUESTS_PER_DOMAIN": per_host,
-        "DOWNLOAD_DELAY": float(fetcher["host_delay"]),
+        "DOWNLOAD_DELAY": fetcher.host_delay,
         "DOWNLOAD_DELAY_JITTER": 0,
         # Hand the downloader the request of the least busy host first: without it a
         # host with many documents fills the downloader and starves the others.
         "SCHEDULER_PRIORITY_QUEUE": "scrapy.pqueues.DownloaderAwarePriorityQueue",
         "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
-        "DOWNLOAD_TIMEOUT": float(fetcher["timeout"]),
-        "DOWNLOAD_MAXSIZE": int(fetcher["max_body_bytes"]),
+        "DOWNLOAD_TIMEOUT": fetcher.timeout,
+        "DOWNLOAD_MAXSIZE": fetcher.max_body_bytes,
         "DOWNLOAD_WARNSIZE": 0,
         "DOWNLOAD_VERIFY_CERTIFICATES": True,  # as OTA: a bad certificate is an error
-        "REDIRECT_MAX_TIMES": int(fetcher["max_redirects"]),
+        "REDIRECT_MAX_TIMES": fetcher.max_redirects,
         "METAREFRESH_ENABLED": False,  # OTA records the refresh page itself
         "RETRY_ENABLED": False,  # retries follow fetcher.retry_delay instead
         "HTTPERROR_ALLOW_ALL": True,
@@ -342,7 +344,7 @@ def scrapy_settings(fetcher: Mapping[str, Any], hosts: int) -> dict[str, Any]:
         # Checks each address a host name resolves to at connection time as well (the
         # handler checked before sending): a DNS answer that changed in between is refused.
         "DNS_RESOLVER": "termshift.trackers.fetch_http.GuardedResolver",
-        "TERMSHIFT_ALLOW_PRIVATE_TARGETS": list(fetcher.get("allow_private_targets") or []),
+        "TERMSHIFT_ALLOW_PRIVATE_TARGETS": list(fetcher.allow_private_targets),
         "DOWNLOAD_HANDLERS": {
             "http": "termshift.trackers.fetch_http.RoutingDownloadHandler",
             "https": "termshift.trackers.fetch_http.RoutingDownloadHandler",
@@ -473,7 +475,7 @@ class RoutingDownloadHandler:
             job = self.crawler.spider.job
             browser = job["browser"] or {}
             self._browser = BrowserFetcher.from_settings(
-                {**job["fetcher"], "browser_endpoint": browser.get("endpoint", "")},
+                dataclasses.replace(job["fetcher"], browser_endpoint=browser.get("endpoint", "")),
                 executable=browser.get("executable"),
             )
         page = await self._browser.fetch(request.url, request.meta.get("termshift_selectors", []))
@@ -509,8 +511,8 @@ def _make_spider_class() -> type:
             super().__init__(**kwargs)
             self.job = job
             self.emit = emit
-            self.fetcher = job["fetcher"]
-            self.timeout = float(self.fetcher["timeout"])
+            self.fetcher: FetcherSettings = job["fetcher"]
+            self.timeout = self.fetcher.timeout
             self.pending_retries = 0
 
         @classmethod
@@ -578,7 +580,7 @@ def _make_spider_class() -> type:
                 self._schedule(self.make_request(work, FULL_DOM, attempt=attempt + 1, elapsed=result.elapsed), 0)
                 return
             if result.error is not None:
-                delay = retry_delay(result.error, attempt, retries=int(self.fetcher["retries"]),
+                delay = retry_delay(result.error, attempt, retries=self.fetcher.retries,
                                     backoff=float(self.job["backoff"]))
                 # `attempt` counts every download of the document, fallback included:
                 # `retries` bounds them all.

@@ -1,6 +1,6 @@
 """Fetching documents: which fetcher serves a request, when to fall back or retry, and the batch API.
 
-`fetch_all(requests, settings)` (or `iter_fetch` to get results as they come)
+`fetch_all(requests, settings.fetcher)` (or `iter_fetch` to get results as they come)
 fetches a whole batch — a tracking run's ~1,000 documents on ~100 hosts — in
 ONE Scrapy crawl, many hosts in parallel and politely per host.
 
@@ -38,6 +38,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from termshift import ssrf
+from termshift.config import FetcherSettings
 from termshift.errors import BlockedPageError, ErrorKind, FetchError, refused_target_message
 
 __all__ = [
@@ -271,14 +272,14 @@ class _Work:
 
 def fetch_all(
     requests: Iterable[FetchRequest],
-    settings: Any,
+    settings: FetcherSettings,
     progress: Callable[[FetchResult], None] | None = None,
     *,
     backoff: float = DEFAULT_BACKOFF,
 ) -> list[FetchResult]:
     """Fetch every request; results in the order of `requests`.
 
-    `settings` is a `termshift.config.Settings` (its "fetcher" section is used).
+    `settings` is the `[fetcher]` section of the configuration (`Settings.fetcher`).
     `progress(result)` is called for each result as soon as it is final, so a
     caller can record it while other documents are still being fetched.
     """
@@ -296,7 +297,7 @@ def fetch_all(
 
 def iter_fetch(
     requests: Iterable[FetchRequest],
-    settings: Any,
+    settings: FetcherSettings,
     *,
     backoff: float = DEFAULT_BACKOFF,
     stop_event: threading.Event | None = None,
@@ -313,15 +314,14 @@ def iter_fetch(
 
 
 def _iter_positions(
-    requests: list[FetchRequest], settings: Any, backoff: float, stop_event: threading.Event | None = None
+    requests: list[FetchRequest], settings: FetcherSettings, backoff: float, stop_event: threading.Event | None = None
 ) -> Iterator[tuple[int, FetchResult]]:
     """(position in `requests`, result) pairs, as results become final, until `stop_event` is set."""
     if stop_event is not None and stop_event.is_set():
         return
-    fetcher_settings = dict(settings["fetcher"])
     work, rejected = _plan(requests)
     yield from rejected
-    browser, browser_problem = _browser_target(fetcher_settings, work)
+    browser, browser_problem = _browser_target(settings, work)
     runnable = []
     for item in work:
         if item.execute_client_scripts and browser_problem is not None:
@@ -329,7 +329,7 @@ def _iter_positions(
         else:
             runnable.append(item)
     if runnable and not (stop_event is not None and stop_event.is_set()):
-        yield from _crawl(runnable, requests, fetcher_settings, browser, backoff, stop_event)
+        yield from _crawl(runnable, requests, settings, browser, backoff, stop_event)
 
 
 def _plan(requests: list[FetchRequest]) -> tuple[list[_Work], list[tuple[int, FetchResult]]]:
@@ -368,7 +368,7 @@ def _failed(
 def _crawl(
     work: list[_Work],
     requests: list[FetchRequest],
-    fetcher_settings: dict[str, Any],
+    fetcher_settings: FetcherSettings,
     browser: dict[str, Any] | None,
     backoff: float,
     stop_event: threading.Event | None = None,
@@ -460,7 +460,7 @@ def _invalid_location(location: Any) -> FetchError | None:
     return None
 
 
-def _browser_target(fetcher_settings: Mapping[str, Any], work: list[_Work]) -> tuple[dict | None, FetchError | None]:
+def _browser_target(fetcher_settings: FetcherSettings, work: list[_Work]) -> tuple[dict | None, FetchError | None]:
     """Where the worker's browser comes from (None: no browser), and why there is none if one is needed.
 
     Only looked up when some request may need the browser; the browser itself is
@@ -468,13 +468,13 @@ def _browser_target(fetcher_settings: Mapping[str, Any], work: list[_Work]) -> t
     """
     if all(item.execute_client_scripts is False for item in work):
         return None, None  # no request may use it: not even looked for
-    endpoint = fetcher_settings.get("browser_endpoint") or ""
+    endpoint = fetcher_settings.browser_endpoint
     if endpoint:
         return {"endpoint": endpoint, "executable": None}, None
     from termshift.trackers.browser_path import resolve_browser_path
 
     try:
-        executable = resolve_browser_path(fetcher_settings.get("browser_path") or "")
+        executable = resolve_browser_path(fetcher_settings.browser_path)
     except FetchError as error:
         return None, error
     if executable is None:

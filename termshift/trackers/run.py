@@ -51,6 +51,7 @@ from termshift import __version__
 from termshift.archive_repo import Archive, InvalidRecordError, RecordRepository, Snapshot, Version
 from termshift.archive_repo.media_types import extension_for
 from termshift.archive_repo.messages import record_path
+from termshift.config import Settings
 from termshift.declarations import DeclarationError, Service, ServiceFiles, Terms, load_collection
 from termshift.errors import (
     ErrorKind,
@@ -331,7 +332,7 @@ class _TermsJob:
 
 
 def run_tracking(
-    settings: Any,
+    settings: Settings,
     services: Iterable[str] | None = None,
     types: Iterable[str] | None = None,
     progress: bool = False,
@@ -370,7 +371,7 @@ def run_tracking(
 
 
 def _run(
-    settings: Any,
+    settings: Settings,
     selected: list[tuple[Service, Terms]],
     store: RunStore,
     summary: RunSummary,
@@ -389,7 +390,7 @@ def _run(
     summary.counts.technical_upgrades = _technical_upgrades(settings, selected, fingerprints, states, store,
                                                             has_versions)
     states = store.document_states()
-    with Archive.open(data_dir, settings) as archive:
+    with Archive.open(data_dir, settings.archive) as archive:
         tracker = _Tracker(settings, archive, store, summary, states, trusted, fingerprints)
         try:
             tracker.track(selected, store.validators(), progress, stop_event)
@@ -401,7 +402,7 @@ def _run(
 
 
 def _technical_upgrades(
-    settings: Any,
+    settings: Settings,
     selected: list[tuple[Service, Terms]],
     fingerprints: dict[tuple[str, str], str],
     states: dict[tuple[str, str], DocumentState],
@@ -448,7 +449,7 @@ class _Tracker:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         archive: Archive,
         store: RunStore,
         summary: RunSummary,
@@ -483,7 +484,7 @@ class _Tracker:
         bar = progress_bar(len(requests), progress, unit="doc", only_on_terminal=True)
         # iter_fetch watches `stop_event` itself: once it is set, it hands over the
         # results in hand and ends promptly, and the fetch worker is killed.
-        results = iter_fetch(requests, self.settings, stop_event=stop_event)
+        results = iter_fetch(requests, self.settings.fetcher, stop_event=stop_event)
         try:
             for result in results:
                 self._on_result(result)
@@ -716,7 +717,7 @@ def _log_result(result: TermsResult, run_id: int) -> None:
 class _AlertBatcher:
     """Hands new versions to the webhook outbox in batches as the run goes (never delivers)."""
 
-    def __init__(self, settings: Any, summary: RunSummary) -> None:
+    def __init__(self, settings: Settings, summary: RunSummary) -> None:
         self.settings = settings
         self.summary = summary
         self.pending: list[Version] = []
@@ -733,8 +734,8 @@ class _AlertBatcher:
         from termshift.alerts.outbox import enqueue_new_versions
 
         try:
-            enqueue_new_versions(Path(self.settings.data), self.pending, self.settings["web"]["base_url"],
-                                 self.settings)
+            enqueue_new_versions(Path(self.settings.data), self.pending, self.settings.web.base_url,
+                                 self.settings.webhooks)
         except Exception as error:  # noqa: BLE001 - the versions are recorded; say what was not queued
             ids = ", ".join(version.id or "?" for version in self.pending)
             message = f"webhook events for {len(self.pending)} versions were not queued ({ids}): {error}"
@@ -745,9 +746,9 @@ class _AlertBatcher:
         self.pending = []
 
 
-def _refresh_index(settings: Any, summary: RunSummary) -> None:
+def _refresh_index(settings: Settings, summary: RunSummary) -> None:
     """Bring the viewer's index up to date, when the viewer offers it and it is wanted."""
-    if not settings["schedule"]["refresh_index"]:
+    if not settings.schedule.refresh_index:
         return
     try:
         from termshift.web.index import refresh_index

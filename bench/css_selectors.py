@@ -1,6 +1,6 @@
 """Speed of CSS selector matching: Termshift's engine against cssselect's translation.
 
-Termshift compiles selectors to XPath itself (termshift/trackers/css.py) instead of using
+Termshift compiles selectors to XPath itself (termshift/selectors/css.py) instead of using
 cssselect, which cannot translate part of what browsers accept. This measures what that
 costs, in CPU time (stable on a loaded machine), on the real pages of the demo snapshots:
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from cssselect import HTMLTranslator  # noqa: E402
 from lxml import etree  # noqa: E402
 
-from termshift.trackers import css  # noqa: E402
+from termshift.selectors import css  # noqa: E402
 from termshift.trackers.extract import parse_html  # noqa: E402
 
 BUNDLE = ROOT / "termshift" / "demo_data" / "snapshots.bundle"

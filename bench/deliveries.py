@@ -28,8 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from termshift.alerts import archive, delivery, outbox, store, subscriptions  # noqa: E402
+from termshift.alerts import delivery, outbox, store, subscriptions  # noqa: E402
 from termshift.alerts.signing import generate_secret  # noqa: E402
+from termshift.archive_repo import listing  # noqa: E402
+from termshift.config import WebhooksSettings  # noqa: E402
 
 WORDS = ["account", "agreement", "data", "privacy", "service", "user", "consent", "content", "law", "notice", "party", "policy", "rights", "share", "security", "subscription", "terminate", "transfer", "warranty", "personal", "process", "provider"]
 
@@ -93,13 +95,13 @@ def main() -> None:
         secret = generate_secret()
         receiver, port = start_receiver(secret)
         try:
-            settings = {"webhooks": {"allow_private_targets": ["127.0.0.1"], "concurrency": arguments.concurrency,
-                                     "timeout": 10.0, "retry_base": 0.5, "retry_max": 2.0}}
+            settings = WebhooksSettings(allow_private_targets=("127.0.0.1",), concurrency=arguments.concurrency,
+                                        timeout=10.0, retry_base=0.5, retry_max=2.0)
             db = store.connect(data)
             for number in range(arguments.subscriptions):
                 subscriptions.add(db, f"http://127.0.0.1:{port}/hook/{number}", secret=secret,
                                   allow_private_targets=["127.0.0.1"])
-            versions = list(reversed(archive.versions_from_git(data, limit=10**9)))
+            versions = list(reversed(listing.list_versions(data, limit=10**9)))
 
             started = time.perf_counter()
             queued = outbox.enqueue_new_versions(data, versions, "https://terms.example.org", settings)

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from termshift.config import load_settings  # noqa: E402
+from termshift.config import Settings, load_settings  # noqa: E402
 from termshift.trackers.run import RunSummary, run_tracking  # noqa: E402
 
 # The benchmark's "sites" are loopback addresses, which the fetchers refuse unless allowed.
@@ -203,7 +203,7 @@ def cpu_seconds() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
-def tracked(settings: Any, profile: bool) -> tuple[RunSummary, float, TreeMemory, tuple[float, float]]:
+def tracked(settings: Settings, profile: bool) -> tuple[RunSummary, float, TreeMemory, tuple[float, float]]:
     """One run: (summary, wall seconds, its memory peaks, CPU seconds (run, children)).
 
     CPU time says what the run costs whatever else the machine is doing; wall time on a
@@ -263,20 +263,20 @@ def main() -> None:
                 "schedule": {"refresh_index": True}, "web": {"base_url": "https://terms.example.org"},
                 "fetcher": {"allow_private_targets": LOOPBACK},
             })
-            fetcher = settings["fetcher"]
+            fetcher = settings.fetcher
             print(f"{args.documents} documents on {args.hosts} hosts, {args.latency * 1000:.0f} ms per answer; "
-                  f"per_host={fetcher['per_host']}, host_delay={fetcher['host_delay']:g} s, {os.cpu_count()} CPUs")
+                  f"per_host={fetcher.per_host}, host_delay={fetcher.host_delay:g} s, {os.cpu_count()} CPUs")
             summary, seconds, memory, cpu = tracked(settings, args.profile)
             report("run 1 (all new)", summary, seconds, memory, cpu)
             peak = memory.peak
             stats = servers.stats()
             busiest = max(stats["max_in_flight"].values())
-            print(f"  highest number of requests in flight on one host: {busiest} (limit {fetcher['per_host']}); "
+            print(f"  highest number of requests in flight on one host: {busiest} (limit {fetcher.per_host}); "
                   f"{stats['requests']} requests served")
             if seconds >= 30:
                 failures.append(f"wall time {seconds:.1f} s >= 30 s")
-            if busiest > fetcher["per_host"]:
-                failures.append(f"{busiest} requests in flight on one host > per_host {fetcher['per_host']}")
+            if busiest > fetcher.per_host:
+                failures.append(f"{busiest} requests in flight on one host > per_host {fetcher.per_host}")
             if peak >= 500 * 2**20:
                 failures.append(f"peak RSS {peak / 2**20:.0f} MiB >= 500 MiB")
             if summary.counts.new_versions != args.documents:
@@ -293,7 +293,7 @@ def main() -> None:
                 summary, seconds, memory, cpu = tracked(js_settings, False)
                 report(f"{args.js_pages} JavaScript pages", summary, seconds, memory, cpu)
                 print(f"  {args.js_pages / seconds * 60:.0f} pages per minute through the browser "
-                      f"(browser_pages={js_settings['fetcher']['browser_pages']})")
+                      f"(browser_pages={js_settings.fetcher.browser_pages})")
                 if summary.counts.new_versions != args.js_pages:
                     failures.append(f"{summary.counts.new_versions} of {args.js_pages} JavaScript pages recorded")
     finally:

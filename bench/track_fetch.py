@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from termshift.config import DEFAULTS, Settings  # noqa: E402
+from termshift.config import load_settings  # noqa: E402
 from termshift.trackers.blocking import detect_block  # noqa: E402
 from termshift.trackers.fetcher import FetchRequest, fetch_all  # noqa: E402
 from tests.support.servers import FaultServer  # noqa: E402
@@ -37,10 +37,9 @@ BUNDLE = ROOT.parent / "shared" / "corpus" / "demo" / "snapshots.bundle"
 
 
 def bench_fetch(docs: int, hosts: int, latency: float, per_host: int, host_delay: float) -> None:
-    values = {section: {key: default for key, (default, _help) in keys.items()} for section, keys in DEFAULTS.items()}
-    values["fetcher"].update(per_host=per_host, host_delay=host_delay, timeout=30.0,
-                             allow_private_targets=["127.0.0.0/8"])  # the benchmark's sites are on loopback
-    settings = Settings(values=values)
+    settings = load_settings(None, environ={}, overrides={"fetcher": {
+        "per_host": per_host, "host_delay": host_delay, "timeout": 30.0,
+        "allow_private_targets": ["127.0.0.0/8"]}}).fetcher  # the benchmark's sites are on loopback
     with FaultServer(hosts=hosts, latency=latency) as server:
         requests = [
             FetchRequest(server.url(f"/page/doc{n}?size=60000", host=n % hosts), execute_client_scripts=False)

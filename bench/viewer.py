@@ -245,19 +245,20 @@ def page_urls(base: str, rng: random.Random, count: int) -> dict[str, list[str]]
 
 def pair_costs(repo: Path, limit: int | None, rng: random.Random) -> None:
     """CPU cost of each diff statistic as the index computes it, and of reading."""
-    from termshift.web import gitread
+    from termshift.archive_repo.blob_reader import BlobReader
+    from termshift.archive_repo.log_reader import commits_between, head_commit
     from termshift.web.diffing import INDEX_BUDGET, change_counts
     from termshift.web.index import records_in
 
     started = time.perf_counter()
-    head = gitread.head_commit(repo)
-    commits = list(gitread.read_log(repo, None, head))
+    head = head_commit(repo)
+    commits = list(commits_between(repo, None, head))
     records = [r for r in records_in(commits, want_markdown=True) if not isinstance(r, tuple)]
     log_seconds = time.perf_counter() - started
     started = time.perf_counter()
     blobs = list(dict.fromkeys(record.blob for record in records))
     texts = {blob: data.decode("utf-8", "replace")
-             for blob, data in zip(blobs, gitread.BlobReader(repo).read_many(blobs), strict=True)}
+             for blob, data in zip(blobs, BlobReader(repo).read_many(blobs), strict=True)}
     read_seconds = time.perf_counter() - started
     megabytes = sum(len(text) for text in texts.values()) / 1e6
     print(f"\nreading: git log of {len(commits)} commits ({len(records)} versions) in {log_seconds:.2f} s "

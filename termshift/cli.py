@@ -1,14 +1,13 @@
 """The `termshift` command.
 
-Subcommands live in the modules that implement them and are imported only when
-used (see COMMANDS), so `termshift --help` stays fast even though tracking pulls
-in Scrapy and Playwright.
+Subcommands live in the termshift.commands package, one module per command or
+group, and are imported only when used (see COMMANDS), so `termshift --help`
+stays fast even though tracking pulls in Scrapy and Playwright.
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 import click
 
@@ -16,22 +15,22 @@ from termshift import __version__
 
 # name -> "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
-    "validate": "termshift.validate:validate_command",
-    "rebuild": "termshift.rebuild:rebuild_command",
-    "apply-technical-upgrades": "termshift.rebuild:apply_technical_upgrades_command",
-    "track": "termshift.trackers.run:track_command",
-    "serve": "termshift.web.cli:serve_command",
-    "demo": "termshift.demo:demo_command",
-    "webhooks": "termshift.alerts.cli:webhooks_group",
-    "schedule": "termshift.scheduler:schedule_command",
-    "config": "termshift.config:config_group",
-    "dataset": "termshift.dataset:dataset_command",
-    "lint": "termshift.contrib.lint:lint_command",
-    "try": "termshift.contrib.trypage:try_command",
-    "preview": "termshift.contrib.trypage:preview_command",
-    "history": "termshift.contrib.history:history_group",
-    "import-ota": "termshift.contrib.import_ota:import_ota_command",
-    "worker": "termshift.distributed.worker_command:worker_command",
+    "validate": "termshift.commands.validate:validate_command",
+    "rebuild": "termshift.commands.rebuild:rebuild_command",
+    "apply-technical-upgrades": "termshift.commands.rebuild:apply_technical_upgrades_command",
+    "track": "termshift.commands.track:track_command",
+    "serve": "termshift.commands.serve:serve_command",
+    "demo": "termshift.commands.demo:demo_command",
+    "webhooks": "termshift.commands.webhooks:webhooks_group",
+    "schedule": "termshift.commands.schedule:schedule_command",
+    "config": "termshift.commands.config:config_group",
+    "dataset": "termshift.commands.dataset:dataset_command",
+    "lint": "termshift.commands.lint:lint_command",
+    "try": "termshift.commands.try_page:try_command",
+    "preview": "termshift.commands.try_page:preview_command",
+    "history": "termshift.commands.history:history_group",
+    "import-ota": "termshift.commands.import_ota:import_ota_command",
+    "worker": "termshift.commands.worker:worker_command",
 }
 
 
@@ -70,40 +69,6 @@ def main() -> None:
     service declarations) and --data DIR (the folder holding the `snapshots`
     and `versions` git repositories).
     """
-
-
-def declarations_option(function):
-    """`--declarations DIR`: the collection to read (default from configuration)."""
-    return click.option(
-        "--declarations",
-        "declarations_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Folder of service declarations (default: ./declarations, or `declarations` in termshift.toml).",
-    )(function)
-
-
-def data_option(function):
-    """`--data DIR`: the folder holding `snapshots/` and `versions/`."""
-    return click.option(
-        "--data",
-        "data_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Folder holding the snapshots/ and versions/ repositories (default: ./data).",
-    )(function)
-
-
-def services_option(function):
-    return click.option(
-        "--services", "-s", multiple=True, help="Only these service ids (repeat the option for several)."
-    )(function)
-
-
-def types_option(function):
-    return click.option(
-        "--types", "-t", multiple=True, help="Only these terms types (repeat the option for several)."
-    )(function)
 
 
 if __name__ == "__main__":  # pragma: no cover

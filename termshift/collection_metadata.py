@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from termshift.config import Settings
 from termshift.declarations import DeclarationError
 from termshift.schema import json_path, metadata_problems
 
@@ -84,9 +85,9 @@ def metadata_path(configured: Path | str | None, declarations_dir: Path | str | 
     return Path(declarations_dir).resolve().parent / METADATA_FILE
 
 
-def settings_metadata_path(settings: Any) -> Path | None:
+def settings_metadata_path(settings: Settings) -> Path | None:
     """`metadata_path` for a command's `termshift.config.Settings`."""
-    return metadata_path(settings[""].get("metadata"), settings.declarations)
+    return metadata_path(settings.metadata, settings.declarations)
 
 
 def read_metadata(path: Path | str | None) -> CollectionMetadata:

@@ -4,6 +4,12 @@ Every setting has a default, so Termshift runs with no file at all. The file is
 looked up in this order: `--config PATH`, `$TERMSHIFT_CONFIG`, `./termshift.toml`.
 An environment variable `TERMSHIFT_<SECTION>_<KEY>` (or `TERMSHIFT_<KEY>` for a
 top-level key) overrides the file, e.g. `TERMSHIFT_FETCHER_LANGUAGE=fr`.
+
+`load_settings` checks every value once and returns a frozen `Settings`: one typed
+dataclass per section (`settings.fetcher.language`, `settings.webhooks.timeout`) and the
+top-level paths (`settings.declarations`, `settings.data`). Each field of those dataclasses
+declares its default and help text; `DEFAULTS`, the reference table behind
+`termshift config reference` and the README, is generated from them.
 """
 
 from __future__ import annotations
@@ -12,144 +18,227 @@ import copy
 import os
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import click
-
 from termshift import __version__
+from termshift.errors import TermshiftError
+from termshift.schedules import ScheduleError, parse_schedule, parse_timezone
 from termshift.schema import is_http_url
 
-# The reference of every setting: section -> key -> (default, help).
-# A top-level key lives in section "".
+T = TypeVar("T")
+
+
+def setting(default: T, help_text: str) -> T:
+    """A setting's field: its default and its line in the configuration reference.
+
+    The typed dataclasses below are the one source of truth: `DEFAULTS` (the reference
+    table, `termshift config reference`) and `load_settings` are derived from them.
+    """
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    """`[archive]`: how the two repositories are written."""
+
+    author_name: str = setting("Termshift Bot", "Commit author name in both repositories.")
+    author_email: str = setting("bot@termshift.invalid", "Commit author e-mail.")
+    snapshot_id_template: str = setting(
+        "./data/snapshots/%SNAPSHOT_ID",
+        "How version commits refer to their snapshots (%SNAPSHOT_ID is replaced).",
+    )
+
+
+@dataclass(frozen=True)
+class FetcherSettings:
+    """`[fetcher]`: how pages are fetched (HTTP and browser)."""
+
+    language: str = setting("en", "Accept-Language: comma-separated language tags, without q-values.")
+    user_agent: str = setting(
+        f"Termshift/{__version__} (+https://github.com/termshift/termshift)",
+        "User-Agent of the HTTP fetcher: name Termshift and a contact URL.",
+    )
+    timeout: float = setting(30.0, "Seconds before a fetch is abandoned.")
+    per_host: int = setting(1, "Requests in flight at once on one host.")
+    host_delay: float = setting(1.0, "Seconds between two requests to the same host.")
+    max_body_bytes: int = setting(20 * 1024 * 1024, "Largest body accepted, in bytes.")
+    max_redirects: int = setting(20, "Redirects followed before giving up.")
+    robots_txt: bool = setting(False, "Obey robots.txt (OTA does not).")
+    retries: int = setting(2, "Retries of a transient failure within a run.")
+    browser_path: str = setting("", "Chromium executable (empty: detected automatically).")
+    browser_endpoint: str = setting(
+        "", "Remote browser(s) to render on instead of a local Chromium: ws:// (Playwright or CDP) or http:// (CDP); "
+            "several (comma-separated, or a TOML list) are shared round-robin, one that fails left out for 30 s.")
+    browser_pages: int = setting(2, "Pages rendered at once by the browser.")
+    wait_for_selectors: float = setting(10.0, "Seconds the browser waits for selectors to hold text.")
+    allow_private_targets: tuple[str, ...] = setting(
+        (),
+        "Hosts or addresses pages may be fetched from although private or loopback (every redirect "
+        "and browser request is checked).",
+    )
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """`[schedule]`: when the service runs its jobs."""
+
+    tracking: str = setting(
+        "30 */12 * * *",
+        "When tracking runs: a cron expression (5 fields) or `every <n>s|m|h|d`; empty: never.",
+    )
+    dataset: str = setting("30 8 * * MON", "When the dataset is exported (same syntax); empty: never.")
+    deliveries: float = setting(30.0, "Seconds between two webhook delivery passes; 0: no delivery job.")
+    timezone: str = setting("", "Time zone of the cron expressions, e.g. `Europe/Paris` (empty: the machine's).")
+    misfire_grace: float = setting(
+        43200.0,
+        "Seconds a missed run (machine off) may be late and still run, once, at start-up.",
+    )
+    stuck_after: float = setting(21600.0, "Seconds after which a running tracking run is reported stuck by /healthz.")
+    refresh_index: bool = setting(True, "Refresh the viewer's index after each tracking run.")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """`[web]`: the viewer."""
+
+    host: str = setting("127.0.0.1", "Address the viewer listens on.")
+    port: int = setting(5000, "Port the viewer listens on.")
+    base_url: str = setting("", "Public URL of the viewer, used in feeds and webhooks (empty: from the request, "
+                                "and feeds are not cached); production sets it.")
+    admin_token: str = setting(
+        "", "Token for the admin API and pages, at least 32 characters (empty: admin disabled).")
+    trusted_hosts: tuple[str, ...] = setting(
+        (), "Host names the viewer answers to (other `Host` headers get 400); empty: any.")
+    trusted_proxies: int = setting(0, "Reverse proxies in front of the viewer whose X-Forwarded-* headers are "
+                                      "trusted (Werkzeug's ProxyFix); 0: none, the viewer is reached directly.")
+    threads: int = setting(8, "Requests served at once by `termshift serve` (waitress threads).")
+    max_request_bytes: int = setting(1024 * 1024, "Largest request body accepted, in bytes (413 beyond).")
+    session_lifetime: float = setting(
+        8 * 3600.0, "Seconds an admin login session lasts (logging out ends it sooner).")
+    login_rate_limit: str = setting("10/minute", "Attempts at the /declare login form per client address, e.g. "
+                                                 "`10/minute` (429 beyond).")
+    admin_rate_limit: str = setting("300/minute", "Admin API and /declare requests per client address.")
+
+
+@dataclass(frozen=True)
+class FeedsSettings:
+    """`[feeds]`: the Atom feeds."""
+
+    length: int = setting(100, "Entries per feed.")
+    tag_authority: str = setting(
+        "", "`<domain>,<date>` of feed entry ids; set it once (empty: the viewer's host, 2026).")
+
+
+@dataclass(frozen=True)
+class WebhooksSettings:
+    """`[webhooks]`: delivery of webhook and Apprise notifications. Durations in seconds."""
+
+    allow_private_targets: tuple[str, ...] = setting((), "Hosts or addresses allowed although private or loopback.")
+    timeout: float = setting(10.0, "Seconds before a webhook request is abandoned (connect, send and answer).")
+    concurrency: int = setting(8, "Webhook requests in flight at once.")
+    retry_base: float = setting(60.0, "Seconds before the first retry; doubled after each failure.")
+    retry_max: float = setting(86400.0, "Longest wait between two attempts, in seconds.")
+    max_age: float = setting(3 * 86400.0, "Seconds after which an undelivered event is marked failed.")
+    include_diff_max_bytes: int = setting(262144, "Largest unified diff put in a payload; longer ones are cut.")
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    """`[publish]`: pushing the repositories after each run."""
+
+    snapshots_remote: str = setting(
+        "", "Git remote (URL or path) the snapshots repository is pushed to after each run.")
+    versions_remote: str = setting(
+        "", "Git remote (URL or path) the versions repository is pushed to after each run.")
+    branch: str = setting("main", "Branch the repositories are pushed to.")
+    retries: int = setting(3, "Retries of a failed push, with a doubling wait.")
+    backoff: float = setting(30.0, "Seconds before the first retry of a failed push.")
+    timeout: float = setting(600.0, "Seconds before one `git push` is abandoned.")
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """`[dataset]`: the ZIP dataset export."""
+
+    title: str = setting("Termshift", "Dataset title: names the ZIP file and heads its README.")
+    directory: str = setting("", "Folder of scheduled dataset exports (empty: `<data>/datasets`).")
+    versions_repository_url: str = setting("", "Public URL of the versions repository, linked from the README.")
+    keep: int = setting(8, "Scheduled exports kept in the folder (older ones are deleted); 0: keep all.")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """`[logging]`: what is logged, and how."""
+
+    level: str = setting("INFO", "Lowest level logged: DEBUG, INFO, WARNING or ERROR.")
+    json: bool = setting(False, "Log one JSON object per line (for log shippers) instead of text.")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings, checked once by `load_settings`: `settings.fetcher.language`, `settings.data`.
+
+    Frozen and hashable. The top-level keys come first (`declarations`, `data`, `metadata`),
+    then one attribute per section. `Settings()` holds the defaults (no file, no environment);
+    a variant is `dataclasses.replace(settings, data=Path("elsewhere"))`, or, checked like a
+    file, `load_settings(None, environ={}, overrides={"fetcher": {"timeout": 3.0}})`.
+    """
+
+    declarations: Path = setting(Path("declarations"), "Folder of service declarations.")
+    data: Path = setting(Path("data"), "Folder holding the snapshots/ and versions/ git repositories.")
+    metadata: Path | None = setting(
+        None, "The collection's metadata file (OTA's metadata.yml); empty: metadata.yml beside the declarations folder.")
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    fetcher: FetcherSettings = field(default_factory=FetcherSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    feeds: FeedsSettings = field(default_factory=FeedsSettings)
+    webhooks: WebhooksSettings = field(default_factory=WebhooksSettings)
+    publish: PublishSettings = field(default_factory=PublishSettings)
+    dataset: DatasetSettings = field(default_factory=DatasetSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    source: Path | None = None  # the file read, if any (not a setting)
+
+
+def _table_value(value: Any) -> Any:
+    """A typed default as the reference table (and the TOML file) writes it."""
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    return "" if value is None else value
+
+
+def _sections() -> dict[str, type]:
+    """Section name -> its dataclass, in the order of `Settings` ("" is Settings' own keys)."""
+    sections: dict[str, type] = {"": Settings}
+    for item in fields(Settings):
+        factory = item.default_factory
+        if isinstance(factory, type) and is_dataclass(factory):
+            sections[item.name] = factory
+    return sections
+
+
+SECTIONS = _sections()
+
+# The reference of every setting: section -> key -> (default, help), derived from the
+# dataclasses above. A top-level key lives in section "".
 DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
-    "": {
-        "declarations": ("declarations", "Folder of service declarations."),
-        "data": ("data", "Folder holding the snapshots/ and versions/ git repositories."),
-        "metadata": ("", "The collection's metadata file (OTA's metadata.yml); empty: metadata.yml beside the declarations folder."),
-    },
-    "archive": {
-        "author_name": ("Termshift Bot", "Commit author name in both repositories."),
-        "author_email": ("bot@termshift.invalid", "Commit author e-mail."),
-        "snapshot_id_template": (
-            "./data/snapshots/%SNAPSHOT_ID",
-            "How version commits refer to their snapshots (%SNAPSHOT_ID is replaced).",
-        ),
-    },
-    "fetcher": {
-        "language": ("en", "Accept-Language: comma-separated language tags, without q-values."),
-        "user_agent": (
-            f"Termshift/{__version__} (+https://github.com/termshift/termshift)",
-            "User-Agent of the HTTP fetcher: name Termshift and a contact URL.",
-        ),
-        "timeout": (30.0, "Seconds before a fetch is abandoned."),
-        "per_host": (1, "Requests in flight at once on one host."),
-        "host_delay": (1.0, "Seconds between two requests to the same host."),
-        "max_body_bytes": (20 * 1024 * 1024, "Largest body accepted, in bytes."),
-        "max_redirects": (20, "Redirects followed before giving up."),
-        "robots_txt": (False, "Obey robots.txt (OTA does not)."),
-        "retries": (2, "Retries of a transient failure within a run."),
-        "browser_path": ("", "Chromium executable (empty: detected automatically)."),
-        "browser_endpoint": ("", "Remote browser to render on instead of a local Chromium: ws:// (Playwright or CDP) or http:// (CDP)."),
-        "browser_pages": (2, "Pages rendered at once by the browser."),
-        "wait_for_selectors": (10.0, "Seconds the browser waits for selectors to hold text."),
-        "allow_private_targets": (
-            [],
-            "Hosts or addresses pages may be fetched from although private or loopback (every redirect "
-            "and browser request is checked).",
-        ),
-    },
-    "schedule": {
-        "tracking": (
-            "30 */12 * * *",
-            "When tracking runs: a cron expression (5 fields) or `every <n>s|m|h|d`; empty: never.",
-        ),
-        "dataset": ("30 8 * * MON", "When the dataset is exported (same syntax); empty: never."),
-        "deliveries": (30.0, "Seconds between two webhook delivery passes; 0: no delivery job."),
-        "timezone": ("", "Time zone of the cron expressions, e.g. `Europe/Paris` (empty: the machine's)."),
-        "misfire_grace": (
-            43200.0,
-            "Seconds a missed run (machine off) may be late and still run, once, at start-up.",
-        ),
-        "stuck_after": (21600.0, "Seconds after which a running tracking run is reported stuck by /healthz."),
-        "refresh_index": (True, "Refresh the viewer's index after each tracking run."),
-    },
-    "web": {
-        "host": ("127.0.0.1", "Address the viewer listens on."),
-        "port": (5000, "Port the viewer listens on."),
-        "base_url": ("", "Public URL of the viewer, used in feeds and webhooks (empty: from the request, "
-                         "and feeds are not cached); production sets it."),
-        "admin_token": ("", "Token for the admin API and pages, at least 32 characters (empty: admin disabled)."),
-        "trusted_hosts": ([], "Host names the viewer answers to (other `Host` headers get 400); empty: any."),
-        "trusted_proxies": (0, "Reverse proxies in front of the viewer whose X-Forwarded-* headers are "
-                               "trusted (Werkzeug's ProxyFix); 0: none, the viewer is reached directly."),
-        "threads": (8, "Requests served at once by `termshift serve` (waitress threads)."),
-        "max_request_bytes": (1024 * 1024, "Largest request body accepted, in bytes (413 beyond)."),
-        "session_lifetime": (8 * 3600.0, "Seconds an admin login session lasts (logging out ends it sooner)."),
-        "login_rate_limit": ("10/minute", "Attempts at the /declare login form per client address, e.g. "
-                                          "`10/minute` (429 beyond)."),
-        "admin_rate_limit": ("300/minute", "Admin API and /declare requests per client address."),
-    },
-    "feeds": {
-        "length": (100, "Entries per feed."),
-        "tag_authority": ("", "`<domain>,<date>` of feed entry ids; set it once (empty: the viewer's host, 2026)."),
-    },
-    # Also the defaults of termshift.alerts.options (when it reads a plain dict).
-    "webhooks": {
-        "allow_private_targets": ([], "Hosts or addresses allowed although private or loopback."),
-        "timeout": (10.0, "Seconds before a webhook request is abandoned (connect, send and answer)."),
-        "concurrency": (8, "Webhook requests in flight at once."),
-        "retry_base": (60.0, "Seconds before the first retry; doubled after each failure."),
-        "retry_max": (86400.0, "Longest wait between two attempts, in seconds."),
-        "max_age": (3 * 86400.0, "Seconds after which an undelivered event is marked failed."),
-        "include_diff_max_bytes": (262144, "Largest unified diff put in a payload; longer ones are cut."),
-    },
-    "publish": {
-        "snapshots_remote": ("", "Git remote (URL or path) the snapshots repository is pushed to after each run."),
-        "versions_remote": ("", "Git remote (URL or path) the versions repository is pushed to after each run."),
-        "branch": ("main", "Branch the repositories are pushed to."),
-        "retries": (3, "Retries of a failed push, with a doubling wait."),
-        "backoff": (30.0, "Seconds before the first retry of a failed push."),
-        "timeout": (600.0, "Seconds before one `git push` is abandoned."),
-    },
-    "dataset": {
-        "title": ("Termshift", "Dataset title: names the ZIP file and heads its README."),
-        "directory": ("", "Folder of scheduled dataset exports (empty: `<data>/datasets`)."),
-        "versions_repository_url": ("", "Public URL of the versions repository, linked from the README."),
-        "keep": (8, "Scheduled exports kept in the folder (older ones are deleted); 0: keep all."),
-    },
-    "logging": {
-        "level": ("INFO", "Lowest level logged: DEBUG, INFO, WARNING or ERROR."),
-        "json": (False, "Log one JSON object per line (for log shippers) instead of text."),
-    },
+    section: {item.name: (_table_value(item.default), item.metadata["help"])
+              for item in fields(cls) if "help" in item.metadata}
+    for section, cls in SECTIONS.items()
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(TermshiftError, ValueError):
     """A bad configuration value; the message names the key and the reason."""
-
-
-@dataclass
-class Settings:
-    """All settings, as nested dicts: `settings["fetcher"]["language"]`."""
-
-    values: dict[str, dict[str, Any]] = field(default_factory=dict)
-    source: Path | None = None
-
-    def __getitem__(self, section: str) -> dict[str, Any]:
-        return self.values[section]
-
-    @property
-    def declarations(self) -> Path:
-        return Path(self.values[""]["declarations"])
-
-    @property
-    def data(self) -> Path:
-        return Path(self.values[""]["data"])
 
 
 def _coerce(key: str, default: Any, value: Any) -> Any:
@@ -182,9 +271,14 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
     if isinstance(default, list):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
-        if isinstance(value, list):
-            return value
+        if isinstance(value, list | tuple):
+            return list(value)
         raise ConfigError(f"{key}: expected a list, got {value!r}")
+    if key.startswith("fetcher.browser_endpoint") and isinstance(value, list | tuple):
+        # Several endpoints, a browser farm: a TOML list is the comma-separated string.
+        if not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{key}: expected a URL or a list of URLs, got {value!r}")
+        return ", ".join(item.strip() for item in value if item.strip())
     if not isinstance(value, str):
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     return value
@@ -197,6 +291,10 @@ def load_settings(
 ) -> Settings:
     """Read the configuration file (if any), then environment overrides, then `overrides`.
 
+    `overrides` is `{section: {key: value}}` (section "" for the top-level keys), checked
+    like the file: `load_settings(None, environ={}, overrides={"fetcher": {"timeout": 3.0}})`
+    is the defaults with one value changed (None values are ignored). The values are
+    checked here, once; what comes out is typed and nothing downstream checks it again.
     Raises ConfigError listing every bad value (key and reason), one per line.
     """
     environ = os.environ if environ is None else environ
@@ -243,7 +341,18 @@ def load_settings(
     if errors:
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(f"  {e}" for e in errors))
-    return Settings(values=values, source=Path(path) if path else None)
+    return _build(values, Path(path) if path else None)
+
+
+def _build(values: dict[str, dict[str, Any]], source: Path | None) -> Settings:
+    """The typed settings from checked values (as the reference table writes them)."""
+    top = values[""]
+    sections = {
+        section: cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values[section].items()})
+        for section, cls in SECTIONS.items() if section
+    }
+    return Settings(declarations=Path(top["declarations"]), data=Path(top["data"]),
+                    metadata=Path(top["metadata"]) if top["metadata"] else None, source=source, **sections)
 
 
 def _unknown_setting(section: str, key: str) -> str:
@@ -278,9 +387,9 @@ def _check(values: dict[str, dict[str, Any]]) -> list[str]:
         errors.append("fetcher.user_agent: must not be empty (name Termshift and a contact URL)")
     elif any(char in user_agent for char in "\r\n"):
         errors.append(f"fetcher.user_agent: must be on one line, got {user_agent!r}")
-    endpoint = fetcher["browser_endpoint"]
-    if endpoint and not endpoint.startswith(("ws://", "wss://", "http://", "https://")):
-        errors.append(f"fetcher.browser_endpoint: expected a ws:// or http:// URL, got {endpoint!r}")
+    for endpoint in (part.strip() for part in fetcher["browser_endpoint"].split(",")):
+        if endpoint and not endpoint.startswith(("ws://", "wss://", "http://", "https://")):
+            errors.append(f"fetcher.browser_endpoint: expected a ws:// or http:// URL, got {endpoint!r}")
     if "%SNAPSHOT_ID" not in values["archive"]["snapshot_id_template"]:
         errors.append("archive.snapshot_id_template: must contain %SNAPSHOT_ID")
     if not 0 < values["web"]["port"] < 65536:
@@ -335,6 +444,9 @@ def _check_web(web: dict[str, Any]) -> list[str]:
 
 def _is_base_url(value: str) -> bool:
     """An absolute http(s) URL with a host: feeds and webhooks put it before every link."""
+    # Imported here: termshift.schema pulls in jsonschema, which the fetch worker (it unpickles
+    # its FetcherSettings, so it imports this module) and most commands never need.
+
     return is_http_url(value) and not urlsplit(value).query and not urlsplit(value).fragment
 
 
@@ -362,9 +474,6 @@ def _is_tag_authority(value: str) -> bool:
 
 def _check_service(values: dict[str, dict[str, Any]]) -> list[str]:
     """Checks of the scheduler, publishing, dataset and logging settings."""
-    # Imported here: the scheduler module pulls in APScheduler, which most commands never need.
-    from termshift.scheduler import ScheduleError, parse_schedule, parse_timezone
-
     errors = []
     schedule = values["schedule"]
     timezone = None
@@ -399,78 +508,23 @@ def _check_service(values: dict[str, dict[str, Any]]) -> list[str]:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-_CONFIG_PATH_KEY = "termshift.config_path"  # where `config_option` keeps the path, in click's context
-
-
-def config_option(function: Any) -> Any:
-    """`--config PATH`: the configuration file of a command.
-
-    The value is not passed to the command: it is kept in the click context, where
-    `settings_for_command` (and `configured_path`) find it. So one line,
-    `@config_option`, gives a command the option, whatever its signature.
-    """
-
-    def remember(context: click.Context, _parameter: click.Parameter, value: Path | None) -> Path | None:
-        if value is not None:
-            context.meta[_CONFIG_PATH_KEY] = value
-        return value
-
-    return click.option(
-        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-        expose_value=False, is_eager=True, callback=remember, metavar="PATH",
-        help="Configuration file (default: $TERMSHIFT_CONFIG, else ./termshift.toml).",
-    )(function)
+_command_config_path: ContextVar[Path | None] = ContextVar("termshift_command_config_path", default=None)
 
 
 def configured_path() -> Path | None:
     """The `--config PATH` of the running command, if it was given (None outside a command)."""
-    context = click.get_current_context(silent=True)
-    return context.meta.get(_CONFIG_PATH_KEY) if context is not None else None
+    return _command_config_path.get()
 
 
-def settings_for_command(
-    config_path: Path | None = None,
-    declarations_dir: Path | None = None,
-    data_dir: Path | None = None,
-) -> Settings:
-    """Settings for a CLI command: command-line paths win over file and environment.
-
-    Without `config_path`, the command's `--config` (see `config_option`) is used.
-    A configuration error is turned into a click error (exit code 1) with the message.
-    """
-    config_path = config_path or configured_path()
-    overrides = {"": {"declarations": str(declarations_dir) if declarations_dir else None,
-                      "data": str(data_dir) if data_dir else None}}
+@contextmanager
+def using_config_path(path: Path | None) -> Iterator[None]:
+    """Make `path` the configuration file of `configured_path()` while a command runs
+    (termshift.commands.options.config_option does it for `--config`)."""
+    token = _command_config_path.set(path)
     try:
-        return load_settings(config_path, overrides=overrides)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
-
-
-@click.group("config")
-def config_group() -> None:
-    """Inspect the configuration (termshift.toml and TERMSHIFT_* variables)."""
-
-
-@config_group.command("check")
-@config_option
-def config_check() -> None:
-    """Report every bad value with its key and the reason; exit 1 if any."""
-    try:
-        settings = load_settings(configured_path())
-    except ConfigError as error:
-        click.echo(str(error), err=True)
-        raise SystemExit(1) from None
-    # The collection's metadata.yml is configuration too (imported here: it is a declarations-layer file).
-    from termshift.collection_metadata import read_metadata, settings_metadata_path
-
-    metadata = read_metadata(settings_metadata_path(settings))
-    for problem in metadata.errors:
-        click.echo(str(problem), err=True)
-    if metadata.errors:
-        raise SystemExit(1)
-    click.echo(f"configuration OK ({settings.source or 'defaults'})"
-               + (f", metadata OK ({metadata.path})" if metadata.exists else ""))
+        yield
+    finally:
+        _command_config_path.reset(token)
 
 
 def environment_variable(section: str, key: str) -> str:
@@ -506,9 +560,3 @@ def reference_markdown() -> str:
                      help_text.replace("|", "\\|")]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-@config_group.command("reference")
-def config_reference() -> None:
-    """Print the Markdown table of all settings (for the README)."""
-    click.echo(reference_markdown(), nl=False)

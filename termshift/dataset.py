@@ -1,4 +1,4 @@
-"""`termshift dataset`: the versions as a ZIP release, in Open Terms Archive's layout (§3.8).
+"""The dataset export (`termshift dataset`): the versions as a ZIP release, in Open Terms Archive's layout (§3.8).
 
     <name>.zip
     └── <name>/
@@ -26,7 +26,6 @@ import io
 import logging
 import os
 import re
-import sqlite3
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,9 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import click
-
-from termshift.config import Settings, settings_for_command
+from termshift.config import Settings
+from termshift.errors import TermshiftError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +66,7 @@ text is published at the address above and applies in full.
 """
 
 
-class DatasetError(RuntimeError):
+class DatasetError(TermshiftError, RuntimeError):
     """The dataset cannot be exported; the message says why."""
 
 
@@ -126,15 +124,13 @@ def _indexed_word_counts(data_dir: Path) -> dict[str, tuple[int, int]]:
     to date first: it is incremental, and after a run it already is). Empty when the
     index cannot be had (no viewer, read-only folder): counts are then computed here."""
     try:
-        from termshift.web.index import refresh_index
+        from termshift.web.index import refresh_index, word_counts
 
         refresh_index(data_dir)
-        with sqlite3.connect(f"file:{data_dir / 'index.sqlite'}?mode=ro", uri=True) as db:
-            rows = db.execute("SELECT commit_id, words_added, words_removed FROM versions").fetchall()
+        return word_counts(data_dir)
     except Exception as error:  # noqa: BLE001 - the export does not need the index, only its figures
         log.info("viewer index unavailable (%s): counting words for versions.csv", error)
         return {}
-    return {commit: (added, removed) for commit, added, removed in rows}
 
 
 def _versions(data_dir: Path) -> Iterator[_Row]:
@@ -269,36 +265,15 @@ def _human_date(moment: datetime | None) -> str:
 
 def scheduled_export(settings: Settings) -> dict[str, Any]:
     """The weekly export of the scheduler: into `dataset.directory`, keeping `dataset.keep` files."""
-    section = settings["dataset"]
-    directory = Path(section["directory"]) if section["directory"] else settings.data / "datasets"
-    name = archive_basename(section["title"], datetime.now(UTC))
-    summary = export_dataset(settings.data, directory / f"{name}.zip", title=section["title"],
-                             versions_repository_url=section["versions_repository_url"])
-    if section["keep"]:
-        prefix = archive_basename(section["title"], datetime.now(UTC))[: -len("YYYY-MM-DD")]
+    section = settings.dataset
+    directory = Path(section.directory) if section.directory else settings.data / "datasets"
+    name = archive_basename(section.title, datetime.now(UTC))
+    summary = export_dataset(settings.data, directory / f"{name}.zip", title=section.title,
+                             versions_repository_url=section.versions_repository_url)
+    if section.keep:
+        prefix = archive_basename(section.title, datetime.now(UTC))[: -len("YYYY-MM-DD")]
         exports = sorted(path for path in directory.glob(f"{prefix}*.zip") if path.is_file())
-        for old in exports[: -section["keep"]]:
+        for old in exports[: -section.keep]:
             old.unlink()
-            log.info("dataset %s deleted (dataset.keep = %d)", old, section["keep"])
+            log.info("dataset %s deleted (dataset.keep = %d)", old, section.keep)
     return summary.as_dict()
-
-
-@click.command("dataset")
-@click.option("--file", "-f", "file_name", default=None,
-              help="Name of the ZIP file (default: <dataset.title>-<YYYY-MM-DD>.zip in the current folder).")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder holding the versions/ repository (default: ./data).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).")
-def dataset_command(file_name: str | None, data_dir: Path | None, config_path: Path | None) -> None:
-    """Export every version to a ZIP dataset (OTA's layout, plus versions.csv)."""
-    settings = settings_for_command(config_path, data_dir=data_dir)
-    section = settings["dataset"]
-    output = Path(file_name) if file_name else Path(archive_basename(section["title"], datetime.now(UTC)))
-    try:
-        summary = export_dataset(settings.data, output, title=section["title"],
-                                 versions_repository_url=section["versions_repository_url"])
-    except DatasetError as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(f"{summary.path}: {summary.versions} versions of {len(summary.documents)} terms from "
-               f"{len(summary.services)} services ({_iso(summary.first)} to {_iso(summary.last)})")

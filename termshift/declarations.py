@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 import termshift.jsfilters  # noqa: F401  (registers the `.filters.js` kind of filters file)
 from termshift import schema
+from termshift.errors import ErrorKind, TermshiftError
 from termshift.filters import (
     BUILTIN_FILTERS,
     FILTERS_FILE_KINDS,
@@ -45,7 +46,6 @@ from termshift.filters import (
     builtin_names_redefined,
     call_problem,
 )
-from termshift.trackers.errors import ErrorKind, TermshiftError
 
 __all__ = [
     "Collection", "DeclarationError", "FilterCall", "Selectors", "Service", "ServiceFiles", "ServiceLoadError",

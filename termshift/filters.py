@@ -52,8 +52,8 @@ from urllib.parse import unquote_to_bytes, urljoin, urlsplit, urlunsplit
 from lxml import etree
 from lxml.html import HtmlElement
 
-from termshift.trackers.css import SelectorSyntaxError, compile_xpath
-from termshift.trackers.errors import ExtractError
+from termshift.errors import ExtractError, TermshiftError
+from termshift.selectors.css import SelectorSyntaxError, compile_xpath
 
 if TYPE_CHECKING:
     from termshift.declarations import SourceDocument
@@ -209,7 +209,7 @@ def removeQueryParams(document: HtmlElement, params: str | list[str], context: d
 
 
 def _css(selector: Any, filter_name: str) -> etree.XPath:
-    """The selector compiled by the engine extraction uses (browser semantics, see trackers.css)."""
+    """The selector compiled by the engine extraction uses (browser semantics, see termshift.selectors.css)."""
     if not isinstance(selector, str) or not selector.strip():
         raise ValueError(f"{filter_name}: 'selector' must be a non-empty CSS selector, got {selector!r}")
     try:
@@ -317,7 +317,7 @@ _BUILTIN_PARAMS: dict[str, tuple[Callable[[Any], Any], str]] = {
 MAX_FILTERS_FILE_BYTES = 1 << 20
 
 
-class FiltersFileError(Exception):
+class FiltersFileError(TermshiftError):
     """A `<id>.filters.py` that cannot be used; `line` is known for syntax and import errors."""
 
     def __init__(self, path: Path, reason: str, line: int | None = None) -> None:

@@ -2,36 +2,32 @@
 
 Everything here is read from the data folder's SQLite files, never from the memory of
 the process that ran the jobs, so the viewer (another process, perhaps restarted since)
-shows the same state as the scheduler, and metrics survive restarts:
+shows the same state as the scheduler, and metrics survive restarts. Each file is read
+through the read methods of the module that owns its tables (no SQL here):
 
-- `runs.sqlite` (written by the tracking run, termshift.trackers.run): table `runs`,
-  one row per run, and `document_status`, one row per (service, terms type) with its
-  last success, failing-since date, error kind, consecutive failures, blocked flag;
-- `scheduler.sqlite` (ours): APScheduler's `apscheduler_jobs` (next run times),
-  `run_history` (every job execution, skip or miss; termshift.scheduler) and
-  `publish_log` (termshift.publish);
+- `runs.sqlite` (termshift.trackers.status `RunStore`, written by the tracking run): the
+  runs, newest first, the latest finished run's summary, and each terms' status (last
+  success, failing-since date, error kind, consecutive failures, blocked);
+- `scheduler.sqlite`: the job history and next run times (termshift.job_history) and
+  the publish log (termshift.publish);
 - `alerts.sqlite` (termshift.alerts): the webhook outbox, for the delivery backlog.
 
 Any of them may be absent (a fresh install, the scheduler never started): the
 corresponding part is then empty, never an error.
 
-Public: `connect_state`, `state_path`, `status(settings)`, `healthz(settings)`,
-`StateCollector`, `metrics_registry(settings)`.
+Public: `status(settings)`, `healthz(settings)`, `StateCollector`, `metrics_registry(settings)`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -41,73 +37,27 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from termshift import __version__
+from termshift import __version__, job_history, publish
+from termshift.alerts import outbox
+from termshift.alerts import store as alerts_store
+from termshift.archive_repo.log_reader import (
+    GitError,
+    count_commits,
+    head_commit,
+    is_repository,
+    looks_like_repository,
+)
+from termshift.config import Settings
 from termshift.locking import describe_holder, process_alive, read_holder
-from termshift.sqlite_wal import connect as connect_private
-from termshift.sqlite_wal import enable_wal
+from termshift.trackers.status import RUNS_FILE, RunRecord, RunStore
 
-STATE_FILE = "scheduler.sqlite"
-RUNS_FILE = "runs.sqlite"
-ALERTS_FILE = "alerts.sqlite"
-DEFAULT_STUCK_AFTER = 6 * 3600.0
 # Durations of runs and documents range from a second (a small collection) to an hour.
 RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 DOCUMENT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
-
-
-# --- the service's own state database ------------------------------------------------------
-
-def state_path(data_dir: Path) -> Path:
-    return Path(data_dir) / STATE_FILE
-
-
-@contextmanager
-def connect_state(data_dir: Path) -> Iterator[sqlite3.Connection]:
-    """A connection to `<data>/scheduler.sqlite` (WAL, so readers never wait for writers);
-    committed and closed on exit. Several processes write it: waits for locks up to 60 s."""
-    db = connect_private(state_path(data_dir), timeout=60)
-    try:
-        db.row_factory = sqlite3.Row
-        enable_wal(db)
-        db.execute("PRAGMA busy_timeout=60000")
-        yield db
-        db.commit()
-    finally:
-        db.close()
+T = TypeVar("T")
 
 
 # --- reading helpers ------------------------------------------------------------------------
-
-@contextmanager
-def _read(path: Path) -> Iterator[sqlite3.Connection | None]:
-    """A read-only connection, or None when the file does not exist (yet)."""
-    if not path.is_file():
-        yield None
-        return
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        db.row_factory = sqlite3.Row
-        yield db
-    finally:
-        db.close()
-
-
-def _has_table(db: sqlite3.Connection | None, name: str) -> bool:
-    return db is not None and db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-    ).fetchone() is not None
-
-
-def _rows(path: Path, table: str, query: str, parameters: tuple = ()) -> list[dict[str, Any]]:
-    """Rows of `query` as dicts; [] when the file or the table is missing, or unreadable."""
-    try:
-        with _read(path) as db:
-            if not _has_table(db, table):
-                return []
-            return [dict(row) for row in db.execute(query, parameters)]
-    except sqlite3.Error:
-        return []
-
 
 def to_epoch(value: Any) -> float | None:
     """Unix time from a number, an ISO 8601 string (`Z` or offset; naive means UTC) or a datetime."""
@@ -135,61 +85,41 @@ def iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _json_object(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str | bytes):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return {}
-        return parsed if isinstance(parsed, dict) else {}
-    return {}
-
-
 # --- tracking runs and documents (runs.sqlite) ----------------------------------------------
 
-_RUN_TIME_COLUMNS = ("started_at", "finished_at")
-_RUN_OTHER_COLUMNS = ("id", "run_id", "status", "outcome", "error", "message", "counts", "stopped", "pid", "host")
+def _from_runs(data_dir: Path, read: Callable[[RunStore], T], default: T) -> T:
+    """What `read` gets from runs.sqlite; `default` when the file is missing or unreadable."""
+    try:
+        store = RunStore.open_read_only(Path(data_dir) / RUNS_FILE)
+        if store is None:
+            return default
+        with store:
+            return read(store)
+    except sqlite3.Error:
+        return default
 
 
-def _normalise_run(row: dict[str, Any]) -> dict[str, Any]:
-    """A `runs` row in one shape: started/finished (Unix), duration, status, counts.
-
-    Counts come from a JSON `counts` column, else from the row's other numeric columns,
-    so the page keeps working whatever exact columns the tracking run writes.
-    """
-    started, finished = to_epoch(row.get("started_at")), to_epoch(row.get("finished_at"))
-    counts = _json_object(row.get("counts"))
-    if not counts:
-        counts = {
-            key: value for key, value in row.items()
-            if key not in _RUN_TIME_COLUMNS + _RUN_OTHER_COLUMNS and isinstance(value, int | float)
-            and not isinstance(value, bool)
-        }
-    status = row.get("status") or row.get("outcome") or ("running" if finished is None else "finished")
+def _run_as_dict(run: RunRecord) -> dict[str, Any]:
+    """A run in the status page's shape: started/finished (Unix), duration, status, counts."""
+    started, finished = to_epoch(run.started_at), to_epoch(run.finished_at)
     return {
-        "id": row.get("id", row.get("run_id")),
+        "id": run.id,
         "started_at": started,
         "finished_at": finished,
         "duration": finished - started if started is not None and finished is not None else None,
-        "status": str(status),
-        "counts": counts,
-        "error": row.get("error") or row.get("message") or None,
+        "status": str(run.status or ("running" if finished is None else "finished")),
+        "counts": run.counts,
+        "error": run.error,
     }
-
-
-def _run_columns(path: Path) -> str:
-    """The `runs` columns to read: all but `summary` (per-terms results, large; read alone)."""
-    columns = [row["name"] for row in _rows(path, "runs", "PRAGMA table_info(runs)")]
-    return ", ".join(f'"{name}"' for name in columns if name != "summary") or "*"
 
 
 def read_runs(data_dir: Path, limit: int | None = 20) -> list[dict[str, Any]]:
     """Tracking runs recorded by the tracking run itself, newest first."""
-    path = Path(data_dir) / RUNS_FILE
-    query = f"SELECT {_run_columns(path)} FROM runs ORDER BY rowid DESC" + (f" LIMIT {int(limit)}" if limit else "")
-    return [_normalise_run(row) for row in _rows(path, "runs", query)]
+    return [_run_as_dict(run) for run in _from_runs(data_dir, lambda store: store.latest_runs(limit), [])]
+
+
+def _last_summary(data_dir: Path) -> dict[str, Any]:
+    return _from_runs(data_dir, RunStore.last_finished_summary, {})
 
 
 def last_run_documents(data_dir: Path) -> list[dict[str, Any]]:
@@ -198,107 +128,62 @@ def last_run_documents(data_dir: Path) -> list[dict[str, Any]]:
     From the run's own `summary` in runs.sqlite; else from what the scheduler kept of
     its last tracking run (`run_documents`), for a tracking function without runs.sqlite.
     """
-    rows = _rows(Path(data_dir) / RUNS_FILE, "runs",
-                 "SELECT summary FROM runs WHERE finished_at IS NOT NULL ORDER BY rowid DESC LIMIT 1")
-    if rows:
-        documents = _json_object(rows[0]["summary"]).get("documents")
-        if isinstance(documents, list):
-            return [document for document in documents if isinstance(document, dict)]
-    return _rows(state_path(data_dir), "run_documents",
-                 "SELECT * FROM run_documents WHERE run_id = (SELECT MAX(run_id) FROM run_documents)")
+    documents = _last_summary(data_dir).get("documents")
+    if isinstance(documents, list):
+        return [document for document in documents if isinstance(document, dict)]
+    return job_history.last_run_documents(data_dir)
 
 
 def read_documents(data_dir: Path) -> list[dict[str, Any]]:
-    """`document_status` rows: failing first (longest failing first), then by service and type."""
-    rows = _rows(Path(data_dir) / RUNS_FILE, "document_status", "SELECT * FROM document_status")
-    documents = []
-    for row in rows:
-        documents.append({
-            "service_id": row.get("service_id"),
-            "terms_type": row.get("terms_type"),
-            "last_success": to_epoch(row.get("last_success")),
-            "failing_since": to_epoch(row.get("failing_since")),
-            "error_kind": row.get("error_kind") or None,
-            "error": row.get("error") or None,
-            "consecutive_failures": int(row.get("consecutive_failures") or 0),
-            "blocked": _blocked_count(row.get("blocked")),
-        })
+    """Each terms' status: failing first (longest failing first), then by service and type."""
+    documents = [
+        {
+            "service_id": document.service_id,
+            "terms_type": document.terms_type,
+            "last_success": to_epoch(document.last_success),
+            "failing_since": to_epoch(document.failing_since),
+            "error_kind": document.error_kind,
+            "error": document.error,
+            "consecutive_failures": document.consecutive_failures,
+            "blocked": document.blocked,
+        }
+        for document in _from_runs(data_dir, RunStore.document_statuses, [])
+    ]
     documents.sort(key=lambda d: (d["failing_since"] is None, d["failing_since"] or 0,
                                   str(d["service_id"]), str(d["terms_type"])))
     return documents
 
 
-def _blocked_count(value: Any) -> int:
-    """`blocked` as a number of blocked pages (stored as a flag, a count or a JSON list)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return 1 if value else 0
-    if isinstance(value, list):
-        return len(value)
-    return int(value or 0)
-
-
-# --- our own state (scheduler.sqlite) -------------------------------------------------------
+# --- the scheduler's state (scheduler.sqlite) -----------------------------------------------
 
 def read_history(data_dir: Path, job_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
     """run_history rows, newest first."""
-    where, parameters = ("WHERE job_id = ?", (job_id,)) if job_id else ("", ())
-    rows = _rows(state_path(data_dir), "run_history",
-                 f"SELECT * FROM run_history {where} ORDER BY id DESC LIMIT {int(limit)}", parameters)
-    for row in rows:
-        row["counts"] = _json_object(row.get("counts"))
-        finished = row.get("finished_at")
-        row["duration"] = finished - row["started_at"] if finished is not None else None
-    return rows
+    return job_history.recent_runs(data_dir, job_id, limit)
 
 
 def read_next_runs(data_dir: Path) -> dict[str, float | None]:
-    """Next run time of each scheduled job, from APScheduler's table (no unpickling needed)."""
-    rows = _rows(state_path(data_dir), "apscheduler_jobs", "SELECT id, next_run_time FROM apscheduler_jobs")
-    return {row["id"]: row["next_run_time"] for row in rows}
+    """Next run time of each scheduled job."""
+    return job_history.next_run_times(data_dir)
 
 
 def read_publish(data_dir: Path) -> list[dict[str, Any]]:
     """The last push of each repository, with the time of its last success."""
-    return _rows(
-        state_path(data_dir), "publish_log",
-        "SELECT p.*, (SELECT MAX(finished_at) FROM publish_log s WHERE s.repository = p.repository AND s.ok = 1)"
-        " AS last_success, (SELECT COUNT(*) FROM publish_log f WHERE f.repository = p.repository AND f.ok = 0)"
-        " AS failures FROM publish_log p WHERE p.id IN (SELECT MAX(id) FROM publish_log GROUP BY repository)"
-        " ORDER BY p.repository",
-    )
+    return publish.last_pushes(data_dir)
 
 
 def read_deliveries(data_dir: Path) -> dict[str, Any] | None:
     """Outbox counts per status and the age of the oldest undelivered event; None without alerts."""
-    path = Path(data_dir) / ALERTS_FILE
-    rows = _rows(path, "outbox", "SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox GROUP BY status")
-    if not rows and not path.is_file():
+    summary = outbox.status_summary(data_dir)
+    if summary is None:
         return None
-    counts = {status: 0 for status in ("pending", "delivering", "delivered", "failed", "cancelled")}
-    oldest = None
-    for row in rows:
-        counts[row["status"]] = row["n"]
-        if row["status"] in ("pending", "delivering") and row["oldest"] is not None:
-            oldest = row["oldest"] if oldest is None else min(oldest, row["oldest"])
+    counts, oldest = summary
     return {"counts": counts, "backlog": counts["pending"] + counts["delivering"],
             "oldest_pending_age": time.time() - oldest if oldest is not None else None}
 
 
 def alerts_problem(data_dir: Path) -> str | None:
     """Why `alerts.sqlite` cannot be read (SQLite's words), or None when it can (or does not exist yet)."""
-    path = Path(data_dir) / ALERTS_FILE
-    if not path.is_file():
-        return None
-    try:
-        with _read(path) as db:
-            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-            db.execute("PRAGMA user_version").fetchone()
-    except sqlite3.Error as error:
-        return str(error)
-    return None
+    return alerts_store.unreadable(data_dir)
 
 
 def problems(data_dir: Path) -> list[dict[str, str]]:
@@ -307,7 +192,7 @@ def problems(data_dir: Path) -> list[dict[str, str]]:
     found = []
     alerts = alerts_problem(data_dir)
     if alerts is not None:
-        path = Path(data_dir) / ALERTS_FILE
+        path = alerts_store.database_path(data_dir)
         found.append({
             "what": "alerts_database",
             "public": "The alerts database cannot be read: webhook and Apprise deliveries are stopped, "
@@ -339,41 +224,26 @@ def versions_in_repository(repository: Path) -> int | None:
 
     Counted from git, not from run summaries: a version committed by a run that was then
     killed before writing its summary is counted too. Recounted only when HEAD moves."""
-    environment = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
-
-    def git(*arguments: str) -> str | None:
-        try:
-            completed = subprocess.run(["git", "-C", str(repository), *arguments], capture_output=True,
-                                       text=True, timeout=60, env=environment, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return completed.stdout.strip() if completed.returncode == 0 else None
-
-    if not (Path(repository) / ".git").exists() and not (Path(repository) / "HEAD").is_file():
+    if not looks_like_repository(repository):
         return None
-    head = git("rev-parse", "--verify", "--quiet", "HEAD")
-    if head is None:
-        return 0 if git("rev-parse", "--git-dir") is not None else None  # a repository with no commit yet
-    with _version_counts_lock:
-        cached = _version_counts.get(Path(repository))
-    if cached and cached[0] == head:
-        return cached[1]
-    counted = git("rev-list", "--count", head, "--", "*/*")  # commits of record files, not of a README
-    if counted is None or not counted.isdigit():
+    try:
+        head = head_commit(repository)
+        if head is None:
+            return 0 if is_repository(repository) else None  # a repository with no commit yet
+        with _version_counts_lock:
+            cached = _version_counts.get(Path(repository))
+        if cached and cached[0] == head:
+            return cached[1]
+        # Commits of record files, not of a README.
+        counted = count_commits(repository, None, head, pathspecs=("*/*",), include_merges=True, timeout=60)
+    except (GitError, OSError, ValueError):
         return None
     with _version_counts_lock:
-        _version_counts[Path(repository)] = (head, int(counted))
-    return int(counted)
+        _version_counts[Path(repository)] = (head, counted)
+    return counted
 
 
 # --- the status page ------------------------------------------------------------------------
-
-def _settings_value(settings: Any, section: str, key: str, default: Any) -> Any:
-    try:
-        return settings[section][key]
-    except (KeyError, TypeError):
-        return default
-
 
 def last_run(data_dir: Path) -> dict[str, Any] | None:
     """The latest finished tracking run: from runs.sqlite, else from the scheduler's history."""
@@ -391,16 +261,14 @@ def last_run(data_dir: Path) -> dict[str, Any] | None:
 def last_run_skipped_services(data_dir: Path) -> list[dict[str, Any]]:
     """Services the latest finished tracking run left out because their files do not load:
     `[{"service_id", "errors": ["<file>: <json path>: <reason>", …]}]`."""
-    rows = _rows(Path(data_dir) / RUNS_FILE, "runs",
-                 "SELECT summary FROM runs WHERE finished_at IS NOT NULL ORDER BY rowid DESC LIMIT 1")
-    skipped = _json_object(rows[0]["summary"]).get("skipped_services") if rows else None
+    skipped = _last_summary(data_dir).get("skipped_services")
     if not isinstance(skipped, list):
         return []
     return [{"service_id": str(item.get("service_id")), "errors": [str(error) for error in item.get("errors") or []]}
             for item in skipped if isinstance(item, dict)]
 
 
-def status(settings: Any, details: bool = True) -> dict[str, Any]:
+def status(settings: Settings, details: bool = True) -> dict[str, Any]:
     """Everything the status page shows, as JSON-able data (times as ISO 8601 strings).
 
     `details=False` is the public view: what is wrong in plain words, without the push
@@ -496,7 +364,7 @@ def _check_repository(path: Path) -> tuple[bool, str, str]:
     return True, "readable", "readable"
 
 
-def healthz(settings: Any, details: bool = True) -> tuple[bool, dict[str, Any]]:
+def healthz(settings: Settings, details: bool = True) -> tuple[bool, dict[str, Any]]:
     """(healthy, body) for probes: data folder and repositories readable, no stuck run.
 
     `details=False` (the public probe) says what is wrong in plain words, without paths
@@ -511,7 +379,7 @@ def healthz(settings: Any, details: bool = True) -> tuple[bool, dict[str, Any]]:
     check("data_dir", *_check_readable_dir(data_dir))
     for name in ("snapshots", "versions"):
         check(name, *_check_repository(data_dir / name))
-    stuck_after = float(_settings_value(settings, "schedule", "stuck_after", DEFAULT_STUCK_AFTER))
+    stuck_after = settings.schedule.stuck_after
     running = running_run(data_dir)
     if running and running["elapsed"] is not None and running["elapsed"] > stuck_after:
         public = (f"a tracking run has been in progress for {running['elapsed']:.0f} s "
@@ -639,12 +507,11 @@ class StateCollector(Collector):
                                    "(ok, failed, stopped, skipped, missed, interrupted).", labels=["job", "status"])
         running = GaugeMetricFamily("termshift_scheduler_jobs_running", "Executions of each job in progress now.",
                                     labels=["job"])
-        for row in _rows(state_path(self.data_dir), "run_history",
-                         "SELECT job_id, status, COUNT(*) AS n FROM run_history GROUP BY job_id, status"):
-            if row["status"] == "running":
-                running.add_metric([row["job_id"]], row["n"])
+        for job_id, job_status, executions in job_history.status_counts(self.data_dir):
+            if job_status == "running":
+                running.add_metric([job_id], executions)
             else:
-                jobs.add_metric([row["job_id"], row["status"]], row["n"])
+                jobs.add_metric([job_id, job_status], executions)
         yield jobs
         yield running
         next_runs = GaugeMetricFamily("termshift_scheduler_next_run_timestamp_seconds", "Next run of each job.",
@@ -693,7 +560,7 @@ class StateCollector(Collector):
         yield success
 
 
-def metrics_registry(settings: Any) -> CollectorRegistry:
+def metrics_registry(settings: Settings) -> CollectorRegistry:
     """A registry holding only Termshift's state collector (no process metrics of the viewer)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StateCollector(Path(settings.data)))

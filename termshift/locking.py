@@ -28,11 +28,13 @@ from typing import Any
 
 import filelock
 
+from termshift.errors import TermshiftError
+
 LOCK_FILE = "tracking.lock"
 HOLDER_FILE = "tracking.lock.json"
 
 
-class RunLockBusy(RuntimeError):
+class RunLockBusy(TermshiftError, RuntimeError):
     """Another run holds the lock; `holder` says who, when known."""
 
     def __init__(self, lock_path: Path, holder: dict[str, Any] | None) -> None:

@@ -1,6 +1,6 @@
 """Logging for the service: plain text for people, or one JSON object per line for shippers.
 
-`configure(settings, json_output=None)` sets the root logger from `[logging]` (`level`,
+`configure(settings.logging, json_output=None)` sets the root logger from `[logging]` (`level`,
 `json`; `--log-json` wins). Structured fields go in `extra=`: the JSON formatter writes
 every non-standard attribute of a record as a field, so
 
@@ -21,6 +21,8 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+
+from termshift.config import LoggingSettings
 
 log = logging.getLogger("termshift.run")
 
@@ -51,13 +53,16 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def configure(settings: Any = None, json_output: bool | None = None, stream: Any = None) -> logging.Handler:
+def configure(
+    settings: LoggingSettings | None = None, json_output: bool | None = None, stream: Any = None,
+) -> logging.Handler:
     """Send the root logger's records to `stream` (stderr) as text or JSON; return the handler.
 
+    `settings` is the `[logging]` section (`Settings.logging`; None: INFO, as text).
     Replaces the handler a previous call installed, so calling twice does not double lines.
     """
-    section = settings["logging"] if settings is not None else {"level": "INFO", "json": False}
-    use_json = section["json"] if json_output is None else json_output
+    section = settings if settings is not None else LoggingSettings()
+    use_json = section.json if json_output is None else json_output
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if use_json else logging.Formatter(TEXT_FORMAT))
     handler.set_name("termshift")
@@ -66,7 +71,7 @@ def configure(settings: Any = None, json_output: bool | None = None, stream: Any
         if existing.get_name() == "termshift":
             root.removeHandler(existing)
     root.addHandler(handler)
-    root.setLevel(str(section["level"]).upper())
+    root.setLevel(section.level.upper())
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     return handler

@@ -7,8 +7,9 @@ retried `publish.retries` times with a doubling wait from `publish.backoff` seco
 A run finishing while a push of a repository is still going just asks for one more
 push of it afterwards (pushes coalesce: the newest HEAD is what matters).
 
-Every attempt's outcome is a row of `publish_log` in `<data>/scheduler.sqlite`; the
-status page shows the last one per repository. Remote URLs are logged with any
+Every attempt's outcome is a row of `publish_log` in `<data>/scheduler.sqlite` (this
+module owns that table); the status page and /metrics show the last one per repository
+(`last_pushes`). Remote URLs are logged with any
 password removed.
 
 Remotes are given as URLs or paths (`publish.snapshots_remote`, `publish.versions_remote`)
@@ -29,11 +30,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from termshift import health
+from termshift.config import Settings
+from termshift.errors import TermshiftError
+from termshift.job_history import connect_state, read_state
 
 log = logging.getLogger(__name__)
-
-REPOSITORIES = ("snapshots", "versions")
 
 PUBLISH_SCHEMA = """
 CREATE TABLE IF NOT EXISTS publish_log (
@@ -51,7 +52,19 @@ CREATE TABLE IF NOT EXISTS publish_log (
 LOG_KEPT = 1000
 
 
-class PublishError(RuntimeError):
+def last_pushes(data_dir: Path) -> list[dict[str, Any]]:
+    """The last push of each repository (a `publish_log` row), with `last_success` (when it
+    last succeeded) and `failures` (failed pushes kept in the log); [] before any push."""
+    return read_state(
+        data_dir, "publish_log",
+        "SELECT p.*, (SELECT MAX(finished_at) FROM publish_log s WHERE s.repository = p.repository AND s.ok = 1)"
+        " AS last_success, (SELECT COUNT(*) FROM publish_log f WHERE f.repository = p.repository AND f.ok = 0)"
+        " AS failures FROM publish_log p WHERE p.id IN (SELECT MAX(id) FROM publish_log GROUP BY repository)"
+        " ORDER BY p.repository",
+    )
+
+
+class PublishError(TermshiftError, RuntimeError):
     """A push failed; the message holds git's own words."""
 
 
@@ -181,18 +194,19 @@ class Publisher:
         # never holds up the push of the other repository.
         self._workers = {name: _Worker(name, self._publish_one, remote, self.stop_event)
                          for name, remote in self.remotes.items()}
-        with health.connect_state(self.data_dir) as db:
+        with connect_state(self.data_dir) as db:
             db.executescript(PUBLISH_SCHEMA)
 
     @classmethod
-    def from_settings(cls, settings: Any, stop_event: threading.Event | None = None) -> Publisher | None:
+    def from_settings(cls, settings: Settings, stop_event: threading.Event | None = None) -> Publisher | None:
         """The publisher `[publish]` describes, or None when no remote is configured."""
-        section = settings["publish"]
-        remotes = {name: local_path_resolved(section[f"{name}_remote"]) for name in REPOSITORIES}
+        section = settings.publish
+        remotes = {"snapshots": local_path_resolved(section.snapshots_remote),
+                   "versions": local_path_resolved(section.versions_remote)}
         if not any(remotes.values()):
             return None
-        return cls(Path(settings.data), remotes, branch=section["branch"], retries=section["retries"],
-                   backoff=section["backoff"], timeout=section["timeout"], stop_event=stop_event)
+        return cls(Path(settings.data), remotes, branch=section.branch, retries=section.retries,
+                   backoff=section.backoff, timeout=section.timeout, stop_event=stop_event)
 
     def publish(self) -> list[PushResult]:
         """Push every configured repository now, all at once (each with its retries); record and
@@ -255,7 +269,7 @@ class Publisher:
         return result
 
     def _record(self, result: PushResult) -> None:
-        with health.connect_state(self.data_dir) as db:
+        with connect_state(self.data_dir) as db:
             db.execute(
                 "INSERT INTO publish_log (repository, remote, ok, attempts, started_at, finished_at, head, error)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

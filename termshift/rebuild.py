@@ -24,16 +24,14 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import click
 
 from termshift.archive_repo import Archive, RecordRepository, Snapshot, Version
 from termshift.archive_repo.archive import archive_options
+from termshift.config import Settings
 from termshift.declarations import Collection, Service, SourceDocument, Terms, load_collection
+from termshift.errors import ExtractError, TermshiftError
 from termshift.jsfilters import filters_at
 from termshift.logs import progress_bar
-from termshift.trackers.errors import TermshiftError
 from termshift.trackers.extract import extract
 
 log = logging.getLogger("termshift.rebuild")
@@ -154,7 +152,7 @@ class _Extractor:
             return self._memo[key]
         content = snapshot.content
         if content is None or content in ("", b""):
-            raise TermshiftError(f"Empty content for source document {document.location} in snapshot {snapshot.id}")
+            raise ExtractError(f"Empty content for source document {document.location} in snapshot {snapshot.id}")
         markdown = extract(content, snapshot.mime_type, document, filters_at(service.filters, snapshot.fetch_date))
         if len(self._memo) > 256:  # only combined terms need it; keep it bounded
             self._memo.clear()
@@ -190,7 +188,7 @@ def rebuild(
     *,
     services: Iterable[str] | None = None,
     types: Iterable[str] | None = None,
-    settings: Any | None = None,
+    settings: Settings | None = None,
     progress: bool = False,
     on_snapshot: SnapshotCallback | None = None,
 ) -> ReplaySummary:
@@ -206,7 +204,7 @@ def rebuild(
     if not (Path(snapshots_path) / ".git").exists() and not (Path(snapshots_path) / "HEAD").exists():
         raise RebuildError(f"{snapshots_path}: not a git repository")
     snapshots = RecordRepository(snapshots_path, "snapshots", read_only=True)
-    versions = RecordRepository(versions_path, "versions", **archive_options(settings))
+    versions = RecordRepository(versions_path, "versions", **archive_options(settings.archive if settings else None))
     try:
         existing = versions.count()
         if existing:
@@ -256,7 +254,7 @@ def _replay(
             except NotDeclared as skip:
                 error = skip
                 report.skipped += 1
-            except (TermshiftError, ValueError) as failure:
+            except (RebuildError, ExtractError, ValueError) as failure:  # ValueError: text no parser takes
                 error = failure
                 report.fail(_first_line(failure))
             if markdown is not None and markdown != last_markdown.get(key):
@@ -291,7 +289,7 @@ def _markdown_at(
     extractor: _Extractor,
 ) -> str | None:
     """The Markdown of the terms as of `snapshot`, or None while a combined document
-    has no snapshot yet. Raises TermshiftError when extraction fails."""
+    has no snapshot yet. Raises ExtractError when extraction fails, RebuildError for a blocked page."""
     service = collection.services.get(snapshot.service_id)
     if service is None:
         raise NotDeclared(f'no declaration for service "{snapshot.service_id}"')
@@ -323,7 +321,7 @@ def apply_technical_upgrades(
     *,
     services: Iterable[str] | None = None,
     types: Iterable[str] | None = None,
-    settings: Any | None = None,
+    settings: Settings | None = None,
     progress: bool = False,
 ) -> ReplaySummary:
     """Re-extract each document's latest snapshot with the current declarations.
@@ -344,7 +342,7 @@ def apply_technical_upgrades(
         for terms in service.terms.values()
         if wanted_types is None or terms.type in wanted_types
     ]
-    with Archive.open(data_dir, settings) as archive:
+    with Archive.open(data_dir, settings.archive if settings else None) as archive:
         bar = progress_bar(len(jobs), progress, unit="terms")
         try:
             for service, terms in jobs:
@@ -353,7 +351,7 @@ def apply_technical_upgrades(
                 report = summary.documents[key]
                 try:
                     version = _upgrade(archive, service, terms, extractor, report)
-                except TermshiftError as failure:
+                except ExtractError as failure:
                     report.fail(_first_line(failure))
                     continue
                 if version is not None:
@@ -393,85 +391,3 @@ def _upgrade(
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
-
-
-# ------------------------------------------------------------------ commands
-
-from termshift.cli import data_option, declarations_option, services_option, types_option  # noqa: E402
-from termshift.config import config_option, settings_for_command  # noqa: E402
-
-
-@click.command("rebuild")
-@declarations_option
-@click.option("--snapshots", "snapshots_path", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="The snapshots git repository to read (an OTA snapshots repo works).")
-@click.option("--versions", "versions_path", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="The versions git repository to write (created when missing; must hold no version).")
-@services_option
-@types_option
-@config_option
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def rebuild_command(
-    declarations_dir: Path | None,
-    snapshots_path: Path,
-    versions_path: Path,
-    services: tuple[str, ...],
-    types: tuple[str, ...],
-    quiet: bool,
-) -> None:
-    """Re-extract a whole snapshots history into a versions repository.
-
-    Snapshots are read oldest first; each is extracted with the declaration in
-    force at its fetch date (history files included), and a version is recorded
-    only when the Markdown changes. Prints a summary with the failures per
-    document. A service whose declaration, history or filters file does not load
-    is skipped whole and reported; the others are replayed. Exit 0 when the
-    replay completed, 1 when it could not start, 3 when it completed but skipped
-    such services.
-    """
-    settings = settings_for_command(declarations_dir=declarations_dir)
-    try:
-        summary = rebuild(
-            settings.declarations, snapshots_path, versions_path,
-            services=services or None, types=types or None, settings=settings, progress=not quiet,
-        )
-    except TermshiftError as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(summary.describe())
-    if summary.skipped_services:
-        click.get_current_context().exit(EXIT_SERVICES_SKIPPED)
-
-
-@click.command("apply-technical-upgrades")
-@declarations_option
-@data_option
-@services_option
-@types_option
-@config_option
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def apply_technical_upgrades_command(
-    declarations_dir: Path | None,
-    data_dir: Path | None,
-    services: tuple[str, ...],
-    types: tuple[str, ...],
-    quiet: bool,
-) -> None:
-    """Re-extract each document's latest snapshot with the current declarations.
-
-    Records a version marked "Apply technical or declaration upgrade on …" when
-    the result differs from the latest version (after a selector fix, a filter
-    change or an engine upgrade). Nothing is fetched. Exit 0 when done, 1 when
-    it could not start, 3 when services whose declaration, history or filters
-    file does not load were skipped (the others were upgraded).
-    """
-    settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
-    try:
-        summary = apply_technical_upgrades(
-            settings.declarations, settings.data,
-            services=services or None, types=types or None, settings=settings, progress=not quiet,
-        )
-    except TermshiftError as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(summary.describe())
-    if summary.skipped_services:
-        click.get_current_context().exit(EXIT_SERVICES_SKIPPED)

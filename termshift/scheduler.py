@@ -15,7 +15,8 @@ ids, so a restart neither loses nor duplicates them:
 
 A run missed while the machine was off runs once at start-up (coalesce), if it is no
 later than `schedule.misfire_grace`. Each execution leaves a row in the `run_history`
-table (same file), read by the status page and /metrics (termshift.health).
+table (same file; termshift.job_history owns it), read by the status page and /metrics
+(termshift.health).
 
 SIGTERM or SIGINT: the running tracking run is told to stop (its `stop_event`); it
 finishes the document it is recording, leaving both repositories consistent; then the
@@ -27,21 +28,16 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import logging
 import os
-import re
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import click
 import filelock
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -49,13 +45,13 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from termshift import health, logs
-from termshift.config import Settings, settings_for_command
-from termshift.locking import RunLock, RunLockBusy, process_alive
+from termshift.config import Settings
+from termshift.job_history import JOBS_TABLE, RunHistory, state_path
+from termshift.locking import RunLock, RunLockBusy
 from termshift.publish import Publisher
+from termshift.schedules import parse_schedule, parse_timezone
 
 log = logging.getLogger(__name__)
 
@@ -64,148 +60,8 @@ JOB_DELIVERIES = "deliveries"
 JOB_DATASET = "dataset"
 # Held while a scheduler creates its job table and registers its jobs (see start).
 START_LOCK_FILE = "scheduler.start.lock"
-HISTORY_KEPT = 5000  # run_history rows kept (deliveries only write a row when they sent something)
 
 TrackingFunction = Callable[..., Any]
-
-
-class ScheduleError(ValueError):
-    """A schedule expression or time zone that cannot be used; the message says why."""
-
-
-# --- schedule expressions -------------------------------------------------------------------
-
-_EVERY = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_timezone(name: str) -> tzinfo:
-    """`""` is the machine's local time zone (as OTA's cron), else an IANA name."""
-    if not name:
-        from tzlocal import get_localzone
-
-        return get_localzone()
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(f"unknown time zone {name!r} (expected an IANA name such as 'Europe/Paris')") from None
-
-
-def parse_schedule(expression: str, timezone: tzinfo | None = None) -> BaseTrigger | None:
-    """A trigger from a 5-field cron expression or `every <n><s|m|h|d>`; None when empty (disabled).
-
-    `every` exists for intervals shorter than a minute (tests, busy collections); cron
-    is what operators know, and what OTA's `trackingSchedule` uses.
-    """
-    expression = (expression or "").strip()
-    if not expression:
-        return None
-    every = _EVERY.fullmatch(expression)
-    if every:
-        seconds = float(every.group(1)) * _UNIT_SECONDS[every.group(2)[0].lower()]
-        if seconds <= 0:
-            raise ScheduleError(f"{expression!r}: the interval must be more than 0")
-        return IntervalTrigger(seconds=seconds, timezone=timezone or UTC)
-    if len(expression.split()) != 5:
-        raise ScheduleError(
-            f"{expression!r}: expected a cron expression of 5 fields (minute hour day month weekday) "
-            "or 'every <n>s|m|h|d'"
-        )
-    try:
-        return CronTrigger.from_crontab(expression, timezone=timezone)
-    except ValueError as error:
-        raise ScheduleError(f"{expression!r}: {error}") from None
-
-
-# --- run history ----------------------------------------------------------------------------
-
-HISTORY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS run_history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL,
-    status TEXT NOT NULL,          -- running, ok, failed, stopped, skipped, missed, interrupted
-    started_at REAL NOT NULL,      -- Unix time
-    finished_at REAL,
-    pid INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    counts TEXT NOT NULL DEFAULT '{}',  -- JSON, e.g. the tracking run's counts
-    message TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS run_history_job ON run_history (job_id, started_at);
-CREATE TABLE IF NOT EXISTS run_documents (
-    run_id INTEGER NOT NULL,       -- run_history.id
-    service_id TEXT NOT NULL,
-    terms_type TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    error_kind TEXT,
-    seconds REAL                   -- time spent on the document, when the run reports it
-);
-CREATE INDEX IF NOT EXISTS run_documents_run ON run_documents (run_id);
-"""
-
-
-class RunHistory:
-    """The `run_history` table: one row per job execution, or per skipped or missed one.
-
-    Written by every scheduler process sharing the data folder; a row is committed when
-    a run starts (status `running`) so a crash leaves a trace (`interrupted` at next start).
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = Path(data_dir)
-        with health.connect_state(self.data_dir) as db:
-            db.executescript(HISTORY_SCHEMA)
-
-    def start(self, job_id: str) -> int:
-        with health.connect_state(self.data_dir) as db:
-            cursor = db.execute(
-                "INSERT INTO run_history (job_id, status, started_at, pid, host) VALUES (?, 'running', ?, ?, ?)",
-                (job_id, time.time(), os.getpid(), socket.gethostname()),
-            )
-            return int(cursor.lastrowid)
-
-    def finish(
-        self, row_id: int, status: str, counts: dict[str, Any] | None = None, message: str = "",
-        documents: list[dict[str, Any]] | None = None,
-    ) -> None:
-        with health.connect_state(self.data_dir) as db:
-            db.execute(
-                "UPDATE run_history SET status = ?, finished_at = ?, counts = ?, message = ? WHERE id = ?",
-                (status, time.time(), json.dumps(counts or {}, default=str), message, row_id),
-            )
-            db.executemany(
-                "INSERT INTO run_documents (run_id, service_id, terms_type, outcome, error_kind, seconds)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(row_id, d["service_id"], d["terms_type"], d["outcome"], d.get("error_kind"), d.get("seconds"))
-                 for d in documents or []],
-            )
-
-    def note(self, job_id: str, status: str, message: str) -> None:
-        """A row for something that did not run (skipped, missed)."""
-        now = time.time()
-        with health.connect_state(self.data_dir) as db:
-            db.execute(
-                "INSERT INTO run_history (job_id, status, started_at, finished_at, pid, host, message)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_id, status, now, now, os.getpid(), socket.gethostname(), message),
-            )
-
-    def mark_interrupted(self) -> int:
-        """Close the `running` rows of dead processes on this host (killed, power cut)."""
-        with health.connect_state(self.data_dir) as db:
-            rows = db.execute("SELECT id, pid, host FROM run_history WHERE status = 'running'").fetchall()
-            dead = [row["id"] for row in rows if process_alive(row["pid"], row["host"]) is False]
-            db.executemany(
-                "UPDATE run_history SET status = 'interrupted', message = 'the process ended during the run'"
-                " WHERE id = ?",
-                [(row_id,) for row_id in dead],
-            )
-        return len(dead)
-
-    def prune(self, keep: int = HISTORY_KEPT) -> None:
-        with health.connect_state(self.data_dir) as db:
-            db.execute("DELETE FROM run_history WHERE id <= (SELECT MAX(id) FROM run_history) - ?", (keep,))
-            db.execute("DELETE FROM run_documents WHERE run_id NOT IN (SELECT id FROM run_history)")
 
 
 # --- what a tracking run returned -----------------------------------------------------------
@@ -309,14 +165,15 @@ class SchedulerService:
         """Start the scheduler thread with the three jobs (re)registered under stable ids."""
         if self.key in _SERVICES:
             raise RuntimeError(f"a scheduler already runs for {self.data_dir} in this process")
-        schedule = self.settings["schedule"]
-        timezone = parse_timezone(schedule["timezone"])
+        schedule = self.settings.schedule
+        timezone = parse_timezone(schedule.timezone)
         interrupted = self.history.mark_interrupted()
         if interrupted:
             log.warning("%d run(s) were interrupted by the end of their process", interrupted)
         self.history.prune()
         store = SQLAlchemyJobStore(
-            url=f"sqlite:///{health.state_path(self.data_dir)}",
+            url=f"sqlite:///{state_path(self.data_dir)}",
+            tablename=JOBS_TABLE,
             engine_options={"connect_args": {"timeout": 60}},
         )
         self.scheduler = BackgroundScheduler(
@@ -325,7 +182,7 @@ class SchedulerService:
             job_defaults={
                 "coalesce": True,  # N missed runs → one run
                 "max_instances": 1,
-                "misfire_grace_time": max(1, int(schedule["misfire_grace"])),
+                "misfire_grace_time": max(1, int(schedule.misfire_grace)),
             },
             timezone=timezone,
         )
@@ -340,10 +197,10 @@ class SchedulerService:
         try:
             with filelock.FileLock(str(self.data_dir / START_LOCK_FILE), timeout=120):
                 self.scheduler.start(paused=True)
-                self._register(JOB_TRACKING, parse_schedule(schedule["tracking"], timezone))
-                deliveries = float(schedule["deliveries"])
+                self._register(JOB_TRACKING, parse_schedule(schedule.tracking, timezone))
+                deliveries = schedule.deliveries
                 self._register(JOB_DELIVERIES, IntervalTrigger(seconds=deliveries) if deliveries > 0 else None)
-                self._register(JOB_DATASET, parse_schedule(schedule["dataset"], timezone))
+                self._register(JOB_DATASET, parse_schedule(schedule.dataset, timezone))
         except BaseException:
             self.shutdown()
             raise
@@ -517,7 +374,7 @@ def _iso(moment: datetime | None) -> str:
 def _deliver_due(settings: Settings) -> Any:
     from termshift.alerts.delivery import deliver_due
 
-    return deliver_due(Path(settings.data), settings)
+    return deliver_due(Path(settings.data), settings.webhooks)
 
 
 def _export_dataset(settings: Settings) -> dict[str, Any]:
@@ -575,35 +432,3 @@ def run_service(settings: Settings, *, tracking: TrackingFunction | None = None)
         for number, handler in previous.items():
             signal.signal(number, handler)
     return 0
-
-
-@click.command("schedule")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).")
-@click.option("--declarations", "declarations_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder of service declarations.")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder holding snapshots/, versions/ and the service's databases.")
-@click.option("--log-json/--no-log-json", default=None, help="One JSON object per log line (default: logging.json).")
-@click.option("--once", is_flag=True, help="Run one tracking run (with index refresh, publishing and deliveries) and exit.")
-def schedule_command(config_path: Path | None, declarations_dir: Path | None, data_dir: Path | None,
-                     log_json: bool | None, once: bool) -> None:
-    """Run Termshift as a service: tracking on schedule.tracking, webhook deliveries,
-    weekly dataset exports. Stops cleanly on SIGTERM or Ctrl-C.
-
-    A service whose declaration, history or filters file does not load is skipped by
-    each run and reported (log, /status); the others are tracked. With --once, exit 0
-    when the run went through, 3 when it did but skipped such services, 1 otherwise."""
-    settings = settings_for_command(config_path, declarations_dir, data_dir)
-    logs.configure(settings, json_output=log_json)
-    if once:
-        service = SchedulerService(settings)
-        status = service.run_tracking()
-        if service.publisher is not None:
-            service.publisher.wait()
-        if status in ("ok", "stopped"):
-            service.run_deliveries()
-        if status == "ok" and service.last_skipped:
-            raise SystemExit(3)  # as `termshift track`: completed, but services were skipped
-        raise SystemExit(0 if status == "ok" else 1)
-    raise SystemExit(run_service(settings))

@@ -5,6 +5,10 @@ made 0700 and the database (with its `-wal` and `-shm` files) 0600 before SQLite
 them, whatever the umask. `alerts.sqlite` holds webhook signing secrets (`whsec_…`) and
 Apprise URLs with tokens; the others say what runs when. Other users of the machine get
 to them through the viewer, never through the files.
+
+`connect_read_only(path)` is how a store's read methods open their file for the status
+page, /metrics and the viewer: never creating it. Each table is read only by the module
+that owns it (see docs/architecture.md, "The data folder").
 """
 
 from __future__ import annotations
@@ -57,6 +61,25 @@ def connect(path: Path | str, **options: Any) -> sqlite3.Connection:
         _create_private(path)
     make_private(path)
     return sqlite3.connect(path, **options)
+
+
+def connect_read_only(path: Path | str, timeout: float = 10.0) -> sqlite3.Connection | None:
+    """A read-only connection (rows as `sqlite3.Row`), or None when the file does not exist
+    (yet): a reader never creates a database. Raises sqlite3.Error when it cannot be opened."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+def has_table(connection: sqlite3.Connection, name: str) -> bool:
+    """Whether the database has the table `name` (a reader of a file an older or newer
+    release wrote, or one whose writer has not run yet)."""
+    return connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone() is not None
 
 
 def _create_private(path: Path) -> None:

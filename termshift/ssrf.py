@@ -33,6 +33,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
+from termshift.errors import TermshiftError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Metadata services answer on addresses that are also link-local or private,
@@ -50,7 +52,7 @@ WEBHOOKS_SETTING = "webhooks.allow_private_targets"
 FETCHER_SETTING = "fetcher.allow_private_targets"
 
 
-class UnsafeTargetError(ValueError):
+class UnsafeTargetError(TermshiftError, ValueError):
     """A target we refuse to contact; the message names the URL and the reason."""
 
 

@@ -32,13 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 from lxml import etree
 
+from termshift.config import FetcherSettings
 from termshift.declarations import DeclarationError, Service, SourceDocument, Terms
+from termshift.errors import ErrorKind, ExtractError, FetchError, TermshiftError
 from termshift.schema import json_path, terms_selector_problems
-from termshift.trackers import selectors
-from termshift.trackers.errors import ErrorKind, ExtractError, FetchError
+from termshift.selectors import selection
 from termshift.trackers.extract import extract, is_pdf, parse_html
 from termshift.trackers.fetcher import FetchRequest, FetchResult, fetch_all
 from termshift.validate import (
@@ -145,10 +145,10 @@ def analyse_selection(content: str, document: SourceDocument,
             from termshift.filters import apply_filters
 
             apply_filters(root, document, service_filters or {})
-        selectors.remove(root, document.remove)
+        selection.remove(root, document.remove)
     except ExtractError:
         return []  # extraction reports it
-    items = selectors.as_list(document.select)
+    items = selection.as_list(document.select)
     in_list = isinstance(document.select, list)
     findings: list[Finding] = []
     for index, item in enumerate(items):
@@ -167,9 +167,9 @@ def _item_findings(root: etree._Element, item: Any, where: tuple, *, report_empt
         return [
             Finding("select-items", f"the {key} selector '{item[key]}' of this range matches nothing", (*where, key))
             for key in ("startBefore", "startAfter", "endBefore", "endAfter")
-            if key in item and selectors.query_first(root, item[key]) is None
+            if key in item and selection.query_first(root, item[key]) is None
         ]
-    matches = selectors.query_all(root, item)
+    matches = selection.query_all(root, item)
     if not matches:
         return [Finding("select-items", f"'{item}' matches nothing in the page", where)] if report_empty else []
     outermost = _outermost(matches)
@@ -223,9 +223,9 @@ def _failing_remove_range(result: FetchResult, document: SourceDocument,
 
             apply_filters(root, document, service_filters or {})
         in_list = isinstance(document.remove, list)
-        for index, item in enumerate(selectors.as_list(document.remove)):
+        for index, item in enumerate(selection.as_list(document.remove)):
             for bound in ("startBefore", "startAfter", "endBefore", "endAfter"):
-                if isinstance(item, dict) and bound in item and selectors.query_first(root, item[bound]) is None:
+                if isinstance(item, dict) and bound in item and selection.query_first(root, item[bound]) is None:
                     return ("remove", index, bound) if in_list else ("remove", bound)
     except ExtractError:
         return None
@@ -279,21 +279,25 @@ def _check_second(result: FetchResult, inspection: DocumentInspection,
             "stable", f"two fetches a few seconds apart give different text:\n{lines}", ()))
 
 
+class NoiseDelayError(TermshiftError):
+    """$TERMSHIFT_VALIDATE_NOISE_DELAY is not a number of seconds."""
+
+
 def noise_delay() -> float:
-    """Seconds between the two fetches: $TERMSHIFT_VALIDATE_NOISE_DELAY, else 3."""
+    """Seconds between the two fetches: $TERMSHIFT_VALIDATE_NOISE_DELAY, else 3. Raises NoiseDelayError."""
     value = os.environ.get(NOISE_DELAY_VARIABLE)
     try:
         return max(0.0, float(value)) if value else DEFAULT_NOISE_DELAY
     except ValueError:
-        raise click.UsageError(f"{NOISE_DELAY_VARIABLE}: expected a number of seconds, got {value!r}") from None
+        raise NoiseDelayError(f"{NOISE_DELAY_VARIABLE}: expected a number of seconds, got {value!r}") from None
 
 
-Fetcher = Callable[[list[FetchRequest], Any], list[FetchResult]]
+Fetcher = Callable[[list[FetchRequest], FetcherSettings], list[FetchResult]]
 
 
 def inspect_documents(
     documents: Sequence[tuple[SourceDocument, Mapping[str, Any] | None]],
-    settings: Any,
+    fetcher_settings: FetcherSettings,
     *,
     delay: float | None = DEFAULT_NOISE_DELAY,
     fetcher: Fetcher = fetch_all,
@@ -301,7 +305,7 @@ def inspect_documents(
     """Fetch and extract every (document, service filters) pair; with a `delay`, fetch the
     documents that extracted once more `delay` seconds later and compare (the noise check).
 
-    `settings` is a `termshift.config.Settings` (its fetcher section); `fetcher` is
+    `fetcher_settings` is the `[fetcher]` section (`Settings.fetcher`); `fetcher` is
     `fetch_all`, which fetches a whole batch in one crawl.
     """
     inspections = [DocumentInspection(document, findings=selector_findings(document))
@@ -310,14 +314,14 @@ def inspect_documents(
     # A document with a selector that is not CSS would only fail again after the fetch.
     requests = [_request(document, index) for index, (document, _filters) in enumerate(documents)
                 if not _blocks_fetch(inspections[index].findings)]
-    for result in fetcher(requests, settings) if requests else []:
+    for result in fetcher(requests, fetcher_settings) if requests else []:
         _check_first(result, inspections[result.key], filters[result.key])
     if delay is None:
         return inspections
     again = [request for request in requests if inspections[request.key].markdown is not None]
     if again:
         time.sleep(delay)
-        for result in fetcher(again, settings):
+        for result in fetcher(again, fetcher_settings):
             _check_second(result, inspections[result.key], filters[result.key])
     return inspections
 
@@ -404,7 +408,7 @@ def _inspect_services(run: ValidationRun, service_ids: list[str]) -> dict[str, _
             results[service_id].errors["fetchable"] = [DeclarationError(path, "-", f"cannot fetch: {error}")]
         return results
     inspections = inspect_documents([(target.document, target.service.filters) for target in targets],
-                                    settings, delay=noise_delay())
+                                    settings.fetcher, delay=noise_delay())
     raw = {service_id: _raw_terms(run.service(service_id)) for service_id in service_ids}
     for target, inspection in zip(targets, inspections, strict=True):
         service = target.service
@@ -443,7 +447,7 @@ for _name in NETWORK_CHECKS:
 # -------------------------------------------------------------- --modified
 
 
-class ModifiedSelectionError(Exception):
+class ModifiedSelectionError(TermshiftError):
     """`--modified` cannot tell what changed (no git repository, no such base…)."""
 
 
@@ -551,21 +555,21 @@ def validate_modified(
     service_ids: Iterable[str] = (),
     types: Iterable[str] = (),
     schema_only: bool = False,
+    announce: Callable[[str], Any] | None = None,
 ) -> ValidationReport:
     """`termshift validate --modified`: validate only what changed since the git base.
 
     A service whose declaration changed but no terms type did (its name, say) gets
-    the schema checks only. Raises click.ClickException when git cannot tell.
+    the schema checks only. `announce` is given the line saying what changed, before
+    the checks. Raises ModifiedSelectionError when git cannot tell.
     """
-    try:
-        ref, _commit = merge_base(directory, base)
-        selection = modified_selection(directory, base)
-    except ModifiedSelectionError as error:
-        raise click.ClickException(f"--modified: {error}") from None
+    ref, _commit = merge_base(directory, base)
+    selection = modified_selection(directory, base)
     wanted_services, wanted_types = set(service_ids), set(types)
     if wanted_services:
         selection = {sid: value for sid, value in selection.items() if sid in wanted_services}
-    click.echo(f"Changed since {ref}: {_describe_selection(selection)}")
+    if announce is not None:
+        announce(f"Changed since {ref}: {_describe_selection(selection)}")
     merged = ValidationReport(services=[], checks=[])
     for service_id, changed in selection.items():
         chosen = wanted_types if changed is None else (changed & wanted_types if wanted_types else changed)

@@ -26,6 +26,7 @@ from termshift.archive_repo import (
     RecordRepository,
     Snapshot,
     Version,
+    archive_heads,
 )
 from termshift.config import load_settings
 
@@ -99,7 +100,7 @@ def test_git_settings_and_identity_come_from_settings(tmp_path):
         "author_name": "Archive Robot", "author_email": "robot@example.org",
         "snapshot_id_template": "https://example.org/snapshots/%SNAPSHOT_ID",
     }})
-    with Archive.open(tmp_path / "data", settings) as archive:
+    with Archive.open(tmp_path / "data", settings.archive) as archive:
         archive.snapshots.record(snapshot())
         for repository in (archive.snapshots, archive.versions):
             assert git(repository.path, "config", "core.autocrlf").strip() == "false"
@@ -402,6 +403,16 @@ def test_archive_open_creates_both_repositories(tmp_path):
         assert (tmp_path / "data" / "snapshots" / ".git").is_dir()
         assert (tmp_path / "data" / "versions" / ".git").is_dir()
         assert archive.snapshots.count() == archive.versions.count() == 0
+
+
+def test_archive_heads_name_the_commits_head_points_at(tmp_path):
+    data = tmp_path / "data"
+    assert archive_heads(data) == (None, None)  # no repositories yet
+    with Archive.open(data) as archive:
+        assert archive_heads(data) == (None, None)  # repositories without commits
+        recorded = archive.versions.record(Version("Acme", "Terms of Service", DAY, "Terms.", snapshot_ids=["0" * 40]))
+    assert archive_heads(data) == (None, recorded.id)
+    assert recorded.id == git(data / "versions", "rev-parse", "HEAD").strip()
 
 
 def test_a_non_empty_folder_that_is_not_a_repository_is_refused(tmp_path):

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from termshift.config import load_settings
+from termshift.errors import ErrorKind, FetchError
 from termshift.trackers.browser_farm import parse_endpoints
 from termshift.trackers.browser_path import find_chromium
-from termshift.trackers.errors import ErrorKind, FetchError
 from termshift.trackers.fetch_browser import CHROMIUM_ARGS, BrowserFetcher
 from termshift.trackers.fetcher import FULL_DOM, FetchRequest, iter_fetch
 from tests.support.browser_server import PlaywrightBrowserServer, playwright_driver
@@ -98,12 +98,12 @@ def test_a_farm_of_two_browser_servers_one_killed_then_the_other(js_server):
             "retries": 0, "host_delay": 0.0, "per_host": 2}})
         requests = [FetchRequest(js_server.url(f"/js/delayed?ms=100&n={n}"), execute_client_scripts=True,
                                  css_selectors=["#terms"], key=n) for n in range(2)]
-        results = list(iter_fetch(requests, settings))
+        results = list(iter_fetch(requests, settings.fetcher))
         assert [result.error for result in results] == [None, None]
         assert all(result.fetcher == FULL_DOM and JsPageServer.TERMS_TEXT in result.content for result in results)
 
         second.kill()
-        results = list(iter_fetch(requests, settings))
+        results = list(iter_fetch(requests, settings.fetcher))
         assert len(results) == 2
         for result in results:
             assert result.content is None and result.error is not None and result.error.kind is ErrorKind.TRANSIENT

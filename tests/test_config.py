@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from termshift.commands.config import config_group
+from termshift.commands.lint import lint_command
+from termshift.commands.validate import validate_command
 from termshift.config import (
     DEFAULTS,
+    SECTIONS,
     ConfigError,
-    config_group,
+    FetcherSettings,
+    Settings,
     configured_path,
     load_settings,
     reference_markdown,
 )
-from termshift.contrib.lint import lint_command
-from termshift.validate import validate_command
 
 BAD_CONFIG = """\
 [schedule]
@@ -97,10 +102,10 @@ def test_config_check_accepts_a_good_file_and_the_new_sections(tmp_path: Path) -
     result = CliRunner().invoke(config_group, ["check", "--config", str(config)])
     assert result.exit_code == 0, result.output
     settings = load_settings(config, environ={})
-    assert settings["schedule"]["misfire_grace"] == 600.0
-    assert settings["publish"]["retries"] == 5
-    assert settings["logging"]["json"] is True
-    assert settings["webhooks"]["timeout"] == 5.0
+    assert settings.schedule.misfire_grace == 600.0
+    assert settings.publish.retries == 5
+    assert settings.logging.json is True
+    assert settings.webhooks.timeout == 5.0
 
 
 def test_an_environment_variable_error_names_the_variable() -> None:
@@ -123,6 +128,65 @@ def test_reference_lists_every_setting_once_with_its_variable() -> None:
     assert "`every <n>s\\|m\\|h\\|d`" in tracking
     result = CliRunner().invoke(config_group, ["reference"])
     assert result.exit_code == 0 and result.output == table
+
+
+@pytest.fixture
+def reference_defaults(monkeypatch) -> None:
+    """DEFAULTS as the code has it: without the loopback allowance tests/conftest.py gives the session."""
+    default, help_text = DEFAULTS["fetcher"]["allow_private_targets"]
+    monkeypatch.setitem(DEFAULTS["fetcher"], "allow_private_targets", ([], help_text))
+
+
+def test_the_reference_table_is_the_typed_settings(reference_defaults) -> None:
+    """DEFAULTS is generated from the dataclasses: same sections and keys, in order, and each
+    default has the type its field declares (the type `load_settings` converts a value to)."""
+    assert list(DEFAULTS) == ["", *(item.name for item in dataclasses.fields(Settings) if item.name in SECTIONS)]
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        declared = [item for item in dataclasses.fields(cls) if item.name in DEFAULTS[section]]
+        assert [item.name for item in declared] == list(DEFAULTS[section])
+        for item in declared:
+            table_default, help_text = DEFAULTS[section][item.name]
+            assert help_text == item.metadata["help"] and help_text
+            hint = hints[item.name]
+            expected = tuple if typing.get_origin(hint) is tuple else hint  # tuple[str, ...]: a tuple
+            assert isinstance(item.default, expected), (section, item.name)
+            if isinstance(item.default, tuple):
+                assert table_default == list(item.default)
+            elif item.default is None or isinstance(item.default, Path):
+                assert table_default == ("" if item.default is None else str(item.default))
+            else:
+                assert table_default == item.default and type(table_default) is type(item.default)
+    # The sections not in DEFAULTS are not settings: only the file read.
+    assert [item.name for item in dataclasses.fields(Settings)
+            if item.name not in SECTIONS and item.name not in DEFAULTS[""]] == ["source"]
+
+
+def test_loaded_settings_are_typed_frozen_and_hashable(tmp_path: Path) -> None:
+    config = tmp_path / "termshift.toml"
+    config.write_text('data = "archive"\nmetadata = "meta.yml"\n[fetcher]\ntimeout = 5\n'
+                      'allow_private_targets = ["10.0.0.1"]\n[web]\ntrusted_hosts = "a.example, b.example"\n',
+                      encoding="utf-8")
+    settings = load_settings(config, environ={"TERMSHIFT_FETCHER_PER_HOST": "3"})
+    assert settings.data == Path("archive") and settings.declarations == Path("declarations")
+    assert settings.metadata == Path("meta.yml") and settings.source == config
+    assert settings.fetcher.timeout == 5.0 and isinstance(settings.fetcher.timeout, float)
+    assert settings.fetcher.per_host == 3
+    assert settings.fetcher.allow_private_targets == ("10.0.0.1",)
+    assert settings.web.trusted_hosts == ("a.example", "b.example")
+    assert load_settings(None, environ={}).metadata is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.fetcher.timeout = 1.0  # type: ignore[misc]
+    assert hash(settings) == hash(load_settings(config, environ={"TERMSHIFT_FETCHER_PER_HOST": "3"}))
+    changed = dataclasses.replace(settings, fetcher=dataclasses.replace(settings.fetcher, language="fr"))
+    assert changed.fetcher.language == "fr" and settings.fetcher.language == "en"
+    # The dataclasses' own defaults are the file's defaults.
+    assert Settings().fetcher == FetcherSettings() and Settings().web == load_settings(None, environ={}).web
+
+
+def test_the_readme_holds_the_reference_table(reference_defaults) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert reference_markdown() in readme
 
 
 @pytest.mark.parametrize(("section", "key", "value", "valid"), [
@@ -148,7 +212,7 @@ def test_reference_lists_every_setting_once_with_its_variable() -> None:
 def test_values_that_would_break_the_output_are_refused(section, key, value, valid) -> None:
     variable = f"TERMSHIFT_{section}_{key}".upper()
     if valid:
-        assert load_settings(None, environ={variable: value})[section][key] == value
+        assert getattr(getattr(load_settings(None, environ={variable: value}), section), key) == value
     else:
         with pytest.raises(ConfigError) as raised:
             load_settings(None, environ={variable: value})
@@ -207,3 +271,16 @@ def test_a_bad_file_given_with_config_is_named(collection_elsewhere: Path) -> No
 
 def test_outside_a_command_no_config_path_is_given() -> None:
     assert configured_path() is None
+
+
+def test_browser_endpoint_takes_a_toml_list_of_endpoints(tmp_path):
+    """Several remote browsers (a browser farm): a TOML list is the comma-separated string; each is checked."""
+    path = tmp_path / "termshift.toml"
+    path.write_text('[fetcher]\nbrowser_endpoint = ["ws://render-1:3000/a", "http://render-2:9222"]\n')
+    assert load_settings(path, environ={}).fetcher.browser_endpoint == "ws://render-1:3000/a, http://render-2:9222"
+    path.write_text('[fetcher]\nbrowser_endpoint = ["ws://render-1:3000/a", "render-2:9222"]\n')
+    with pytest.raises(ConfigError, match="fetcher.browser_endpoint: expected a ws:// or http:// URL, got 'render-2:9222'"):
+        load_settings(path, environ={})
+    path.write_text('[fetcher]\nbrowser_endpoint = ["ws://render-1:3000/a", 3]\n')
+    with pytest.raises(ConfigError, match="expected a URL or a list of URLs"):
+        load_settings(path, environ={})

@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from termshift.archive_repo import Archive, Snapshot, Version
+from termshift.commands.dataset import dataset_command
 from termshift.dataset import (
     ODBL_URL,
     DatasetError,
     archive_basename,
-    dataset_command,
     export_dataset,
     scheduled_export,
 )

@@ -22,8 +22,8 @@ from termshift.declarations import (
     load_service,
     source_document_id,
 )
+from termshift.errors import ExtractError
 from termshift.filters import apply_filters
-from termshift.trackers.errors import ExtractError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "declarations"
 COLLECTION = FIXTURES / "collection"

@@ -24,7 +24,7 @@ pytest.importorskip("redis")
 
 from termshift.config import load_settings  # noqa: E402
 from termshift.distributed.limiter import RedisHostLimiter, host_limiter_spec, redact_url  # noqa: E402
-from termshift.trackers.errors import ErrorKind, FetchError  # noqa: E402
+from termshift.errors import ErrorKind, FetchError  # noqa: E402
 from termshift.trackers.fetcher import FetchRequest, iter_fetch  # noqa: E402
 from tests.support.servers import LocalServer, html_page  # noqa: E402
 
@@ -144,13 +144,13 @@ def test_the_fetch_worker_honours_the_fleet_limiter(redis_url, tmp_path):
     with LocalServer(hosts=1, latency=0.2) as server:
         for number in range(4):
             server.add_page(f"/doc{number}", html_page(f"Doc {number}", "Text."))
-        settings = {"fetcher": {**load_settings(environ={})["fetcher"], "per_host": 1, "host_delay": 0.0,
-                                "timeout": 10.0, "retries": 0, "host_limiter": host_limiter_spec(redis_url)}}
+        settings = load_settings(environ={}, overrides={"fetcher": {
+            "per_host": 1, "host_delay": 0.0, "timeout": 10.0, "retries": 0}}).fetcher
         outcomes: list[list] = []
 
         def batch(numbers: range) -> None:
             requests = [FetchRequest(server.url(f"/doc{number}"), execute_client_scripts=False) for number in numbers]
-            outcomes.append(list(iter_fetch(requests, settings)))
+            outcomes.append(list(iter_fetch(requests, settings, host_limiter=host_limiter_spec(redis_url))))
 
         threads = [threading.Thread(target=batch, args=(range(start, start + 2),)) for start in (0, 2)]
         for thread in threads:

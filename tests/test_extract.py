@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from termshift.declarations import SourceDocument, load_collection
-from termshift.trackers.errors import ExtractError
+from termshift.errors import ExtractError
 from termshift.trackers.extract import extract, is_pdf, resolve_url
 
 LOCATION = "https://example.com/main"

@@ -14,7 +14,8 @@ import pytest
 from flask import Flask
 from lxml import etree
 
-from termshift.alerts import archive, store
+from termshift.alerts import store
+from termshift.archive_repo import listing
 from termshift.config import load_settings
 from termshift.web.feeds import blueprint
 from tests.support.alerts import VersionsRepo
@@ -214,17 +215,17 @@ def test_conditional_get_answers_304_until_a_new_version_arrives(archive_dir):
 
 def test_git_fallback_reads_flags_and_skips_non_records(archive_dir):
     data, _declarations, _repo, recorded = archive_dir
-    everything = archive.versions_from_git(data, limit=10, include_technical_upgrades=True)
+    everything = listing.list_versions(data, limit=10, include_technical_upgrades=True)
     assert [v.id for v in everything] == [
         recorded[k].id for k in ("cafe_first", "technical", "privacy_change", "tos_first", "privacy_first")
     ]  # the README commit at the root is not a record
     technical = everything[1]
     assert technical.is_technical_upgrade and not technical.is_first_record
     assert technical.fetch_date == recorded["technical"].fetch_date.astimezone(UTC)
-    assert archive.archived_terms(data) == {("Acme", TOS), ("Acme", PRIVACY), ("Café & Co", TOS)}
-    previous, text = archive.read_texts(data, [everything[2]])[0]
+    assert listing.archived_terms(data) == {("Acme", TOS), ("Acme", PRIVACY), ("Café & Co", TOS)}
+    previous, text = listing.read_texts(data, [everything[2]])[0]
     assert (previous, text) == (POLICY_V1, POLICY_V2)
-    assert archive.read_texts(data, [everything[4]])[0] == (None, POLICY_V1)
+    assert listing.read_texts(data, [everything[4]])[0] == (None, POLICY_V1)
 
 
 def test_feed_of_an_empty_data_folder_is_empty(tmp_path):

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from termshift.config import DEFAULTS, Settings
+from termshift.config import FetcherSettings, load_settings
+from termshift.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.browser_path import find_chromium, resolve_browser_path
-from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.fetch_browser import (
     CHROMIUM_ARGS,
     BrowserFetcher,
@@ -66,10 +66,8 @@ class BrowserHarness:
         self.loop.close()
 
 
-def fetcher_settings(**overrides: Any) -> Settings:
-    values = {section: {key: default for key, (default, _help) in keys.items()} for section, keys in DEFAULTS.items()}
-    values["fetcher"].update(overrides)
-    return Settings(values=values)
+def fetcher_settings(**overrides: Any) -> FetcherSettings:
+    return load_settings(None, environ={}, overrides={"fetcher": overrides}).fetcher
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from termshift.config import DEFAULTS, Settings
+from termshift.config import DEFAULTS, FetcherSettings, load_settings
+from termshift.errors import ErrorKind, FetchError
 from termshift.trackers.browser_path import find_chromium
-from termshift.trackers.errors import ErrorKind, FetchError
 from termshift.trackers.fetch_browser import BrowserFetcher
 from termshift.trackers.fetcher import HTML_ONLY, FetchRequest, fetch_all, guard_request
 from termshift.trackers.run import FAILED, FINAL_LOCATION_TRAILER, NEW_VERSION, run_tracking
@@ -34,10 +34,9 @@ ONLY_PUBLIC = [PUBLIC, OTHER]
 CHROMIUM = find_chromium()
 
 
-def settings_allowing(allow: list[str]) -> Settings:
-    values = {section: {key: default for key, (default, _help) in keys.items()} for section, keys in DEFAULTS.items()}
-    values["fetcher"].update(timeout=3.0, host_delay=0.0, retries=0, allow_private_targets=allow)
-    return Settings(values=values)
+def settings_allowing(allow: list[str]) -> FetcherSettings:
+    return load_settings(None, environ={}, overrides={"fetcher": {
+        "timeout": 3.0, "host_delay": 0.0, "retries": 0, "allow_private_targets": allow}}).fetcher
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from termshift.config import DEFAULTS, Settings
-from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
+from termshift.config import FetcherSettings, load_settings
+from termshift.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.fetch_http import decode_body, detect_charset, is_text_type, parse_retry_after
 from termshift.trackers.fetcher import (
     FULL_DOM,
@@ -45,11 +45,9 @@ MAX_REDIRECTS = 5
 MAX_BODY = 256 * 1024
 
 
-def fetcher_settings(**overrides: Any) -> Settings:
-    """Default settings with some "fetcher" keys changed."""
-    values = {section: {key: default for key, (default, _help) in keys.items()} for section, keys in DEFAULTS.items()}
-    values["fetcher"].update(overrides)
-    return Settings(values=values)
+def fetcher_settings(**overrides: Any) -> FetcherSettings:
+    """The default "fetcher" settings with some keys changed."""
+    return load_settings(None, environ={}, overrides={"fetcher": overrides}).fetcher
 
 
 # -- pure functions --------------------------------------------------------------------------------
@@ -102,8 +100,8 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
 
 def test_first_fetcher_and_fallback_rules() -> None:
     page = "https://example.com/terms"
-    blocked = FetchError(f"Received HTTP code 403 when trying to fetch '{page}'")
-    not_found = FetchError(f"Received HTTP code 404 when trying to fetch '{page}'")
+    blocked = FetchError(location=page, status=403)
+    not_found = FetchError(location=page, status=404)
     challenge = BlockedPageError(page, "cloudflare-challenge", status=200)
     assert first_fetcher(FetchRequest(page)) == HTML_ONLY
     assert first_fetcher(FetchRequest(page, execute_client_scripts=False)) == HTML_ONLY
@@ -124,7 +122,7 @@ def test_retry_rules() -> None:
     page = "https://example.com/terms"
 
     def error(status: int, retry_after: float | None = None) -> FetchError:
-        return FetchError(f"Received HTTP code {status} when trying to fetch '{page}'", retry_after=retry_after)
+        return FetchError(location=page, status=status, retry_after=retry_after)
 
     assert retry_delay(error(503), 1, retries=2, backoff=1) == 1
     assert retry_delay(error(503), 2, retries=2, backoff=1) == 2  # exponential
@@ -144,7 +142,7 @@ def test_errors_survive_the_trip_from_the_worker() -> None:
     assert isinstance(back, BlockedPageError)
     assert (str(back), back.kind, back.signature, back.status) == (str(blocked), ErrorKind.BLOCKED,
                                                                   "akamai-access-denied", 403)
-    limited = FetchError(f"Received HTTP code 429 when trying to fetch '{page}'", status=429, retry_after=60)
+    limited = FetchError(location=page, status=429, retry_after=60)
     back = error_from_wire(error_to_wire(limited), page)
     assert (type(back), str(back), back.kind, back.retry_after) == (FetchError, str(limited), limited.kind, 60)
 
@@ -475,11 +473,19 @@ def test_a_browser_request_without_a_browser_is_a_configuration_error() -> None:
     assert result.error.kind is ErrorKind.CONFIGURATION and result.fetcher == FULL_DOM
 
 
-def test_a_crashed_worker_fails_its_documents_not_the_caller(caplog: pytest.LogCaptureFixture) -> None:
-    """A worker that dies (here: settings it cannot use) turns into one transient error per
-    document, and its traceback reaches the caller's log."""
+def test_a_crashed_worker_fails_its_documents_not_the_caller(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker that dies (here: a job without the fetcher settings it needs) turns into one
+    transient error per document, and its traceback reaches the caller's log."""
+    from termshift.trackers import fetch_http
+
+    class WorkerWithoutSettings(fetch_http.WorkerProcess):
+        def __init__(self, job: dict[str, Any]) -> None:
+            super().__init__({key: value for key, value in job.items() if key != "fetcher"})
+
+    monkeypatch.setattr(fetch_http, "WorkerProcess", WorkerWithoutSettings)
     settings = fetcher_settings()
-    del settings["fetcher"]["user_agent"]
     requests = [FetchRequest(f"http://127.0.0.1:9/terms/{n}", False) for n in range(2)]
     with caplog.at_level("WARNING", logger="termshift.trackers.fetch_http"):
         results = fetch_all(requests, settings)
@@ -488,7 +494,7 @@ def test_a_crashed_worker_fails_its_documents_not_the_caller(caplog: pytest.LogC
             f"Fetch failed: The fetch worker stopped (exit code 1) before fetching '{request.location}'"
         )
         assert result.error.kind is ErrorKind.TRANSIENT and result.attempts == 0
-    assert "KeyError: 'user_agent'" in caplog.text
+    assert "KeyError: 'fetcher'" in caplog.text
 
 
 def test_stopping_iteration_early_stops_the_crawl() -> None:

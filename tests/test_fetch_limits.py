@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from termshift.errors import ErrorKind, FetchError
 from termshift.trackers.browser_path import find_chromium
-from termshift.trackers.errors import ErrorKind, FetchError
 from termshift.trackers.fetch_browser import BrowserFetcher
 from tests.support.servers import LocalServer, html_page, minimal_pdf
 

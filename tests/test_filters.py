@@ -11,6 +11,7 @@ import pytest
 from lxml import html
 
 from termshift.declarations import SourceDocument
+from termshift.errors import ExtractError
 from termshift.filters import (
     BUILTIN_FILTERS,
     MAX_FILTERS_FILE_BYTES,
@@ -28,7 +29,6 @@ from termshift.filters import (
     replaceText,
     serialize_query,
 )
-from termshift.trackers.errors import ExtractError
 
 LOCATION = "https://example.com/main"
 

@@ -288,3 +288,19 @@ def test_public_declaration_errors_name_the_file_not_its_folder() -> None:
     assert public_file_error("/srv/termshift/declarations/Acme.json: $.terms: https://a.example/x: bad") == \
         "Acme.json: $.terms: https://a.example/x: bad"
     assert public_file_error("Acme.json: $: reason") == "Acme.json: $: reason"
+
+
+def test_reading_the_state_creates_no_database(tmp_path: Path) -> None:
+    """/status, /status.json and /metrics read each file through its owner's read methods,
+    which never create one."""
+    from termshift import job_history
+    from termshift.trackers.status import RUNS_FILE, RunStore
+
+    data = tmp_path / "data"
+    data.mkdir()
+    client = make_app(make_settings(data)).test_client()
+    for path in ("/status", "/status.json", "/metrics"):
+        assert client.get(path, headers=ADMIN).status_code == 200
+    assert RunStore.open_read_only(data / RUNS_FILE) is None
+    assert job_history.recent_runs(data) == [] and job_history.next_run_times(data) == {}
+    assert list(data.iterdir()) == []

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from termshift.archive_repo import Archive, Snapshot
-from termshift.contrib.history import history_group
+from termshift.commands.history import history_group
 from termshift.contrib.lint import lint_json_file
 from termshift.declarations import load_service, source_document_id
 from termshift.trackers.extract import extract

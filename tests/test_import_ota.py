@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from termshift.contrib.import_ota import import_ota_command
+from termshift.commands.import_ota import import_ota_command
 from termshift.declarations import load_collection
 
 FILTERS_JS = """\

@@ -16,8 +16,8 @@ import pytest
 
 from termshift import jsfilters
 from termshift.declarations import load_collection, load_service
+from termshift.errors import ExtractError
 from termshift.jsfilters import filters_at
-from termshift.trackers.errors import ExtractError
 from termshift.trackers.extract import extract
 
 PAGE = """<!DOCTYPE html><html><head><title>T</title><script>var x = 1;</script></head><body>

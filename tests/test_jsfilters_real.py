@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from termshift.declarations import load_collection
+from termshift.errors import ExtractError
 from termshift.jsfilters import filters_at
-from termshift.trackers.errors import ExtractError
 from termshift.trackers.extract import extract
 from termshift.validate import validate_collection
 

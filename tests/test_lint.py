@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from termshift.contrib.lint import canonical_json, lint_command, lint_json_file
+from termshift.commands.lint import lint_command
+from termshift.contrib.lint import canonical_json, lint_json_file
 
 # Everything a hand-edited file gets wrong: 4 spaces, keys out of order, escaped non-ASCII,
 # a range with its end first, no final newline.

@@ -24,9 +24,9 @@ from click.testing import CliRunner
 
 from termshift.archive_repo import Archive, Version
 from termshift.collection_metadata import read_metadata
-from termshift.config import config_group
+from termshift.commands.config import config_group
+from termshift.commands.validate import validate_command
 from termshift.contrib.import_ota import import_collection
-from termshift.validate import validate_command
 from termshift.web import create_app
 from termshift.web.api import OTA_ENGINE_VERSION
 from termshift.web.openapi import openapi_document
@@ -328,7 +328,7 @@ def test_two_commits_in_one_tick_of_the_file_clock_are_told_apart(tmp_path):
     """The ref file's modification time alone misses a commit made within the same tick."""
     import os
 
-    from termshift.web.gitread import head_fingerprint
+    from termshift.archive_repo.log_reader import head_fingerprint
 
     data = tmp_path / "data"
     record(data, "service-1", "Terms of Service", FETCH_DATE, "one")

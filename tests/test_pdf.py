@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from termshift.trackers.errors import ExtractError
+from termshift.errors import ExtractError
 from termshift.trackers.pdf import pdf_to_text
 from tests.fixtures.pdf.make_pdfs import pdf_document
 

@@ -23,12 +23,11 @@ from termshift import health, logs
 from termshift.archive_repo import Archive
 from termshift.config import Settings, load_settings
 from termshift.scheduler import (
-    ScheduleError,
     SchedulerService,
-    parse_schedule,
     summary_counts,
     summary_documents,
 )
+from termshift.schedules import ScheduleError, parse_schedule
 from tests.support.receiver import Receiver
 from tests.support.scheduler_child import record_pages
 from tests.support.servers import LocalServer, html_page
@@ -281,7 +280,7 @@ def test_summaries_as_objects_or_dicts() -> None:
 def test_json_logs_have_one_line_per_document(tmp_path: Path) -> None:
     stream = io.StringIO()
     settings = make_settings(tmp_path, logging={"json": True})
-    handler = logs.configure(settings, stream=stream)
+    handler = logs.configure(settings.logging, stream=stream)
     try:
         logs.log_documents([
             {"service_id": "A", "terms_type": "Terms of Service", "outcome": "ok", "error_kind": None, "error": None},

@@ -6,8 +6,8 @@ import lxml.html
 import pytest
 from lxml import etree
 
-from termshift.trackers.errors import ExtractError
-from termshift.trackers.selectors import (
+from termshift.errors import ExtractError
+from termshift.selectors.selection import (
     build_fragment,
     compile_selector,
     query_all,
@@ -247,3 +247,14 @@ def test_remove_nothing():
     remove(root, [])
     remove(root, "#does-not-exist")
     assert etree.tostring(root) == before
+
+
+def test_the_selector_engine_sits_below_tracking() -> None:
+    # termshift.selectors belongs to the declarations layer: loading it loads no tracker.
+    import subprocess
+    import sys
+
+    code = ("import sys, termshift.selectors.selection, termshift.selectors.css; "
+            "print(sorted(name for name in sys.modules if name.startswith('termshift.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "termshift.trackers" not in loaded and "termshift.selectors.css" in loaded

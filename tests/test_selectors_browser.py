@@ -31,12 +31,12 @@ from typing import Any
 import pytest
 from lxml import etree
 
+from termshift.errors import ExtractError
+from termshift.selectors.css import CASE_INSENSITIVE_ATTRIBUTES
+from termshift.selectors.selection import query_all
 from termshift.trackers.browser_path import find_chromium
-from termshift.trackers.css import CASE_INSENSITIVE_ATTRIBUTES
-from termshift.trackers.errors import ExtractError
 from termshift.trackers.extract import parse_html
 from termshift.trackers.fetch_browser import CHROMIUM_ARGS
-from termshift.trackers.selectors import query_all
 
 CHROMIUM = find_chromium()
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""CSS selectors with browser semantics (termshift.trackers.css), without a browser.
+"""CSS selectors with browser semantics (termshift.selectors.css), without a browser.
 
 tests/test_selectors_browser.py compares the engine with Chromium on real pages; these
 tests pin the behaviours one by one: error recovery at the end of input, the rejections
@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from termshift.errors import ExtractError
 from termshift.schema import selector_problems
-from termshift.trackers.css import SelectorSyntaxError, parse, to_xpath
-from termshift.trackers.errors import ExtractError
-from termshift.trackers.selectors import build_fragment, compile_selector, query_all, select
+from termshift.selectors.css import SelectorSyntaxError, parse, to_xpath
+from termshift.selectors.selection import build_fragment, compile_selector, query_all, select
 
 PAGE = """<!DOCTYPE html><html><head><title>t</title></head><body>
 <main id="main">

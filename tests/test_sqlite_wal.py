@@ -62,7 +62,7 @@ def _mode(path) -> int:
 def test_the_data_folder_databases_are_private_whatever_the_umask(tmp_path):
     import os
 
-    from termshift import health
+    from termshift import job_history
     from termshift.alerts import store
     from termshift.trackers.status import RunStore
 
@@ -72,7 +72,7 @@ def test_the_data_folder_databases_are_private_whatever_the_umask(tmp_path):
         connection = store.connect(data)
         connection.execute("INSERT INTO subscriptions (uid, kind, url, secret, created_at)"
                            " VALUES ('u', 'webhook', 'https://example.org/hook', 'whsec_c2VjcmV0', 'now')")
-        with health.connect_state(data) as db:
+        with job_history.connect_state(data) as db:
             db.execute("CREATE TABLE IF NOT EXISTS t (x)")
             db.execute("INSERT INTO t VALUES (1)")
         with RunStore(data / "runs.sqlite"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from termshift.contrib.trypage import preview_command, try_command
+from termshift.commands.try_page import preview_command, try_command
 from termshift.schema import service_problems
 from tests.support.servers import JsPageServer, LocalServer
 

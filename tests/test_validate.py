@@ -14,13 +14,14 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
 from termshift import schema, validate
+from termshift.commands.validate import validate_command
 from termshift.declarations import (
     DeclarationError,
     check_declaration_file,
     check_history_file,
     list_service_ids,
 )
-from termshift.validate import validate_collection, validate_command
+from termshift.validate import validate_collection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "declarations"
@@ -354,8 +355,8 @@ def test_selectors_that_are_not_css_are_found_offline_at_the_exact_item(tmp_path
     "div[[", "p:hover(", "a::before", "main >", ":has(> p)",
 ])
 def test_the_offline_check_agrees_with_extraction(css):
-    from termshift.trackers.errors import ExtractError
-    from termshift.trackers.selectors import compile_selector
+    from termshift.errors import ExtractError
+    from termshift.selectors.selection import compile_selector
 
     try:
         compile_selector(css)

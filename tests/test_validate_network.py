@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from termshift.commands.validate import validate_command
 from termshift.declarations import SourceDocument
-from termshift.validate import validate_command
 from termshift.validate_network import (
     ModifiedSelectionError,
     analyse_selection,

@@ -779,3 +779,33 @@ def test_status_page_has_the_site_layout_and_the_favicon_is_served(app, client):
     icon = client.get("/favicon.ico")
     assert icon.status_code == 200 and icon.mimetype == "image/vnd.microsoft.icon"
     assert icon.data[:4] == b"\x00\x00\x01\x00" and b"PNG" in icon.data[:64]  # an ICO holding a PNG
+
+
+def test_the_viewer_caches_keep_the_most_recently_used_entries_across_threads():
+    import threading
+
+    from termshift.web.state import LRU
+
+    cache = LRU(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recently used
+    cache.put("c", 3)
+    assert (cache.get("b"), cache.get("a"), cache.get("c"), cache.get("missing")) == (None, 1, 3, None)
+    calls = []
+    assert cache.get_or_compute("d", lambda: calls.append("d") or 4) == 4
+    assert cache.get_or_compute("d", lambda: calls.append("again") or 5) == 4 and calls == ["d"]
+
+    shared = LRU(64)
+
+    def work(start: int) -> None:
+        for number in range(start, start + 2000):
+            shared.get_or_compute(number % 100, lambda number=number: number % 100)
+            shared.get(number % 50)
+
+    threads = [threading.Thread(target=work, args=(offset * 1000,)) for offset in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(shared) == 64 and all(shared.get(key) == key for key in list(shared))

@@ -15,7 +15,6 @@ import pytest
 
 from termshift import ssrf
 from termshift.alerts import events, outbox, store, subscriptions
-from termshift.alerts.archive import VersionEntry
 from termshift.alerts.signing import (
     SecretError,
     SignatureError,
@@ -25,6 +24,7 @@ from termshift.alerts.signing import (
     signature_headers,
     verify,
 )
+from termshift.archive_repo.listing import VersionEntry
 from tests.support.alerts import BASE_URL, Recorded, VersionsRepo, webhook_settings
 
 ALLOW_LOCAL = ["127.0.0.1"]
@@ -81,6 +81,54 @@ def test_signatures_agree_with_the_standard_webhooks_library_both_ways():
     tampered = {**ours, "webhook-signature": sign(secret, "evt_other", timestamp, body)}
     with pytest.raises(Exception, match="(?i)signature"):
         Webhook(secret).verify(body, tampered, json_parse=False)
+
+
+# The test vectors of the Standard Webhooks specification's reference libraries (their Python
+# library's tests): key, message id, timestamp, payload and the expected signature.
+SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SPEC_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+SPEC_TIMESTAMP = 1614265330
+SPEC_PAYLOAD = b'{"test": 2432232314}'
+SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_signing_meets_the_standard_webhooks_test_vectors():
+    from standardwebhooks import Webhook
+
+    # The specification's own library signs the vector as published, and so do we.
+    theirs = Webhook(SPEC_SECRET).sign(SPEC_ID, datetime.fromtimestamp(SPEC_TIMESTAMP, UTC), SPEC_PAYLOAD.decode())
+    assert theirs == SPEC_SIGNATURE == sign(SPEC_SECRET, SPEC_ID, SPEC_TIMESTAMP, SPEC_PAYLOAD)
+    headers = signature_headers(SPEC_SECRET, SPEC_ID, SPEC_PAYLOAD, SPEC_TIMESTAMP)
+    assert headers == {"webhook-id": SPEC_ID, "webhook-timestamp": str(SPEC_TIMESTAMP),
+                       "webhook-signature": SPEC_SIGNATURE}
+    assert verify(SPEC_SECRET, headers, SPEC_PAYLOAD, now=SPEC_TIMESTAMP) == SPEC_ID
+
+    # Signed by us now, the library verifies it (its tolerance is 5 minutes of its own clock).
+    fresh = signature_headers(SPEC_SECRET, SPEC_ID, SPEC_PAYLOAD)
+    assert Webhook(SPEC_SECRET).verify(SPEC_PAYLOAD, fresh) == {"test": 2432232314}
+
+    # The library's negative and multi-signature vectors, through our verify.
+    def checked(**changes: str | None) -> str:
+        sent = {key: value for key, value in {**headers, **changes}.items() if value is not None}
+        return verify(SPEC_SECRET, sent, SPEC_PAYLOAD, now=SPEC_TIMESTAMP)
+
+    with pytest.raises(SignatureError, match="no signature matches"):
+        checked(**{"webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA="})
+    with pytest.raises(SignatureError, match="no signature matches"):  # the same bytes, another version
+        checked(**{"webhook-signature": "v2," + SPEC_SIGNATURE.removeprefix("v1,")})
+    several = " ".join(["v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=",
+                        "v2,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=", SPEC_SIGNATURE,
+                        "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc="])
+    assert checked(**{"webhook-signature": several}) == SPEC_ID
+    for missing in ("webhook-id", "webhook-timestamp", "webhook-signature"):
+        with pytest.raises(SignatureError, match="missing"):
+            checked(**{missing: None})
+    with pytest.raises(SignatureError, match="not a whole number"):
+        checked(**{"webhook-timestamp": "hello"})
+    for skew in (-301, 301):  # the specification's 5 minutes, either way
+        with pytest.raises(SignatureError, match="outside the 300 s window"):
+            verify(SPEC_SECRET, headers, SPEC_PAYLOAD, now=SPEC_TIMESTAMP + skew)
+    assert verify(SPEC_SECRET, headers, SPEC_PAYLOAD, now=SPEC_TIMESTAMP + 300) == SPEC_ID
 
 
 def test_verify_accepts_good_signatures_and_rejects_tampering():

@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 
-from termshift.alerts import archive, outbox
-from termshift.alerts.cli import webhooks_group
+from termshift.alerts import outbox
 from termshift.alerts.signing import generate_secret
+from termshift.archive_repo import listing
+from termshift.commands.webhooks import webhooks_group
 from termshift.config import load_settings
 from termshift.web.feeds import blueprint
 from tests.support.alerts import BASE_URL, VersionsRepo
@@ -65,7 +66,7 @@ def test_the_cli_manages_subscriptions_and_shows_the_log(tmp_path, receiver, mon
     # A new version for Acme reaches subscription 1 (filtered) and 2 (everything), with `deliver`.
     repo = VersionsRepo(data)
     version = repo.record("Acme", "Privacy Policy", "# Privacy\n\nNothing.\n")
-    outbox.enqueue_new_versions(data, archive.versions_from_git(data), BASE_URL)
+    outbox.enqueue_new_versions(data, listing.list_versions(data), BASE_URL)
     delivered = run(data, "deliver")
     assert "delivered=1 retry=1 failed=0" in delivered.output
     diff_payload = next(d.json() for d in receiver.accepted() if d.json()["type"] == "version.recorded")

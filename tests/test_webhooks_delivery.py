@@ -16,9 +16,11 @@ import time
 
 import pytest
 
-from termshift.alerts import archive, delivery, outbox, store, subscriptions
-from termshift.alerts.options import WebhookOptions
+from termshift.alerts import delivery, outbox, store, subscriptions
+from termshift.alerts.options import claim_lease
 from termshift.alerts.signing import generate_secret
+from termshift.archive_repo import listing
+from termshift.config import WebhooksSettings
 from tests.support.alerts import BASE_URL, VersionsRepo, webhook_settings
 from tests.support.receiver import Receiver
 
@@ -55,7 +57,7 @@ def subscribe(data, url, **options) -> subscriptions.Subscription:
 
 def enqueue(data, settings=None) -> list[str]:
     """Queue every version of the archive, as read back from git (oldest first, like a tracking run)."""
-    versions = list(reversed(archive.versions_from_git(data, limit=1000)))
+    versions = list(reversed(listing.list_versions(data, limit=1000)))
     return outbox.enqueue_new_versions(data, versions, BASE_URL, settings or webhook_settings()).created
 
 
@@ -200,17 +202,17 @@ def test_an_outcome_is_not_recorded_once_the_claim_is_lost(data, receiver):
     The first worker's 2xx must not settle the row the second one now owns."""
     subscribe(data, receiver.url(), secret=SECRET)
     enqueue(data)
-    options = WebhookOptions.from_settings(webhook_settings())
+    options = webhook_settings()
     db = store.connect(data)
     try:
-        [first] = outbox.claim(db, "slow-worker", options.claim_lease, event_id=None)
+        [first] = outbox.claim(db, "slow-worker", claim_lease(options), event_id=None)
         sent = delivery.send(first, options)
         assert sent.ok
         # The lease runs out while "slow-worker" is busy: another worker claims the row as it
         # will once the lease has passed (claiming "as of" then, rather than sleeping for it,
         # keeps the test independent of how fast a loaded machine sends).
-        after_lease = time.time() + options.claim_lease + 1
-        [second] = outbox.claim(db, "other-worker", options.claim_lease, due_by=after_lease,
+        after_lease = time.time() + claim_lease(options) + 1
+        [second] = outbox.claim(db, "other-worker", claim_lease(options), due_by=after_lease,
                                 event_id=first.event_id)
         assert second.event_id == first.event_id
         assert outbox.record_success(db, first, time.time(), sent.duration, sent.status_code) is False
@@ -274,10 +276,9 @@ def test_a_crash_between_the_2xx_and_its_bookkeeping_resends_the_same_webhook_id
     subscribe(data, receiver.url(), secret=SECRET)
     enqueue(data)
     settings = webhook_settings()
-    options = WebhookOptions.from_settings(settings)
     db = store.connect(data)
-    claimed = outbox.claim(db, "crashing-worker", options.claim_lease)[0]
-    sent = delivery.send(claimed, options)  # ... and the worker dies here, before record_success
+    claimed = outbox.claim(db, "crashing-worker", claim_lease(settings))[0]
+    sent = delivery.send(claimed, settings)  # ... and the worker dies here, before record_success
     assert sent.ok
     assert delivery.deliver_due(data, settings).delivered == 4  # the claimed one is not due yet
     with db:  # the lease runs out (rather than sleeping through it: the test stays fast under load)
@@ -307,7 +308,7 @@ def test_concurrency_is_bounded(tmp_path, receiver):
 
 
 def test_backoff_doubles_from_the_base_up_to_the_cap_with_jitter():
-    options = WebhookOptions(retry_base=60, retry_max=86400)
+    options = WebhooksSettings(retry_base=60, retry_max=86400)
     rng = random.Random(7)
     for attempt in range(1, 25):
         nominal = min(60 * 2 ** (attempt - 1), 86400)

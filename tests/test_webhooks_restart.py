@@ -13,8 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from termshift.alerts import archive, outbox, store, subscriptions
+from termshift.alerts import outbox, store, subscriptions
 from termshift.alerts.signing import generate_secret
+from termshift.archive_repo import listing
 from tests.support.alerts import BASE_URL, VersionsRepo, webhook_settings
 from tests.support.receiver import Receiver
 
@@ -51,7 +52,7 @@ def prepare(tmp_path: Path, receiver: Receiver) -> tuple[Path, set[str]]:
     for path in ("/a", "/b", "/c", "/d", "/e"):
         subscriptions.add(db, receiver.url(path), secret=SECRET, allow_private_targets=["127.0.0.1"])
     db.close()
-    versions = list(reversed(archive.versions_from_git(data, limit=100)))
+    versions = list(reversed(listing.list_versions(data, limit=100)))
     expected = set(outbox.enqueue_new_versions(data, versions, BASE_URL, webhook_settings()).created)
     assert len(expected) == 200
     return data, expected

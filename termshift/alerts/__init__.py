@@ -2,17 +2,17 @@
 
 The public interface (details in each module, the whole picture in docs/alerts.md):
 
-- `enqueue_new_versions(data_dir, versions, base_url, settings=None) -> EnqueueResult`
+- `enqueue_new_versions(data_dir, versions, base_url, webhooks=None) -> EnqueueResult`
   — after each tracking run, with the Version records it recorded (technical
   upgrades are skipped here). Queues one `version.recorded` event per version
   and matching subscription in `data_dir/alerts.sqlite`; sends nothing.
-- `deliver_due(data_dir, settings=None, stop=None) -> DeliveryReport` — one
+- `deliver_due(data_dir, webhooks=None, stop=None) -> DeliveryReport` — one
   delivery pass (the scheduler runs it every minute; the tracking run may run
   it right after enqueueing). `drain(...)` repeats passes until all is settled.
 - `delivery_log(data_dir, status=None, subscription_id=None, limit=100)` —
   counts, latest events and attempts, for the viewer.
 - `termshift.web.feeds.blueprint` — the feeds and the admin API;
-  `termshift.alerts.cli.webhooks_group` — `termshift webhooks …`.
+  `termshift.commands.webhooks.webhooks_group` — `termshift webhooks …`.
 - The payload's JSON Schema: `webhook-event.schema.json` beside this file.
 """
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from termshift import ssrf
+from termshift.errors import TermshiftError
 
 __all__ = ["VENDOR_SCHEMES", "ChannelError", "check_channel_url", "guarded_send"]
 
@@ -49,7 +50,7 @@ VENDOR_SCHEMES = frozenset({
 })
 
 
-class ChannelError(ValueError):
+class ChannelError(TermshiftError, ValueError):
     """An Apprise URL that cannot be subscribed or sent to; the message says why."""
 
 

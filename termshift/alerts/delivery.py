@@ -1,6 +1,6 @@
 """Sending queued events: signed webhooks and Apprise notifications, concurrent but bounded.
 
-`deliver_due(data_dir, settings)` runs one pass: `webhooks.concurrency` worker
+`deliver_due(data_dir, settings.webhooks)` runs one pass: `webhooks.concurrency` worker
 threads each claim a due row, send it, and record the outcome at once (see
 outbox.py for the guarantees), until every row that was due when the pass
 began has been tried. `drain(...)` repeats passes, sleeping until the next
@@ -46,8 +46,10 @@ from urllib.parse import urlsplit
 
 from termshift import __version__, ssrf
 from termshift.alerts import channels, outbox, store
-from termshift.alerts.options import WebhookOptions
+from termshift.alerts.options import claim_lease
 from termshift.alerts.signing import signature_headers
+from termshift.config import WebhooksSettings
+from termshift.errors import TermshiftError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ MAX_RESPONSE_BYTES = 64 * 1024  # we only need the status; do not let a receiver
 MAX_HEADER_BYTES = 64 * 1024  # the status line and the headers, together
 
 
-class AnswerTooLargeError(http.client.HTTPException):
+class AnswerTooLargeError(TermshiftError, http.client.HTTPException):
     """The receiver's answer went past MAX_HEADER_BYTES (headers) or MAX_RESPONSE_BYTES (body)."""
 
 
@@ -240,7 +242,7 @@ class WebhookSender:
     resolves to the very addresses the connection was checked for.
     """
 
-    def __init__(self, webhook_options: WebhookOptions) -> None:
+    def __init__(self, webhook_options: WebhooksSettings) -> None:
         self.options = webhook_options
         self._idle: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
 
@@ -339,7 +341,7 @@ class WebhookSender:
         return response
 
 
-def post_webhook(url: str, secret: str, event_id: str, body: bytes, webhook_options: WebhookOptions) -> Attempt:
+def post_webhook(url: str, secret: str, event_id: str, body: bytes, webhook_options: WebhooksSettings) -> Attempt:
     """POST one signed event on a connection of its own (see WebhookSender)."""
     sender = WebhookSender(webhook_options)
     try:
@@ -360,7 +362,7 @@ def _notification_text(event_type: str, body: bytes) -> tuple[str, str]:
     return title, text
 
 
-def notify_apprise(url: str, event_type: str, event_id: str, body: bytes, webhook_options: WebhookOptions) -> Attempt:
+def notify_apprise(url: str, event_type: str, event_id: str, body: bytes, webhook_options: WebhooksSettings) -> Attempt:
     """Send one event through Apprise, under the channel rules (channels.py). Never raises."""
     import apprise  # loaded lazily: importing Apprise loads all its plugins
 
@@ -388,7 +390,7 @@ def notify_apprise(url: str, event_type: str, event_id: str, body: bytes, webhoo
     return Attempt(False, None, "; ".join(messages[-3:]) or "Apprise reported a failure", time.monotonic() - started)
 
 
-def send(claimed: outbox.Claimed, webhook_options: WebhookOptions, sender: WebhookSender | None = None) -> Attempt:
+def send(claimed: outbox.Claimed, webhook_options: WebhooksSettings, sender: WebhookSender | None = None) -> Attempt:
     """Send one claimed event through its channel."""
     if claimed.kind != "webhook":
         return notify_apprise(claimed.url, claimed.event_type, claimed.event_id, claimed.body, webhook_options)
@@ -407,7 +409,7 @@ class _Pass:
     """
 
     def __init__(
-        self, data_dir: Path, webhook_options: WebhookOptions, limit: int | None, event_id: str | None,
+        self, data_dir: Path, webhook_options: WebhooksSettings, limit: int | None, event_id: str | None,
         stop: threading.Event | None,
     ):
         self.data_dir = data_dir
@@ -443,7 +445,7 @@ class _Pass:
             while self._take_slot():
                 with self.write_lock:
                     claimed = outbox.claim(
-                        db, token, self.options.claim_lease, due_by=self.due_by, event_id=self.event_id,
+                        db, token, claim_lease(self.options), due_by=self.due_by, event_id=self.event_id,
                     )
                 if not claimed:
                     return
@@ -482,17 +484,19 @@ JOIN_STEP = 0.1
 
 
 def deliver_due(
-    data_dir: Path, settings: Any = None, limit: int | None = None, event_id: str | None = None,
+    data_dir: Path, webhooks: WebhooksSettings | None = None, limit: int | None = None, event_id: str | None = None,
     stop: threading.Event | None = None,
 ) -> DeliveryReport:
     """Deliver what is due now, once each (at most `limit` attempts; only `event_id` if given).
+
+    `webhooks` is the `[webhooks]` section (`Settings.webhooks`; None: the defaults).
 
     Failed attempts are rescheduled for a later pass; the call returns when
     every row that was due at its start has been tried, or, once `stop` is set,
     as soon as the requests in flight are answered and recorded (nothing is
     left half-done, so a graceful restart repeats nothing).
     """
-    webhook_options = WebhookOptions.from_settings(settings)
+    webhook_options = webhooks or WebhooksSettings()
     started = time.monotonic()
     delivery_pass = _Pass(Path(data_dir), webhook_options, limit, event_id, stop)
     workers = 1 if event_id else webhook_options.concurrency
@@ -513,7 +517,8 @@ def deliver_due(
 
 
 def drain(
-    data_dir: Path, settings: Any = None, max_seconds: float | None = None, stop: threading.Event | None = None,
+    data_dir: Path, webhooks: WebhooksSettings | None = None, max_seconds: float | None = None,
+    stop: threading.Event | None = None,
 ) -> DeliveryReport:
     """Deliver passes until no event is pending or in flight, sleeping until the next is due.
 
@@ -526,7 +531,7 @@ def drain(
     db = store.connect(Path(data_dir))
     try:
         while not stop.is_set():
-            total.add(deliver_due(data_dir, settings, stop=stop))
+            total.add(deliver_due(data_dir, webhooks, stop=stop))
             due = outbox.next_due(db)
             if due is None:
                 break

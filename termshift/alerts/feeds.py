@@ -20,8 +20,8 @@ from feedgen.feed import FeedGenerator
 
 from termshift import __version__
 from termshift.alerts import links
-from termshift.alerts.archive import VersionEntry
 from termshift.alerts.events import DiffStats
+from termshift.archive_repo.listing import VersionEntry
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MEDIA_TYPES = {"atom": "application/atom+xml; charset=utf-8", "rss": "application/rss+xml; charset=utf-8"}

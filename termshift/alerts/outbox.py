@@ -24,7 +24,8 @@ Guarantees, and their limits:
 
 The public functions: `enqueue_new_versions` (called after each tracking run),
 `enqueue_test_event`, `claim`, `record_success`, `record_failure`,
-`backoff_delay`, `events`, `attempts`, `counts`.
+`backoff_delay`, `events`, `attempts`, `counts`, and `status_summary` (read-only,
+for /status and /metrics).
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from termshift.alerts import events, options, store, version_stats
-from termshift.alerts.archive import read_texts
+from termshift.alerts import events, store, version_stats
 from termshift.alerts.subscriptions import Subscription, all_subscriptions
+from termshift.archive_repo.listing import read_texts
+from termshift.config import WebhooksSettings
+from termshift.sqlite_wal import connect_read_only, has_table
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +92,8 @@ def _warn_once_missing_base_url() -> None:
     log.warning("web.base_url is not set: webhook links will point to %s", DEFAULT_BASE_URL)
 
 
-def _resolve_base_url(base_url: str | None, settings: Any) -> str:
-    base = (base_url or "").rstrip("/") or options.base_url(settings)
+def _resolve_base_url(base_url: str | None) -> str:
+    base = (base_url or "").rstrip("/")
     if not base:
         _warn_once_missing_base_url()
         return DEFAULT_BASE_URL
@@ -100,17 +103,19 @@ def _resolve_base_url(base_url: str | None, settings: Any) -> str:
 
 
 def enqueue_new_versions(
-    data_dir: Path, versions: Iterable[Any], base_url: str, settings: Any = None, now: datetime | None = None,
+    data_dir: Path, versions: Iterable[Any], base_url: str, webhooks: WebhooksSettings | None = None,
+    now: datetime | None = None,
 ) -> EnqueueResult:
     """Queue one `version.recorded` event per new version and matching active subscription.
 
     `versions` are `termshift.archive_repo.Version` records, or any objects with
     `service_id`, `terms_type`, `id` (the commit id), `fetch_date` (aware
     datetime), `is_first_record`, `is_technical_upgrade` (e.g.
-    `termshift.alerts.archive.VersionEntry`); an optional `content` is used when
+    `termshift.archive_repo.listing.VersionEntry`); an optional `content` is used when
     git cannot give the text. `base_url` is the viewer's public URL (links in
-    payloads; empty → `web.base_url`). Safe to call twice with the same
-    versions. Sends nothing: run `delivery.deliver_due` afterwards.
+    payloads: `web.base_url`; empty → a warning and DEFAULT_BASE_URL). `webhooks`
+    is the `[webhooks]` section (`Settings.webhooks`; None: the defaults). Safe to
+    call twice with the same versions. Sends nothing: run `delivery.deliver_due` afterwards.
     """
     result = EnqueueResult()
     wanted = []
@@ -124,8 +129,8 @@ def enqueue_new_versions(
             wanted.append(version)
     if not wanted:
         return result
-    base = _resolve_base_url(base_url, settings)
-    webhook_options = options.WebhookOptions.from_settings(settings)
+    base = _resolve_base_url(base_url)
+    webhook_options = webhooks or WebhooksSettings()
     now = now or datetime.now(UTC)
     db = store.connect(data_dir, durable=True)
     try:
@@ -164,7 +169,7 @@ def _queued(db: sqlite3.Connection, event_id: str) -> bool:
 
 def _event_rows(
     data_dir: Path, db: sqlite3.Connection, plan: list[tuple[Any, list[Subscription]]], base: str,
-    webhook_options: options.WebhookOptions, now: datetime,
+    webhook_options: WebhooksSettings, now: datetime,
 ) -> list[tuple]:
     """The outbox rows of a plan: payloads with statistics, and diffs where asked for."""
     entries = [version_stats.as_entry(version) for version, _subs in plan]
@@ -296,7 +301,7 @@ def _lost_claim(claimed: Claimed, duration: float, error: str | None = None) -> 
     return f"{what}the claim expired during the attempt ({duration:.1f} s): left to the worker holding it now"
 
 
-def backoff_delay(attempt: int, webhook_options: options.WebhookOptions, rng: random.Random | None = None) -> float:
+def backoff_delay(attempt: int, webhook_options: WebhooksSettings, rng: random.Random | None = None) -> float:
     """Seconds before retrying after failed attempt number `attempt` (1, 2, …).
 
     retry_base × 2^(attempt−1), capped at retry_max, with ±20 % jitter so that
@@ -310,7 +315,7 @@ def backoff_delay(attempt: int, webhook_options: options.WebhookOptions, rng: ra
 
 def record_failure(
     db: sqlite3.Connection, claimed: Claimed, started: float, duration: float, status_code: int | None,
-    error: str, webhook_options: options.WebhookOptions, now: float | None = None,
+    error: str, webhook_options: WebhooksSettings, now: float | None = None,
 ) -> str:
     """Schedule a retry, or give up once the event is older than `max_age`; return the outcome
     ("retry", "failed", or "lost" when this worker no longer holds the claim: nothing changed).
@@ -357,12 +362,41 @@ def next_due(db: sqlite3.Connection) -> float | None:
     return row[0]
 
 
+STATUSES = ("pending", "delivering", "delivered", "failed", "cancelled")
+
+
 def counts(db: sqlite3.Connection) -> dict[str, int]:
     """Events per status: {"pending": n, "delivering": n, "delivered": n, "failed": n, "cancelled": n}."""
-    found = {status: 0 for status in ("pending", "delivering", "delivered", "failed", "cancelled")}
+    found = dict.fromkeys(STATUSES, 0)
     for row in db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status"):
         found[row[0]] = row[1]
     return found
+
+
+def status_summary(data_dir: Path) -> tuple[dict[str, int], float | None] | None:
+    """(events per status, creation time of the oldest event pending or in flight) for the
+    status page and /metrics; None when there is no alerts database. Read-only: creates and
+    changes nothing; a database that cannot be read reads as no events (`store.unreadable`
+    says why)."""
+    found = dict.fromkeys(STATUSES, 0)
+    oldest = None
+    try:
+        db = connect_read_only(store.database_path(data_dir))
+        if db is None:
+            return None
+        try:
+            rows = db.execute(
+                "SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox GROUP BY status"
+            ).fetchall() if has_table(db, "outbox") else []
+        finally:
+            db.close()
+    except sqlite3.Error:
+        rows = []
+    for row in rows:
+        found[row["status"]] = row["n"]
+        if row["status"] in ("pending", "delivering") and row["oldest"] is not None:
+            oldest = row["oldest"] if oldest is None else min(oldest, row["oldest"])
+    return found, oldest
 
 
 def _iso(timestamp: float | None) -> str | None:

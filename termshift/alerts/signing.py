@@ -21,17 +21,19 @@ import secrets
 import time
 from collections.abc import Mapping
 
+from termshift.errors import TermshiftError
+
 SECRET_PREFIX = "whsec_"
 MIN_KEY_BYTES = 24
 MAX_KEY_BYTES = 64
 DEFAULT_TOLERANCE = 5 * 60  # seconds; the specification's suggested replay window
 
 
-class SecretError(ValueError):
+class SecretError(TermshiftError, ValueError):
     """A malformed webhook secret; the message says why."""
 
 
-class SignatureError(ValueError):
+class SignatureError(TermshiftError, ValueError):
     """A request whose signature headers do not verify; the message says why."""
 
 

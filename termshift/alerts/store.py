@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from termshift.sqlite_wal import connect as connect_private
-from termshift.sqlite_wal import enable_wal
+from termshift.sqlite_wal import connect_read_only, enable_wal
 
 FILE_NAME = "alerts.sqlite"
 SCHEMA_VERSION = 1
@@ -110,6 +110,23 @@ def connect(data_dir: Path, durable: bool = False) -> sqlite3.Connection:
                     connection.execute(statement)
             connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     return connection
+
+
+def unreadable(data_dir: Path) -> str | None:
+    """Why the alerts database cannot be read (SQLite's words), or None when it can, or
+    does not exist yet. Opens it read-only: creates and changes nothing."""
+    try:
+        connection = connect_read_only(database_path(data_dir))
+        if connection is None:
+            return None
+        try:
+            connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            connection.execute("PRAGMA user_version").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        return str(error)
+    return None
 
 
 @contextmanager

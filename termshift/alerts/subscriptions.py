@@ -26,10 +26,11 @@ from termshift import ssrf
 from termshift.alerts.channels import ChannelError, check_channel_url
 from termshift.alerts.signing import SecretError, generate_secret, secret_key
 from termshift.alerts.store import transaction
+from termshift.errors import TermshiftError
 
 KINDS = ("webhook", "apprise")
 
-class SubscriptionError(ValueError):
+class SubscriptionError(TermshiftError, ValueError):
     """Bad subscription input: `<field>: <reason>`."""
 
 

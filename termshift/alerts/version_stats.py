@@ -15,9 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from termshift.alerts.archive import VersionEntry, read_texts
 from termshift.alerts.events import DiffStats, diff_stats
 from termshift.alerts.store import transaction
+from termshift.archive_repo.listing import VersionEntry, read_texts
 
 # How `changed_sentences` were picked, stored with them: rows written by an older way (a bare
 # JSON list, before sentences were plain text) are computed again rather than served.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from termshift.errors import TermshiftError
 
-class ArchiveError(Exception):
+
+class ArchiveError(TermshiftError):
     """A repository cannot be used (not a git repository, git failed…); the message names it."""
 
 

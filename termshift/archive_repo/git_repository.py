@@ -8,9 +8,10 @@ Writing (one record = one commit touching one file, see `record`):
   so a writer killed at any point loses nothing committed and leaves a valid repository.
   Writers serialise on a file lock (`.git/termshift.lock`), across threads and processes.
 
-Reading:
-  listings come from a single `git log -z --raw` process (log_reader); contents come from
-  GitPython's persistent `git cat-file --batch` by blob id, loaded when first accessed.
+Reading (the archive's one log reader and one blob reader, as for every other reader):
+  listings come from a single `git log -z --raw` process (log_reader.read_log); contents,
+  trees and commits come from a persistent `git cat-file --batch` (blob_reader.BlobReader)
+  by object id, a record's content loaded when first accessed.
 
 Text read back is exactly what was stored (OTA trims leading and trailing whitespace
 when reading; we do not, so a record round-trips byte for byte).
@@ -34,8 +35,9 @@ import git
 
 from termshift import __version__
 from termshift.archive_repo import messages
+from termshift.archive_repo.blob_reader import BlobReader
 from termshift.archive_repo.errors import ArchiveError, ArchiveLockedError, InvalidRecordError
-from termshift.archive_repo.log_reader import LOG_OPTIONS, LoggedCommit, nul_fields, parse_log
+from termshift.archive_repo.log_reader import GitError, LoggedCommit, read_log
 from termshift.archive_repo.media_types import extension_for, is_text, mime_type_for
 from termshift.archive_repo.object_store import (
     FILE_MODE,
@@ -114,7 +116,7 @@ class RecordRepository:
         self._refs = RefUpdater(self._repo)
         self._file_lock = filelock.FileLock(str(self._git_dir / LOCK_FILE), timeout=lock_timeout)
         self._write_lock = threading.RLock()  # one writer thread at a time in this process
-        self._cat_file_lock = threading.Lock()  # GitPython's cat-file pipes are not thread-safe
+        self._objects_reader = BlobReader(self.path)  # thread-safe
         self._head_tree: tuple[str, list[TreeEntry]] | None = None
         self._unindexed: set[str] = set()  # recorded files not yet staged in git's index
         if not read_only:
@@ -122,6 +124,7 @@ class RecordRepository:
                 with self._writer():
                     recover(self._repo)
             except BaseException:
+                self._objects_reader.close()
                 self._repo.close()
                 raise
 
@@ -136,6 +139,7 @@ class RecordRepository:
             with self._writer():
                 self._sync_index()
         self._refs.close()
+        self._objects_reader.close()
         self._repo.close()
 
     def __enter__(self) -> RecordRepository:
@@ -327,8 +331,8 @@ class RecordRepository:
         if not _COMMIT_ID.fullmatch(record_id or ""):
             return None
         try:
-            commits = list(self._log(["-1", "--no-walk", record_id, "--"]))
-        except git.GitCommandError:
+            commits = list(self._log(["-1", "--no-walk", record_id]))
+        except GitError:
             return None
         records = [self._to_record(commit) for commit in commits]
         return records[0] if records and records[0] is not None else None
@@ -345,7 +349,7 @@ class RecordRepository:
                 return
         else:
             pathspecs = ["*/*"]
-        for commit in self._log(["--reverse", "HEAD", "--", *pathspecs]):
+        for commit in self._log(["--reverse", "HEAD"], pathspecs):
             record = self._to_record(commit)
             if record is not None and (wanted_types is None or record.terms_type in wanted_types):
                 yield record
@@ -373,26 +377,17 @@ class RecordRepository:
         if not paths:
             return
         pathspecs = [f":(literal){path}" for path in paths]
-        for commit in self._log(["--author-date-order", "HEAD", "--", *pathspecs]):
+        for commit in self._log(["--author-date-order", "HEAD"], pathspecs):
             record = self._to_record(commit)
             if record is not None:
                 yield record
 
-    def _log(self, arguments: list[str]) -> Iterator[LoggedCommit]:
-        """Stream `git log` with LOG_OPTIONS; stops the process if the caller stops early."""
+    def _log(self, arguments: list[str], pathspecs: list[str] | None = None) -> Iterator[LoggedCommit]:
+        """Stream `git log` (log_reader.read_log): stops the process if the caller stops
+        early, raises GitError with git's message if it fails."""
         if self._head() is None:
             return  # no commit yet; `git log` would fail
-        process = self._repo.git.log(*LOG_OPTIONS, *arguments, as_process=True)
-        finished = False
-        try:
-            yield from parse_log(nul_fields(process.stdout))
-            finished = True
-        finally:
-            if finished:
-                process.wait()  # raises GitCommandError with git's message on failure
-            else:
-                process.proc.kill()
-                process.proc.wait()
+        yield from read_log(self.path, arguments, pathspecs or ())
 
     def _to_record(self, commit: LoggedCommit) -> Record | None:
         """The record a commit holds, or None when it is not a record commit.
@@ -439,9 +434,7 @@ class RecordRepository:
         return data.decode("utf-8", errors="replace") if as_text else data
 
     def _read_object(self, object_id_hex: str) -> bytes:
-        with self._cat_file_lock:
-            _sha, _type, _size, data = self._repo.git.get_object_data(object_id_hex)
-        return data
+        return self._objects_reader.read(object_id_hex)
 
     def _head(self) -> str | None:
         """The commit HEAD points at, or None in a repository without commits."""

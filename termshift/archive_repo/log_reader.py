@@ -1,15 +1,28 @@
-"""Read commits in bulk: one `git log -z --raw` process, parsed as it streams.
+"""The archive's one log reader: commits in bulk, from one `git log -z --raw` process.
 
 Reading a whole repository must not cost a process per commit: the log gives, for every
 commit, its id, author date, message and the blob id of each file it changed, which is
-all a record needs (its content is then read by blob id through `git cat-file --batch`).
+all a record needs (its content is then read by blob id through
+`termshift.archive_repo.blob_reader`). The log is streamed and parsed as it comes, and a
+reader that stops early stops git too: a short feed reads only the top of a long history.
+
+Every module that reads the archive's history goes through here: `RecordRepository`
+(records), the viewer's index (`commits_between`, `count_commits`, `is_ancestor`),
+the viewer's freshness check (`head_fingerprint`), the feeds and webhooks
+(`archive_repo.listing`), `/metrics` (`count_commits`) and the tracking run
+(`archive.archive_heads`). Plain git processes, no GitPython: the bulk readers must stay fast.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import os
+import subprocess
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
+
+from termshift.archive_repo.errors import ArchiveError
 
 # %H, %at and %B are NUL-separated; with -z, raw diff entries are NUL-separated too.
 LOG_FORMAT = "--format=%H%x00%at%x00%B"
@@ -24,8 +37,22 @@ LOG_OPTIONS = (
     "--no-color",
     "--no-show-signature",
 )
+# The viewer's index reads new commits oldest first, parents before children even if
+# dates disagree.
+OLDEST_FIRST = ("--reverse", "--topo-order")
 SUBMODULE_MODE = "160000"
 _CHUNK = 1 << 16
+_QUIET_GIT = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+
+
+def git_environment() -> dict[str, str]:
+    """The environment of the readers' git processes: the process's own, read now, with git
+    kept from prompting, translating its messages or taking optional locks."""
+    return {**os.environ, **_QUIET_GIT}
+
+
+class GitError(ArchiveError):
+    """A git command failed; the message names the repository and git's own words."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +73,8 @@ class LoggedCommit:
     message: str
     changes: tuple[FileChange, ...]
 
+
+# --- parsing ---------------------------------------------------------------------------------
 
 def nul_fields(stream: IO[bytes]) -> Iterator[bytes]:
     """The NUL-separated fields of a byte stream, read in chunks."""
@@ -90,3 +119,147 @@ def parse_log(fields: Iterable[bytes]) -> Iterator[LoggedCommit]:
                 continue
             changes.append(FileChange(path=path, blob=new_blob, status=status[:1]))
         yield LoggedCommit(id=commit_id, timestamp=timestamp, message=message, changes=tuple(changes))
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+def read_log(repo: Path, arguments: Sequence[str], pathspecs: Sequence[str] = ()) -> Iterator[LoggedCommit]:
+    """Stream `git log LOG_OPTIONS <arguments> -- <pathspecs>` from one git process.
+
+    `arguments` are revisions and ordering options (`HEAD`, `a..b`, `--reverse`…). A
+    caller that stops iterating early kills git (no error then); a log that fails after
+    being read to its end raises GitError with git's words.
+    """
+    process = subprocess.Popen(
+        ["git", "log", *LOG_OPTIONS, *arguments, "--", *pathspecs],
+        cwd=repo, env=git_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    finished = False
+    try:
+        yield from parse_log(nul_fields(process.stdout))
+        finished = True
+    finally:
+        process.stdout.close()
+        if not finished:
+            process.kill()
+        error = process.stderr.read().decode("utf-8", "replace").strip()
+        process.stderr.close()
+        if process.wait() != 0 and finished:
+            raise GitError(f"{repo}: git log failed: {error or f'exit status {process.returncode}'}")
+
+
+def commits_between(repo: Path, since: str | None, until: str) -> Iterator[LoggedCommit]:
+    """Commits reachable from `until` but not from `since`, oldest first (parents before
+    children), in one git process: how the viewer's index reads what is new."""
+    return read_log(repo, [*OLDEST_FIRST, f"{since}..{until}" if since else until])
+
+
+def run_git(repo: Path, *arguments: str, timeout: float | None = None) -> str:
+    """Run git in `repo` and return its output; raise GitError on failure."""
+    try:
+        result = subprocess.run(
+            ["git", *arguments], cwd=repo, env=git_environment(), capture_output=True, check=False, timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise GitError(f"{repo}: git {arguments[0]} did not answer within {timeout:g} s") from None
+    if result.returncode != 0:
+        message = result.stderr.decode("utf-8", "replace").strip()
+        raise GitError(f"{repo}: git {arguments[0]} failed: {message}")
+    return result.stdout.decode("utf-8", "surrogateescape")
+
+
+def check_repository(repo: Path) -> None:
+    """Raise GitError unless `repo` is a git repository (work tree or bare)."""
+    if not Path(repo).is_dir():
+        raise GitError(f"{repo}: no such directory")
+    run_git(repo, "rev-parse", "--git-dir")
+
+
+def is_repository(repo: Path) -> bool:
+    """Whether git sees a repository at `repo` (with or without commits)."""
+    try:
+        check_repository(repo)
+    except (GitError, OSError):
+        return False
+    return True
+
+
+def looks_like_repository(repo: Path) -> bool:
+    """`repo` holds `.git` or is a bare repository (checked on disk: git is not asked, so
+    a folder inside another repository is not taken for it)."""
+    return (Path(repo) / ".git").exists() or (Path(repo) / "HEAD").is_file()
+
+
+def head_commit(repo: Path) -> str | None:
+    """The commit HEAD points at, or None for a repository without commits."""
+    result = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
+        cwd=repo, env=git_environment(), capture_output=True, check=False,
+    )
+    return result.stdout.decode().strip() or None
+
+
+def has_commits(repo: Path) -> bool:
+    """`repo` is a repository of its own (see `looks_like_repository`) with at least one commit."""
+    return Path(repo).is_dir() and looks_like_repository(repo) and head_commit(repo) is not None
+
+
+def head_fingerprint(repo: Path) -> tuple:
+    """A cheap value that changes when HEAD may have moved (no subprocess).
+
+    It combines the modification times of HEAD, the current branch's ref file and
+    packed-refs; an unchanged fingerprint means nothing was committed.
+    """
+    git_dir = Path(repo) / ".git"
+    if not git_dir.is_dir():
+        git_dir = Path(repo)  # bare repository
+    parts: list[object] = []
+    head = git_dir / "HEAD"
+    for path in (head, git_dir / "packed-refs"):
+        parts.append(path.stat().st_mtime_ns if path.exists() else None)
+    try:
+        reference = head.read_text().strip()
+    except OSError:
+        reference = ""
+    if reference.startswith("ref: "):
+        ref_path = git_dir / reference[5:]
+        parts.append(ref_path.stat().st_mtime_ns if ref_path.exists() else None)
+        # The ref's content too: two commits within one tick of the file system's clock
+        # leave the same modification time, but never the same commit id.
+        try:
+            parts.append(ref_path.read_bytes())
+        except OSError:
+            parts.append(None)
+    parts.append(reference)
+    return tuple(parts)
+
+
+def count_commits(
+    repo: Path, since: str | None, until: str, *, pathspecs: Sequence[str] = (), include_merges: bool = False,
+    timeout: float | None = None,
+) -> int:
+    """Number of commits reachable from `until` but not from `since` (cheap: no diffs).
+
+    By default merges are left out, as in `read_log`: the number of commits
+    `commits_between(repo, since, until)` yields.
+    """
+    revision = f"{since}..{until}" if since else until
+    merges = () if include_merges else ("--no-merges",)
+    output = run_git(repo, "rev-list", "--count", *merges, revision, "--", *pathspecs, timeout=timeout)
+    return int(output.strip() or 0)
+
+
+def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    """True when `ancestor` is reachable from `descendant`; False too if it does not exist."""
+    result = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", ancestor, descendant],
+        cwd=repo, env=git_environment(), capture_output=True, check=False,
+    )
+    return result.returncode == 0
+
+
+def tree_paths(repo: Path, revision: str = "HEAD") -> list[str]:
+    """Every file path in the tree of `revision` (`git ls-tree -r`)."""
+    output = run_git(repo, "ls-tree", "-r", "-z", "--name-only", revision)
+    return [name for name in output.split("\0") if name]

@@ -1,4 +1,5 @@
-"""Contributor tooling: commands that help someone add or fix a declaration.
+"""Contributor tooling: the work behind the commands that help someone add or fix a declaration
+(the click commands themselves are in termshift.commands).
 
 - `termshift lint`        canonical formatting of declaration and history files, ruff on filters
 - `termshift try`         fetch a URL, extract it with some selectors, print the Markdown and the JSON

@@ -1,4 +1,4 @@
-"""`termshift import-ota`: bring an Open Terms Archive collection into Termshift.
+"""Importing (`termshift import-ota`): bring an Open Terms Archive collection into Termshift.
 
 Declarations, history files, JavaScript filters and their history have the same
 format in both projects, so they are copied as they are and checked with the
@@ -13,12 +13,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
-
-from termshift.cli import declarations_option
-from termshift.collection_metadata import metadata_path, read_metadata, settings_metadata_path
-from termshift.config import config_option, settings_for_command
+from termshift.collection_metadata import metadata_path, read_metadata
 from termshift.declarations import DeclarationError
+from termshift.errors import TermshiftError
 from termshift.validate import validate_collection
 
 # What is copied, by file-name ending.
@@ -37,17 +34,21 @@ class ImportReport:
     javascript_filters: list[Path] = field(default_factory=list)  # run as they are
 
 
+class NoCollectionError(TermshiftError):
+    """The folder to import is neither a collection nor a declarations folder."""
+
+
 def find_declarations_folder(directory: Path) -> Path:
-    """DIR itself, or DIR/declarations for a collection root. Raises click.UsageError."""
+    """DIR itself, or DIR/declarations for a collection root. Raises NoCollectionError."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise click.UsageError(f"{directory}: no such folder")
+        raise NoCollectionError(f"{directory}: no such folder")
     inner = directory / "declarations"
     if inner.is_dir():
         return inner
     if any(directory.glob("*.json")):
         return directory
-    raise click.UsageError(
+    raise NoCollectionError(
         f"{directory}: neither a collection (no 'declarations' folder) nor a declarations folder (no *.json file)")
 
 
@@ -101,51 +102,3 @@ def import_collection(source: Path, destination: Path, *, overwrite: bool = Fals
                                  for suffix in (".filters.js", ".filters.history.js")
                                  if (destination / f"{service}{suffix}").is_file()]
     return report
-
-
-# ---------------------------------------------------------------- command
-
-
-@click.command("import-ota")
-@click.argument("source", type=click.Path(file_okay=False, path_type=Path))
-@declarations_option
-@config_option
-@click.option("--overwrite", is_flag=True, help="Replace files that already exist with other content.")
-def import_ota_command(source: Path, declarations_dir: Path | None, overwrite: bool) -> None:
-    """Copy an Open Terms Archive collection's declarations into this collection.
-
-    SOURCE is the collection root (holding declarations/) or its declarations
-    folder. Declarations, history files, JavaScript filters and filters history
-    files, and the collection's metadata.yml (beside declarations/), are copied
-    (an existing file with other content is kept unless
-    --overwrite) and checked with `validate --schema-only` (JavaScript filters
-    are parsed, not run). They run unchanged: nothing is left to port. Exit 1
-    on an error.
-    """
-    settings = settings_for_command(declarations_dir=declarations_dir)
-    report = import_collection(source, settings.declarations, overwrite=overwrite,
-                               metadata_destination=settings_metadata_path(settings))
-    _print_files(report)
-    for error in report.errors:
-        click.echo(str(error))
-    click.echo(f"Schema check of {len(report.services)} service(s): "
-               + (f"{len(report.errors)} error(s)" if report.errors else "no errors"))
-    _print_javascript(report)
-    click.get_current_context().exit(1 if report.errors else 0)
-
-
-def _print_files(report: ImportReport) -> None:
-    click.echo(f"Imported from {report.source} into {report.destination}: {len(report.copied)} file(s) copied, "
-               f"{len(report.unchanged)} already identical, {len(report.skipped)} kept.")
-    for path in report.skipped:
-        click.echo(f"  kept {path.name}: it exists with other content (--overwrite replaces it)")
-
-
-def _print_javascript(report: ImportReport) -> None:
-    if not report.javascript_filters:
-        click.echo("No JavaScript filters.")
-        return
-    click.echo(f"JavaScript filters: {len(report.javascript_filters)} file(s), run as they are (nothing to port; "
-               "they run in a sandbox, but they are code: review them, see docs/filters.md):")
-    for path in report.javascript_filters:
-        click.echo(f"  {path.name}")

@@ -4,7 +4,8 @@ A **job** is one terms of one service: the fetch requests of its documents (with
 validators of their previous fetch, for a conditional GET), the fingerprint of its
 declaration (`trackers.run.terms_fingerprint`: the worker's copy of the declarations
 must give the same), and the coordinator's fetcher settings (politeness, time-outs,
-languages: one policy for the whole fleet). Its id is stable — `job_id(service, type)`
+languages: one policy for the whole fleet, as JSON: `fetcher_to_json` /
+`fetcher_from_json`). Its id is stable — `job_id(service, type)`
 — so that a job sent again (a coordinator restarted) lands on the same result.
 
 A **result** holds, for each document, the fetch result as the fetcher gave it
@@ -19,15 +20,35 @@ service, its declaration differs) has `error` and no documents.
 from __future__ import annotations
 
 import base64
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from termshift.config import FetcherSettings
 from termshift.trackers.fetcher import FetchRequest, FetchResult, result_from_wire, result_to_wire
 
-__all__ = ["DocumentRequest", "DocumentResult", "JobResult", "TermsJob", "job_id"]
+__all__ = ["DocumentRequest", "DocumentResult", "JobResult", "TermsJob", "fetcher_from_json", "fetcher_to_json",
+           "job_id"]
 
 # The "fetcher" settings that belong to the worker's machine, not to the coordinator's policy.
 WORKER_FETCHER_KEYS = ("browser_path", "browser_endpoint", "browser_pages")
+
+
+def fetcher_to_json(fetcher: FetcherSettings) -> dict[str, Any]:
+    """The coordinator's fetcher policy as JSON: every setting but those of a worker's machine."""
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(fetcher).items() if key not in WORKER_FETCHER_KEYS}
+
+
+def fetcher_from_json(policy: Mapping[str, Any], machine: FetcherSettings | None = None) -> FetcherSettings:
+    """The settings a worker fetches a job with: the job's policy, and its own machine's browser
+    settings (`machine`; the defaults when None). Keys this version does not know are ignored."""
+    machine = machine or FetcherSettings()
+    known = {item.name for item in dataclasses.fields(FetcherSettings)} - set(WORKER_FETCHER_KEYS)
+    values = {key: tuple(value) if isinstance(value, list) else value
+              for key, value in policy.items() if key in known}
+    return dataclasses.replace(machine, **values)
 
 
 def job_id(service_id: str, terms_type: str) -> str:
@@ -61,7 +82,7 @@ class TermsJob:
     terms_type: str
     fingerprint: str
     documents: list[DocumentRequest]
-    fetcher: dict[str, Any] = field(default_factory=dict)  # the coordinator's "fetcher" settings
+    fetcher: dict[str, Any] = field(default_factory=dict)  # the coordinator's policy (`fetcher_to_json`)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

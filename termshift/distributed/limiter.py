@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from termshift.trackers.errors import ErrorKind, FetchError
+from termshift.errors import ErrorKind, FetchError
 
 __all__ = [
     "DEFAULT_LEASE",

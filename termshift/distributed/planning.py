@@ -13,14 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from termshift.distributed.jobs import WORKER_FETCHER_KEYS, DocumentRequest, TermsJob, job_id
+from termshift.config import Settings
+from termshift.distributed.jobs import DocumentRequest, TermsJob, fetcher_to_json, job_id
 
 __all__ = ["fleet_fetcher", "plan_job"]
 
 
-def fleet_fetcher(settings: Any) -> dict[str, Any]:
-    """The coordinator's "fetcher" settings, without those that belong to a worker's machine."""
-    return {key: value for key, value in dict(settings["fetcher"]).items() if key not in WORKER_FETCHER_KEYS}
+def fleet_fetcher(settings: Settings) -> dict[str, Any]:
+    """The coordinator's "fetcher" settings as JSON, without those that belong to a worker's machine."""
+    return fetcher_to_json(settings.fetcher)
 
 
 def plan_job(

@@ -25,16 +25,16 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from termshift.distributed.jobs import WORKER_FETCHER_KEYS, DocumentResult, JobResult, TermsJob
+from termshift.config import FetcherSettings
+from termshift.distributed.jobs import DocumentResult, JobResult, TermsJob, fetcher_from_json
 from termshift.distributed.limiter import DEFAULT_LEASE, host_limiter_spec, redact_url
 from termshift.distributed.results import ResultStore
-from termshift.trackers.errors import ErrorKind, ExtractError, TermshiftError
+from termshift.errors import ErrorKind, ExtractError, TermshiftError
 
 __all__ = ["WORKERS_KEY", "Heartbeat", "JobRunner", "WorkerOptions", "fleet_workers", "run_job", "serve", "worker_name"]
 
@@ -57,7 +57,7 @@ class WorkerOptions:
     """What a worker brings of its own: its declarations, its machine's fetcher settings."""
 
     declarations: Path
-    fetcher: Mapping[str, Any] = field(default_factory=dict)  # the worker's "fetcher" section (browser keys used)
+    fetcher: FetcherSettings = field(default_factory=FetcherSettings)  # the worker's own (browser settings used)
     limiter_url: str | None = None  # Redis of the fleet-wide limiter (None: in-process limits only)
     lease: float = DEFAULT_LEASE
 
@@ -138,11 +138,10 @@ def run_job(job: TermsJob, options: WorkerOptions, *, declarations: _Declaration
     except TermshiftError as error:
         result.error, result.error_kind, result.finished_at = str(error), str(error.kind), _now()
         return result
-    fetcher = {**job.fetcher, **{key: options.fetcher[key] for key in WORKER_FETCHER_KEYS if key in options.fetcher}}
-    if options.limiter_url:
-        fetcher["host_limiter"] = host_limiter_spec(options.limiter_url, lease=options.lease)
+    fetcher = fetcher_from_json(job.fetcher, options.fetcher)
+    limiter = host_limiter_spec(options.limiter_url, lease=options.lease) if options.limiter_url else None
     fetched = {fetch.key: fetch for fetch in iter_fetch([document.fetch_request() for document in job.documents],
-                                                        {"fetcher": fetcher})}
+                                                        fetcher, host_limiter=limiter)}
     for document in job.documents:
         fetch = fetched[document.position]  # iter_fetch gives every request exactly one result
         markdown = extract_error = None

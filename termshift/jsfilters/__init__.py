@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from termshift.errors import TermshiftError
 from termshift.filters import (
     FILTERS_FILE_KINDS,
     FilterCall,
@@ -78,11 +79,11 @@ PARSE_ALLOWANCE = 20.0
 PARSE_ALLOWANCE_PER_MB = 10.0
 
 
-class JsFiltersUnavailable(Exception):
+class JsFiltersUnavailable(TermshiftError):
     """Node.js or the runner's npm packages are missing, or the runner stopped."""
 
 
-class JsFilterFailure(Exception):
+class JsFilterFailure(TermshiftError):
     """A JavaScript filter threw (or ran out of time); `filter_error_text` is the error as JavaScript shows it."""
 
     def __init__(self, name: str, error_text: str) -> None:

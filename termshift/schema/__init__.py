@@ -500,7 +500,7 @@ def selector_problems(data: Any, kind: str = "service") -> list[SchemaProblem]:
 
     The JSON Schema only says a selector is a non-empty string; whether it is CSS is
     decided here, by compiling it with the engine extraction uses
-    (`termshift.trackers.selectors.compile_selector`: what Chromium accepts, rejected with the
+    (`termshift.selectors.selection.compile_selector`: what Chromium accepts, rejected with the
     position and the reason otherwise), so no fetch is needed to find a typo such as `div[[`. Parts of `data` that do not have the declared shape are
     skipped: the schema problems report them.
     """
@@ -547,8 +547,8 @@ def _css_problems(path: tuple[PathPart, ...], css: Any) -> list[SchemaProblem]:
     if not isinstance(css, str) or not css.strip() or any(char in css.strip() for char in "\r\n"):
         return []  # not a string, empty or on several lines: the schema's own checks say so
     # Imported here: extraction pulls in lxml, which the schema checks alone do not need.
-    from termshift.trackers.errors import ExtractError
-    from termshift.trackers.selectors import compile_selector
+    from termshift.errors import ExtractError
+    from termshift.selectors.selection import compile_selector
 
     try:
         compile_selector(css)

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from termshift.trackers.errors import ErrorKind, FetchError
+from termshift.errors import ErrorKind, FetchError
 
 __all__ = ["DEFAULT_COOLDOWN", "BrowserFarm", "parse_endpoints"]
 

@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from termshift.trackers.errors import ErrorKind, FetchError
+from termshift.errors import ErrorKind, FetchError
 
 __all__ = ["BROWSER_NAMES", "find_chromium", "resolve_browser_path"]
 

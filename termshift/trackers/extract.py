@@ -7,7 +7,7 @@ HTML goes through these steps, in OTA's exact order, on one lxml tree:
 3. make `a[href]` absolute (WHATWG-style resolution; `#…`, empty and unparsable hrefs stay);
 4. drop every `script` and `style`;
 5. neutralise Cloudflare e-mail protection links (their per-request token changes);
-6. `remove`, then 7. `select` (termshift.trackers.selectors);
+6. `remove`, then 7. `select` (termshift.selectors.selection);
 8. convert the selection to Markdown (termshift.trackers.markdown).
 
 PDF snapshots (MIME subtype `pdf`, parameters ignored) go to termshift.trackers.pdf instead.
@@ -28,9 +28,9 @@ import lxml.html
 from lxml import etree
 
 from termshift import jsfilters
+from termshift.errors import ExtractError
 from termshift.filters import apply_filters
-from termshift.trackers import selectors
-from termshift.trackers.errors import ExtractError
+from termshift.selectors import selection
 from termshift.trackers.markdown import to_markdown
 from termshift.trackers.pdf import pdf_to_text
 
@@ -98,9 +98,9 @@ def extract_html(
     if len(document.filters) > applied:
         apply_filters(root, document, service_filters, start=applied)
     _clean_links_and_scripts(root, location)
-    selectors.remove(root, document.remove)
+    selection.remove(root, document.remove)
     container = root.makeelement("div", {})
-    selectors.build_fragment(container, selectors.select(root, document.select, keep_document=False))
+    selection.build_fragment(container, selection.select(root, document.select, keep_document=False))
     if not any(isinstance(child.tag, str) for child in container):
         raise ExtractError(
             f'The provided selector "{_describe(document.select)}" has no match in the web page '
@@ -175,7 +175,7 @@ def _describe(selector: Any) -> str:
         return selector
     if isinstance(selector, list):
         return ",".join(_describe(item) for item in selector)
-    return selectors.selector_to_json(selector)
+    return selection.selector_to_json(selector)
 
 
 # --- Steps 3 to 5: links, scripts and styles, e-mail protection ------------------------------
@@ -208,7 +208,7 @@ def _clean_links_and_scripts(root: etree._Element, location: str) -> None:
             template.remove(child)  # with its tail: all of it is template content
     _absolutise(links, _document_base_url(base_href, location))
     for script in scripts:
-        selectors.remove_node(script)  # the text after it stays, as its own text node (DOM remove())
+        selection.remove_node(script)  # the text after it stays, as its own text node (DOM remove())
     for link in links:
         if "/email-protection" in link.get("href", ""):
             _clean_email_protection(link)

@@ -34,14 +34,15 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from termshift.config import DEFAULTS, FetcherSettings
+from termshift.errors import ErrorKind, FetchError, code_named_in, redirect_limit_message
 from termshift.trackers.blocking import detect_block
 from termshift.trackers.browser_farm import BrowserFarm, parse_endpoints
-from termshift.trackers.errors import ErrorKind, FetchError
-from termshift.trackers.fetcher import guard_request, network_error_message, timeout_message
+from termshift.trackers.fetcher import guard_request
 
 log = logging.getLogger(__name__)
 
@@ -244,8 +245,6 @@ class BrowserFetcher:
         self.pages = pages
         self.max_body_bytes = max_body_bytes
         if allow_private_targets is None:
-            from termshift.config import DEFAULTS
-
             allow_private_targets = DEFAULTS["fetcher"]["allow_private_targets"][0]
         self.allow_private_targets = list(allow_private_targets)
         self._slots = asyncio.Semaphore(pages)
@@ -256,17 +255,17 @@ class BrowserFetcher:
         self._user_agent: str | None = None
 
     @classmethod
-    def from_settings(cls, fetcher: Mapping[str, Any], executable: str | None = None) -> BrowserFetcher:
+    def from_settings(cls, fetcher: FetcherSettings, executable: str | None = None) -> BrowserFetcher:
         """A fetcher configured by the "fetcher" settings section."""
         return cls(
             executable=executable,
-            endpoint=fetcher.get("browser_endpoint") or "",
-            language=fetcher["language"],
-            timeout=float(fetcher["timeout"]),
-            wait_for_selectors=float(fetcher["wait_for_selectors"]),
-            pages=int(fetcher["browser_pages"]),
-            max_body_bytes=int(fetcher["max_body_bytes"]),
-            allow_private_targets=fetcher.get("allow_private_targets"),
+            endpoint=fetcher.browser_endpoint,
+            language=fetcher.language,
+            timeout=fetcher.timeout,
+            wait_for_selectors=fetcher.wait_for_selectors,
+            pages=fetcher.browser_pages,
+            max_body_bytes=fetcher.max_body_bytes,
+            allow_private_targets=fetcher.allow_private_targets,
         )
 
     # -- life cycle -----------------------------------------------------------------------
@@ -388,7 +387,7 @@ class BrowserFetcher:
             try:
                 return await asyncio.wait_for(self._render(context, location, selectors, user_agent), limit)
             except TimeoutError:
-                raise FetchError(timeout_message(self.timeout, location), ErrorKind.TRANSIENT) from None
+                raise FetchError(location=location, timeout=self.timeout) from None
             finally:
                 with contextlib.suppress(Exception):  # closing must not hide the result
                     await asyncio.wait_for(context.close(), 10)
@@ -417,7 +416,7 @@ class BrowserFetcher:
             response = await page.goto(location, wait_until="load")
         except PlaywrightTimeoutError:
             guard.raise_if_refused()
-            raise FetchError(timeout_message(self.timeout, location)) from None
+            raise FetchError(location=location, timeout=self.timeout) from None
         except PlaywrightError as error:
             guard.raise_if_refused()
             if capture is not None:
@@ -425,7 +424,7 @@ class BrowserFetcher:
                 self._check_pdf_size(capture, location)
                 if capture.body is not None:  # Chromium may abort a PDF navigation after the capture
                     return _pdf_page(capture, page.url or location)
-            raise FetchError(_navigation_message(error, location)) from None
+            raise navigation_error(error, location) from None
         guard.raise_if_refused()
         if capture is not None:
             await capture.settle()
@@ -433,7 +432,7 @@ class BrowserFetcher:
             if capture.body is not None:
                 return _pdf_page(capture, response.url if response else location)
         if response is None:
-            raise FetchError(f"Response is empty when trying to fetch '{location}'")
+            raise FetchError(f"Response is empty when trying to fetch '{location}'", location=location)
         passable = _PASSABLE if selectors else _PASSABLE | {"empty-shell"}
         await self._settle_challenge(page, documents, response, passable)
         await self._wait_for_selectors(page, selectors)
@@ -442,7 +441,7 @@ class BrowserFetcher:
         size = len(content.encode("utf-8"))
         if size > self.max_body_bytes:
             raise FetchError(_too_large_message(size, self.max_body_bytes, "rendered page", location),
-                             ErrorKind.PERMANENT)
+                             ErrorKind.PERMANENT, location=location)
         final = documents[-1] if documents else response
         headers = await final.all_headers()
         return BrowserPage(final.status, headers, content, "text/html", page.url)
@@ -450,7 +449,7 @@ class BrowserFetcher:
     def _check_pdf_size(self, capture: _Interception, location: str) -> None:
         if capture.too_large is not None:
             raise FetchError(_too_large_message(capture.too_large, self.max_body_bytes, "PDF", location),
-                             ErrorKind.PERMANENT)
+                             ErrorKind.PERMANENT, location=location)
 
     async def _wait_for_selectors(self, page: Any, selectors: list[str]) -> None:
         """Wait until every selector holds text; each may time out (selectors can be stale)."""
@@ -596,16 +595,21 @@ def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def _navigation_message(error: BaseException, location: str) -> str:
-    """OTA-style wording for a failed navigation, so that classification works."""
+def navigation_error(error: BaseException, location: str) -> FetchError:
+    """The FetchError for a failed navigation: the one place where Playwright's error text
+    (Chromium's `net::ERR_…`) becomes fields (a network error code as Node names it) and a kind,
+    with OTA's wording."""
     text = _first_line(error)
     for net_error, code in _NET_ERRORS.items():
         if net_error in text:
-            return network_error_message(code, location)
+            return FetchError(location=location, code=code)
     if "ERR_TOO_MANY_REDIRECTS" in text:
-        return f"maximum redirect reached at: {location}"
+        return FetchError(redirect_limit_message(location), ErrorKind.PERMANENT, location=location)
     if "ERR_ABORTED" in text:
-        return f"Navigation aborted when trying to fetch '{location}'"
+        return FetchError(f"Navigation aborted when trying to fetch '{location}'", ErrorKind.PERMANENT,
+                          location=location)
     if "ERR_CERT" in text or "ERR_SSL" in text:
-        return f"TLS error ({text.split()[0]}) when trying to fetch '{location}'"
-    return f"{text} when trying to fetch '{location}'"
+        return FetchError(f"TLS error ({text.split()[0]}) when trying to fetch '{location}'", ErrorKind.PERMANENT,
+                          location=location)
+    # Another message (the browser's connection to Playwright failed, say): a code it names classifies it.
+    return FetchError(f"{text} when trying to fetch '{location}'", location=location, code=code_named_in(text))

@@ -9,7 +9,8 @@ host with `host_delay` between them, time-outs, redirects, compression, size
 limits and robots.txt. Termshift adds OTA's semantics on top:
 
 - bodies are decoded as OTA's fetch-charset-detection does (`decode_body`);
-- failures get OTA's messages, so that `errors.classify_fetch_message` works;
+- failures become FetchErrors whose fields (HTTP status, network error code, time-out) give
+  OTA's message and the kind (`failure_to_error` classifies Scrapy's and Twisted's exceptions);
 - block and challenge pages are recognised (`blocking.detect_block`);
 - the choice of fetcher, the browser fallback and in-run retries follow
   `fetcher.first_fetcher / may_fall_back / retry_delay`.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import dataclasses
 import email.utils
 import logging
 import math
@@ -44,24 +46,28 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from termshift import ssrf
+from termshift.config import FetcherSettings
+from termshift.errors import (
+    BlockedPageError,
+    ErrorKind,
+    FetchError,
+    TermshiftError,
+    code_named_in,
+    empty_content_message,
+    redirect_limit_message,
+    refused_target_message,
+)
 from termshift.trackers.blocking import detect_block
-from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
 from termshift.trackers.fetcher import (
     FULL_DOM,
     HTML_ONLY,
     FetchRequest,
     FetchResult,
-    empty_content_message,
     first_fetcher,
     guard_request,
-    http_code_message,
     may_fall_back,
-    network_error_message,
-    redirect_limit_message,
-    refused_target_message,
     result_to_wire,
     retry_delay,
-    timeout_message,
 )
 
 __all__ = [
@@ -147,11 +153,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
-# -- failures: Scrapy and Twisted exceptions to OTA's messages ---------------------------------
+# -- failures: Scrapy and Twisted exceptions to fetch errors ------------------------------------
 
 
 def failure_to_error(exception: BaseException, location: str, timeout: float) -> FetchError:
-    """A FetchError in OTA's wording for an exception raised while downloading `location`."""
+    """The FetchError for an exception raised while downloading `location`.
+
+    The one place where Scrapy's and Twisted's exceptions become an error's fields (time-out,
+    network error code as Node names it) and so its kind; the message is OTA's wording.
+    """
     from scrapy.exceptions import (
         CannotResolveHostError,
         DownloadCancelledError,
@@ -163,42 +173,42 @@ def failure_to_error(exception: BaseException, location: str, timeout: float) ->
     )
     from twisted.internet import error as tx_error
 
+    def failed(message: str, kind: ErrorKind) -> FetchError:
+        return FetchError(f"{message} when trying to fetch '{location}'", kind, location=location)
+
     if isinstance(exception, FetchError):
         return exception
     refused = next((reason for reason in [exception, *_root_reasons(exception)]
                     if isinstance(reason, ssrf.UnsafeTargetError)), None)
     if refused is not None:  # refused by GuardedResolver: the name resolved elsewhere when connecting
-        return FetchError(refused_target_message(str(refused), location), ErrorKind.PERMANENT)
+        return FetchError(refused_target_message(str(refused), location), ErrorKind.PERMANENT, location=location)
     if isinstance(exception, DownloadTimeoutError | tx_error.TimeoutError):
-        return FetchError(timeout_message(timeout, location))
+        return FetchError(location=location, timeout=timeout)
     if isinstance(exception, tx_error.TCPTimedOutError):
-        return FetchError(network_error_message("ETIMEDOUT", location))
+        return FetchError(location=location, code="ETIMEDOUT")
     if isinstance(exception, DownloadConnectionRefusedError | tx_error.ConnectionRefusedError):
-        return FetchError(network_error_message("ECONNREFUSED", location))
+        return FetchError(location=location, code="ECONNREFUSED")
     if isinstance(exception, CannotResolveHostError | tx_error.DNSLookupError):
-        return FetchError(network_error_message("ENOTFOUND", location))
+        return FetchError(location=location, code="ENOTFOUND")
     if isinstance(exception, ResponseDataLossError):
-        return FetchError(
-            f"Received a truncated body (the connection closed before the announced length) "
-            f"when trying to fetch '{location}'",
-            ErrorKind.TRANSIENT,
-        )
+        return failed("Received a truncated body (the connection closed before the announced length)",
+                      ErrorKind.TRANSIENT)
     if isinstance(exception, _BodyTooLarge):
-        return FetchError(f"{exception} when trying to fetch '{location}'", ErrorKind.PERMANENT)
+        return failed(str(exception), ErrorKind.PERMANENT)
     if isinstance(exception, IgnoreRequest):
         text = str(exception)
         if "max redirections" in text:
-            return FetchError(redirect_limit_message(location), ErrorKind.PERMANENT)
+            return FetchError(redirect_limit_message(location), ErrorKind.PERMANENT, location=location)
         if "robots.txt" in text:
-            return FetchError(f"Forbidden by robots.txt when trying to fetch '{location}'", ErrorKind.PERMANENT)
+            return failed("Forbidden by robots.txt", ErrorKind.PERMANENT)
         if "DOWNLOAD_MAXSIZE" in text:
-            return FetchError(f"The body is too large when trying to fetch '{location}'", ErrorKind.PERMANENT)
-        return FetchError(f"Request ignored ({text}) when trying to fetch '{location}'", ErrorKind.PERMANENT)
+            return failed("The body is too large", ErrorKind.PERMANENT)
+        return failed(f"Request ignored ({text})", ErrorKind.PERMANENT)
     if isinstance(exception, DownloadCancelledError):
-        return FetchError(f"The download was cancelled when trying to fetch '{location}'", ErrorKind.TRANSIENT)
+        return failed("The download was cancelled", ErrorKind.TRANSIENT)
     if isinstance(exception, DownloadFailedError | tx_error.ConnectionLost | tx_error.ConnectionDone):
         return _connection_failure(exception, location)
-    return FetchError(f"{type(exception).__name__}: {exception} when trying to fetch '{location}'")
+    return _unexpected(exception, location)
 
 
 def _connection_failure(exception: BaseException, location: str) -> FetchError:
@@ -210,10 +220,17 @@ def _connection_failure(exception: BaseException, location: str) -> FetchError:
         detail = next((str(reason) for reason in reasons), "")
         verify = "certificate verify failed" in detail
         what = "certificate verify failed" if verify else "handshake failed"
-        return FetchError(f"TLS error ({what}) when trying to fetch '{location}'", ErrorKind.PERMANENT)
+        return FetchError(f"TLS error ({what}) when trying to fetch '{location}'", ErrorKind.PERMANENT,
+                          location=location)
     if any(isinstance(reason, tx_error.ConnectionLost | tx_error.ConnectionDone) for reason in reasons):
-        return FetchError(network_error_message("ECONNRESET", location))
-    return FetchError(f"{type(reasons[0]).__name__}: {reasons[0]} when trying to fetch '{location}'")
+        return FetchError(location=location, code="ECONNRESET")
+    return _unexpected(reasons[0], location)
+
+
+def _unexpected(exception: BaseException, location: str) -> FetchError:
+    """An exception no rule knows: its text is the message; a network error code it names classifies it."""
+    text = f"{type(exception).__name__}: {exception}"
+    return FetchError(f"{text} when trying to fetch '{location}'", location=location, code=code_named_in(text))
 
 
 def _root_reasons(exception: BaseException) -> list[BaseException]:
@@ -229,7 +246,7 @@ def _root_reasons(exception: BaseException) -> list[BaseException]:
     return [seen[-1]]
 
 
-class _BodyTooLarge(Exception):
+class _BodyTooLarge(TermshiftError):
     """Scrapy cancelled a download past DOWNLOAD_MAXSIZE."""
 
 
@@ -275,10 +292,11 @@ def response_to_result(
         result.content, result.mime_type = content, mime_type
         result.error = BlockedPageError(location, signature, status=response.status)
     elif not valid:
-        result.error = FetchError(http_code_message(response.status, location), status=response.status,
+        result.error = FetchError(location=location, status=response.status,
                                   retry_after=parse_retry_after(headers.get("retry-after")))
     elif not content or headers.get("content-length") == "0":
-        result.error = FetchError(empty_content_message(location), ErrorKind.PERMANENT, status=response.status)
+        result.error = FetchError(empty_content_message(location), ErrorKind.PERMANENT, location=location,
+                                  status=response.status)
     else:
         result.content, result.mime_type = content, mime_type
     return result
@@ -287,36 +305,40 @@ def response_to_result(
 # -- Scrapy settings and components -----------------------------------------------------------------
 
 
-def scrapy_settings(fetcher: Mapping[str, Any], hosts: int) -> dict[str, Any]:
-    """Scrapy settings from Termshift's "fetcher" section, for a batch over `hosts` hosts."""
-    per_host = int(fetcher["per_host"])
+def scrapy_settings(fetcher: FetcherSettings, hosts: int, host_limiter: Mapping[str, Any] | None = None
+                    ) -> dict[str, Any]:
+    """Scrapy settings from Termshift's "fetcher" section, for a batch over `hosts` hosts.
+
+    `host_limiter`: a limiter shared with other processes (distributed workers), in place of HostLimiter.
+    """
+    per_host = fetcher.per_host
     return {
         "TWISTED_REACTOR": "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "%(levelname)s %(name)s: %(message)s",
         "LOG_INSTALL_ROOT_HANDLER": True,
         "TELNETCONSOLE_ENABLED": False,
-        "USER_AGENT": fetcher["user_agent"],
+        "USER_AGENT": fetcher.user_agent,
         "DEFAULT_REQUEST_HEADERS": {
             "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
             # Verbatim, as OTA's HTML fetcher sends it.
-            "Accept-Language": fetcher["language"],
+            "Accept-Language": fetcher.language,
         },
-        "ROBOTSTXT_OBEY": bool(fetcher["robots_txt"]),
+        "ROBOTSTXT_OBEY": fetcher.robots_txt,
         # Enough slots for every host at once; each host gets `per_host` of them.
         "CONCURRENT_REQUESTS": max(16, min(1024, hosts * per_host)),
         "CONCURRENT_REQUESTS_PER_DOMAIN": per_host,
-        "DOWNLOAD_DELAY": float(fetcher["host_delay"]),
+        "DOWNLOAD_DELAY": fetcher.host_delay,
         "DOWNLOAD_DELAY_JITTER": 0,
         # Hand the downloader the request of the least busy host first: without it a
         # host with many documents fills the downloader and starves the others.
         "SCHEDULER_PRIORITY_QUEUE": "scrapy.pqueues.DownloaderAwarePriorityQueue",
         "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
-        "DOWNLOAD_TIMEOUT": float(fetcher["timeout"]),
-        "DOWNLOAD_MAXSIZE": int(fetcher["max_body_bytes"]),
+        "DOWNLOAD_TIMEOUT": fetcher.timeout,
+        "DOWNLOAD_MAXSIZE": fetcher.max_body_bytes,
         "DOWNLOAD_WARNSIZE": 0,
         "DOWNLOAD_VERIFY_CERTIFICATES": True,  # as OTA: a bad certificate is an error
-        "REDIRECT_MAX_TIMES": int(fetcher["max_redirects"]),
+        "REDIRECT_MAX_TIMES": fetcher.max_redirects,
         "METAREFRESH_ENABLED": False,  # OTA records the refresh page itself
         "RETRY_ENABLED": False,  # retries follow fetcher.retry_delay instead
         "HTTPERROR_ALLOW_ALL": True,
@@ -326,9 +348,8 @@ def scrapy_settings(fetcher: Mapping[str, Any], hosts: int) -> dict[str, Any]:
         # Checks each address a host name resolves to at connection time as well (the
         # handler checked before sending): a DNS answer that changed in between is refused.
         "DNS_RESOLVER": "termshift.trackers.fetch_http.GuardedResolver",
-        "TERMSHIFT_ALLOW_PRIVATE_TARGETS": list(fetcher.get("allow_private_targets") or []),
-        # A limiter shared with other processes (distributed workers), in place of HostLimiter.
-        "TERMSHIFT_HOST_LIMITER": dict(fetcher.get("host_limiter") or {}),
+        "TERMSHIFT_ALLOW_PRIVATE_TARGETS": list(fetcher.allow_private_targets),
+        "TERMSHIFT_HOST_LIMITER": dict(host_limiter or {}),
         "DOWNLOAD_HANDLERS": {
             "http": "termshift.trackers.fetch_http.RoutingDownloadHandler",
             "https": "termshift.trackers.fetch_http.RoutingDownloadHandler",
@@ -462,7 +483,7 @@ class RoutingDownloadHandler:
             job = self.crawler.spider.job
             browser = job["browser"] or {}
             self._browser = BrowserFetcher.from_settings(
-                {**job["fetcher"], "browser_endpoint": browser.get("endpoint", "")},
+                dataclasses.replace(job["fetcher"], browser_endpoint=browser.get("endpoint", "")),
                 executable=browser.get("executable"),
             )
         page = await self._browser.fetch(request.url, request.meta.get("termshift_selectors", []))
@@ -500,8 +521,8 @@ def _make_spider_class() -> type:
             super().__init__(**kwargs)
             self.job = job
             self.emit = emit
-            self.fetcher = job["fetcher"]
-            self.timeout = float(self.fetcher["timeout"])
+            self.fetcher: FetcherSettings = job["fetcher"]
+            self.timeout = self.fetcher.timeout
             self.pending_retries = 0
 
         @classmethod
@@ -552,7 +573,8 @@ def _make_spider_class() -> type:
             url = failure.request.url if "max redirections" in str(failure.value) else work["location"]
             error = failure_to_error(failure.value, url, self.timeout)
             if meta["termshift_fetcher"] == FULL_DOM and not isinstance(failure.value, FetchError):
-                error = FetchError(f"The browser failed: {failure.value}", ErrorKind.TRANSIENT)
+                error = FetchError(f"The browser failed: {failure.value}", ErrorKind.TRANSIENT,
+                                   location=work["location"])
             result = FetchResult(
                 location=work["location"], fetcher=meta["termshift_fetcher"], error=error,
                 elapsed=self._elapsed(meta), attempts=meta["termshift_attempt"],
@@ -568,7 +590,7 @@ def _make_spider_class() -> type:
                 self._schedule(self.make_request(work, FULL_DOM, attempt=attempt + 1, elapsed=result.elapsed), 0)
                 return
             if result.error is not None:
-                delay = retry_delay(result.error, attempt, retries=int(self.fetcher["retries"]),
+                delay = retry_delay(result.error, attempt, retries=self.fetcher.retries,
                                     backoff=float(self.job["backoff"]))
                 # `attempt` counts every download of the document, fallback included:
                 # `retries` bounds them all.
@@ -631,7 +653,7 @@ def run_batch(job: dict[str, Any], emit: Callable[[int, FetchResult], None]) -> 
     from twisted.internet import reactor, task
 
     hosts = {urlsplit(work["location"]).hostname for work in job["requests"]}
-    settings = scrapy_settings(job["fetcher"], len(hosts))
+    settings = scrapy_settings(job["fetcher"], len(hosts), job.get("host_limiter"))
     configure_logging(settings)
     # Size limits and truncated bodies are results, reported per document: not log noise.
     logging.getLogger("scrapy.core.downloader.handlers.http11").setLevel(logging.ERROR)

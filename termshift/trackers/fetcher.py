@@ -1,6 +1,6 @@
 """Fetching documents: which fetcher serves a request, when to fall back or retry, and the batch API.
 
-`fetch_all(requests, settings)` (or `iter_fetch` to get results as they come)
+`fetch_all(requests, settings.fetcher)` (or `iter_fetch` to get results as they come)
 fetches a whole batch — a tracking run's ~1,000 documents on ~100 hosts — in
 ONE Scrapy crawl, many hosts in parallel and politely per host.
 
@@ -38,7 +38,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from termshift import ssrf
-from termshift.trackers.errors import BlockedPageError, ErrorKind, FetchError
+from termshift.config import FetcherSettings
+from termshift.errors import BlockedPageError, ErrorKind, FetchError, refused_target_message
 
 __all__ = [
     "FULL_DOM",
@@ -138,39 +139,6 @@ class FetchResult:
         return None if normal(self.final_url) == normal(self.location) else self.final_url
 
 
-# -- OTA's wording (reference §2.2): the error classification reads these substrings --------
-
-
-def format_seconds(seconds: float) -> str:
-    """Seconds as OTA prints them (JavaScript number formatting): 30, 0.01, 2.5."""
-    return f"{seconds:g}"
-
-
-def timeout_message(seconds: float, location: str) -> str:
-    return f"Timed out after {format_seconds(seconds)} seconds when trying to fetch '{location}'"
-
-
-def http_code_message(status: int, location: str) -> str:
-    return f"Received HTTP code {status} when trying to fetch '{location}'"
-
-
-def empty_content_message(location: str) -> str:
-    return f"Received an empty content when fetching '{location}'"
-
-
-def network_error_message(code: str, location: str) -> str:
-    """`code` is a Node system error code: ECONNRESET, ECONNREFUSED, ENOTFOUND, ETIMEDOUT…"""
-    return f"Network system error {code} occurred when trying to fetch '{location}'"
-
-
-def redirect_limit_message(location: str) -> str:
-    return f"maximum redirect reached at: {location}"
-
-
-def refused_target_message(reason: str, location: str) -> str:
-    return f"Refused to contact a private network address when trying to fetch '{location}': {reason}"
-
-
 # -- the address guard: every request a fetch makes ------------------------------------------
 
 
@@ -188,7 +156,8 @@ def guard_request(url: str, location: str, allow: Iterable[str]) -> None:
     except ssrf.UnresolvableHostError:
         return
     except ssrf.UnsafeTargetError as error:
-        raise FetchError(refused_target_message(str(error), location), ErrorKind.PERMANENT) from None
+        raise FetchError(refused_target_message(str(error), location), ErrorKind.PERMANENT,
+                         location=location) from None
 
 
 # -- decisions (pure functions; the worker applies them) ----------------------------------
@@ -215,16 +184,16 @@ def may_fall_back(request: FetchRequest, result: FetchResult) -> bool:
 def retry_delay(error: FetchError, attempt: int, *, retries: int, backoff: float = DEFAULT_BACKOFF) -> float | None:
     """Seconds to wait before retrying within the run, or None not to retry.
 
-    Retried: transient errors (5xx, time-outs, 429, truncated bodies…), 502 and
-    connection resets. Not retried within the run: 403/406 (the browser fallback
-    handles them; hammering a blocking site does not help), block pages and
-    permanent errors. A 429 waits for its Retry-After, unless that is longer than
+    Retried: transient errors (5xx, time-outs, 429, truncated bodies…), and of the
+    bot-blocking ones a 502 and a reset connection (often passing). Not retried within
+    the run: 403/406 (the browser fallback handles them; hammering a blocking site does
+    not help), block pages and permanent errors. A 429 waits for its Retry-After, unless that is longer than
     RETRY_AFTER_CAP.
     """
     if attempt > retries:
         return None
-    message = str(error)
-    if error.kind is not ErrorKind.TRANSIENT and not ("HTTP code 502" in message or "ECONNRESET" in message):
+    passing = error.kind is ErrorKind.BOT_BLOCKING and (error.status == 502 or error.code == "ECONNRESET")
+    if error.kind is not ErrorKind.TRANSIENT and not passing:
         return None
     delay = backoff * 2 ** (attempt - 1)
     if error.retry_after is not None:
@@ -243,7 +212,10 @@ def error_to_wire(error: FetchError | None) -> dict[str, Any] | None:
     return {
         "message": str(error),
         "kind": error.kind.value,
+        "location": error.location,
         "status": error.status,
+        "code": error.code,
+        "timeout": error.timeout,
         "retry_after": error.retry_after,
         "signature": getattr(error, "signature", None),
     }
@@ -255,7 +227,8 @@ def error_from_wire(data: Mapping[str, Any] | None, location: str) -> FetchError
     if data.get("signature"):
         return BlockedPageError(location, data["signature"], status=data["status"])
     return FetchError(
-        data["message"], ErrorKind(data["kind"]), status=data["status"], retry_after=data["retry_after"]
+        data["message"], ErrorKind(data["kind"]), location=data["location"], status=data["status"],
+        code=data["code"], timeout=data["timeout"], retry_after=data["retry_after"],
     )
 
 
@@ -299,14 +272,14 @@ class _Work:
 
 def fetch_all(
     requests: Iterable[FetchRequest],
-    settings: Any,
+    settings: FetcherSettings,
     progress: Callable[[FetchResult], None] | None = None,
     *,
     backoff: float = DEFAULT_BACKOFF,
 ) -> list[FetchResult]:
     """Fetch every request; results in the order of `requests`.
 
-    `settings` is a `termshift.config.Settings` (its "fetcher" section is used).
+    `settings` is the `[fetcher]` section of the configuration (`Settings.fetcher`).
     `progress(result)` is called for each result as soon as it is final, so a
     caller can record it while other documents are still being fetched.
     """
@@ -324,10 +297,11 @@ def fetch_all(
 
 def iter_fetch(
     requests: Iterable[FetchRequest],
-    settings: Any,
+    settings: FetcherSettings,
     *,
     backoff: float = DEFAULT_BACKOFF,
     stop_event: threading.Event | None = None,
+    host_limiter: Mapping[str, Any] | None = None,
 ) -> Iterator[FetchResult]:
     """Yield one result per request, in the order they complete.
 
@@ -335,21 +309,25 @@ def iter_fetch(
     without waiting for the next result (which may be a time-out away): within
     STOP_POLL seconds the iterator yields the results already received, then ends,
     and the fetch worker is killed. Requests not fetched by then get no result.
+
+    `host_limiter`: a limiter shared with other processes, in place of the in-process
+    per-host one: {"factory": "module:function", ...}, the function called in the fetch
+    worker with (spec, per_host, host_delay) (`termshift.distributed.limiter.host_limiter_spec`).
     """
-    for _position, result in _iter_positions(list(requests), settings, backoff, stop_event):
+    for _position, result in _iter_positions(list(requests), settings, backoff, stop_event, host_limiter):
         yield result
 
 
 def _iter_positions(
-    requests: list[FetchRequest], settings: Any, backoff: float, stop_event: threading.Event | None = None
+    requests: list[FetchRequest], settings: FetcherSettings, backoff: float, stop_event: threading.Event | None = None,
+    host_limiter: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[int, FetchResult]]:
     """(position in `requests`, result) pairs, as results become final, until `stop_event` is set."""
     if stop_event is not None and stop_event.is_set():
         return
-    fetcher_settings = dict(settings["fetcher"])
     work, rejected = _plan(requests)
     yield from rejected
-    browser, browser_problem = _browser_target(fetcher_settings, work)
+    browser, browser_problem = _browser_target(settings, work)
     runnable = []
     for item in work:
         if item.execute_client_scripts and browser_problem is not None:
@@ -357,7 +335,7 @@ def _iter_positions(
         else:
             runnable.append(item)
     if runnable and not (stop_event is not None and stop_event.is_set()):
-        yield from _crawl(runnable, requests, fetcher_settings, browser, backoff, stop_event)
+        yield from _crawl(runnable, requests, settings, browser, backoff, stop_event, host_limiter)
 
 
 def _plan(requests: list[FetchRequest]) -> tuple[list[_Work], list[tuple[int, FetchResult]]]:
@@ -396,10 +374,11 @@ def _failed(
 def _crawl(
     work: list[_Work],
     requests: list[FetchRequest],
-    fetcher_settings: dict[str, Any],
+    fetcher_settings: FetcherSettings,
     browser: dict[str, Any] | None,
     backoff: float,
     stop_event: threading.Event | None = None,
+    host_limiter: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[int, FetchResult]]:
     """Run the worker on `work`; every item gets a result, even if the worker dies, unless stopped."""
     from termshift.trackers.fetch_http import WorkerProcess
@@ -410,6 +389,7 @@ def _crawl(
         "backoff": backoff,
         "heartbeat": HEARTBEAT,
         "requests": [item.to_job() for item in work],
+        "host_limiter": dict(host_limiter or {}),
     }
     pending = {item.index: item for item in work}
     # Leaving this block, early or not, kills a worker that has not finished.
@@ -426,7 +406,7 @@ def _crawl(
     for item in pending.values():
         error = FetchError(
             f"The fetch worker stopped ({failure or 'no result'}) before fetching '{item.location}'",
-            ErrorKind.TRANSIENT,
+            ErrorKind.TRANSIENT, location=item.location,
         )
         yield from _failed(item, requests, error)
 
@@ -488,7 +468,7 @@ def _invalid_location(location: Any) -> FetchError | None:
     return None
 
 
-def _browser_target(fetcher_settings: Mapping[str, Any], work: list[_Work]) -> tuple[dict | None, FetchError | None]:
+def _browser_target(fetcher_settings: FetcherSettings, work: list[_Work]) -> tuple[dict | None, FetchError | None]:
     """Where the worker's browser comes from (None: no browser), and why there is none if one is needed.
 
     Only looked up when some request may need the browser; the browser itself is
@@ -496,13 +476,13 @@ def _browser_target(fetcher_settings: Mapping[str, Any], work: list[_Work]) -> t
     """
     if all(item.execute_client_scripts is False for item in work):
         return None, None  # no request may use it: not even looked for
-    endpoint = fetcher_settings.get("browser_endpoint") or ""
+    endpoint = fetcher_settings.browser_endpoint
     if endpoint:
         return {"endpoint": endpoint, "executable": None}, None
     from termshift.trackers.browser_path import resolve_browser_path
 
     try:
-        executable = resolve_browser_path(fetcher_settings.get("browser_path") or "")
+        executable = resolve_browser_path(fetcher_settings.browser_path)
     except FetchError as error:
         return None, error
     if executable is None:

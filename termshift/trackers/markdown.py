@@ -37,7 +37,7 @@ from typing import TypeAlias
 
 from lxml import etree
 
-from termshift.trackers.errors import ExtractError
+from termshift.errors import ExtractError
 
 __all__ = ["to_markdown"]
 

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pdfminer.high_level import extract_pages
 from pdfminer.layout import LAParams, LTTextContainer, LTTextLine
 
-from termshift.trackers.errors import ExtractError
+from termshift.errors import ExtractError, TermshiftError
 
 __all__ = ["pdf_to_text"]
 
@@ -65,7 +65,7 @@ def pdf_to_text(data: bytes, location: str, *, memory_limit: int = MEMORY_LIMIT,
     return "\n\n".join(lines)
 
 
-class PdfParserError(Exception):
+class PdfParserError(TermshiftError):
     """pdfminer's own error, as the child process reported it (the cause of "Can't parse PDF file")."""
 
 

@@ -1,4 +1,4 @@
-"""The tracking run: `termshift track` and `run_tracking()`.
+"""The tracking run: `run_tracking()` (the `termshift track` command is termshift.commands.track).
 
 One run, in this order:
 
@@ -38,39 +38,34 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import click
-
 from termshift import __version__
 from termshift.archive_repo import Archive, InvalidRecordError, RecordRepository, Snapshot, Version
 from termshift.archive_repo.media_types import extension_for
 from termshift.archive_repo.messages import record_path
+from termshift.config import Settings
 from termshift.declarations import DeclarationError, Service, ServiceFiles, Terms, load_collection
-from termshift.logs import progress_bar
-from termshift.rebuild import (
-    BLOCKED_TRAILER,
-    DOCUMENT_SEPARATOR,
-    EXIT_SERVICES_SKIPPED,
-    apply_technical_upgrades,
-    is_blocked,
-)
-from termshift.trackers.errors import (
+from termshift.errors import (
     ErrorKind,
     ExtractError,
     FetchError,
     InaccessibleContentError,
     TermshiftError,
+)
+from termshift.logs import progress_bar
+from termshift.rebuild import (
+    BLOCKED_TRAILER,
+    DOCUMENT_SEPARATOR,
+    apply_technical_upgrades,
+    is_blocked,
 )
 from termshift.trackers.extract import extract
 from termshift.trackers.fetcher import FetchRequest, FetchResult, iter_fetch
@@ -88,7 +83,6 @@ __all__ = [
     "TrackConfigurationError",
     "run_tracking",
     "terms_fingerprint",
-    "track_command",
 ]
 
 log = logging.getLogger("termshift.track")
@@ -338,7 +332,7 @@ class _TermsJob:
 
 
 def run_tracking(
-    settings: Any,
+    settings: Settings,
     services: Iterable[str] | None = None,
     types: Iterable[str] | None = None,
     progress: bool = False,
@@ -377,7 +371,7 @@ def run_tracking(
 
 
 def _run(
-    settings: Any,
+    settings: Settings,
     selected: list[tuple[Service, Terms]],
     store: RunStore,
     summary: RunSummary,
@@ -396,7 +390,7 @@ def _run(
     summary.counts.technical_upgrades = _technical_upgrades(settings, selected, fingerprints, states, store,
                                                             has_versions)
     states = store.document_states()
-    with Archive.open(data_dir, settings) as archive:
+    with Archive.open(data_dir, settings.archive) as archive:
         tracker = _Tracker(settings, archive, store, summary, states, trusted, fingerprints)
         try:
             tracker.track(selected, store.validators(), progress, stop_event)
@@ -408,7 +402,7 @@ def _run(
 
 
 def _technical_upgrades(
-    settings: Any,
+    settings: Settings,
     selected: list[tuple[Service, Terms]],
     fingerprints: dict[tuple[str, str], str],
     states: dict[tuple[str, str], DocumentState],
@@ -455,7 +449,7 @@ class _Tracker:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         archive: Archive,
         store: RunStore,
         summary: RunSummary,
@@ -490,7 +484,7 @@ class _Tracker:
         bar = progress_bar(len(requests), progress, unit="doc", only_on_terminal=True)
         # iter_fetch watches `stop_event` itself: once it is set, it hands over the
         # results in hand and ends promptly, and the fetch worker is killed.
-        results = iter_fetch(requests, self.settings, stop_event=stop_event)
+        results = iter_fetch(requests, self.settings.fetcher, stop_event=stop_event)
         try:
             for result in results:
                 self._on_result(result)
@@ -606,8 +600,9 @@ class _Tracker:
                 version = None if self._nothing_changed(job) else self._record_version(job)
             except ExtractError as error:
                 errors = [error]
-            except (TermshiftError, ValueError) as error:
-                # Empty or missing snapshot, unreadable content: the extraction step failed.
+            except ValueError as error:
+                # A version that cannot be recorded (InvalidRecordError), text no parser takes:
+                # the extraction step failed.
                 errors = [ExtractError(str(error))]
         result = TermsResult(job.service.id, job.terms.type, UNCHANGED, snapshots_recorded=recorded,
                              blocked=sum(1 for document in job.documents if document.blocked), seconds=seconds)
@@ -651,10 +646,10 @@ class _Tracker:
             source = job.terms.documents[document.position]
             snapshot = document.recorded or self._latest_usable(job, document)
             if snapshot is None:
-                raise TermshiftError(f"No snapshot of {source.location} to extract from")
+                raise ExtractError(f"No snapshot of {source.location} to extract from")
             content = snapshot.content
             if content is None or content in ("", b""):
-                raise TermshiftError(f"Empty content for source document {source.location} in snapshot {snapshot.id}")
+                raise ExtractError(f"Empty content for source document {source.location} in snapshot {snapshot.id}")
             parts.append(extract(content, snapshot.mime_type, source, job.service.filters))
             snapshot_ids.append(snapshot.id)
             dates.append(snapshot.fetch_date)
@@ -722,7 +717,7 @@ def _log_result(result: TermsResult, run_id: int) -> None:
 class _AlertBatcher:
     """Hands new versions to the webhook outbox in batches as the run goes (never delivers)."""
 
-    def __init__(self, settings: Any, summary: RunSummary) -> None:
+    def __init__(self, settings: Settings, summary: RunSummary) -> None:
         self.settings = settings
         self.summary = summary
         self.pending: list[Version] = []
@@ -739,8 +734,8 @@ class _AlertBatcher:
         from termshift.alerts.outbox import enqueue_new_versions
 
         try:
-            enqueue_new_versions(Path(self.settings.data), self.pending, self.settings["web"]["base_url"],
-                                 self.settings)
+            enqueue_new_versions(Path(self.settings.data), self.pending, self.settings.web.base_url,
+                                 self.settings.webhooks)
         except Exception as error:  # noqa: BLE001 - the versions are recorded; say what was not queued
             ids = ", ".join(version.id or "?" for version in self.pending)
             message = f"webhook events for {len(self.pending)} versions were not queued ({ids}): {error}"
@@ -751,9 +746,9 @@ class _AlertBatcher:
         self.pending = []
 
 
-def _refresh_index(settings: Any, summary: RunSummary) -> None:
+def _refresh_index(settings: Settings, summary: RunSummary) -> None:
     """Bring the viewer's index up to date, when the viewer offers it and it is wanted."""
-    if not settings["schedule"]["refresh_index"]:
+    if not settings.schedule.refresh_index:
         return
     try:
         from termshift.web.index import refresh_index
@@ -779,104 +774,3 @@ def _heads(data_dir: Path) -> tuple[str | None, str | None]:
                                 capture_output=True, text=True, check=False)
         heads.append(answer.stdout.strip() or None)
     return heads[0], heads[1]
-
-
-# -- the command ---------------------------------------------------------------------------
-
-from termshift.cli import data_option, declarations_option, services_option, types_option  # noqa: E402
-from termshift.config import config_option, settings_for_command  # noqa: E402
-
-
-@contextmanager
-def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
-    """SIGINT (Ctrl-C) and SIGTERM ask the run to stop cleanly; a second one stops at once."""
-
-    def ask_to_stop(signum: int, _frame: Any) -> None:
-        if stop_event.is_set():
-            raise KeyboardInterrupt
-        log.warning("stopping after the documents in hand (%s); again to abort", signal.Signals(signum).name)
-        stop_event.set()
-
-    previous = {signum: signal.signal(signum, ask_to_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-@click.command("track")
-@declarations_option
-@data_option
-@services_option
-@types_option
-@config_option
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar (the log lines remain).")
-@click.option("--deliver", is_flag=True,
-              help="After the run, deliver the queued webhooks until none is due (for cron; the scheduler "
-                   "delivers on its own).")
-@click.option("--deliver-timeout", type=click.FloatRange(min=0), default=300.0, show_default=True,
-              help="Longest time --deliver spends delivering, in seconds.")
-def track_command(
-    declarations_dir: Path | None,
-    data_dir: Path | None,
-    services: tuple[str, ...],
-    types: tuple[str, ...],
-    quiet: bool,
-    deliver: bool,
-    deliver_timeout: float,
-) -> None:
-    """Fetch every declared document once and record what changed.
-
-    Pages are recorded as snapshots, and a new version is recorded when the
-    extracted Markdown changed. One line per terms is logged as it completes,
-    then a summary. Exit status: 0 when the run completed (even if some
-    documents failed: see the summary), 1 when it was interrupted or another run
-    holds the data folder, 2 when it cannot start (bad options, an unknown
-    service asked for), 3 when it completed but skipped services whose
-    declaration, history or filters file does not load (each problem is named
-    with its file, JSON path and reason; every other service was tracked).
-    """
-    from termshift import logs
-    from termshift.locking import RunLock, RunLockBusy
-
-    settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
-    logs.configure(settings)
-    stop_event = threading.Event()
-    lock = RunLock(Path(settings.data))
-    try:
-        lock.acquire("termshift track")
-    except RunLockBusy as busy:
-        click.echo(f"error: {busy}", err=True)
-        sys.exit(1)
-    try:
-        with _stop_on_signals(stop_event), _logging_beside_bar(not quiet):
-            summary = run_tracking(settings, services or None, types or None, progress=not quiet,
-                                   stop_event=stop_event)
-    except TrackConfigurationError as error:
-        click.echo("error: the tracking run cannot start:", err=True)
-        for problem in error.errors:
-            click.echo(f"  {problem}", err=True)
-        sys.exit(2)
-    finally:
-        lock.release()
-    click.echo(summary.describe())
-    if deliver:
-        from termshift.alerts.delivery import drain
-
-        report = drain(Path(settings.data), settings, max_seconds=deliver_timeout)
-        click.echo(f"webhooks: {report.delivered} delivered, {report.retried} to retry, {report.failed} failed, "
-                   f"in {report.seconds:.1f} s")
-    if summary.status != "completed":
-        sys.exit(1)
-    if summary.skipped:
-        sys.exit(EXIT_SERVICES_SKIPPED)
-
-
-def _logging_beside_bar(enabled: bool) -> Any:
-    """Log lines printed above the progress bar instead of through it."""
-    if not enabled or not sys.stderr.isatty():
-        return nullcontext()
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    return logging_redirect_tqdm()

@@ -1,8 +1,9 @@
 """`<data>/runs.sqlite`: what tracking runs did, and what each document's state is between runs.
 
 The tracking run (termshift.trackers.run) is the only writer; the viewer
-(termshift.web.status), the status page and metrics (termshift.health) and the
-scheduler read it. Three tables:
+(termshift.web.status), the status page and metrics (termshift.health) read it through
+the read methods below (`RunStore.open_read_only`: `latest_runs`, `last_finished_summary`,
+`document_statuses`), never with SQL of their own. Three tables:
 
 - `runs`: one row per run: `id, started_at, finished_at, status, counts, summary, error,
   pid, snapshots_head, versions_head`. `status` is `running` while it runs, then
@@ -35,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from termshift.sqlite_wal import connect as connect_private
-from termshift.sqlite_wal import enable_wal
+from termshift.sqlite_wal import connect_read_only, enable_wal, has_table
 
-__all__ = ["RUNS_FILE", "DocumentState", "RunStore", "SourceValidators", "iso"]
+__all__ = ["RUNS_FILE", "DocumentState", "DocumentStatus", "RunRecord", "RunStore", "SourceValidators", "iso"]
 
 RUNS_FILE = "runs.sqlite"
 
@@ -93,6 +94,29 @@ def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def _read_date(value: Any) -> datetime | None:
+    """A stored date for readers, as an aware UTC datetime: ISO text (naive means UTC) or
+    Unix seconds; None for anything else, so a bad value never fails the status page."""
+    if value in (None, ""):
+        return None
+    try:
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value, UTC)
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass(frozen=True)
 class DocumentState:
     """A `document_status` row, as the run needs it."""
@@ -109,6 +133,32 @@ class DocumentState:
     def succeeded_last(self) -> bool:
         """Whether the terms' last processing ended well (its version matches its snapshots)."""
         return self.last_success is not None and self.consecutive_failures == 0
+
+
+@dataclass(frozen=True)
+class DocumentStatus:
+    """A `document_status` row as the status page, /metrics and the viewer show it."""
+
+    service_id: str
+    terms_type: str
+    last_success: datetime | None
+    failing_since: datetime | None
+    error_kind: str | None
+    error: str | None
+    consecutive_failures: int
+    blocked: int  # documents of the terms served a block page at the last attempt
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A `runs` row without its summary (per-terms results, large: `last_finished_summary`)."""
+
+    id: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    status: str
+    counts: dict[str, Any]
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -142,6 +192,19 @@ class RunStore:
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
         self._db.commit()
+
+    @classmethod
+    def open_read_only(cls, path: Path, timeout: float = 10.0) -> RunStore | None:
+        """A store for the read methods only (the viewer, /status, /metrics): it creates
+        nothing, and is None when the file does not exist (yet). Raises sqlite3.Error when
+        the file cannot be opened."""
+        connection = connect_read_only(path, timeout=timeout)
+        if connection is None:
+            return None
+        store = cls.__new__(cls)
+        store.path = Path(path)
+        store._db = connection
+        return store
 
     def close(self) -> None:
         self._db.close()
@@ -194,7 +257,42 @@ class RunStore:
                  heads[0], heads[1], run_id),
             )
 
+    def latest_runs(self, limit: int | None = 20) -> list[RunRecord]:
+        """Runs newest first (all of them with `limit=None`), without their summaries."""
+        if not has_table(self._db, "runs"):
+            return []
+        query = "SELECT id, started_at, finished_at, status, counts, error FROM runs ORDER BY id DESC"
+        rows = self._db.execute(query + (" LIMIT ?" if limit else ""), (int(limit),) if limit else ()).fetchall()
+        return [RunRecord(int(row[0]), _read_date(row[1]), _read_date(row[2]), row[3], _json_object(row[4]),
+                          row[5] or None) for row in rows]
+
+    def last_finished_summary(self) -> dict[str, Any]:
+        """The summary of the latest finished run (`documents`, `skipped_services`…); {} when
+        no run finished yet."""
+        if not has_table(self._db, "runs"):
+            return {}
+        row = self._db.execute(
+            "SELECT summary FROM runs WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return _json_object(row[0]) if row else {}
+
     # -- documents ---------------------------------------------------------------------
+
+    def document_statuses(self, service_id: str | None = None) -> list[DocumentStatus]:
+        """Every terms' status (or one service's), in no particular order."""
+        if not has_table(self._db, "document_status"):
+            return []
+        where, parameters = ("WHERE service_id = ?", (service_id,)) if service_id is not None else ("", ())
+        rows = self._db.execute(
+            "SELECT service_id, terms_type, last_success, failing_since, error_kind, error, consecutive_failures,"
+            f" blocked FROM document_status {where}",
+            parameters,
+        ).fetchall()
+        return [
+            DocumentStatus(row[0], row[1], _read_date(row[2]), _read_date(row[3]), row[4] or None, row[5] or None,
+                           int(row[6] or 0), int(row[7] or 0))
+            for row in rows
+        ]
 
     def document_states(self) -> dict[tuple[str, str], DocumentState]:
         rows = self._db.execute(

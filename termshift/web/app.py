@@ -26,7 +26,8 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from termshift import health
-from termshift.config import MIN_ADMIN_TOKEN, Settings, load_settings
+from termshift.config import MIN_ADMIN_TOKEN, Settings, WebSettings, load_settings
+from termshift.trackers.status import RUNS_FILE
 from termshift.web import api, errors, i18n, pages, security, snapshots, urls, versions
 from termshift.web.index import Sources
 from termshift.web.state import Viewer
@@ -121,7 +122,7 @@ def create_app(
     )
     data_dir = Path(app.config.get("DATA_DIR") or _guess_data_dir(sources))
     app.config.setdefault("DATA_DIR", str(data_dir))
-    app.config.setdefault("RUNS_DB", str(data_dir / "runs.sqlite"))
+    app.config.setdefault("RUNS_DB", str(data_dir / RUNS_FILE))
     if "SETTINGS" not in app.config:
         # The feeds blueprint reads its options from a Settings object.
         app.config["SETTINGS"] = settings or load_settings(
@@ -129,7 +130,7 @@ def create_app(
                                         "declarations": str(declarations_dir) if declarations_dir else None}},
         )
 
-    _apply_web_settings(app, app.config["SETTINGS"], explicit=set(config))
+    _apply_web_settings(app, app.config["SETTINGS"].web, explicit=set(config))
     for problem in health.problems(data_dir):
         log.error("%s %s", problem["public"], problem["detail"])
         app.config.setdefault("STARTUP_PROBLEMS", []).append(problem)
@@ -173,17 +174,16 @@ def create_app(
     return app
 
 
-def _apply_web_settings(app: Flask, settings: Settings, explicit: set[str]) -> None:
+def _apply_web_settings(app: Flask, web: WebSettings, explicit: set[str]) -> None:
     """The production settings of `[web]`, for every server (ours or one of your own); a keyword
     argument given to `create_app` wins over the setting."""
-    web = settings["web"]
     values = {
-        "ADMIN_TOKEN": web["admin_token"] or None,
-        "MAX_CONTENT_LENGTH": web["max_request_bytes"],
-        "TRUSTED_HOSTS": list(web["trusted_hosts"]) or None,
-        "ADMIN_SESSION_LIFETIME": web["session_lifetime"],
-        "LOGIN_RATE_LIMIT": web["login_rate_limit"],
-        "ADMIN_RATE_LIMIT": web["admin_rate_limit"],
+        "ADMIN_TOKEN": web.admin_token or None,
+        "MAX_CONTENT_LENGTH": web.max_request_bytes,
+        "TRUSTED_HOSTS": list(web.trusted_hosts) or None,
+        "ADMIN_SESSION_LIFETIME": web.session_lifetime,
+        "LOGIN_RATE_LIMIT": web.login_rate_limit,
+        "ADMIN_RATE_LIMIT": web.admin_rate_limit,
     }
     for key, value in values.items():
         if key.lower() not in explicit:
@@ -191,7 +191,7 @@ def _apply_web_settings(app: Flask, settings: Settings, explicit: set[str]) -> N
     token = app.config.get("ADMIN_TOKEN") or ""
     if token and len(token) < MIN_ADMIN_TOKEN:
         raise ValueError(f"web.admin_token: must be at least {MIN_ADMIN_TOKEN} characters (it has {len(token)})")
-    proxies = web["trusted_proxies"]
+    proxies = web.trusted_proxies
     if proxies:
         # Behind a TLS-terminating proxy: the client's address, scheme and host come from the
         # X-Forwarded-* headers the last `proxies` proxies set (and only those).

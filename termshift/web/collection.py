@@ -160,7 +160,7 @@ def _metadata_file() -> MetadataFile:
     file = current_app.extensions.get("termshift.metadata")
     if file is None:
         settings = current_app.config.get("SETTINGS")
-        configured = settings[""].get("metadata") if settings is not None else None
+        configured = settings.metadata if settings is not None else None
         file = MetadataFile(metadata_path(configured, viewer().declarations_dir))
         current_app.extensions["termshift.metadata"] = file
     return file

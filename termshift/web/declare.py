@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 from flask import (
     Blueprint,
     Response,
@@ -44,9 +43,11 @@ from flask import (
     url_for,
 )
 
+from termshift.config import Settings, load_settings
 from termshift.contrib.lint import canonical_declaration, format_json, parse_json_text, write_text_atomically
 from termshift.contrib.trypage import (
     CheckLine,
+    SelectorTextError,
     check_lines,
     declaration_problems,
     default_service_name,
@@ -187,8 +188,8 @@ def _terms_declaration(form: DeclareForm) -> tuple[dict[str, Any] | None, list[s
     try:
         select = _selector_lines(form.select, "select")
         remove = _selector_lines(form.remove, "remove")
-    except click.BadParameter as error:
-        return None, [f"{error.param_hint}: {error.message}"]
+    except SelectorTextError as error:
+        return None, [f"{error.source}: {error.message}"]
     if not select:
         return None, ["select: enter at least one CSS selector (one per line)"]
     declaration = document_declaration(form.url, selectors_value(select), selectors_value(remove), form.browser)
@@ -206,11 +207,9 @@ def _declarations_dir() -> Path:
     return Path(getattr(settings, "declarations", None) or "declarations")
 
 
-def _settings() -> Any:
+def _settings() -> Settings:
     settings = current_app.config.get("SETTINGS")
     if settings is None:
-        from termshift.config import load_settings
-
         settings = load_settings()
     return settings
 
@@ -236,7 +235,7 @@ def _preview(form: DeclareForm, declaration: dict[str, Any], outcome: Outcome) -
     document = SourceDocument(declaration["fetch"], declaration["select"], declaration.get("remove"),
                               execute_client_scripts=True if form.browser else None)
     delay = float(current_app.config.get("DECLARE_NOISE_DELAY", DEFAULT_NOISE_DELAY))
-    [inspection] = inspect_documents([(document, None)], _settings(), delay=delay)
+    [inspection] = inspect_documents([(document, None)], _settings().fetcher, delay=delay)
     outcome.markdown = inspection.markdown
     outcome.checks = check_lines(inspection, noise_checked=True)
     if inspection.first is not None:

@@ -13,8 +13,9 @@ from datetime import datetime
 from flask import Flask, current_app, jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestedRangeNotSatisfiable
 
+from termshift.archive_repo.blob_reader import MissingObject
+from termshift.errors import TermshiftError
 from termshift.web.collection import match_id
-from termshift.web.gitread import MissingObject
 from termshift.web.state import viewer
 from termshift.web.urls import iso
 from termshift.web.views import wants_json
@@ -22,7 +23,7 @@ from termshift.web.views import wants_json
 log = logging.getLogger(__name__)
 
 
-class DateInTheFuture(RequestedRangeNotSatisfiable):
+class DateInTheFuture(TermshiftError, RequestedRangeNotSatisfiable):
     """A version asked for at a date that has not come yet.
 
     416 with OTA's words, as its API (`/version/…/<date>`) answers; the page for people

@@ -47,7 +47,9 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from werkzeug.http import is_resource_modified
 
-from termshift.alerts import archive, delivery, feeds, options, outbox, store, subscriptions, version_stats
+from termshift.alerts import delivery, feeds, options, outbox, store, subscriptions, version_stats
+from termshift.archive_repo import listing
+from termshift.config import Settings, WebhooksSettings
 from termshift.web import security
 
 blueprint = Blueprint("feeds", __name__)
@@ -58,8 +60,13 @@ ADMIN_PREFIX = "/api/admin/"
 
 # -- the app's configuration -------------------------------------------------------------------------
 
-def _settings() -> Any:
+def _settings() -> Settings | None:
     return current_app.config.get("SETTINGS")
+
+
+def _configured() -> Settings:
+    """The app's settings, or the defaults when it was built without any."""
+    return _settings() or Settings()
 
 
 def _data_dir() -> Path:
@@ -70,7 +77,7 @@ def _data_dir() -> Path:
 
 
 def _base_url() -> str:
-    return options.base_url(_settings()) or request.url_root.rstrip("/")
+    return options.base_url(_configured().web) or request.url_root.rstrip("/")
 
 
 # -- which services and terms exist ------------------------------------------------------------------
@@ -105,12 +112,12 @@ def known_terms() -> set[tuple[str, str]]:
     """Declared terms plus any terms that have versions (a service no longer declared keeps its feed)."""
     settings = _settings()
     declared = declared_terms(Path(settings.declarations)) if settings is not None else set()
-    return declared | archive.archived_terms(_data_dir())
+    return declared | listing.archived_terms(_data_dir())
 
 
 # -- feeds -------------------------------------------------------------------------------------------
 
-def feed_versions(service_id: str | None, terms_type: str | None, limit: int) -> list[archive.VersionEntry]:
+def feed_versions(service_id: str | None, terms_type: str | None, limit: int) -> list[listing.VersionEntry]:
     """Newest versions first, technical upgrades left out.
 
     From the viewer's SQLite index when the app has one (`app.extensions["termshift"].catalog`,
@@ -118,14 +125,14 @@ def feed_versions(service_id: str | None, terms_type: str | None, limit: int) ->
     """
     catalog = getattr(current_app.extensions.get("termshift"), "catalog", None)
     if catalog is None:
-        return archive.versions_from_git(_data_dir(), service_id, terms_type, limit)
+        return listing.list_versions(_data_dir(), service_id, terms_type, limit)
     from termshift.web.catalog import ChangeFilter
 
     rows, _total = catalog.latest_changes(
         ChangeFilter(service_id=service_id, terms_type=terms_type), limit=limit, offset=0,
     )
     return [
-        archive.VersionEntry(
+        listing.VersionEntry(
             service_id=row["service_id"], terms_type=row["terms_type"], id=row["commit_id"], fetch_date=row["date"],
             is_first_record=bool(row["is_first"]), is_technical_upgrade=bool(row["is_technical"]),
         )
@@ -142,11 +149,11 @@ def _feed(kind: str, service_id: str | None = None, terms_type: str | None = Non
             abort(404, description="Terms type not found for this service")
     base = _base_url()
     info = feeds.FeedInfo(
-        base_url=base, authority=options.tag_authority(_settings(), urlsplit(base).hostname or ""),
+        base_url=base, authority=options.tag_authority(_configured().feeds, urlsplit(base).hostname or ""),
         service_id=service_id, terms_type=terms_type,
     )
     data_dir = _data_dir()
-    versions = feed_versions(service_id, terms_type, options.feed_length(_settings()))
+    versions = feed_versions(service_id, terms_type, _configured().feeds.length)
     tag = feeds.etag(kind, info, versions)
     modified = feeds.last_modified(versions)
     if not is_resource_modified(request.environ, etag=tag, last_modified=modified):
@@ -167,10 +174,10 @@ def _links_are_trusted() -> bool:
     request's Host header: `web.base_url` is set, or the app only answers its `web.trusted_hosts`.
     Otherwise `Host: evil.example` would put evil links into a shared cache: the feed is not
     cached at all (production sets `web.base_url`)."""
-    return bool(options.base_url(_settings())) or bool(current_app.config.get("TRUSTED_HOSTS"))
+    return bool(options.base_url(_configured().web)) or bool(current_app.config.get("TRUSTED_HOSTS"))
 
 
-def _version_stats(data_dir: Path, versions: list[archive.VersionEntry]) -> dict[str, Any]:
+def _version_stats(data_dir: Path, versions: list[listing.VersionEntry]) -> dict[str, Any]:
     """Word counts of each version, cached in alerts.sqlite; computed without the cache when that
     database cannot be read (a damaged file is reported at start-up and on /status, and must not
     take the feeds down)."""
@@ -237,8 +244,8 @@ def _error(status: int, message: str) -> tuple[Response, int]:
     return jsonify(error=message), status
 
 
-def _webhook_options() -> options.WebhookOptions:
-    return options.WebhookOptions.from_settings(_settings())
+def _webhook_options() -> WebhooksSettings:
+    return _configured().webhooks
 
 
 def _json_body() -> dict[str, Any]:
@@ -332,7 +339,7 @@ def test_subscription(subscription_id: int):
         if not found.active:
             return _error(409, f"active: subscription {subscription_id} is paused")
         event_id = outbox.enqueue_test_event(data_dir, found)
-        delivery.deliver_due(data_dir, _settings(), event_id=event_id)
+        delivery.deliver_due(data_dir, _webhook_options(), event_id=event_id)
         attempt = outbox.attempts_view(db, event_id=event_id, limit=1)
         return jsonify({"event_id": event_id, "outcome": "not sent", **(attempt[0] if attempt else {})})
 

@@ -52,9 +52,7 @@ def _settings() -> Settings:
         current_app.config["SETTINGS"] = settings
     data_dir = current_app.config.get("DATA_DIR")
     if data_dir and Path(data_dir) != settings.data:
-        values = {section: dict(keys) for section, keys in settings.values.items()}
-        values[""]["data"] = str(data_dir)
-        settings = dataclasses.replace(settings, values=values)
+        settings = dataclasses.replace(settings, data=Path(data_dir))
     return settings
 
 

@@ -13,8 +13,10 @@ callback reports (versions indexed, versions in all), and an interrupted build r
 from its last batch. The index is only a cache: a file that is not an SQLite database is
 moved aside and rebuilt.
 
-Public entry point for other modules (the tracking run calls it after each run):
-`refresh_index(source, index_path=None) -> dict` (statistics).
+Public entry points for other modules (this module owns `index.sqlite`; pages read it
+through `termshift.web.catalog`, other modules through these functions, never with SQL):
+`refresh_index(source, index_path=None) -> dict` (statistics; the tracking run calls it
+after each run) and `word_counts(source, index_path=None)` (the dataset export).
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from termshift.archive_repo.blob_reader import BlobReader, blob_sizes
+from termshift.archive_repo.log_reader import (
+    LoggedCommit,
+    check_repository,
+    commits_between,
+    count_commits,
+    head_commit,
+    is_ancestor,
+)
 from termshift.archive_repo.messages import (
     RecordKind,
     parse_record_path,
@@ -42,7 +53,6 @@ from termshift.archive_repo.messages import (
     split_message,
 )
 from termshift.sqlite_wal import enable_wal
-from termshift.web import gitread
 from termshift.web.index_workers import Job, statistics_pool
 
 log = logging.getLogger(__name__)
@@ -307,7 +317,7 @@ def snapshot_references(body: str) -> list[dict[str, str | None]]:
     return references
 
 
-def records_in(commits: Iterable[gitread.Commit], want_markdown: bool) -> Iterator[NewRecord | tuple]:
+def records_in(commits: Iterable[LoggedCommit], want_markdown: bool) -> Iterator[NewRecord | tuple]:
     """Records of new commits; a deleted record file yields ("removed", service, type)."""
     for commit in commits:
         subject, body = split_message(commit.message)
@@ -362,22 +372,22 @@ class Indexer:
 
     def _refresh_repository(self, name: str, repo: Path) -> dict:
         started = time.perf_counter()
-        gitread.check_repository(repo)
-        head = gitread.head_commit(repo)
+        check_repository(repo)
+        head = head_commit(repo)
         row = self.connection.execute(
             "SELECT path, last_commit FROM repositories WHERE name = ?", (name,)
         ).fetchone()
         last = row["last_commit"] if row else None
         rebuilt = False
         if row is not None and (row["path"] != str(Path(repo).resolve()) or (
-            last and (head is None or not gitread.is_ancestor(repo, last, head))
+            last and (head is None or not is_ancestor(repo, last, head))
         )):
             log.warning("%s: history was rewritten or the repository changed; rebuilding its index", repo)
             self._forget(name)
             last, rebuilt = None, True
         new = 0
         if head is not None and head != last:
-            commits = gitread.read_log(repo, last, head)
+            commits = commits_between(repo, last, head)
             if name == "versions":
                 new = self._index_versions(repo, commits, last)
             else:
@@ -408,7 +418,7 @@ class Indexer:
 
     # --- versions
 
-    def _index_versions(self, repo: Path, commits: Iterable[gitread.Commit], last: str | None) -> int:
+    def _index_versions(self, repo: Path, commits: Iterable[LoggedCommit], last: str | None) -> int:
         """Index new versions in batches of about BATCH_VERSIONS, each committed when done.
 
         The whole new log is read first (one `git log`: seconds even for 40,000 commits),
@@ -420,7 +430,7 @@ class Indexer:
         expected = sum(1 for items in per_commit for item in items if not isinstance(item, tuple))
         already = self.versions_indexed()
         self._report(already, already + expected)
-        before = gitread.count_commits(repo, None, last) if last else 0
+        before = count_commits(repo, None, last) if last else 0
         pool = statistics_pool(repo, expected, PARALLEL_THRESHOLD)
         try:
             jobs = _JobPlanner(pool, self._latest_version)
@@ -439,7 +449,7 @@ class Indexer:
                 commits_read += len(batch_commits)
                 # Commit the batch if the index is then whole up to its last commit: always in
                 # a linear history; after a merge, once every branch before it has been read.
-                if gitread.count_commits(repo, None, batch_commits[-1].id) == before + commits_read:
+                if count_commits(repo, None, batch_commits[-1].id) == before + commits_read:
                     self._checkpoint("versions", repo, batch_commits[-1].id, unrecorded)
                     unrecorded = 0
                 self._report(already + indexed, already + expected)
@@ -530,7 +540,7 @@ class Indexer:
             self.connection.execute("DELETE FROM current_text WHERE rowid = ?", (row["id"],))
             if not row["removed"]:
                 wanted.append((row["id"], row["blob"]))
-        texts = gitread.BlobReader(repo).read_many([blob for _id, blob in wanted])
+        texts = BlobReader(repo).read_many([blob for _id, blob in wanted])
         self.connection.executemany(
             "INSERT INTO current_text (rowid, content) VALUES (?, ?)",
             ((document_id, data.decode("utf-8", "replace"))
@@ -540,9 +550,9 @@ class Indexer:
 
     # --- snapshots
 
-    def _index_snapshots(self, repo: Path, commits: Iterable[gitread.Commit]) -> int:
+    def _index_snapshots(self, repo: Path, commits: Iterable[LoggedCommit]) -> int:
         records = [item for item in records_in(commits, want_markdown=False) if not isinstance(item, tuple)]
-        sizes = gitread.blob_sizes(repo, sorted({record.blob for record in records}))
+        sizes = blob_sizes(repo, sorted({record.blob for record in records}))
         rows = [
             (
                 record.commit_id, record.service_id, record.terms_type, record.document_id, record.path,
@@ -560,10 +570,10 @@ class Indexer:
         return len(rows)
 
 
-def _batches(commits: list[gitread.Commit], per_commit: list[list]) -> Iterator[tuple]:
+def _batches(commits: list[LoggedCommit], per_commit: list[list]) -> Iterator[tuple]:
     """(commits, records, removed documents) of each batch: whole commits, about
     BATCH_VERSIONS records each."""
-    batch_commits: list[gitread.Commit] = []
+    batch_commits: list[LoggedCommit] = []
     records: list[NewRecord] = []
     removed: set[tuple[str, str]] = set()
     for commit, items in zip(commits, per_commit, strict=True):
@@ -629,7 +639,7 @@ def pending_versions(sources: Sources) -> int:
     """About how many versions a refresh would index now: the commits not indexed yet
     (cheap: no diff, no content read). All of them when the index is new or unreadable."""
     repo = Path(sources.versions)
-    head = gitread.head_commit(repo)
+    head = head_commit(repo)
     if head is None:
         return 0
     connection = open_index(sources.index)
@@ -638,9 +648,23 @@ def pending_versions(sources: Sources) -> int:
     finally:
         connection.close()
     last = row["last_commit"] if row and row["path"] == str(repo.resolve()) else None
-    if last and not gitread.is_ancestor(repo, last, head):
+    if last and not is_ancestor(repo, last, head):
         last = None
-    return gitread.count_commits(repo, last, head)
+    return count_commits(repo, last, head)
+
+
+def word_counts(source: Path | str | tuple | dict, index_path: Path | None = None) -> dict[str, tuple[int, int]]:
+    """(words added, words removed) of every indexed version, by commit id, read-only.
+
+    `source` as for `refresh_index`. Raises sqlite3.Error when the index cannot be read
+    (a missing index included: it is never created here)."""
+    path = Sources.resolve(source, index_path).index
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = connection.execute("SELECT commit_id, words_added, words_removed FROM versions").fetchall()
+    finally:
+        connection.close()
+    return {commit: (added, removed) for commit, added, removed in rows}
 
 
 def refresh_index(source: Path | str | tuple | dict, index_path: Path | None = None) -> dict:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from termshift.web import gitread
+from termshift.archive_repo.blob_reader import BlobReader
 from termshift.web.diffing import INDEX_BUDGET, change_counts, count_words
 
 # size in bytes, words, words added, words removed, whether added/removed are estimates
@@ -37,7 +37,7 @@ JOBS_AHEAD = 2
 _PAIRS: OrderedDict[tuple[str, str], tuple[int, int, bool]] = OrderedDict()
 PAIR_CACHE_SIZE = 1024
 # A long-lived `git cat-file --batch` for the repository being indexed (not one per job).
-_READERS: dict[str, gitread.BlobReader] = {}
+_READERS: dict[str, BlobReader] = {}
 
 
 def _pair_counts(old_blob: str, new_blob: str, old: str, new: str) -> tuple[int, int, bool]:
@@ -60,7 +60,7 @@ def chunk_statistics(repo: str, blobs: list[str], has_previous: bool) -> list[St
         for other in _READERS.values():  # one repository at a time: do not keep the others' processes
             other.close()
         _READERS.clear()
-        reader = _READERS[repo] = gitread.BlobReader(Path(repo))
+        reader = _READERS[repo] = BlobReader(Path(repo))
     results: list[Statistics] = []
     previous: str | None = None
     words = 0

@@ -10,14 +10,15 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cachetools import LRUCache
 from flask import current_app, g, has_app_context, has_request_context, request
 
-from termshift.web import gitread
+from termshift.archive_repo.blob_reader import BlobReader, MissingObject
+from termshift.archive_repo.log_reader import head_commit, head_fingerprint
 from termshift.web.background import BackgroundRefresh
 from termshift.web.catalog import Catalog
 from termshift.web.collection import Declarations, DeclaredService
@@ -33,37 +34,33 @@ NO_FRESHNESS_WAIT = ("/-/static/", "/favicon.ico", "/healthz", "/metrics", "/sta
 DIFF_FORMAT = 4  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
 
 
-class LRU:
-    """A small thread-safe least-recently-used cache."""
+class LRU(LRUCache):
+    """cachetools' least-recently-used cache of `size` entries, shared by request threads.
 
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict = OrderedDict()
+    cachetools' caches are not thread-safe: every read and write here holds the cache's lock.
+    `get_or_compute` computes outside it, so a slow computation does not hold up the other
+    keys (two threads may both compute a missing value; the last one stays).
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__(maxsize=size)
         self._lock = threading.Lock()
 
-    def get(self, key):
+    def get(self, key, default=None):
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return None
+            return super().get(key, default)
 
     def put(self, key, value) -> None:
         with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self[key] = value
 
     def get_or_compute(self, key, compute: Callable):
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
+            if key in self:
+                return self[key]
         value = compute()
         with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self[key] = value
         return value
 
 
@@ -113,11 +110,11 @@ class Refresher(BackgroundRefresh):
 
     def fingerprint(self) -> tuple:
         repos = [self.sources.versions, self.sources.snapshots]
-        return tuple(gitread.head_fingerprint(repo) if repo else None for repo in repos)
+        return tuple(head_fingerprint(repo) if repo else None for repo in repos)
 
     def _archive_present(self) -> bool:
         versions = Path(self.sources.versions)
-        return versions.is_dir() and gitread.head_commit(versions) is not None
+        return versions.is_dir() and head_commit(versions) is not None
 
     def pending(self) -> int:
         """New versions a refresh would index now (an estimate from the commit count)."""
@@ -238,8 +235,8 @@ class Viewer:
         self.runs_db = runs_db
         self.catalog = Catalog(sources.index)
         self.refresher = Refresher(sources, refresh_interval, self.catalog.versions_count)
-        self.versions = gitread.BlobReader(sources.versions)
-        self.snapshots = gitread.BlobReader(sources.snapshots) if sources.snapshots else None
+        self.versions = BlobReader(sources.versions)
+        self.snapshots = BlobReader(sources.snapshots) if sources.snapshots else None
         self.declarations = Declarations(declarations_dir, refresh_interval)
         self._texts = LRU(64)
         self._comparisons = LRU(32)
@@ -295,7 +292,7 @@ class Viewer:
 
     def snapshot_bytes(self, blob: str) -> bytes:
         if self.snapshots is None:
-            raise gitread.MissingObject(blob)
+            raise MissingObject(blob)
         return self.snapshots.read(blob)
 
     def version_html(self, blob: str) -> str:

@@ -116,6 +116,12 @@ def _markdown_download(version: dict) -> Response:
     return response
 
 
+def _configured_base_url() -> str:
+    """`web.base_url` of the app's settings (empty without settings)."""
+    settings = current_app.config.get("SETTINGS")
+    return options.base_url(settings.web) if settings is not None else ""
+
+
 def _context() -> int | None:
     value = request.args.get("context", "")
     if value == "all":
@@ -160,7 +166,7 @@ def diff_page(service_id: str, terms_type: str, ref: str, as_json: bool):
         "json_url": urls.diff_url(new, old if request.args.get("from") else None, json=True,
                                   view="rendered" if view == "rendered" else None),
         "citation": build_citation(_service(service_id), terms_type, old, new,
-                                   options.base_url(current_app.config.get("SETTINGS")) or request.url_root),
+                                   _configured_base_url() or request.url_root),
     }
     if as_json or wants_json():
         data["hunks"] = [hunk.to_json() for hunk in comparison.hunks]

@@ -6,7 +6,7 @@ writes, only on the format, so the tests build what it writes: one commit per
 version, one `.md` file per commit at `<service>/<terms type>.md`, OTA's
 subjects, author date = commit date = fetch date.
 
-`webhook_settings(**overrides)` are settings for fast tests: short timeouts and
+`webhook_settings(**overrides)` are `[webhooks]` settings for fast tests: short timeouts and
 backoff, 127.0.0.1 allowed as a target.
 """
 
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from termshift.config import WebhooksSettings
 
 BASE_URL = "https://terms.example.org"
 
@@ -92,8 +94,8 @@ class VersionsRepo:
         )
 
 
-def webhook_settings(**overrides: Any) -> dict[str, Any]:
-    """Settings as nested dicts (what `termshift.alerts` reads), tuned for tests."""
+def webhook_settings(**overrides: Any) -> WebhooksSettings:
+    """The `[webhooks]` settings (what `termshift.alerts` reads), tuned for tests."""
     webhooks = {
         "allow_private_targets": ["127.0.0.1"],
         "timeout": 1.0,
@@ -103,4 +105,5 @@ def webhook_settings(**overrides: Any) -> dict[str, Any]:
         "max_age": 60.0,
         **overrides,
     }
-    return {"webhooks": webhooks, "web": {"base_url": BASE_URL}, "feeds": {"length": 100}}
+    return WebhooksSettings(**{key: tuple(value) if isinstance(value, list) else value
+                               for key, value in webhooks.items()})

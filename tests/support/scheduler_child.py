@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from termshift.archive_repo import Archive, Snapshot, Version
+from termshift.config import Settings
 
 
 def _append(path: Path, entry: dict[str, Any]) -> None:
@@ -38,7 +39,7 @@ def _append(path: Path, entry: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def record_pages(settings: Any, services: Any = None, types: Any = None, progress: bool = False,
+def record_pages(settings: Settings, services: Any = None, types: Any = None, progress: bool = False,
                  stop_event: threading.Event | None = None) -> dict[str, Any]:
     """Fetch and record every page of `<data>/pages.json`; a summary like RunSummary's."""
     data_dir = Path(settings.data)
@@ -46,7 +47,7 @@ def record_pages(settings: Any, services: Any = None, types: Any = None, progres
     started = time.time()
     documents = []
     counts = {"documents_fetched": 0, "snapshots_recorded": 0, "versions_recorded": 0}
-    with Archive.open(data_dir, settings) as archive:
+    with Archive.open(data_dir, settings.archive) as archive:
         for page in pages:
             if stop_event is not None and stop_event.is_set():
                 break
@@ -78,7 +79,7 @@ def main(config_file: str) -> int:
     from termshift.config import load_settings
 
     settings = load_settings(Path(config_file), environ={})
-    logs.configure(settings, json_output=True)
+    logs.configure(settings.logging, json_output=True)
     tracking = record_pages if (Path(settings.data) / "pages.json").is_file() else None
     print("ready", flush=True)
     return scheduler.run_service(settings, tracking=tracking)

@@ -3,7 +3,7 @@
     termshift serve [--data DIR | --versions REPO [--snapshots REPO]] [--declarations DIR]
                     [--host 127.0.0.1] [--port 5000] [--index FILE] [--with-scheduler] [--debug]
 
-`serve()` is the same thing as a function (used by `termshift demo`).
+`serve()` is the same thing as a function (used by `termshift demo`, termshift.commands.demo).
 
 The viewer is served by waitress, a production WSGI server: pure Python (nothing to compile,
 runs wherever Termshift does), one process with `web.threads` threads, so the scheduler of
@@ -23,8 +23,8 @@ from typing import Any
 
 import click
 
-from termshift.cli import data_option, declarations_option
-from termshift.config import config_option, settings_for_command
+from termshift.commands.options import config_option, data_option, declarations_option, settings_for_command
+from termshift.config import WebSettings
 from termshift.logs import configure as configure_logging
 
 
@@ -62,13 +62,13 @@ def serve(
     if snapshots_repo is not None and versions_repo is None:
         raise click.UsageError("--snapshots goes with --versions")
     settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
-    configure_logging(settings)
+    configure_logging(settings.logging)
     if with_scheduler:
         if versions_repo is not None:
             raise click.UsageError("--with-scheduler records into a data folder: use --data, not --versions")
         from termshift.archive_repo import Archive
 
-        Archive.open(settings.data, settings).close()  # a fresh deployment starts with empty repositories
+        Archive.open(settings.data, settings.archive).close()  # a fresh deployment starts with empty repositories
     declarations = declarations_dir or (settings.declarations if settings.declarations.is_dir() else None)
     if versions_repo is None:
         # A data folder: its repositories may not exist yet (picked up when they appear).
@@ -94,8 +94,8 @@ def serve(
     else:
         click.echo(f"Indexing {progress.versions_total - progress.versions_indexed} new versions in the "
                    "background; pages show the progress (also /status.json).", err=True)
-    host = host or settings["web"]["host"]
-    port = port or settings["web"]["port"]
+    host = host or settings.web.host
+    port = port or settings.web.port
     if with_scheduler:
         from termshift.scheduler import start_background_scheduler
 
@@ -112,21 +112,21 @@ def serve(
         app.debug = True
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
         return
-    _serve_production(app, host, port, settings, with_scheduler)
+    _serve_production(app, host, port, settings.web, with_scheduler)
 
 
-def _serve_production(app: Any, host: str, port: int, settings: Any, with_scheduler: bool) -> None:
+def _serve_production(app: Any, host: str, port: int, web: WebSettings, with_scheduler: bool) -> None:
     """Serve `app` with waitress until SIGTERM or SIGINT (then return normally)."""
     import waitress
 
-    threads = settings["web"]["threads"]
+    threads = web.threads
     server = waitress.create_server(
         app, host=host, port=port, threads=threads, ident="Termshift",
-        max_request_body_size=settings["web"]["max_request_bytes"],
+        max_request_body_size=web.max_request_bytes,
         connection_limit=max(100, threads * 8), asyncore_use_poll=True,
         # X-Forwarded-* headers are the app's business (ProxyFix, `web.trusted_proxies`): waitress
         # drops them unless told otherwise, so with trusted proxies it must pass them on.
-        clear_untrusted_proxy_headers=not settings["web"]["trusted_proxies"],
+        clear_untrusted_proxy_headers=not web.trusted_proxies,
     )
     if not with_scheduler and threading.current_thread() is threading.main_thread():
         # SIGTERM (a service manager, a container stopping) ends the server as Ctrl-C does.

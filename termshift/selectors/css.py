@@ -40,10 +40,12 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from termshift.errors import TermshiftError
+
 __all__ = ["SelectorSyntaxError", "to_xpath", "compile_xpath"]
 
 
-class SelectorSyntaxError(ValueError):
+class SelectorSyntaxError(TermshiftError, ValueError):
     """A selector a browser rejects: `reason` at `position` (0-based index in the string)."""
 
     def __init__(self, reason: str, position: int) -> None:

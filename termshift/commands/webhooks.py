@@ -10,28 +10,25 @@ from pathlib import Path
 import click
 
 from termshift.alerts import delivery, outbox, store, subscriptions
-from termshift.alerts.options import WebhookOptions
-from termshift.config import settings_for_command
+from termshift.commands.options import (
+    config_option,
+    data_option,
+    services_option,
+    settings_for_command,
+    types_option,
+)
+from termshift.config import Settings, WebhooksSettings
 
 
 def _common(function):
-    function = click.option(
-        "--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-        help="Data folder holding alerts.sqlite (default: ./data).",
-    )(function)
-    return click.option(
-        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-        help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).",
-    )(function)
+    function = data_option(function, help="Data folder holding alerts.sqlite (default: ./data).")
+    return config_option(function, help="Configuration file (default: $TERMSHIFT_CONFIG or ./termshift.toml).",
+                         metavar=None)
 
 
-def _context(config_path: Path | None, data_dir: Path | None):
-    settings = settings_for_command(config_path, data_dir=data_dir)
-    try:
-        webhook_options = WebhookOptions.from_settings(settings)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
-    return settings, webhook_options
+def _context(data_dir: Path | None) -> tuple[Settings, WebhooksSettings]:
+    settings = settings_for_command(data_dir=data_dir)
+    return settings, settings.webhooks
 
 
 def _subscription(db, subscription_id: int) -> subscriptions.Subscription:
@@ -62,19 +59,19 @@ def webhooks_group() -> None:
 @webhooks_group.command("add")
 @click.argument("url")
 @click.option("--secret", default=None, help="Signing secret whsec_<base64> (default: a new one, printed once).")
-@click.option("--services", "-s", multiple=True, help="Only these service ids (repeat, or comma-separate).")
-@click.option("--types", "-t", "terms_types", multiple=True, help="Only these terms types (repeat, or comma-separate).")
+@services_option(help="Only these service ids (repeat, or comma-separate).")
+@types_option(help="Only these terms types (repeat, or comma-separate).")
 @click.option("--include-diff", is_flag=True, help="Put the unified diff in each payload.")
 @click.option("--kind", type=click.Choice(subscriptions.KINDS), default=None,
               help="webhook (http/https URLs, the default for them) or apprise (any Apprise URL).")
 @_common
-def add_command(url, secret, services, terms_types, include_diff, kind, config_path, data_dir) -> None:
+def add_command(url, secret, services, types, include_diff, kind, data_dir) -> None:
     """Subscribe URL to new versions."""
-    settings, webhook_options = _context(config_path, data_dir)
+    settings, webhook_options = _context(data_dir)
     db = store.connect(settings.data)
     try:
         created = subscriptions.add(
-            db, url, secret=secret, services=services, terms_types=terms_types, include_diff=include_diff,
+            db, url, secret=secret, services=services, terms_types=types, include_diff=include_diff,
             kind=kind, allow_private_targets=webhook_options.allow_private_targets,
         )
     except subscriptions.SubscriptionError as error:
@@ -90,9 +87,9 @@ def add_command(url, secret, services, terms_types, include_diff, kind, config_p
 @webhooks_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_common
-def list_command(as_json, config_path, data_dir) -> None:
+def list_command(as_json, data_dir) -> None:
     """List subscriptions."""
-    settings, _ = _context(config_path, data_dir)
+    settings, _ = _context(data_dir)
     db = store.connect(settings.data)
     try:
         found = subscriptions.all_subscriptions(db)
@@ -109,9 +106,9 @@ def list_command(as_json, config_path, data_dir) -> None:
 @webhooks_group.command("remove")
 @click.argument("subscription_id", type=int)
 @_common
-def remove_command(subscription_id, config_path, data_dir) -> None:
+def remove_command(subscription_id, data_dir) -> None:
     """Remove a subscription (its undelivered events are cancelled)."""
-    settings, _ = _context(config_path, data_dir)
+    settings, _ = _context(data_dir)
     db = store.connect(settings.data)
     try:
         _subscription(db, subscription_id)
@@ -121,8 +118,8 @@ def remove_command(subscription_id, config_path, data_dir) -> None:
     click.echo(f"removed subscription {removed.id} ({removed.url})")
 
 
-def _set_active(subscription_id: int, active: bool, config_path, data_dir) -> None:
-    settings, webhook_options = _context(config_path, data_dir)
+def _set_active(subscription_id: int, active: bool, data_dir) -> None:
+    settings, webhook_options = _context(data_dir)
     db = store.connect(settings.data)
     try:
         _subscription(db, subscription_id)
@@ -135,32 +132,32 @@ def _set_active(subscription_id: int, active: bool, config_path, data_dir) -> No
 @webhooks_group.command("pause")
 @click.argument("subscription_id", type=int)
 @_common
-def pause_command(subscription_id, config_path, data_dir) -> None:
+def pause_command(subscription_id, data_dir) -> None:
     """Stop queueing and sending events to a subscription (pending ones wait)."""
-    _set_active(subscription_id, False, config_path, data_dir)
+    _set_active(subscription_id, False, data_dir)
 
 
 @webhooks_group.command("resume")
 @click.argument("subscription_id", type=int)
 @_common
-def resume_command(subscription_id, config_path, data_dir) -> None:
+def resume_command(subscription_id, data_dir) -> None:
     """Resume a paused subscription."""
-    _set_active(subscription_id, True, config_path, data_dir)
+    _set_active(subscription_id, True, data_dir)
 
 
 @webhooks_group.command("test")
 @click.argument("subscription_id", type=int)
 @_common
-def test_command(subscription_id, config_path, data_dir) -> None:
+def test_command(subscription_id, data_dir) -> None:
     """Send a signed `webhook.test` event now and show the answer (exit 1 if it failed)."""
-    settings, _ = _context(config_path, data_dir)
+    settings, webhook_options = _context(data_dir)
     db = store.connect(settings.data)
     try:
         subscription = _subscription(db, subscription_id)
     finally:
         db.close()
     event_id = outbox.enqueue_test_event(settings.data, subscription)
-    report = delivery.deliver_due(settings.data, settings, event_id=event_id)
+    report = delivery.deliver_due(settings.data, webhook_options, event_id=event_id)
     db = store.connect(settings.data)
     try:
         attempt = outbox.attempts_view(db, event_id=event_id, limit=1)
@@ -183,9 +180,9 @@ def test_command(subscription_id, config_path, data_dir) -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_common
-def deliveries_command(status, subscription_id, attempts, limit, as_json, config_path, data_dir) -> None:
+def deliveries_command(status, subscription_id, attempts, limit, as_json, data_dir) -> None:
     """The delivery log: events and their state, or every attempt."""
-    settings, _ = _context(config_path, data_dir)
+    settings, _ = _context(data_dir)
     db = store.connect(settings.data)
     try:
         if attempts:
@@ -214,20 +211,20 @@ def deliveries_command(status, subscription_id, attempts, limit, as_json, config
 @click.option("--drain", is_flag=True, help="Keep going, waiting for retries, until every event is settled.")
 @click.option("--max-seconds", type=float, default=None, help="With --drain: stop after this long.")
 @_common
-def deliver_command(drain, max_seconds, config_path, data_dir) -> None:
+def deliver_command(drain, max_seconds, data_dir) -> None:
     """Send the events that are due now (the scheduler does this every minute).
 
     SIGTERM or Ctrl-C: no new request is started; those in flight are answered
     and recorded, then the command exits (a restart then repeats nothing).
     """
-    settings, _ = _context(config_path, data_dir)
+    settings, webhook_options = _context(data_dir)
     stop = threading.Event()
     previous = {number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         if drain:
-            report = delivery.drain(settings.data, settings, max_seconds=max_seconds, stop=stop)
+            report = delivery.drain(settings.data, webhook_options, max_seconds=max_seconds, stop=stop)
         else:
-            report = delivery.deliver_due(settings.data, settings, stop=stop)
+            report = delivery.deliver_due(settings.data, webhook_options, stop=stop)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

@@ -5,7 +5,7 @@ A declaration's `select` and `remove` fields hold a CSS selector string, a range
 (reference §1.4). OTA evaluates them with jsdom's `querySelectorAll` and DOM Ranges; this
 module gives the same results on lxml trees:
 
-- string selectors are compiled once to XPath (`termshift.trackers.css`, browser semantics)
+- string selectors are compiled once to XPath (`termshift.selectors.css`, browser semantics)
   and cached;
 - a range only uses the *first* match of its start and end selectors;
 - a range's content follows DOM Range rules: partially covered ancestors are copied as
@@ -28,8 +28,8 @@ from typing import Any, TypeAlias
 
 from lxml import etree
 
-from termshift.trackers.css import SelectorSyntaxError, compile_xpath
-from termshift.trackers.errors import ExtractError
+from termshift.errors import ExtractError
+from termshift.selectors.css import SelectorSyntaxError, compile_xpath
 
 # A declared selector: a CSS string or a range object; `select`/`remove` may hold a list of them.
 Selector: TypeAlias = str | dict[str, str]
@@ -59,7 +59,7 @@ def as_list(selectors: Selectors | None) -> list[Selector]:
 
 @functools.lru_cache(maxsize=2048)
 def compile_selector(css: str) -> etree.XPath:
-    """The compiled XPath equivalent of a CSS selector (`termshift.trackers.css`: what
+    """The compiled XPath equivalent of a CSS selector (`termshift.selectors.css`: what
     Chromium's querySelectorAll accepts and matches); cached, since declarations repeat.
 
     Raises ExtractError naming the selector, the reason and the position where a browser

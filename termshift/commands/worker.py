@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from termshift.cli import declarations_option
-from termshift.config import config_option, settings_for_command
+from termshift.commands.options import config_option, declarations_option, settings_for_command
 
 __all__ = ["worker_command"]
 
@@ -49,8 +48,8 @@ def worker_command(
     from termshift.distributed.worker import WorkerOptions, serve
 
     settings = settings_for_command(declarations_dir=declarations_dir)
-    logs.configure(settings)
-    options = WorkerOptions(declarations=Path(settings.declarations), fetcher=dict(settings["fetcher"]),
+    logs.configure(settings.logging)
+    options = WorkerOptions(declarations=Path(settings.declarations), fetcher=settings.fetcher,
                             limiter_url=broker_url, lease=lease or DEFAULT_LEASE)
     try:
         serve(broker_url, options, threads=threads, queue=queue, heartbeat_timeout=heartbeat_timeout)

@@ -12,7 +12,7 @@ from flask import Blueprint, abort, current_app, g, request, send_from_directory
 
 from termshift import urls
 from termshift.collection_metadata import localised
-from termshift.schema import is_http_url
+from termshift.urls import is_http_url
 from termshift.web.activity import build_activity, month_bounds
 from termshift.web.catalog import ChangeFilter
 from termshift.web.declared_services import collection_metadata

@@ -28,9 +28,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from termshift import __version__
-from termshift.errors import TermshiftError
+from termshift.errors import TermshiftError, suggest
 from termshift.schedules import ScheduleError, parse_schedule, parse_timezone
-from termshift.schema import is_http_url
+from termshift.urls import is_http_url
 
 T = TypeVar("T")
 
@@ -357,9 +357,6 @@ def _build(values: dict[str, dict[str, Any]], source: Path | None) -> Settings:
 
 def _unknown_setting(section: str, key: str) -> str:
     """`fetcher.langage: unknown setting (did you mean 'fetcher.language'?)`."""
-    # Imported here: termshift.schema pulls in jsonschema, and only a mistake needs it.
-    from termshift.schema import suggest
-
     dotted = f"{section}.{key}" if section else key
     # At the top level, a misspelt section (`[fetchr]`) is as likely as a misspelt key.
     candidates = list(DEFAULTS[section]) + ([name for name in DEFAULTS if name] if section == "" else [])

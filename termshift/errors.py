@@ -10,6 +10,8 @@ of fetch failures (reference §2.2).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -180,3 +182,13 @@ class InaccessibleContentError(TermshiftError):
             if kind in kinds:
                 return kind
         return ErrorKind.PERMANENT
+
+
+def suggest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate `word` was most likely meant to be, if any is close enough."""
+    candidates = list(candidates)
+    for candidate in candidates:
+        if candidate.casefold() == word.casefold():
+            return candidate
+    matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return matches[0] if matches else None

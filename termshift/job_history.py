@@ -6,7 +6,7 @@ This module owns:
 - `run_history`, one row per job execution (or skipped or missed one), and
   `run_documents`, the per-document results of a tracking run: `RunHistory` writes them
   (termshift.scheduler), `recent_runs`, `status_counts` and `last_run_documents` read
-  them (the status page and /metrics, termshift.health);
+  them (the status page and /metrics, termshift.monitoring);
 - the name of the job store's table, `JOBS_TABLE`: APScheduler's SQLAlchemyJobStore
   writes it (termshift.scheduler passes the name); `next_run_times` reads the next run
   times from it without APScheduler (no unpickling).

@@ -16,7 +16,7 @@ ids, so a restart neither loses nor duplicates them:
 A run missed while the machine was off runs once at start-up (coalesce), if it is no
 later than `schedule.misfire_grace`. Each execution leaves a row in the `run_history`
 table (same file; termshift.job_history owns it), read by the status page and /metrics
-(termshift.health).
+(termshift.monitoring).
 
 SIGTERM or SIGINT: the running tracking run is told to stop (its `stop_event`); it
 finishes the document it is recording, leaving both repositories consistent; then the

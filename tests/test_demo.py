@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from termshift.archive_repo.messages import RecordKind, parse_subject
 from termshift.cli import main
 from termshift.demo import demo_data_dir
+from termshift.urls import document_url
 from termshift.web.app import create_app
-from termshift.web.urls import document_url
 
 
 def git(repository: Path, *arguments: str) -> str:

@@ -17,7 +17,7 @@ from lxml import etree
 from termshift.alerts import store
 from termshift.archive_repo import listing
 from termshift.config import load_settings
-from termshift.web.feeds import blueprint
+from termshift.web.feed_routes import blueprint
 from tests.support.alerts import VersionsRepo
 
 BASE = "https://terms.example.org"

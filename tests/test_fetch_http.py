@@ -440,8 +440,11 @@ def test_host_delay_spaces_requests_to_a_host() -> None:
         for host in server.hosts:
             starts = sorted(request.started for request in server.requests if request.host == host)
             assert len(starts) == 3
-            # 0.5 s apart as the client sends them; the server's clock adds its thread's scheduling jitter
-            assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 0.4
+            # 0.5 s apart as the client sends them. The server stamps a request when its handler thread
+            # runs, which a saturated machine delays by up to ~0.1 s (0.396 s was seen at load 10): no
+            # gap far below the delay, and the three requests spread over about two delays.
+            gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+            assert min(gaps) >= 0.3 and sum(gaps) >= 0.85, gaps
 
 
 def test_robots_txt_when_enabled() -> None:

@@ -1,6 +1,6 @@
 """/status, /status.json, /healthz and /metrics, read from the data folder's SQLite files.
 
-`runs.sqlite` is written with the tracking run's own store (termshift.trackers.status),
+`runs.sqlite` is written with the tracking run's own store (termshift.trackers.run_store),
 the scheduler's history, the publish log and the webhook outbox by their real code.
 """
 
@@ -22,7 +22,7 @@ from termshift.config import Settings, load_settings
 from termshift.locking import RunLock
 from termshift.publish import Publisher
 from termshift.scheduler import SchedulerService
-from termshift.web.health import blueprint
+from termshift.web.health_routes import blueprint
 
 
 def make_settings(data: Path, **schedule: Any) -> Settings:
@@ -59,7 +59,7 @@ def at(moment: str) -> datetime:
 
 def write_runs(data: Path) -> None:
     """Two finished runs and three terms' states, written with the tracking run's own store."""
-    from termshift.trackers.status import RUNS_FILE, RunStore
+    from termshift.trackers.run_store import RUNS_FILE, RunStore
 
     data.mkdir(parents=True, exist_ok=True)
     with RunStore(data / RUNS_FILE) as store:
@@ -256,7 +256,7 @@ def test_states_are_gauges_and_versions_are_counted_at_commit_time(tmp_path: Pat
     """A run in progress is a state, not an event; a version committed by a run killed before it
     wrote its summary is still counted."""
     from termshift.scheduler import RunHistory
-    from termshift.trackers.status import RUNS_FILE, RunStore
+    from termshift.trackers.run_store import RUNS_FILE, RunStore
 
     data = tmp_path / "data"
     write_runs(data)  # two finished runs whose summaries say 3 versions were recorded
@@ -283,7 +283,7 @@ def test_states_are_gauges_and_versions_are_counted_at_commit_time(tmp_path: Pat
 
 
 def test_public_declaration_errors_name_the_file_not_its_folder() -> None:
-    from termshift.health import public_file_error
+    from termshift.monitoring import public_file_error
 
     assert public_file_error("/srv/termshift/declarations/Acme.json: $.terms: https://a.example/x: bad") == \
         "Acme.json: $.terms: https://a.example/x: bad"
@@ -294,7 +294,7 @@ def test_reading_the_state_creates_no_database(tmp_path: Path) -> None:
     """/status, /status.json and /metrics read each file through its owner's read methods,
     which never create one."""
     from termshift import job_history
-    from termshift.trackers.status import RUNS_FILE, RunStore
+    from termshift.trackers.run_store import RUNS_FILE, RunStore
 
     data = tmp_path / "data"
     data.mkdir()

@@ -26,7 +26,7 @@ from termshift.declarations import load_collection
 from termshift.rebuild import EXIT_SERVICES_SKIPPED, apply_technical_upgrades, rebuild
 from termshift.trackers.run import FAILED, NEW_VERSION, run_tracking
 from termshift.web import create_app
-from termshift.web.collection import Declarations
+from termshift.web.declared_services import Declarations
 from tests.support.servers import FaultServer
 from tests.test_rebuild import page, record_snapshots, snapshot
 from tests.test_track import Pages, declare, history, outcomes, terms_page, track_settings

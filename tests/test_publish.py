@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from termshift import health
+from termshift import monitoring
 from termshift.archive_repo import Archive, Snapshot, Version
 from termshift.config import load_settings
 from termshift.publish import Publisher, redact
@@ -51,7 +51,7 @@ def test_both_repositories_are_pushed_and_later_commits_follow(tmp_path: Path) -
     assert publisher.wait(30)
     assert git(remotes["versions"], "rev-parse", "refs/heads/main") == git(data / "versions", "rev-parse", "HEAD")
     assert git(remotes["versions"], "rev-list", "--count", "refs/heads/main") == "2"
-    rows = health.read_publish(data)
+    rows = monitoring.read_publish(data)
     assert [(row["repository"], row["ok"], row["failures"]) for row in rows] == [("snapshots", 1, 0), ("versions", 1, 0)]
 
 
@@ -68,7 +68,7 @@ def test_a_failing_remote_is_retried_recorded_and_shown(tmp_path: Path) -> None:
     assert not versions.ok and versions.attempts == 3
     assert elapsed >= 0.2 + 0.4  # waited between attempts, doubling
     assert "nowhere/versions.git" in versions.error
-    status = health.status(settings_for(data))
+    status = monitoring.status(settings_for(data))
     shown = {row["repository"]: row for row in status["publish"]}
     assert shown["versions"]["ok"] == 0 and shown["versions"]["last_success"] is None
     assert "nowhere/versions.git" in shown["versions"]["error"]
@@ -103,7 +103,7 @@ def test_a_slow_failing_push_never_delays_the_next_run(tmp_path: Path) -> None:
     assert runs[1] - runs[0] < 2.0
     service.shutdown()  # stops the retries
     assert service.publisher.wait(5)
-    [row] = health.read_publish(data)
+    [row] = monitoring.read_publish(data)
     assert row["ok"] == 0 and row["attempts"] < 6
 
 

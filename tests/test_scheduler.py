@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from termshift import health, logs
+from termshift import logs, monitoring
 from termshift.archive_repo import Archive
 from termshift.config import Settings, load_settings
 from termshift.scheduler import (
@@ -53,7 +53,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, message: str) -> An
 
 
 def tracking_rows(data: Path, status: str | None = None) -> list[dict[str, Any]]:
-    rows = health.read_history(data, "tracking", limit=1000)
+    rows = monitoring.read_history(data, "tracking", limit=1000)
     return [row for row in rows if status is None or row["status"] == status]
 
 
@@ -192,7 +192,7 @@ def test_a_failing_run_is_recorded_and_the_next_run_still_happens(tmp_path: Path
     failed = tracking_rows(data, "failed")
     assert failed and failed[-1]["message"] == "RuntimeError: declarations folder unreadable"
     assert tracking_rows(data, "ok")[0]["counts"] == {"versions_recorded": 3}
-    assert health.last_run(data)["status"] == "ok"
+    assert monitoring.last_run(data)["status"] == "ok"
 
 
 def test_deliveries_run_continuously(tmp_path: Path) -> None:
@@ -213,11 +213,11 @@ def test_deliveries_run_continuously(tmp_path: Path) -> None:
         try:
             outbox.enqueue_test_event(data, subscription)
             assert receiver.wait_for(lambda r: len(r.accepted()) == 1, timeout=10)
-            wait_until(lambda: health.read_history(data, "deliveries"), 5, "a deliveries row")
+            wait_until(lambda: monitoring.read_history(data, "deliveries"), 5, "a deliveries row")
         finally:
             service.shutdown()
-    assert health.read_history(data, "deliveries")[0]["counts"]["delivered"] == 1
-    assert health.read_deliveries(data)["counts"]["delivered"] == 1
+    assert monitoring.read_history(data, "deliveries")[0]["counts"]["delivered"] == 1
+    assert monitoring.read_deliveries(data)["counts"]["delivered"] == 1
 
 
 def test_one_scheduler_per_data_folder_in_a_process(tmp_path: Path) -> None:
@@ -360,13 +360,13 @@ def test_two_scheduled_real_tracking_runs(tmp_path: Path, terms_server) -> None:
     with Archive.open(data, read_only=True) as archive:
         versions = archive.versions.history("ACME", "Terms of Service")
     assert len(versions) >= 2 and "Revision" in versions[0].content
-    runs = health.read_runs(data)
+    runs = monitoring.read_runs(data)
     assert len([run for run in runs if run["finished_at"]]) >= 2
-    assert health.read_documents(data)[0]["last_success"] is not None
+    assert monitoring.read_documents(data)[0]["last_success"] is not None
     with sqlite3.connect(data / "index.sqlite") as db:
         indexed = {row[0] for row in db.execute("SELECT commit_id FROM versions")}
     assert {version.id for version in versions} <= indexed  # refreshed by the run itself
-    assert health.read_history(data, "index", limit=10) == []  # …and not a second time by the scheduler
+    assert monitoring.read_history(data, "index", limit=10) == []  # …and not a second time by the scheduler
 
 
 def test_schedule_once_runs_the_real_tracking_and_logs_one_json_line_per_document(
@@ -410,6 +410,6 @@ def test_schedule_once_runs_the_real_tracking_and_logs_one_json_line_per_documen
     assert sorted(line["service_id"] for line in documents) == ["ACME", "Privy"]
     assert {line["outcome"] for line in documents} <= {"new version", "unchanged"}
     assert all(isinstance(line["seconds"], float) for line in documents)
-    history = health.read_history(tmp_path / "data", "tracking")
+    history = monitoring.read_history(tmp_path / "data", "tracking")
     assert [row["status"] for row in history] == ["ok", "ok"]
     assert history[1]["message"] == "services skipped, their declarations do not load: Broken"

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from termshift import health
+from termshift import monitoring
 from termshift.locking import RunLock
 from tests.conftest import TEST_FETCH_ALLOW
 from tests.support.servers import LocalServer, html_page
@@ -116,13 +116,13 @@ def test_a_run_is_skipped_while_another_process_holds_the_lock(tmp_path: Path, s
     with scheduler_process(config, log_file) as child:
         try:
             skipped = wait_until(
-                lambda: [row for row in health.read_history(data, "tracking") if row["status"] == "skipped"],
+                lambda: [row for row in monitoring.read_history(data, "tracking") if row["status"] == "skipped"],
                 20, "a skipped run")
         finally:
             lock.release()
         assert skipped[0]["pid"] == child.pid
         assert f"pid {os.getpid()}" in skipped[0]["message"]
-        wait_until(lambda: any(row["status"] == "ok" for row in health.read_history(data, "tracking")),
+        wait_until(lambda: any(row["status"] == "ok" for row in monitoring.read_history(data, "tracking")),
                    20, "a run once the lock is free")
         assert stop(child) == 0
     lines = [json.loads(line) for line in log_file.read_text().splitlines() if line.startswith("{")]
@@ -142,7 +142,7 @@ def test_two_schedulers_on_one_data_folder_never_overlap(tmp_path: Path, slow_se
     runs = sorted(json_lines(data / "runs.log"), key=lambda run: run["start"])
     for earlier, later in zip(runs, runs[1:], strict=False):
         assert later["start"] >= earlier["end"], f"overlapping runs: {earlier} and {later}"
-    history = health.read_history(data, "tracking", limit=1000)
+    history = monitoring.read_history(data, "tracking", limit=1000)
     assert any(row["status"] == "skipped" for row in history)  # runs fell due while another one ran
     # Which process runs a due job is a race (they share the job store), so this test does not
     # insist that both ran one; the lock test above proves a busy lock skips the other's run.
@@ -177,7 +177,7 @@ def write_declarations(tmp_path: Path, server: LocalServer, count: int) -> Path:
 
 
 def runs_table(data: Path) -> list[dict[str, Any]]:
-    return health.read_runs(data, limit=None)
+    return monitoring.read_runs(data, limit=None)
 
 
 def test_sigterm_mid_run_leaves_consistent_repositories_and_the_next_run_succeeds(
@@ -209,7 +209,7 @@ def test_sigterm_mid_run_leaves_consistent_repositories_and_the_next_run_succeed
     recorded = snapshots_recorded()
     assert 2 <= recorded < 6
     assert_repositories_sound(data)
-    [row] = [row for row in health.read_history(data, "tracking") if row["status"] != "skipped"]
+    [row] = [row for row in monitoring.read_history(data, "tracking") if row["status"] != "skipped"]
     assert row["status"] == "stopped" and row["counts"]["interrupted"] >= 1
 
     with scheduler_process(config, tmp_path / "second.log") as child:
@@ -220,4 +220,4 @@ def test_sigterm_mid_run_leaves_consistent_repositories_and_the_next_run_succeed
     assert completed["counts"]["failed"] == 0 and completed["counts"]["interrupted"] == 0
     versions = git(data / "versions", "ls-files").stdout.splitlines()
     assert sorted(versions) == sorted(f"Service {n}/Terms of Service.md" for n in range(6))
-    assert all(document["last_success"] for document in health.read_documents(data))
+    assert all(document["last_success"] for document in monitoring.read_documents(data))

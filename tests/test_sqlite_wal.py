@@ -64,7 +64,7 @@ def test_the_data_folder_databases_are_private_whatever_the_umask(tmp_path):
 
     from termshift import job_history
     from termshift.alerts import store
-    from termshift.trackers.status import RunStore
+    from termshift.trackers.run_store import RunStore
 
     data = tmp_path / "data"
     previous = os.umask(0o022)  # the usual umask: files 0644, folders 0755

@@ -155,7 +155,7 @@ def test_declarations_changed_while_serving_are_followed_without_restart(sample,
 
 
 def test_declarations_are_not_reloaded_when_nothing_changed(sample, tmp_path):
-    from termshift.web.collection import Declarations
+    from termshift.web.declared_services import Declarations
 
     declarations = Declarations(sample.declarations, interval=0.01)
     loaded = declarations.services

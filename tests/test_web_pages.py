@@ -534,7 +534,7 @@ def test_new_commits_appear_after_a_refresh_without_restart(tmp_path):
 def test_app_starts_without_the_feeds_module(sample, tmp_path, monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "termshift.web.feeds", None)  # import now fails
+    monkeypatch.setitem(sys.modules, "termshift.web.feed_routes", None)  # import now fails
     app = create_app(sample.data / "versions", None, None, tmp_path / "index.sqlite", refresh_interval=0)
     client = app.test_client()
     assert client.get("/feed.atom").status_code == 404
@@ -625,14 +625,14 @@ def test_pages_do_not_wait_for_a_refresh_holding_the_index(app, client, sample):
 
 
 def test_health_and_declare_blueprints_are_registered_when_present(app, client):
-    pytest.importorskip("termshift.web.health")
+    pytest.importorskip("termshift.web.health_routes")
     assert client.get("/healthz").status_code in (200, 503)
     endpoints = {rule.endpoint.split(".")[0] for rule in app.url_map.iter_rules()}
     assert {"health", "feeds"} <= endpoints
 
 
 def test_advertised_feeds_are_served_when_the_feeds_module_is_present(client):
-    pytest.importorskip("termshift.web.feeds")
+    pytest.importorskip("termshift.web.feed_routes")
     home = client.get("/index.json").get_json()
     acme = next(service for service in home["services"] if service["id"] == "Acme")
     privacy = next(d for d in acme["documents"] if d["terms_type"] == "Privacy Policy")
@@ -766,7 +766,7 @@ def test_a_failing_document_says_since_when_which_error_and_what_error(client):
 
 
 def test_status_page_has_the_site_layout_and_the_favicon_is_served(app, client):
-    pytest.importorskip("termshift.web.health")
+    pytest.importorskip("termshift.web.health_routes")
     tree = lxml.html.fromstring(html(client.get("/status")))
     assert tree.xpath('//a[@class="skip-link"]') and tree.xpath("//header") and tree.xpath("//footer")
     assert tree.xpath('//nav[@aria-label="Main"]//a[@aria-current="page"]/@href') == ["/status"]

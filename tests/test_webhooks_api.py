@@ -14,7 +14,7 @@ from termshift.alerts.signing import generate_secret
 from termshift.archive_repo import listing
 from termshift.commands.webhooks import webhooks_group
 from termshift.config import load_settings
-from termshift.web.feeds import blueprint
+from termshift.web.feed_routes import blueprint
 from tests.support.alerts import BASE_URL, VersionsRepo
 from tests.support.receiver import Receiver
 

@@ -11,7 +11,7 @@ The public interface (details in each module, the whole picture in docs/alerts.m
   it right after enqueueing). `drain(...)` repeats passes until all is settled.
 - `delivery_log(data_dir, status=None, subscription_id=None, limit=100)` —
   counts, latest events and attempts, for the viewer.
-- `termshift.web.feeds.blueprint` — the feeds and the admin API;
+- `termshift.web.feed_routes.blueprint` — the feeds and the admin API;
   `termshift.commands.webhooks.webhooks_group` — `termshift webhooks …`.
 - The payload's JSON Schema: `webhook-event.schema.json` beside this file.
 """

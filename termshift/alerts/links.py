@@ -1,34 +1,23 @@
-"""Public URLs that feeds and webhook payloads point to, built in one place.
+"""Absolute public URLs that feeds and webhook payloads point to.
 
-The viewer (termshift.web) owns these routes: a version is
-`/<service>/<terms type>/<commit id>` and its comparison with the version
-before it is that URL plus `/diff` (termshift.web.versions). Service ids the
-viewer reserves for itself (`feed`, `api`, `-`…) live under `/-/service/`; the
-viewer's own `termshift.web.urls.document_url` decides, when installed. Path
-segments are percent-encoded (ids and types hold spaces and other characters).
+The paths come from `termshift.urls`, where the viewer builds every URL: a version is
+`/<service>/<terms type>/<commit id>` and its comparison with the version before it is
+that URL plus `/diff`. Here they are only prefixed with the public base URL.
 """
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
-
-def _segment(text: str) -> str:
-    return quote(text, safe="")
+from termshift.urls import document_url, feed_urls, segment
 
 
 def document_path(service_id: str, terms_type: str) -> str:
     """`/<service>/<terms type>`, as the viewer builds it."""
-    try:
-        from termshift.web.urls import document_url
-    except ImportError:  # alerts without the viewer: its default layout
-        return f"/{_segment(service_id)}/{_segment(terms_type)}"
     return document_url(service_id, terms_type)
 
 
 def version_url(base: str, service_id: str, terms_type: str, version_id: str) -> str:
     """The viewer's permalink of one version."""
-    return f"{base}{document_path(service_id, terms_type)}/{_segment(version_id)}"
+    return f"{base}{document_path(service_id, terms_type)}/{segment(version_id)}"
 
 
 def diff_url(base: str, service_id: str, terms_type: str, version_id: str) -> str:
@@ -38,8 +27,4 @@ def diff_url(base: str, service_id: str, terms_type: str, version_id: str) -> st
 
 def feed_url(base: str, service_id: str | None = None, terms_type: str | None = None, kind: str = "atom") -> str:
     """A feed of the whole collection, one service, or one document (`kind` is atom or rss)."""
-    if service_id is None:
-        return f"{base}/feed.{kind}"
-    if terms_type is None:
-        return f"{base}/feed/{_segment(service_id)}.{kind}"
-    return f"{base}/feed/{_segment(service_id)}/{_segment(terms_type)}.{kind}"
+    return base + feed_urls(service_id, terms_type)[kind]

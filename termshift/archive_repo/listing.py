@@ -3,7 +3,7 @@
 - `list_versions(data_dir, service_id, terms_type, limit)`: newest first, technical
   upgrades left out unless asked for, from the one log reader (streamed: a short feed
   reads only the top of a long history). The feeds use the viewer's index instead when
-  the app has one (`termshift.web.feeds.feed_versions`); this is their fallback.
+  the app has one (`termshift.web.feed_routes.feed_versions`); this is their fallback.
 - `read_texts(data_dir, entries)`: each version's Markdown and the text of the same
   file just before it (`<id>~1:<path>`: every commit touches one file, so the parent
   commit holds the previous version), in one `git cat-file` run.

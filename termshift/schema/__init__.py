@@ -15,7 +15,6 @@ so that file stays the single list of types.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterable
@@ -24,10 +23,12 @@ from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
+
+from termshift.errors import suggest
+from termshift.urls import is_http_url
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 TERMS_TYPES_FILE = SCHEMA_DIR.parent / "data" / "terms-types.json"
@@ -42,16 +43,6 @@ SCHEMA_FILES = {"service": "service.schema.json", "history": "service.history.sc
 def terms_types() -> tuple[str, ...]:
     """The names of the terms types of the ontology, in its order."""
     return tuple(json.loads(TERMS_TYPES_FILE.read_text(encoding="utf-8")))
-
-
-def suggest(word: str, candidates: Iterable[str]) -> str | None:
-    """The candidate `word` was most likely meant to be, if any is close enough."""
-    candidates = list(candidates)
-    for candidate in candidates:
-        if candidate.casefold() == word.casefold():
-            return candidate
-    matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return matches[0] if matches else None
 
 
 def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
@@ -79,18 +70,6 @@ def parse_date_time(value: str) -> datetime:
     fraction = (fraction or "")[:7]  # datetime keeps microseconds: 6 digits after the dot
     zone = "+00:00" if zone in ("Z", "z") else zone
     return datetime.fromisoformat(f"{date}T{time}{fraction}{zone}").astimezone(UTC)
-
-
-def is_http_url(value: str) -> bool:
-    """An absolute http(s) URL with a host and no whitespace: what a fetcher can fetch."""
-    if any(character.isspace() for character in value):
-        return False
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _format_checker() -> FormatChecker:

@@ -69,7 +69,7 @@ from termshift.rebuild import (
 )
 from termshift.trackers.extract import extract
 from termshift.trackers.fetcher import FetchRequest, FetchResult, iter_fetch
-from termshift.trackers.status import RUNS_FILE, DocumentState, RunStore, SourceValidators, iso
+from termshift.trackers.run_store import RUNS_FILE, DocumentState, RunStore, SourceValidators, iso
 
 __all__ = [
     "FAILED",

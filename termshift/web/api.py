@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request
 
+from termshift import urls
 from termshift.archive_repo import RecordRepository
-from termshift.web import urls
-from termshift.web.collection import collection_metadata, match_id
+from termshift.web.declared_services import collection_metadata, match_id
 from termshift.web.openapi import openapi_document, ota_api_document
 from termshift.web.state import viewer
 from termshift.web.views import check_segment, parse_moment

@@ -2,7 +2,7 @@
 
 `create_app(versions_repo, snapshots_repo=None, declarations_dir=None, index_path=None, **config)`
 wires the index, the blueprints (pages, versions, snapshots, the OTA-compatible API and,
-when present, the feeds of `termshift.web.feeds`), security headers, languages and
+when present, the feeds of `termshift.web.feed_routes`), security headers, languages and
 JSON error answers. Templates live in `templates/`, static files in `static/`.
 
 It is also the WSGI application for a server of your own: `create_app()` with no
@@ -25,10 +25,10 @@ from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from termshift import health
+from termshift import monitoring, urls
 from termshift.config import MIN_ADMIN_TOKEN, Settings, WebSettings, load_settings
-from termshift.trackers.status import RUNS_FILE
-from termshift.web import api, errors, i18n, pages, security, snapshots, urls, versions
+from termshift.trackers.run_store import RUNS_FILE
+from termshift.web import api, errors, i18n, pages, security, snapshots, versions
 from termshift.web.index import Sources
 from termshift.web.state import Viewer
 
@@ -67,7 +67,7 @@ def _sources_from_settings(settings: Settings) -> tuple[Path, Path | None, Path 
 
 # Blueprints written alongside the viewer, registered when their module exists:
 # feeds (/feed…), the service's health (/status, /healthz, /metrics), /declare.
-OPTIONAL_BLUEPRINTS = {"termshift.web.feeds": "FEEDS", "termshift.web.health": "HEALTH",
+OPTIONAL_BLUEPRINTS = {"termshift.web.feed_routes": "FEEDS", "termshift.web.health_routes": "HEALTH",
                        "termshift.web.declare": "DECLARE"}
 
 
@@ -131,7 +131,7 @@ def create_app(
         )
 
     _apply_web_settings(app, app.config["SETTINGS"].web, explicit=set(config))
-    for problem in health.problems(data_dir):
+    for problem in monitoring.problems(data_dir):
         log.error("%s %s", problem["public"], problem["detail"])
         app.config.setdefault("STARTUP_PROBLEMS", []).append(problem)
 

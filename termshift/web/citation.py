@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from termshift.web import urls
+from termshift import urls
 
 
 def _side(version: dict | None) -> dict | None:

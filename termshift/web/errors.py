@@ -15,9 +15,9 @@ from werkzeug.exceptions import HTTPException, InternalServerError, RequestedRan
 
 from termshift.archive_repo.blob_reader import MissingObject
 from termshift.errors import TermshiftError
-from termshift.web.collection import match_id
+from termshift.urls import iso
+from termshift.web.declared_services import match_id
 from termshift.web.state import viewer
-from termshift.web.urls import iso
 from termshift.web.views import wants_json
 
 log = logging.getLogger(__name__)

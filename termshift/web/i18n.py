@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 
 from flask import Flask, Response, g, request
 
-from termshift.web import urls
+from termshift import urls
 
 LANGUAGES = [("en", "English"), ("fr", "Français")]
 CODES = [code for code, _label in LANGUAGES]

@@ -10,16 +10,16 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, g, request, send_from_directory
 
+from termshift import urls
 from termshift.collection_metadata import localised
-from termshift.schema import is_http_url
-from termshift.web import urls
+from termshift.urls import is_http_url
 from termshift.web.activity import build_activity, month_bounds
 from termshift.web.catalog import ChangeFilter
-from termshift.web.collection import collection_metadata
+from termshift.web.declared_services import collection_metadata
+from termshift.web.document_status import UNKNOWN, read_statuses
 from termshift.web.layout import STATIC_FOLDER
 from termshift.web.render import markdown_to_html
 from termshift.web.state import LRU, viewer
-from termshift.web.status import UNKNOWN, read_statuses
 from termshift.web.timeline import build_timeline
 from termshift.web.views import (
     Page,

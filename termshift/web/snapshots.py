@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, request
 
-from termshift.web import urls
+from termshift import urls
 from termshift.web.security import mark_as_snapshot
 from termshift.web.state import viewer
 from termshift.web.views import check_segment, respond, version_summary, wants_json

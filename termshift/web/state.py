@@ -21,7 +21,7 @@ from termshift.archive_repo.blob_reader import BlobReader, MissingObject
 from termshift.archive_repo.log_reader import head_commit, head_fingerprint
 from termshift.web.background import BackgroundRefresh
 from termshift.web.catalog import Catalog
-from termshift.web.collection import Declarations, DeclaredService
+from termshift.web.declared_services import Declarations, DeclaredService
 from termshift.web.diffing import Comparison, compare
 from termshift.web.index import Indexer, Sources, pending_versions
 from termshift.web.render import RENDER_FORMAT, markdown_to_html

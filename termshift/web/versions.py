@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, current_app, redirect, request
 
+from termshift import urls
 from termshift.alerts import options
-from termshift.web import urls
 from termshift.web.catalog import HEX_REF
 from termshift.web.citation import build_citation
 from termshift.web.diffview import build_blocks, draws_whitespace_marks, section_links, whitespace_marks

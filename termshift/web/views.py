@@ -15,8 +15,8 @@ from functools import wraps
 
 from flask import Response, abort, current_app, g, jsonify, make_response, render_template, request
 
-from termshift.web import urls
-from termshift.web.collection import metadata_generation
+from termshift import urls
+from termshift.web.declared_services import metadata_generation
 from termshift.web.state import viewer
 
 MAX_SEGMENT = 512  # longer path segments are not ids of anything (404)

@@ -14,7 +14,7 @@ messages, the lock holder's host and pid, paths) only the administrator: a reque
 What the blueprint reads from the app (as the feeds blueprint does):
 `app.config["SETTINGS"]` (a `termshift.config.Settings`), and `app.config["DATA_DIR"]`
 which, when set, overrides the data folder. Everything shown is read from the data
-folder at each request (termshift.health), so it is right even when the scheduler runs
+folder at each request (termshift.monitoring), so it is right even when the scheduler runs
 in another process. The status page extends the site's base template (header,
 navigation, language switch, footer); registering the blueprint installs what that
 template needs (`termshift.web.layout`).
@@ -30,7 +30,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, se
 from flask.blueprints import BlueprintSetupState
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from termshift import health
+from termshift import monitoring
 from termshift.config import Settings, load_settings
 from termshift.web import layout, security
 
@@ -65,15 +65,15 @@ def _private(response: Response, details: bool) -> Response:
 
 
 def _status(details: bool) -> dict[str, Any]:
-    """`health.status`, plus the services whose declarations this viewer cannot load now,
+    """`monitoring.status`, plus the services whose declarations this viewer cannot load now,
     and how far the viewer's index is when the viewer runs here."""
-    data = health.status(_settings(), details=details)
+    data = monitoring.status(_settings(), details=details)
     viewer = current_app.extensions.get("termshift")
     declarations = getattr(viewer, "declarations", None)
     skipped = getattr(declarations, "skipped", None) or {}
     data["declarations_skipped"] = [
         {"service_id": service_id,
-         "errors": [str(error) if details else health.public_file_error(str(error)) for error in errors]}
+         "errors": [str(error) if details else monitoring.public_file_error(str(error)) for error in errors]}
         for service_id, errors in sorted(skipped.items())]
     if viewer is not None:
         data["index"] = viewer.index_progress().to_json()
@@ -104,7 +104,7 @@ def status_json() -> Response:
 @blueprint.get("/healthz")
 def healthz() -> tuple[Response, int]:
     details = security.is_admin()
-    healthy, body = health.healthz(_settings(), details=details)
+    healthy, body = monitoring.healthz(_settings(), details=details)
     response = _private(jsonify(body), details)
     response.headers["Cache-Control"] = "no-store"
     return response, 200 if healthy else 503
@@ -112,7 +112,7 @@ def healthz() -> tuple[Response, int]:
 
 @blueprint.get("/metrics")
 def metrics() -> Response:
-    registry = health.metrics_registry(_settings())
+    registry = monitoring.metrics_registry(_settings())
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 

@@ -1,6 +1,6 @@
 """Tracking status of each document, as the tracking run's `runs.sqlite` says.
 
-The tracking engine owns that database (termshift.trackers.status); the viewer reads it
+The tracking engine owns that database (termshift.trackers.run_store); the viewer reads it
 through `RunStore.document_statuses`. Anything missing (the file, the table) reads as
 "unknown" rather than failing the page.
 """
@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from termshift.trackers.status import DocumentStatus as StoredStatus
-from termshift.trackers.status import RunStore
+from termshift.trackers.run_store import DocumentStatus as StoredStatus
+from termshift.trackers.run_store import RunStore
 
 log = logging.getLogger(__name__)
 

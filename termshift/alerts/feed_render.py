@@ -2,7 +2,7 @@
 
 `render(kind, feed, entries)` turns a `FeedInfo` and a list of `FeedItem`s
 (newest first) into bytes; the HTTP side (routes, 404s, conditional GET) is in
-`termshift.web.feeds`. Identifiers follow Open Terms Archive's feeds (reference
+`termshift.web.feed_routes`. Identifiers follow Open Terms Archive's feeds (reference
 §3.6): tag URIs that never change for a given entry,
 `tag:<authority>:version:<version id>` for an entry and
 `tag:<authority>:feed[:<service>[:<terms type>]]` for a feed, so a feed

@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from werkzeug.http import is_resource_modified
 
-from termshift.alerts import delivery, feeds, options, outbox, store, subscriptions, version_stats
+from termshift.alerts import delivery, feed_render, options, outbox, store, subscriptions, version_stats
 from termshift.archive_repo import listing
 from termshift.config import Settings, WebhooksSettings
 from termshift.web import security
@@ -148,20 +148,20 @@ def _feed(kind: str, service_id: str | None = None, terms_type: str | None = Non
         if terms_type is not None and (service_id, terms_type) not in known:
             abort(404, description="Terms type not found for this service")
     base = _base_url()
-    info = feeds.FeedInfo(
+    info = feed_render.FeedInfo(
         base_url=base, authority=options.tag_authority(_configured().feeds, urlsplit(base).hostname or ""),
         service_id=service_id, terms_type=terms_type,
     )
     data_dir = _data_dir()
     versions = feed_versions(service_id, terms_type, _configured().feeds.length)
-    tag = feeds.etag(kind, info, versions)
-    modified = feeds.last_modified(versions)
+    tag = feed_render.etag(kind, info, versions)
+    modified = feed_render.last_modified(versions)
     if not is_resource_modified(request.environ, etag=tag, last_modified=modified):
         response = Response(status=304)
     else:
         stats = _version_stats(data_dir, versions)
-        items = [feeds.FeedItem(version, stats.get(version.id)) for version in versions]
-        response = Response(feeds.render(kind, info, items), mimetype=feeds.MEDIA_TYPES[kind].split(";")[0])
+        items = [feed_render.FeedItem(version, stats.get(version.id)) for version in versions]
+        response = Response(feed_render.render(kind, info, items), mimetype=feed_render.MEDIA_TYPES[kind].split(";")[0])
         response.charset = "utf-8"
     response.set_etag(tag)
     response.last_modified = modified

@@ -1,7 +1,7 @@
 """`<data>/runs.sqlite`: what tracking runs did, and what each document's state is between runs.
 
 The tracking run (termshift.trackers.run) is the only writer; the viewer
-(termshift.web.status), the status page and metrics (termshift.health) read it through
+(termshift.web.document_status), the status page and metrics (termshift.monitoring) read it through
 the read methods below (`RunStore.open_read_only`: `latest_runs`, `last_finished_summary`,
 `document_statuses`), never with SQL of their own. Three tables:
 

@@ -5,7 +5,7 @@ the process that ran the jobs, so the viewer (another process, perhaps restarted
 shows the same state as the scheduler, and metrics survive restarts. Each file is read
 through the read methods of the module that owns its tables (no SQL here):
 
-- `runs.sqlite` (termshift.trackers.status `RunStore`, written by the tracking run): the
+- `runs.sqlite` (termshift.trackers.run_store `RunStore`, written by the tracking run): the
   runs, newest first, the latest finished run's summary, and each terms' status (last
   success, failing-since date, error kind, consecutive failures, blocked);
 - `scheduler.sqlite`: the job history and next run times (termshift.job_history) and
@@ -49,7 +49,7 @@ from termshift.archive_repo.log_reader import (
 )
 from termshift.config import Settings
 from termshift.locking import describe_holder, process_alive, read_holder
-from termshift.trackers.status import RUNS_FILE, RunRecord, RunStore
+from termshift.trackers.run_store import RUNS_FILE, RunRecord, RunStore
 
 # Durations of runs and documents range from a second (a small collection) to an hour.
 RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)

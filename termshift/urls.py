@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 # First path segments the viewer uses itself; a service with one of these ids is
 # still reachable at /-/service/<id>.
@@ -108,3 +108,15 @@ def diff_permalink(version: dict, against: dict | None) -> str:
     """The diff of two versions named by their full commit ids: a link that never changes meaning."""
     path = f"{document_url(version['service_id'], version['terms_type'])}/{version['commit_id']}/diff"
     return _with_query(path, {"from": against["commit_id"] if against else None})
+
+
+def is_http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host and no whitespace: what a fetcher can fetch."""
+    if any(character.isspace() for character in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

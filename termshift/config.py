@@ -174,6 +174,22 @@ class DatasetSettings:
 
 
 @dataclass(frozen=True)
+class DistributedSettings:
+    """`[distributed]`: tracking spread over worker machines through a broker (docs/scaling.md)."""
+
+    broker: str = setting(
+        "", "Redis URL of the broker (redis://host:6379/0): `termshift track` and the scheduler hand the "
+            "documents to `termshift worker` processes and record their results; empty: track on this machine.")
+    queue: str = setting("termshift", "Queue the jobs are sent to (the workers' `--queue`).")
+    heartbeat_timeout: float = setting(
+        30.0, "Seconds of silence after which a worker is taken for dead and its jobs delivered again "
+              "(the workers' `--heartbeat-timeout`).")
+    job_timeout: float = setting(
+        0.0, "Seconds the coordinator waits for the next result before it gives the run up as interrupted "
+             "(0: wait as long as workers may take, from the fetcher's time-outs).")
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     """`[logging]`: what is logged, and how."""
 
@@ -204,6 +220,7 @@ class Settings:
     publish: PublishSettings = field(default_factory=PublishSettings)
     dataset: DatasetSettings = field(default_factory=DatasetSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    distributed: DistributedSettings = field(default_factory=DistributedSettings)
     source: Path | None = None  # the file read, if any (not a setting)
 
 
@@ -387,6 +404,13 @@ def _check(values: dict[str, dict[str, Any]]) -> list[str]:
     for endpoint in (part.strip() for part in fetcher["browser_endpoint"].split(",")):
         if endpoint and not endpoint.startswith(("ws://", "wss://", "http://", "https://")):
             errors.append(f"fetcher.browser_endpoint: expected a ws:// or http:// URL, got {endpoint!r}")
+    broker = values["distributed"]["broker"]
+    if broker and not broker.startswith(("redis://", "rediss://", "unix://")):
+        errors.append(f"distributed.broker: expected a redis://, rediss:// or unix:// URL, got {broker!r}")
+    if not values["distributed"]["queue"].strip():
+        errors.append("distributed.queue: must not be empty")
+    if values["distributed"]["heartbeat_timeout"] < 0.5:
+        errors.append("distributed.heartbeat_timeout: must be at least 0.5")
     if "%SNAPSHOT_ID" not in values["archive"]["snapshot_id_template"]:
         errors.append("archive.snapshot_id_template: must contain %SNAPSHOT_ID")
     if not 0 < values["web"]["port"] < 65536:

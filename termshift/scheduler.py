@@ -107,10 +107,21 @@ def summary_documents(summary: Any) -> list[dict[str, Any]]:
 
 
 def default_tracking() -> TrackingFunction:
-    """`termshift.trackers.run.run_tracking`, imported when first needed (it pulls in Scrapy)."""
+    """`termshift.trackers.run.run_tracking`, imported when first needed (it pulls in Scrapy).
+
+    With `distributed.broker` set, the run hands the documents to the workers and records
+    their results: this process coordinates (termshift.distributed.coordinator).
+    """
     from termshift.trackers.run import run_tracking
 
-    return run_tracking
+    def tracking(settings: Settings, stop_event: threading.Event | None = None) -> Any:
+        if settings.distributed.broker:
+            from termshift.distributed.coordinator import Coordinator
+
+            return run_tracking(settings, stop_event=stop_event, source=Coordinator(settings))
+        return run_tracking(settings, stop_event=stop_event)
+
+    return tracking
 
 
 # --- the service ----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from termshift.commands.options import (
     settings_for_command,
     types_option,
 )
+from termshift.errors import TermshiftError
 from termshift.rebuild import EXIT_SERVICES_SKIPPED
 from termshift.trackers.run import TrackConfigurationError, run_tracking
 
@@ -55,6 +56,9 @@ def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
 @services_option
 @types_option
 @config_option
+@click.option("--broker", "broker_url", default=None, metavar="URL",
+              help="Distributed run: hand the documents to `termshift worker` processes through this broker "
+                   "(redis://…) and record their results here (default: distributed.broker, empty: track here).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (the log lines remain).")
 @click.option("--deliver", is_flag=True,
               help="After the run, deliver the queued webhooks until none is due (for cron; the scheduler "
@@ -67,6 +71,7 @@ def track_command(
     services: tuple[str, ...],
     types: tuple[str, ...],
     quiet: bool,
+    broker_url: str | None,
     deliver: bool,
     deliver_timeout: float,
 ) -> None:
@@ -86,6 +91,11 @@ def track_command(
 
     settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
     logs.configure(settings.logging)
+    source = None
+    if broker_url or settings.distributed.broker:
+        from termshift.distributed.coordinator import Coordinator
+
+        source = Coordinator(settings, broker_url or settings.distributed.broker)
     stop_event = threading.Event()
     lock = RunLock(Path(settings.data))
     try:
@@ -96,12 +106,21 @@ def track_command(
     try:
         with _stop_on_signals(stop_event), _logging_beside_bar(not quiet):
             summary = run_tracking(settings, services or None, types or None, progress=not quiet,
-                                   stop_event=stop_event)
+                                   stop_event=stop_event, source=source)
     except TrackConfigurationError as error:
         click.echo("error: the tracking run cannot start:", err=True)
         for problem in error.errors:
             click.echo(f"  {problem}", err=True)
         sys.exit(2)
+    except TermshiftError as error:
+        if source is None:
+            raise
+        from termshift.distributed.coordinator import BrokerUnavailable
+
+        if not isinstance(error, BrokerUnavailable):
+            raise
+        click.echo(f"error: {error}", err=True)  # nothing was written, or the run resumes next time
+        sys.exit(1)
     finally:
         lock.release()
     click.echo(summary.describe())

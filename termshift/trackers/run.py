@@ -29,6 +29,10 @@ completed with the archive left exactly as it found it (same HEADs). Otherwise t
 terms is extracted again, so a run killed between a snapshot and its version is
 caught up by the next run.
 
+Distributed mode (`source`, termshift.distributed.coordinator): the results of step 3
+come from workers instead of `iter_fetch`, with the Markdown they extracted; steps 4–5
+are these, in this process, the only writer of the archive.
+
 Stopping (`stop_event`): no new result is taken, what is in hand is recorded, terms
 left incomplete are reported `interrupted`, and the run is stored as interrupted.
 """
@@ -41,11 +45,11 @@ import logging
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from termshift import __version__
 from termshift.archive_repo import Archive, InvalidRecordError, RecordRepository, Snapshot, Version
@@ -75,6 +79,8 @@ __all__ = [
     "FAILED",
     "INTERRUPTED",
     "NEW_VERSION",
+    "PlannedTerms",
+    "ResultSource",
     "UNCHANGED",
     "RunCounts",
     "RunSummary",
@@ -328,6 +334,24 @@ class _TermsJob:
         return self.arrived == len(self.documents)
 
 
+PlannedTerms = _TermsJob  # what a ResultSource is handed: one terms, its documents and their validators
+
+
+class ResultSource(Protocol):
+    """Where a run's fetch results come from when not from `iter_fetch` (distributed mode).
+
+    `select` may drop terms (already recorded by an earlier attempt at the same run);
+    `results` yields, for each request (its `key` is the request's), the fetch result and
+    the Markdown already extracted from its content (None: extracted here). Every document
+    of a terms is yielded before the next terms' (the run records a terms once all are in).
+    """
+
+    def select(self, selected: list[tuple[Service, Terms]]) -> list[tuple[Service, Terms]]: ...
+
+    def results(self, run_id: int, jobs: list[PlannedTerms], requests: list[FetchRequest],
+                stop_event: threading.Event | None) -> Iterator[tuple[FetchResult, str | None]]: ...
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -337,6 +361,7 @@ def run_tracking(
     types: Iterable[str] | None = None,
     progress: bool = False,
     stop_event: threading.Event | None = None,
+    source: ResultSource | None = None,
 ) -> RunSummary:
     """Track every selected terms once; see the module docstring for the steps.
 
@@ -348,6 +373,8 @@ def run_tracking(
     declarations_dir = Path(settings.declarations)
     data_dir = Path(settings.data)
     selected, skipped = select_terms(declarations_dir, services, types)
+    if source is not None:
+        selected = source.select(selected)
     data_dir.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(UTC)
     with RunStore(data_dir / RUNS_FILE) as store:
@@ -357,7 +384,7 @@ def run_tracking(
         for service in skipped:
             _log_skipped(service, run_id)
         try:
-            _run(settings, selected, store, summary, progress, stop_event)
+            _run(settings, selected, store, summary, progress, stop_event, source)
         except BaseException as error:
             summary.finished_at = datetime.now(UTC)
             store.finish_run(run_id, "failed", summary.finished_at, asdict(summary.counts), summary.to_json(),
@@ -377,6 +404,7 @@ def _run(
     summary: RunSummary,
     progress: bool,
     stop_event: threading.Event | None,
+    source: ResultSource | None = None,
 ) -> None:
     declarations_dir, data_dir = Path(settings.declarations), Path(settings.data)
     fingerprints = {_terms_key(terms): terms_fingerprint(service, terms, declarations_dir) for service, terms in selected}
@@ -391,7 +419,7 @@ def _run(
                                                             has_versions)
     states = store.document_states()
     with Archive.open(data_dir, settings.archive) as archive:
-        tracker = _Tracker(settings, archive, store, summary, states, trusted, fingerprints)
+        tracker = _Tracker(settings, archive, store, summary, states, trusted, fingerprints, source)
         try:
             tracker.track(selected, store.validators(), progress, stop_event)
         finally:
@@ -456,8 +484,12 @@ class _Tracker:
         states: dict[tuple[str, str], DocumentState],
         trusted: bool,
         fingerprints: dict[tuple[str, str], str],
+        source: ResultSource | None = None,
     ) -> None:
         self.settings = settings
+        self.source = source
+        # (service, type, position) -> (the content it was extracted from, its Markdown), from the source.
+        self.extracted: dict[tuple[str, str, int], tuple[Any, str]] = {}
         self.archive = archive
         self.store = store
         self.summary = summary
@@ -484,9 +516,15 @@ class _Tracker:
         bar = progress_bar(len(requests), progress, unit="doc", only_on_terminal=True)
         # iter_fetch watches `stop_event` itself: once it is set, it hands over the
         # results in hand and ends promptly, and the fetch worker is killed.
-        results = iter_fetch(requests, self.settings.fetcher, stop_event=stop_event)
+        results = (self.source.results(self.summary.run_id, self.jobs, requests, stop_event) if self.source
+                   else iter_fetch(requests, self.settings.fetcher, stop_event=stop_event))
         try:
             for result in results:
+                if self.source is not None:
+                    result, markdown = result
+                    if markdown is not None and result.content is not None:
+                        job_index, position = result.key
+                        self.extracted[(*self.jobs[job_index].key, position)] = (result.content, markdown)
                 self._on_result(result)
                 bar.update(1)
         finally:
@@ -628,6 +666,7 @@ class _Tracker:
         for document in job.documents:  # the pages are in the archive now: free them
             document.result = None
             document.recorded = None
+            self.extracted.pop((*job.key, document.position), None)
 
     def _nothing_changed(self, job: _TermsJob) -> bool:
         state = self.states.get(job.key)
@@ -650,7 +689,11 @@ class _Tracker:
             content = snapshot.content
             if content is None or content in ("", b""):
                 raise ExtractError(f"Empty content for source document {source.location} in snapshot {snapshot.id}")
-            parts.append(extract(content, snapshot.mime_type, source, job.service.filters))
+            premade = self.extracted.get((*job.key, document.position))
+            if premade is not None and premade[0] == content:  # extracted by a worker, from this very content
+                parts.append(premade[1])
+            else:
+                parts.append(extract(content, snapshot.mime_type, source, job.service.filters))
             snapshot_ids.append(snapshot.id)
             dates.append(snapshot.fetch_date)
         return self.archive.versions.record(Version(

@@ -1,0 +1,212 @@
+"""The coordinator of a distributed run against real components: Redis, `termshift worker`
+processes, `termshift track --broker` processes, loopback HTTP servers, real SIGKILLs.
+
+What is checked is the archive: every document recorded exactly once (one snapshot
+commit each, one version per terms), in the planned order, `git fsck --strict` clean,
+whoever was killed — a worker in the middle of a job, or the coordinator in the middle
+of recording.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("dramatiq")
+pytest.importorskip("redis")
+
+import redis  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from termshift.cli import main  # noqa: E402
+from termshift.config import load_settings  # noqa: E402
+from termshift.distributed.coordinator import Coordinator, current_run, fleet_status  # noqa: E402
+from termshift.distributed.results import ResultStore  # noqa: E402
+from termshift.distributed.worker import fleet_workers  # noqa: E402
+from termshift.trackers.run import run_tracking  # noqa: E402
+from tests.support.servers import FaultServer  # noqa: E402
+from tests.test_distributed_worker import REPO_ROOT, start_worker, wait_for  # noqa: E402
+from tests.test_track import declare  # noqa: E402
+
+pytestmark = pytest.mark.redis
+
+NAMES = [f"Service{number:02d}" for number in range(8)]
+
+
+def declare_services(declarations: Path, server: FaultServer, slow: str = "") -> None:
+    """Eight services, one terms each, two of them combined (two documents), on two hosts."""
+    for number, name in enumerate(NAMES):
+        delay = "?delay=1.5" if name == slow else ""
+        if number % 4 == 3:
+            terms = {"combine": [{"fetch": server.url(f"/page/{name}A{delay}", number % 2), "select": "main"},
+                                 {"fetch": server.url(f"/page/{name}B", number % 2), "select": "main"}]}
+        else:
+            terms = {"fetch": server.url(f"/page/{name}{delay}", number % 2), "select": "main"}
+        declare(declarations, name, {"Terms of Service": terms})
+
+
+def documents_declared() -> int:
+    return sum(2 if number % 4 == 3 else 1 for number in range(len(NAMES)))
+
+
+def settings_for(tmp_path: Path, redis_url: str = ""):
+    return load_settings(environ={}, overrides={
+        "": {"declarations": str(tmp_path / "declarations"), "data": str(tmp_path / "data")},
+        "fetcher": {"timeout": 10.0, "host_delay": 0.0, "retries": 0, "per_host": 2},
+        "schedule": {"refresh_index": False},
+        "distributed": {"broker": redis_url, "heartbeat_timeout": 1.5}})
+
+
+def git(repository: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repository), *args], check=True, capture_output=True, text=True).stdout
+
+
+def commit_subjects(repository: Path) -> list[str]:
+    return git(repository, "log", "--reverse", "--format=%s").splitlines()
+
+
+def assert_recorded_exactly_once(data: Path) -> None:
+    snapshots, versions = commit_subjects(data / "snapshots"), commit_subjects(data / "versions")
+    assert len(snapshots) == documents_declared(), snapshots
+    assert len(versions) == len(NAMES), versions
+    # In the planned order (services sorted), whatever order the workers finished in.
+    assert [next(name for name in NAMES if name in subject) for subject in versions] == NAMES
+    for repository in (data / "snapshots", data / "versions"):
+        git(repository, "fsck", "--strict")
+
+
+def track_process(tmp_path: Path, redis_url: str, log: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+           "TERMSHIFT_SCHEDULE_REFRESH_INDEX": "false", "TERMSHIFT_FETCHER_HOST_DELAY": "0",
+           "TERMSHIFT_FETCHER_RETRIES": "0", "TERMSHIFT_DISTRIBUTED_HEARTBEAT_TIMEOUT": "1.5"}
+    with open(log, "w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "termshift.cli", "track", "--quiet", "--broker", redis_url,
+             "--declarations", str(tmp_path / "declarations"), "--data", str(tmp_path / "data")],
+            stdout=stderr, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+
+
+def stop_all(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def test_a_distributed_run_records_what_a_local_run_records(redis_url, tmp_path):
+    """Same versions as a local run; a worker SIGKILLed mid-job changes nothing in the archive."""
+    with FaultServer(hosts=2) as server:
+        declare_services(tmp_path / "declarations", server, slow="Service02")
+        client = redis.Redis.from_url(redis_url)
+        workers = [start_worker(redis_url, tmp_path / "declarations", tmp_path / f"worker{n}.log") for n in range(2)]
+        try:
+            wait_for(lambda: len(fleet_workers(client, 1.5)) == 2, 30, "both workers to start")
+            settings = settings_for(tmp_path, redis_url)
+            coordinator = Coordinator(settings)
+            killed: list[int] = []
+
+            def kill_the_slow_jobs_worker() -> None:
+                store = ResultStore(client)
+                holder = wait_for(lambda: store.claims(coordinator.run_id).get("Service02/Terms of Service"),
+                                  30, "a worker to take the slow job")
+                wait_for(lambda: server.hits("/page/Service02?delay=1.5") == 1, 30, "the slow page")
+                victim = next(worker for worker in workers if holder.endswith(f":{worker.pid}"))
+                victim.send_signal(signal.SIGKILL)
+                killed.append(victim.pid)
+
+            import threading
+
+            killer = threading.Thread(target=kill_the_slow_jobs_worker, daemon=True)
+            killer.start()
+            summary = run_tracking(settings, source=coordinator)
+            killer.join(30)
+            assert killed, "the slow job's worker was not killed"
+            assert summary.status == "completed" and summary.counts.new_versions == len(NAMES), summary.describe()
+            assert_recorded_exactly_once(tmp_path / "data")
+            stats = ResultStore(client).stats(coordinator.run_id)
+            assert stats["redeliveries"] >= 1 and stats["new"] == len(NAMES)
+            assert current_run(client, tmp_path / "data") == {}  # the run is over
+
+            status = fleet_status(redis_url, tmp_path / "data", heartbeat_timeout=1.5)
+            assert status["queue_waiting"] == 0 and status["jobs_in_flight"] == 0
+            assert status["run"] == coordinator.run_id and status["run_stats"]["redeliveries"] >= 1
+
+            # The same declarations tracked locally give the same Markdown.
+            local = tmp_path / "local"
+            local_settings = load_settings(environ={}, overrides={
+                "": {"declarations": str(tmp_path / "declarations"), "data": str(local)},
+                "fetcher": {"timeout": 10.0, "host_delay": 0.0, "retries": 0, "per_host": 2},
+                "schedule": {"refresh_index": False}})
+            run_tracking(local_settings)
+            for name in NAMES:
+                path = f"{name}/Terms of Service.md"
+                assert (local / "versions" / path).read_text() == (tmp_path / "data" / "versions" / path).read_text()
+
+            # Nothing changed: a second distributed run records nothing.
+            again = run_tracking(settings_for(tmp_path, redis_url), source=Coordinator(settings_for(tmp_path, redis_url)))
+            assert again.counts.new_versions == 0 and again.counts.snapshots_recorded == 0
+            assert_recorded_exactly_once(tmp_path / "data")
+        finally:
+            stop_all(workers)
+            client.close()
+
+
+def test_a_killed_coordinator_resumes_its_run_on_restart(redis_url, tmp_path):
+    with FaultServer(hosts=2) as server:
+        declare_services(tmp_path / "declarations", server)
+        client = redis.Redis.from_url(redis_url)
+        store = ResultStore(client)
+        processes: list[subprocess.Popen[str]] = []
+        try:
+            coordinator = track_process(tmp_path, redis_url, tmp_path / "track1.log")
+            processes.append(coordinator)
+            # No worker yet: the coordinator sends every job, then waits.
+            run = wait_for(lambda: current_run(client, tmp_path / "data").get("local_run")
+                           and current_run(client, tmp_path / "data")["run"], 60, "the coordinator to send")
+            wait_for(lambda: len(client.smembers(store._key(run, "sent"))) == len(NAMES), 30, "every job sent")
+            # One worker records a few jobs, then the coordinator is killed while recording.
+            worker = start_worker(redis_url, tmp_path / "declarations", tmp_path / "worker.log")
+            processes.append(worker)
+            wait_for(lambda: len(client.smembers(store._key(run, "recorded"))) >= 3, 60, "three jobs recorded")
+            coordinator.send_signal(signal.SIGKILL)
+            coordinator.wait()
+            recorded_before = len(client.smembers(store._key(run, "recorded")))
+            assert recorded_before < len(NAMES), "the run ended before the kill: nothing to resume"
+
+            restarted = track_process(tmp_path, redis_url, tmp_path / "track2.log")
+            processes.append(restarted)
+            assert restarted.wait(120) == 0, (tmp_path / "track2.log").read_text()
+            log = (tmp_path / "track2.log").read_text()
+            assert f"resuming distributed run {run}" in log
+            assert_recorded_exactly_once(tmp_path / "data")
+            assert current_run(client, tmp_path / "data") == {}
+            # The killed coordinator's run is not left "running" in runs.sqlite.
+            from termshift.trackers.run_store import RUNS_FILE, RunStore
+
+            with RunStore(tmp_path / "data" / RUNS_FILE) as runs:
+                statuses = [record.status for record in runs.latest_runs(10)]
+            assert "running" not in statuses and statuses[0] == "completed", statuses
+        finally:
+            stop_all(processes)
+            client.close()
+
+
+def test_a_broker_that_cannot_be_reached_is_a_clear_error_and_nothing_is_written(tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    declare(tmp_path / "declarations", "Acme", {"Terms of Service": {"fetch": "http://127.0.0.1:9/", "select": "main"}})
+    outcome = CliRunner().invoke(main, ["track", "--quiet", "--broker", f"redis://user:secret@127.0.0.1:{port}/0",
+                                        "--declarations", str(tmp_path / "declarations"),
+                                        "--data", str(tmp_path / "data")])
+    assert outcome.exit_code == 1, outcome.output
+    assert f"the broker at redis://127.0.0.1:{port}/0 cannot be reached" in outcome.output
+    assert "secret" not in outcome.output
+    assert not (tmp_path / "data" / "snapshots").exists() and not (tmp_path / "data" / "versions").exists()

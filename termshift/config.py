@@ -184,9 +184,6 @@ class DistributedSettings:
     heartbeat_timeout: float = setting(
         30.0, "Seconds of silence after which a worker is taken for dead and its jobs delivered again "
               "(the workers' `--heartbeat-timeout`).")
-    job_timeout: float = setting(
-        0.0, "Seconds the coordinator waits for the next result before it gives the run up as interrupted "
-             "(0: wait as long as workers may take, from the fetcher's time-outs).")
 
 
 @dataclass(frozen=True)

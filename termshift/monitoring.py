@@ -268,6 +268,17 @@ def last_run_skipped_services(data_dir: Path) -> list[dict[str, Any]]:
             for item in skipped if isinstance(item, dict)]
 
 
+def read_fleet(settings: Settings) -> dict[str, Any] | None:
+    """Distributed mode's fleet (workers, queue depth, jobs in flight, redeliveries of the current or
+    last run), when a broker is configured; None otherwise. A broker that cannot be read gives `error`."""
+    if not settings.distributed.broker:
+        return None
+    from termshift.distributed.coordinator import fleet_status
+
+    return fleet_status(settings.distributed.broker, Path(settings.data), queue=settings.distributed.queue,
+                        heartbeat_timeout=settings.distributed.heartbeat_timeout)
+
+
 def status(settings: Settings, details: bool = True) -> dict[str, Any]:
     """Everything the status page shows, as JSON-able data (times as ISO 8601 strings).
 
@@ -296,6 +307,7 @@ def status(settings: Settings, details: bool = True) -> dict[str, Any]:
         "deliveries": read_deliveries(data_dir),
         "publish": [_iso_fields(row, "started_at", "finished_at", "last_success") for row in read_publish(data_dir)],
         "problems": problems(data_dir),
+        "fleet": read_fleet(settings),
     }
     return {**report, "details": True} if details else public_status(report)
 
@@ -332,6 +344,12 @@ def public_status(report: dict[str, Any]) -> dict[str, Any]:
         # Declaration errors name their file: its name, not the folder it is in.
         "skipped_services": [{**item, "errors": [public_file_error(error) for error in item["errors"]]}
                              for item in report.get("skipped_services", [])],
+        # The fleet's size and load, not the broker's address nor the workers' host names.
+        "fleet": None if report.get("fleet") is None else {
+            key: value for key, value in report["fleet"].items()
+            if key in ("workers_alive", "queue_waiting", "jobs_in_flight", "run_in_progress", "run_stats")
+        } | ({"error": "the broker cannot be read: the administrator can see why"}
+             if report["fleet"].get("error") else {}),
         "details": False,
     }
 
@@ -418,8 +436,9 @@ class StateCollector(Collector):
     /metrics is not the one running the jobs, and both may restart.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, settings: Settings | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.settings = settings  # for distributed mode's fleet (distributed.broker)
 
     def collect(self) -> Iterator[Any]:
         info = GaugeMetricFamily("termshift_info", "Termshift version.", labels=["version"])
@@ -431,6 +450,27 @@ class StateCollector(Collector):
         yield from self._deliveries()
         yield from self._publish()
         yield from self._problems()
+        yield from self._fleet()
+
+    def _fleet(self) -> Iterator[Any]:
+        fleet = read_fleet(self.settings) if self.settings is not None else None
+        if fleet is None:
+            return
+        yield GaugeMetricFamily("termshift_broker_up", "1 when the distributed mode's broker answers.",
+                                value=0 if fleet.get("error") else 1)
+        if fleet.get("error"):
+            return
+        yield GaugeMetricFamily("termshift_workers", "Workers heard from within the heartbeat time-out.",
+                                value=fleet["workers_alive"])
+        yield GaugeMetricFamily("termshift_queue_depth", "Jobs waiting in the broker's queue.",
+                                value=fleet["queue_waiting"])
+        yield GaugeMetricFamily("termshift_jobs_in_flight", "Jobs taken by workers and not acknowledged yet.",
+                                value=fleet["jobs_in_flight"])
+        stats = fleet.get("run_stats") or {}
+        yield GaugeMetricFamily("termshift_job_redeliveries", "Jobs delivered again (a worker lost) in the "
+                                "current or last distributed run.", value=stats.get("redeliveries", 0))
+        yield GaugeMetricFamily("termshift_job_results_ignored", "Duplicate results dropped (already recorded) "
+                                "in the current or last distributed run.", value=stats.get("ignored", 0))
 
     def _runs(self) -> Iterator[Any]:
         runs = read_runs(self.data_dir, limit=None)
@@ -563,5 +603,5 @@ class StateCollector(Collector):
 def metrics_registry(settings: Settings) -> CollectorRegistry:
     """A registry holding only Termshift's state collector (no process metrics of the viewer)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StateCollector(Path(settings.data)))
+    registry.register(StateCollector(Path(settings.data), settings))
     return registry

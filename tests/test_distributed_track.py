@@ -210,3 +210,52 @@ def test_a_broker_that_cannot_be_reached_is_a_clear_error_and_nothing_is_written
     assert f"the broker at redis://127.0.0.1:{port}/0 cannot be reached" in outcome.output
     assert "secret" not in outcome.output
     assert not (tmp_path / "data" / "snapshots").exists() and not (tmp_path / "data" / "versions").exists()
+
+
+def test_status_and_metrics_show_the_fleet(redis_url, tmp_path):
+    """Workers, queue depth, jobs in flight and redeliveries on /status, /status.json and /metrics."""
+    import time
+
+    from termshift.distributed.broker import declare_job_actor, make_broker, send_job
+    from termshift.distributed.jobs import TermsJob
+    from termshift.distributed.worker import WORKERS_KEY
+    from tests.test_health import ADMIN, make_app, metrics
+
+    settings = load_settings(environ={}, overrides={
+        "": {"data": str(tmp_path / "data")}, "schedule": {"deliveries": 0, "dataset": ""},
+        "distributed": {"broker": redis_url, "heartbeat_timeout": 5.0}})
+    client = redis.Redis.from_url(redis_url)
+    client.hset(WORKERS_KEY, mapping={"render-1:101": f"{time.time():.3f} 7", "render-2:102": f"{time.time() - 60:.3f} 2"})
+    broker = make_broker(redis_url)
+    actor = declare_job_actor(broker)
+    for name in ("A", "B", "C"):
+        send_job(actor, TermsJob("r1", f"{name}/Terms", name, "Terms", "f", []))
+    # A run in progress with a redelivered job.
+    client.hset(Coordinator(settings).state_key, mapping={"run": "r1"})
+    store = ResultStore(client)
+    store.begin_attempt("r1", "A/Terms", "render-1:101")
+    store.begin_attempt("r1", "A/Terms", "render-2:102")
+
+    web = make_app(settings).test_client()
+    fleet = web.get("/status.json", headers=ADMIN).json["fleet"]
+    assert fleet["workers_alive"] == 1 and [worker["name"] for worker in fleet["workers"]] == ["render-1:101",
+                                                                                                 "render-2:102"]
+    assert fleet["queue_waiting"] == 3 and fleet["jobs_in_flight"] == 0 and fleet["run"] == "r1"
+    assert fleet["run_stats"]["redeliveries"] == 1
+    public = web.get("/status.json").json["fleet"]
+    assert "workers" not in public and "broker" not in public and public["queue_waiting"] == 3
+    page = web.get("/status", headers=ADMIN).get_data(as_text=True)
+    assert "Workers alive: 1" in page and "render-2:102" in page
+    samples = metrics(web)
+    assert samples["termshift_broker_up"][()] == 1 and samples["termshift_workers"][()] == 1
+    assert samples["termshift_queue_depth"][()] == 3 and samples["termshift_jobs_in_flight"][()] == 0
+    assert samples["termshift_job_redeliveries"][()] == 1
+
+    # The broker away: said, not a failed page.
+    down = load_settings(environ={}, overrides={"": {"data": str(tmp_path / "data")},
+                                                 "distributed": {"broker": "redis://127.0.0.1:1/0"}})
+    web = make_app(down).test_client()
+    assert "error" in web.get("/status.json", headers=ADMIN).json["fleet"]
+    assert metrics(web)["termshift_broker_up"][()] == 0
+    broker.close()
+    client.close()

@@ -197,9 +197,14 @@ def kill_phase(root: Path, broker: str, per_host: int, documents: int) -> dict:
         store = ResultStore(client)
         wait_for(lambda: coordinator.run_id and len(store.arrived(coordinator.run_id)) >= documents // 3, 900,
                  "a third of the results")
-        claims, done = store.claims(coordinator.run_id), set(store.arrived(coordinator.run_id))
-        busy = [worker for job, worker in claims.items() if job not in done]
-        victim = next((w for w in workers if busy and busy[0].endswith(f":{w.pid}")), workers[0])
+
+        def busy() -> list[str]:
+            """Workers holding a job whose result is not in yet."""
+            done = set(store.arrived(coordinator.run_id))
+            return [worker for job, worker in store.claims(coordinator.run_id).items() if job not in done]
+
+        holders = wait_for(busy, 60, "a worker in the middle of a job")
+        victim = next(w for w in workers if holders[0].endswith(f":{w.pid}"))
         victim.send_signal(signal.SIGKILL)
         killed_at = time.perf_counter()
         thread.join(1800)
@@ -210,7 +215,7 @@ def kill_phase(root: Path, broker: str, per_host: int, documents: int) -> dict:
         stop(workers)
         client.close()
     data = root / "data"
-    return {"mid_job": bool(busy), "new_versions": summary.counts.new_versions, "failed": summary.counts.failed,
+    return {"mid_job": True, "new_versions": summary.counts.new_versions, "failed": summary.counts.failed,
             "snapshot_commits": git_count(data / "snapshots"), "version_commits": git_count(data / "versions"),
             "fsck": fsck(data / "snapshots") and fsck(data / "versions"), "redeliveries": stats["redeliveries"],
             "duplicates_ignored": stats["ignored"], "after_kill_s": seconds}

@@ -53,27 +53,27 @@ from typing import Any
 import click
 
 from termshift import __version__
-from termshift.archive_repo import Archive, InvalidRecordError, RecordRepository, Snapshot, Version
+from termshift.archive_repo import Archive, InvalidRecordError, Snapshot, Version
 from termshift.archive_repo.media_types import extension_for
 from termshift.archive_repo.messages import record_path
 from termshift.declarations import DeclarationError, Service, ServiceFiles, Terms, load_collection
 from termshift.logs import progress_bar
-from termshift.rebuild import (
-    BLOCKED_TRAILER,
-    DOCUMENT_SEPARATOR,
-    EXIT_SERVICES_SKIPPED,
-    apply_technical_upgrades,
-    is_blocked,
-)
+from termshift.rebuild import EXIT_SERVICES_SKIPPED, apply_technical_upgrades
 from termshift.trackers.errors import (
     ErrorKind,
-    ExtractError,
     FetchError,
     InaccessibleContentError,
     TermshiftError,
 )
-from termshift.trackers.extract import extract
 from termshift.trackers.fetcher import FetchRequest, FetchResult, iter_fetch
+from termshift.trackers.pipeline import (
+    BLOCKED_TRAILER,
+    Extractor,
+    assemble,
+    extraction_error,
+    latest_usable,
+    record_version,
+)
 from termshift.trackers.status import RUNS_FILE, DocumentState, RunStore, SourceValidators, iso
 
 __all__ = [
@@ -473,6 +473,7 @@ class _Tracker:
         self.fetch_date = datetime.now(UTC)
         self.snapshots_dir = Path(settings.data) / "snapshots"
         self.alerts = _AlertBatcher(settings, summary)
+        self.extractor = Extractor(dated_filters=False, memo=False)  # the declarations and filters of now
         self.jobs: list[_TermsJob] = []
 
     # -- fetching ----------------------------------------------------------------------
@@ -604,11 +605,9 @@ class _Tracker:
         if not errors:
             try:
                 version = None if self._nothing_changed(job) else self._record_version(job)
-            except ExtractError as error:
-                errors = [error]
             except (TermshiftError, ValueError) as error:
                 # Empty or missing snapshot, unreadable content: the extraction step failed.
-                errors = [ExtractError(str(error))]
+                errors = [extraction_error(error)]
         result = TermsResult(job.service.id, job.terms.type, UNCHANGED, snapshots_recorded=recorded,
                              blocked=sum(1 for document in job.documents if document.blocked), seconds=seconds)
         if errors:
@@ -646,31 +645,19 @@ class _Tracker:
 
     def _record_version(self, job: _TermsJob) -> Version | None:
         """Extract every document from its latest usable snapshot; record the Markdown if it changed."""
-        parts, snapshot_ids, dates = [], [], []
-        for document in job.documents:
-            source = job.terms.documents[document.position]
-            snapshot = document.recorded or self._latest_usable(job, document)
-            if snapshot is None:
-                raise TermshiftError(f"No snapshot of {source.location} to extract from")
-            content = snapshot.content
-            if content is None or content in ("", b""):
-                raise TermshiftError(f"Empty content for source document {source.location} in snapshot {snapshot.id}")
-            parts.append(extract(content, snapshot.mime_type, source, job.service.filters))
-            snapshot_ids.append(snapshot.id)
-            dates.append(snapshot.fetch_date)
-        return self.archive.versions.record(Version(
-            service_id=job.service.id, terms_type=job.terms.type, fetch_date=max(dates),
-            content=DOCUMENT_SEPARATOR.join(parts), snapshot_ids=snapshot_ids,
-        ))
+        snapshots: list[Snapshot] = []
 
-    def _latest_usable(self, job: _TermsJob, document: _DocumentFetch) -> Snapshot | None:
-        """The document's latest snapshot that is not a block page."""
-        repository: RecordRepository = self.archive.snapshots
-        latest = repository.latest(job.service.id, job.terms.type, document.file_id)
-        if latest is None or not is_blocked(latest):
-            return latest  # type: ignore[return-value]
-        history = repository.history(job.service.id, job.terms.type, document.file_id)
-        return next((snapshot for snapshot in history if not is_blocked(snapshot)), None)  # type: ignore[return-value]
+        def usable() -> Iterator[Snapshot | None]:  # looked up document by document, as they are extracted
+            for document in job.documents:
+                snapshot = document.recorded or latest_usable(self.archive.snapshots, job.service.id,
+                                                              job.terms.type, document.file_id)
+                if snapshot is not None:
+                    snapshots.append(snapshot)
+                yield snapshot
+
+        markdown = assemble(job.service, job.terms, usable(), self.extractor)
+        assert markdown is not None
+        return record_version(self.archive.versions, job.service.id, job.terms.type, markdown, snapshots)
 
     def _validators(self, job: _TermsJob) -> list[tuple[str, SourceValidators]]:
         """Validators to keep for the next conditional GET of each document."""

@@ -33,6 +33,7 @@ from termshift.archive_repo.archive import archive_options
 from termshift.declarations import Collection, Service, Terms, load_collection
 from termshift.logs import progress_bar
 from termshift.trackers.errors import TermshiftError
+from termshift.trackers.events import REBUILD, TECHNICAL_UPGRADE, Emitter, Listeners, emitter
 from termshift.trackers.pipeline import (
     BLOCKED_TRAILER,
     DOCUMENT_SEPARATOR,
@@ -177,11 +178,13 @@ def rebuild(
     settings: Any | None = None,
     progress: bool = False,
     on_snapshot: SnapshotCallback | None = None,
+    listeners: Listeners = (),
 ) -> ReplaySummary:
     """Replay every snapshot of `snapshots_path` (oldest first) into `versions_path`.
 
     The versions repository is created when missing and must hold no version yet:
-    a replay never rewrites what is already archived. Raises RebuildError.
+    a replay never rewrites what is already archived. Each version recorded is announced
+    to `listeners` (termshift.trackers.events). Raises RebuildError.
     """
     services = list(services) if services else None
     types = list(types) if types else None
@@ -197,7 +200,11 @@ def rebuild(
             raise RebuildError(
                 f"{versions_path} already holds {existing} versions; rebuild into an empty or new repository"
             )
-        return _replay(collection, snapshots, versions, services, types, progress, on_snapshot, summary)
+        events = emitter(listeners)
+        try:
+            return _replay(collection, snapshots, versions, services, types, progress, on_snapshot, summary, events)
+        finally:
+            events.emit("records_written", run_id=None)
     finally:
         snapshots.close()
         versions.close()
@@ -212,6 +219,7 @@ def _replay(
     progress: bool,
     on_snapshot: SnapshotCallback | None,
     summary: ReplaySummary,
+    events: Emitter,
 ) -> ReplaySummary:
     extractor = Extractor()
     # The latest usable snapshot of each document, and the last Markdown recorded per terms.
@@ -246,7 +254,7 @@ def _replay(
             if markdown is not None and markdown != last_markdown.get(key):
                 version = record_version(versions, snapshot.service_id, snapshot.terms_type, markdown,
                                          _documents_snapshots(collection, snapshot, latest[key]),
-                                         fetch_date=snapshot.fetch_date)
+                                         fetch_date=snapshot.fetch_date, events=events, origin=REBUILD)
                 last_markdown[key] = markdown
                 if version is not None:
                     summary.versions_recorded += 1
@@ -298,12 +306,16 @@ def apply_technical_upgrades(
     types: Iterable[str] | None = None,
     settings: Any | None = None,
     progress: bool = False,
+    listeners: Listeners = (),
+    run_id: int | None = None,
 ) -> ReplaySummary:
     """Re-extract each document's latest snapshot with the current declarations.
 
     A version is recorded (as a technical upgrade, dated at its latest snapshot)
-    only when the Markdown differs from the latest version. Combined terms whose
-    documents do not all have a snapshot yet are left for the next tracking run.
+    only when the Markdown differs from the latest version, and announced to
+    `listeners` (with `run_id` when a tracking run applies the upgrades). Combined
+    terms whose documents do not all have a snapshot yet are left for the next
+    tracking run.
     """
     services = list(services) if services else None
     wanted_types = set(types) if types else None
@@ -317,6 +329,7 @@ def apply_technical_upgrades(
         for terms in service.terms.values()
         if wanted_types is None or terms.type in wanted_types
     ]
+    events = emitter(listeners)
     with Archive.open(data_dir, settings) as archive:
         bar = progress_bar(len(jobs), progress, unit="terms")
         try:
@@ -325,7 +338,7 @@ def apply_technical_upgrades(
                 key = (service.id, terms.type)
                 report = summary.documents[key]
                 try:
-                    version = _upgrade(archive, service, terms, extractor, report)
+                    version = _upgrade(archive, service, terms, extractor, report, events, run_id)
                 except TermshiftError as failure:
                     report.fail(_first_line(failure))
                     continue
@@ -335,12 +348,14 @@ def apply_technical_upgrades(
                 summary.snapshots_read += report.snapshots
         finally:
             bar.close()
+            events.emit("records_written", run_id=run_id)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def _upgrade(
-    archive: Archive, service: Service, terms: Terms, extractor: Extractor, report: DocumentReport
+    archive: Archive, service: Service, terms: Terms, extractor: Extractor, report: DocumentReport,
+    events: Emitter, run_id: int | None,
 ) -> Version | None:
     snapshots = []
     for document in terms.documents:
@@ -351,7 +366,8 @@ def _upgrade(
     report.snapshots += len(snapshots)
     markdown = assemble(service, terms, snapshots, extractor)
     assert markdown is not None
-    return record_version(archive.versions, service.id, terms.type, markdown, snapshots, technical_upgrade=True)
+    return record_version(archive.versions, service.id, terms.type, markdown, snapshots, technical_upgrade=True,
+                          events=events, origin=TECHNICAL_UPGRADE, run_id=run_id)
 
 
 def _first_line(error: Exception) -> str:

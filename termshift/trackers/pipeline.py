@@ -12,7 +12,8 @@ does it once. It owns:
   memo for combined terms (a replay re-joins unchanged documents).
 - Block and challenge pages: recorded as snapshots with the `BLOCKED_TRAILER`, kept as
   evidence and never extracted: `is_blocked`, `latest_usable`.
-- `record_version(...)`: the Markdown recorded as a version when it changed.
+- `record_version(...)`: the Markdown recorded as a version when it changed, and
+  announced to the listeners (`version_recorded`, termshift.trackers.events).
 - `extraction_error(error)`: a failure of these steps as the tracking run reports it.
 """
 
@@ -25,6 +26,7 @@ from termshift.archive_repo import RecordRepository, Snapshot, Version
 from termshift.declarations import Service, SourceDocument, Terms
 from termshift.jsfilters import filters_at
 from termshift.trackers.errors import ExtractError, TermshiftError
+from termshift.trackers.events import TRACKING, Emitter, VersionRecorded
 from termshift.trackers.extract import extract
 
 __all__ = [
@@ -135,13 +137,17 @@ def record_version(
     *,
     fetch_date: datetime | None = None,
     technical_upgrade: bool = False,
+    events: Emitter | None = None,
+    origin: str = TRACKING,
+    run_id: int | None = None,
 ) -> Version | None:
     """Record `markdown` as the terms' version, or None when it is the latest one already.
 
     Dated at `fetch_date`, else at the latest of its snapshots; the snapshot ids are
-    listed in declaration order.
+    listed in declaration order. A version recorded is announced on `events`
+    (`version_recorded`, with `origin` and `run_id`).
     """
-    return versions.record(Version(
+    version = versions.record(Version(
         service_id=service_id,
         terms_type=terms_type,
         fetch_date=fetch_date or max(snapshot.fetch_date for snapshot in snapshots),
@@ -149,6 +155,11 @@ def record_version(
         snapshot_ids=[snapshot.id for snapshot in snapshots],
         is_technical_upgrade=technical_upgrade,
     ))
+    if version is not None and events is not None and events.listening("version_recorded"):
+        events.emit("version_recorded", event=VersionRecorded(
+            version=version, markdown=markdown, origin=origin, run_id=run_id,
+        ))
+    return version
 
 
 def extraction_error(error: Exception) -> ExtractError:

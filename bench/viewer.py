@@ -245,8 +245,8 @@ def page_urls(base: str, rng: random.Random, count: int) -> dict[str, list[str]]
 
 def pair_costs(repo: Path, limit: int | None, rng: random.Random) -> None:
     """CPU cost of each diff statistic as the index computes it, and of reading."""
+    from termshift.textdiff import INDEX_BUDGET, change_counts
     from termshift.web import gitread
-    from termshift.web.diffing import INDEX_BUDGET, change_counts
     from termshift.web.index import records_in
 
     started = time.perf_counter()

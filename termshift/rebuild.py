@@ -254,7 +254,8 @@ def _replay(
             if markdown is not None and markdown != last_markdown.get(key):
                 version = record_version(versions, snapshot.service_id, snapshot.terms_type, markdown,
                                          _documents_snapshots(collection, snapshot, latest[key]),
-                                         fetch_date=snapshot.fetch_date, events=events, origin=REBUILD)
+                                         fetch_date=snapshot.fetch_date, events=events, origin=REBUILD,
+                                         previous_markdown=last_markdown.get(key))
                 last_markdown[key] = markdown
                 if version is not None:
                     summary.versions_recorded += 1

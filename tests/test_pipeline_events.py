@@ -7,12 +7,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from termshift.archive_repo import RecordRepository, Snapshot
+from termshift.alerts.listener import AlertsListener
+from termshift.archive_repo import RecordRepository, Snapshot, Version
+from termshift.config import load_settings
 from termshift.rebuild import rebuild
 from termshift.trackers.events import REBUILD, TECHNICAL_UPGRADE, TRACKING, VersionRecorded, hookimpl
 from termshift.trackers.run import FAILED, NEW_VERSION, run_tracking
+from tests.support.alerts import BASE_URL
 from tests.support.servers import FaultServer
 from tests.test_track import Pages, declare, terms_page, track_settings
+from tests.test_webhooks import queued, subscribe
 
 
 class Recorder:
@@ -84,7 +88,7 @@ def test_the_tracking_run_tells_its_listeners_what_happened(tmp_path: Path) -> N
         assert failed[:2] == ("Acme", "Privacy Policy") and "404" in failed[2]
         [version] = first.versions()
         assert (version.origin, version.run_id) == (TRACKING, summary.run_id)
-        assert version.markdown == "Terms\n=====\n\nVersion one."
+        assert version.markdown == "Terms\n=====\n\nVersion one." and version.previous_markdown is None
         assert version.version.id == summary.new_versions[0].id and version.version.is_first_record
         assert first.events[-1] == ("run_finished", "completed")
         assert {(r.terms_type, r.outcome) for r in summary.documents} == {("Terms of Service", NEW_VERSION),
@@ -97,8 +101,8 @@ def test_the_tracking_run_tells_its_listeners_what_happened(tmp_path: Path) -> N
         summary = run_tracking(settings, listeners=[second, Broken()])
     upgrade, change = second.versions()
     assert (upgrade.origin, upgrade.markdown, upgrade.run_id) == (TECHNICAL_UPGRADE, "Version one.", summary.run_id)
-    assert upgrade.version.is_technical_upgrade
-    assert (change.origin, change.markdown) == (TRACKING, "Version two.")
+    assert upgrade.version.is_technical_upgrade and upgrade.previous_markdown == "Terms\n=====\n\nVersion one."
+    assert (change.origin, change.markdown, change.previous_markdown) == (TRACKING, "Version two.", "Version one.")
     assert not change.version.is_first_record
     # The failing listener stopped neither the run nor the others' events; both problems are reported.
     assert summary.status == "completed" and second.names()[-1] == "run_finished"
@@ -121,6 +125,34 @@ def test_a_rebuild_announces_each_version(tmp_path: Path) -> None:
     assert summary.versions_recorded == 2
     first, second = recorder.versions()
     assert [event.origin for event in (first, second)] == [REBUILD, REBUILD]
-    assert first.version.is_first_record and first.markdown.endswith("One.")
+    assert first.version.is_first_record and first.markdown.endswith("One.") and first.previous_markdown is None
     assert second.markdown.endswith("Two.") and second.version.fetch_date == start + timedelta(days=2)
+    assert second.previous_markdown == first.markdown
     assert recorder.names()[-1] == "records_written"
+
+
+def test_the_alerts_listener_queues_from_the_texts_in_memory(tmp_path: Path) -> None:
+    """Nothing is read back from git: here there is no versions repository at all, and the
+    events still carry statistics, sentences and the diff computed from the event's texts."""
+    subscriber = subscribe(tmp_path, include_diff=True)
+    settings = load_settings(environ={}, overrides={"": {"data": str(tmp_path)}, "web": {"base_url": BASE_URL},
+                                                     "webhooks": {"allow_private_targets": ["127.0.0.1"]}})
+    listener = AlertsListener(settings)
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    first = Version("Acme", "Imprint", when, "Hello there, world.", id="0" * 40, is_first_record=True,
+                    snapshot_ids=["a" * 40])
+    change = Version("Acme", "Imprint", when, "Hello there, wide world.", id="1" * 40, snapshot_ids=["b" * 40])
+    upgrade = Version("Acme", "Imprint", when, "Hello.", id="2" * 40, is_technical_upgrade=True,
+                      snapshot_ids=["b" * 40])
+    assert listener.version_recorded(VersionRecorded(first, first.content, None, TRACKING)) is None
+    listener.version_recorded(VersionRecorded(change, change.content, first.content, TRACKING))
+    listener.version_recorded(VersionRecorded(upgrade, upgrade.content, change.content, TECHNICAL_UPGRADE))
+    assert queued(tmp_path) == []  # batched until the records are written
+    assert listener.records_written() is None
+    payloads = {row["version_id"]: row["payload"]["data"] for row in queued(tmp_path)}
+    assert sorted(payloads) == ["0" * 40, "1" * 40]  # technical upgrades are never announced
+    assert payloads["0" * 40]["stats"] == {"words_added": 3, "words_removed": 0}
+    assert payloads["1" * 40]["stats"] == {"words_added": 1, "words_removed": 0}
+    assert payloads["1" * 40]["changed_sentences"] == ["Hello there, wide world."]
+    assert "+Hello there, wide world." in payloads["1" * 40]["diff"]["text"]
+    assert all(row["subscription_id"] == subscriber.id for row in queued(tmp_path))

@@ -2,8 +2,9 @@
 
 `AlertsListener(settings)` is attached to a tracking run by whoever starts it (the
 `track` command and the scheduler: termshift.listeners). It takes each new version
-from `version_recorded` and hands them to the outbox (`outbox.enqueue_new_versions`)
-in batches of `ALERT_BATCH` as the run goes, and what is left on `records_written`, so
+from `version_recorded`, with its Markdown and the previous one in memory, and hands
+them to the outbox (`outbox.enqueue_new_versions`: statistics and diffs computed from
+those texts, nothing read back from git) in batches of `ALERT_BATCH` as the run goes, and what is left on `records_written`, so
 that a killed run loses at most one batch of alerts. It never delivers. Technical
 upgrades are never announced.
 """
@@ -51,8 +52,11 @@ class AlertsListener:
             return None
         batch, self.pending = self.pending, []
         versions = [event.version for event in batch]
+        # The texts are in memory: statistics and diffs need not read them back from git.
+        texts = {event.version.id: (event.previous_markdown, event.markdown) for event in batch}
         try:
-            enqueue_new_versions(Path(self.settings.data), versions, self.settings["web"]["base_url"], self.settings)
+            enqueue_new_versions(Path(self.settings.data), versions, self.settings["web"]["base_url"], self.settings,
+                                 texts=texts)
         except Exception as error:  # noqa: BLE001 - the versions are recorded; say what was not queued
             ids = ", ".join(version.id or "?" for version in versions)
             message = f"webhook events for {len(versions)} versions were not queued ({ids}): {error}"

@@ -19,7 +19,8 @@ The hooks, in the order a tracking run emits them:
 - `run_started(run_id, started_at)`: a tracking run is starting.
 - `snapshot_recorded(snapshot, run_id)`: a fetched page was recorded (block pages too).
 - `version_recorded(event)`: a version was recorded (`VersionRecorded`: the record,
-  its Markdown, where it comes from). Technical upgrades (also
+  its Markdown and the Markdown it replaced, where it comes from), so that listeners
+  read nothing back from git. Technical upgrades (also
   those a run applies before fetching) and rebuilds emit it too.
 - `terms_failed(result, run_id)`: a terms got no version because a step failed
   (`trackers.run.TermsResult`, with the error).
@@ -75,12 +76,14 @@ class VersionRecorded:
 
     `version` is the record as stored (id, service_id, terms_type, fetch_date,
     is_first_record, is_technical_upgrade, snapshot_ids); `markdown` its text;
+    `previous_markdown` the text of the version it replaced (None for a first record);
     `origin` one of TRACKING, REBUILD, TECHNICAL_UPGRADE; `run_id` the tracking run's,
     when there is one.
     """
 
     version: Version
     markdown: str
+    previous_markdown: str | None
     origin: str
     run_id: int | None = None
 

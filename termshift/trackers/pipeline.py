@@ -51,6 +51,9 @@ BLOCKED_TRAILER = "blocked"
 # How many extractions `Extractor` keeps (only combined terms need them).
 MEMO_SIZE = 256
 
+# `record_version`'s previous Markdown when the caller does not know it.
+UNKNOWN = object()
+
 
 def is_blocked(snapshot: Snapshot) -> bool:
     """Whether the snapshot is a block or challenge page kept as evidence."""
@@ -140,12 +143,15 @@ def record_version(
     events: Emitter | None = None,
     origin: str = TRACKING,
     run_id: int | None = None,
+    previous_markdown: str | None | object = UNKNOWN,
 ) -> Version | None:
     """Record `markdown` as the terms' version, or None when it is the latest one already.
 
     Dated at `fetch_date`, else at the latest of its snapshots; the snapshot ids are
     listed in declaration order. A version recorded is announced on `events`
-    (`version_recorded`, with `origin` and `run_id`).
+    (`version_recorded`, with `origin` and `run_id`) with its Markdown and the one it
+    replaced: `previous_markdown` when the caller has it in memory, else read once from
+    the versions repository (only when someone listens).
     """
     version = versions.record(Version(
         service_id=service_id,
@@ -156,8 +162,12 @@ def record_version(
         is_technical_upgrade=technical_upgrade,
     ))
     if version is not None and events is not None and events.listening("version_recorded"):
+        if previous_markdown is UNKNOWN:
+            previous = versions.content_before(version)
+            previous_markdown = previous.decode("utf-8", "replace") if isinstance(previous, bytes) else previous
         events.emit("version_recorded", event=VersionRecorded(
-            version=version, markdown=markdown, origin=origin, run_id=run_id,
+            version=version, markdown=markdown, previous_markdown=previous_markdown,  # type: ignore[arg-type]
+            origin=origin, run_id=run_id,
         ))
     return version
 

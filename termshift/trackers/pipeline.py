@@ -19,6 +19,7 @@ does it once. It owns:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -40,6 +41,8 @@ __all__ = [
     "latest_usable",
     "record_version",
 ]
+
+log = logging.getLogger("termshift.pipeline")
 
 # Combined documents are joined by a Markdown horizontal rule, as OTA does.
 DOCUMENT_SEPARATOR = "\n\n- - -\n\n"
@@ -163,13 +166,24 @@ def record_version(
     ))
     if version is not None and events is not None and events.listening("version_recorded"):
         if previous_markdown is UNKNOWN:
-            previous = versions.content_before(version)
-            previous_markdown = previous.decode("utf-8", "replace") if isinstance(previous, bytes) else previous
+            previous_markdown = _previous_markdown(versions, version)
         events.emit("version_recorded", event=VersionRecorded(
             version=version, markdown=markdown, previous_markdown=previous_markdown,  # type: ignore[arg-type]
             origin=origin, run_id=run_id,
         ))
     return version
+
+
+def _previous_markdown(versions: RecordRepository, version: Version) -> str | None:
+    """The Markdown `version` replaced, or None (a first record, or it cannot be read: the
+    version is recorded, so listeners get None rather than the run failing)."""
+    try:
+        previous = versions.content_before(version)
+    except Exception as error:  # noqa: BLE001 - reading it back is a courtesy to listeners
+        log.warning("%s / %s: the version before %s cannot be read: %s",
+                    version.service_id, version.terms_type, version.id, error)
+        return None
+    return previous.decode("utf-8", "replace") if isinstance(previous, bytes) else previous
 
 
 def extraction_error(error: Exception) -> ExtractError:

@@ -10,8 +10,8 @@ from typing import Any
 from termshift.alerts.listener import AlertsListener
 from termshift.archive_repo import RecordRepository, Snapshot, Version
 from termshift.config import load_settings
-from termshift.rebuild import rebuild
 from termshift.trackers.events import REBUILD, TECHNICAL_UPGRADE, TRACKING, VersionRecorded, hookimpl
+from termshift.trackers.replay import rebuild
 from termshift.trackers.run import FAILED, NEW_VERSION, run_tracking
 from tests.support.alerts import BASE_URL
 from tests.support.servers import FaultServer

@@ -25,7 +25,7 @@ from termshift.commands.options import (
     settings_for_command,
     types_option,
 )
-from termshift.rebuild import EXIT_SERVICES_SKIPPED
+from termshift.trackers.replay import EXIT_SERVICES_SKIPPED
 from termshift.trackers.run import TrackConfigurationError, run_tracking
 
 log = logging.getLogger("termshift.track")

@@ -1,7 +1,7 @@
 """What the tracking pipeline tells the layers around it: pluggy hook specifications.
 
 The tracking run (`termshift.trackers.run`), the rebuild replay and the technical
-upgrades (`termshift.rebuild`) emit these events on a `pluggy.PluginManager` and never
+upgrades (`termshift.trackers.replay`) emit these events on a `pluggy.PluginManager` and never
 import who listens. Listeners live in their own (outer) layer and are attached by
 whoever starts the run, the `track` command and the scheduler
 (`termshift.listeners.run_listeners`): the alerts queue webhook events for new versions

@@ -1,7 +1,7 @@
 """Snapshots in, version out: how the snapshots of a terms become its version.
 
 The one place where this is written, used by the tracking run (`termshift.trackers.run`),
-the rebuild replay and the technical upgrades (`termshift.rebuild`), as OTA's archivist
+the rebuild replay and the technical upgrades (`termshift.trackers.replay`), as OTA's archivist
 does it once. It owns:
 
 - `assemble(service, terms, snapshots, extractor)`: the Markdown of a terms from one

@@ -9,7 +9,7 @@ One run, in this order:
 2. Technical upgrades (OTA runs them before every tracking, reference §2.5.6): the
    terms whose declaration, filters file or engine version changed since their latest
    version (a fingerprint kept in runs.sqlite) are re-extracted from their latest
-   snapshots by `termshift.rebuild.apply_technical_upgrades`. Unchanged terms cost
+   snapshots by `termshift.trackers.replay.apply_technical_upgrades`. Unchanged terms cost
    nothing, so the pass is cheap on every run.
 3. Fetch every source document of every selected terms in ONE batch
    (`fetcher.iter_fetch`: many hosts in parallel, polite per host, browser fallback,
@@ -67,7 +67,6 @@ from termshift.errors import (
     TermshiftError,
 )
 from termshift.logs import progress_bar
-from termshift.rebuild import apply_technical_upgrades
 from termshift.trackers.events import Emitter, Listeners
 from termshift.trackers.fetcher import FetchRequest, FetchResult, iter_fetch
 from termshift.trackers.pipeline import (
@@ -78,6 +77,7 @@ from termshift.trackers.pipeline import (
     latest_usable,
     record_version,
 )
+from termshift.trackers.replay import apply_technical_upgrades
 from termshift.trackers.run_store import RUNS_FILE, DocumentState, RunStore, SourceValidators, iso
 
 __all__ = [

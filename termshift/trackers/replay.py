@@ -43,7 +43,7 @@ from termshift.trackers.pipeline import (
     record_version,
 )
 
-log = logging.getLogger("termshift.rebuild")
+log = logging.getLogger("termshift.trackers.replay")
 
 __all__ = [  # the pipeline's names stay importable from here
     "BLOCKED_TRAILER",

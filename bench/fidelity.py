@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from termshift import jsfilters  # noqa: E402
-from termshift.rebuild import rebuild  # noqa: E402
+from termshift.trackers.replay import rebuild  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "demo"
 

@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 
 from termshift.config import Settings, load_settings  # noqa: E402
+from termshift.listeners import run_listeners  # noqa: E402
 from termshift.trackers.run import RunSummary, run_tracking  # noqa: E402
 
 # The benchmark's "sites" are loopback addresses, which the fetchers refuse unless allowed.
@@ -216,7 +217,7 @@ def tracked(settings: Settings, profile: bool) -> tuple[RunSummary, float, TreeM
         started = time.perf_counter()
         if profiler:
             profiler.enable()
-        summary = run_tracking(settings)
+        summary = run_tracking(settings, listeners=run_listeners(settings))  # as `termshift track` does
         if profiler:
             profiler.disable()
         seconds = time.perf_counter() - started

@@ -247,7 +247,7 @@ def pair_costs(repo: Path, limit: int | None, rng: random.Random) -> None:
     """CPU cost of each diff statistic as the index computes it, and of reading."""
     from termshift.archive_repo.blob_reader import BlobReader
     from termshift.archive_repo.log_reader import commits_between, head_commit
-    from termshift.web.diffing import INDEX_BUDGET, change_counts
+    from termshift.textdiff import INDEX_BUDGET, change_counts
     from termshift.web.index import records_in
 
     started = time.perf_counter()

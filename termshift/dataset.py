@@ -35,6 +35,7 @@ from typing import Any
 
 from termshift.config import Settings
 from termshift.errors import TermshiftError
+from termshift.textdiff import count_changes
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +99,6 @@ def archive_basename(title: str, release_date: datetime) -> str:
     return f"{slug}-{release_date.astimezone(UTC):%Y-%m-%d}"
 
 
-def _word_counter() -> Any:
-    """The viewer's (words added, words removed) function, so the CSV says what the diff page says."""
-    try:
-        from termshift.web.diffing import count_changes
-    except ImportError:  # the viewer is optional: the alerts' word diff gives the same kind of figures
-        from termshift.alerts.events import diff_stats
-
-        def count_changes(old: str, new: str) -> tuple[int, int]:
-            stats = diff_stats(old or None, new)
-            return stats.words_added, stats.words_removed
-    return count_changes
-
-
 @dataclass
 class _Row:
     version: Any
@@ -140,7 +128,6 @@ def _versions(data_dir: Path) -> Iterator[_Row]:
     if not (data_dir / "versions").is_dir():
         raise DatasetError(f"{data_dir / 'versions'}: no versions repository (run `termshift track` first)")
     indexed = _indexed_word_counts(data_dir)
-    count_changes = _word_counter()
     previous: dict[tuple[str, str], str] = {}
     archive = Archive.open(data_dir, read_only=True)
     try:

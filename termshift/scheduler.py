@@ -7,8 +7,9 @@ ids, so a restart neither loses nor duplicates them:
 - `tracking` on `schedule.tracking` (OTA's `30 */12 * * *`): one tracking run, under
   the data folder's run lock (termshift.locking) so that two runs never overlap, even
   from two processes: a run that finds the lock taken is skipped with a log line. The
-  run itself refreshes the viewer's index and logs one line per document
-  (termshift.trackers.run); after it, both repositories are pushed in the background
+  run logs one line per document (termshift.trackers.run), and its listeners
+  (termshift.listeners, attached here as `termshift track` does) queue webhook events
+  and refresh the viewer's index; after it, both repositories are pushed in the background
   (termshift.publish) and the delivery job is woken up at once.
 - `deliveries` every `schedule.deliveries` seconds: one pass of webhook deliveries.
 - `dataset` on `schedule.dataset` (weekly): a ZIP export into `dataset.directory`.
@@ -107,19 +108,19 @@ def summary_documents(summary: Any) -> list[dict[str, Any]]:
 
 
 def default_tracking() -> TrackingFunction:
-    """`termshift.trackers.run.run_tracking`, imported when first needed (it pulls in Scrapy).
-
-    With `distributed.broker` set, the run hands the documents to the workers and records
-    their results: this process coordinates (termshift.distributed.coordinator).
-    """
+    """`termshift.trackers.run.run_tracking` with the listeners `termshift track` attaches too
+    (alerts, the viewer's index: termshift.listeners), imported when first needed (it pulls
+    in Scrapy). With `distributed.broker` set, the run hands the documents to the workers and
+    records their results: this process coordinates (termshift.distributed.coordinator)."""
+    from termshift.listeners import run_listeners
     from termshift.trackers.run import run_tracking
 
-    def tracking(settings: Settings, stop_event: threading.Event | None = None) -> Any:
+    def tracking(settings: Settings, **options: Any) -> Any:
         if settings.distributed.broker:
             from termshift.distributed.coordinator import Coordinator
 
-            return run_tracking(settings, stop_event=stop_event, source=Coordinator(settings))
-        return run_tracking(settings, stop_event=stop_event)
+            options.setdefault("source", Coordinator(settings))
+        return run_tracking(settings, listeners=run_listeners(settings), **options)
 
     return tracking
 
@@ -142,10 +143,10 @@ def _dispatch(service_key: str, job_id: str) -> None:
 class SchedulerService:
     """The scheduler of one data folder and the jobs it runs.
 
-    `tracking` is the tracking function (default: termshift.trackers.run.run_tracking),
-    called as `tracking(settings, stop_event=event)`; it owns what belongs to the run
-    (refreshing the viewer's index, the log line per document), so the scheduler does
-    neither twice. `deliver` and `export_dataset` take the settings; None picks the real ones.
+    `tracking` is the tracking function (default: termshift.trackers.run.run_tracking
+    with the run's listeners, see `default_tracking`), called as
+    `tracking(settings, stop_event=event)`; it owns what belongs to the run (refreshing
+    the viewer's index, the log line per document), so the scheduler does neither twice. `deliver` and `export_dataset` take the settings; None picks the real ones.
     """
 
     def __init__(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from termshift.declarations import load_collection
 from termshift.demo import prepare_demo
-from termshift.rebuild import rebuild
+from termshift.trackers.replay import rebuild
 
 REDIRECT_PAGE = 'http-equiv="refresh"'
 

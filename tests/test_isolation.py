@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from termshift.cli import main
 from termshift.declarations import load_collection
-from termshift.rebuild import EXIT_SERVICES_SKIPPED, apply_technical_upgrades, rebuild
+from termshift.trackers.replay import EXIT_SERVICES_SKIPPED, apply_technical_upgrades, rebuild
 from termshift.trackers.run import FAILED, NEW_VERSION, run_tracking
 from termshift.web import create_app
 from termshift.web.declared_services import Declarations

@@ -185,7 +185,7 @@ def test_the_filter_in_force_at_the_snapshot_date_runs(tmp_path, date, expected)
 
 def test_rebuild_picks_filter_versions_by_snapshot_date(tmp_path):
     from termshift.archive_repo import RecordRepository, Snapshot
-    from termshift.rebuild import rebuild
+    from termshift.trackers.replay import rebuild
 
     declarations = tmp_path / "declarations"
     declarations.mkdir()

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from termshift.archive_repo import Archive, RecordRepository, Snapshot
 from termshift.cli import main
 from termshift.demo import prepare_demo
-from termshift.rebuild import (
+from termshift.trackers.replay import (
     DOCUMENT_SEPARATOR,
     RebuildError,
     apply_technical_upgrades,

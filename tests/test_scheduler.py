@@ -97,7 +97,7 @@ def test_two_scheduled_runs_record_versions_one_after_the_other(tmp_path: Path, 
         privacy = archive.versions.history("ACME", "Privacy Policy")
     assert len(terms) == len(runs)  # the terms changed at every run: one version each
     assert len(privacy) == 1  # the privacy policy did not change after the first run
-    # The index is the tracking function's job (run_tracking refreshes it: see
+    # The index is the tracking run's job (its listener refreshes it: see
     # test_two_scheduled_real_tracking_runs); the scheduler does not refresh it again.
     assert not (data / "index.sqlite").exists()
     # Per-document results are kept for /metrics.

@@ -24,8 +24,8 @@ from termshift.archive_repo import RecordRepository
 from termshift.cli import main
 from termshift.config import Settings, load_settings
 from termshift.declarations import load_collection
-from termshift.rebuild import DOCUMENT_SEPARATOR
 from termshift.trackers.extract import extract
+from termshift.trackers.replay import DOCUMENT_SEPARATOR
 from termshift.trackers.run import FAILED, NEW_VERSION, UNCHANGED, RunSummary, run_tracking
 from tests.support.receiver import Receiver
 from tests.support.replay_server import ReplayServer

@@ -6,18 +6,8 @@ import random
 
 import pytest
 
-from termshift.web.diffing import (
-    DELETE,
-    EQUAL,
-    INSERT,
-    Comparison,
-    change_counts,
-    compare,
-    count_changes,
-    count_words,
-    headings,
-    line_diff,
-)
+from termshift.textdiff import DELETE, EQUAL, INSERT, change_counts, count_changes, count_words, line_diff
+from termshift.web.diffing import Comparison, compare, headings
 from termshift.web.diffview import build_blocks, section_links
 from tests.support.archive_factory import PRIVACY_V1, PRIVACY_V2, PRIVACY_V3
 

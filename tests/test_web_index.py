@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from termshift.textdiff import count_words
 from termshift.web import index as index_module
 from termshift.web import index_workers
-from termshift.web.diffing import count_words
 from termshift.web.index import Indexer, Sources, refresh_index
 from tests.support.archive_factory import (
     PRIVACY_V1,

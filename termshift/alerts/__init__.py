@@ -2,10 +2,11 @@
 
 The public interface (details in each module, the whole picture in docs/alerts.md):
 
-- `enqueue_new_versions(data_dir, versions, base_url, webhooks=None) -> EnqueueResult`
-  — after each tracking run, with the Version records it recorded (technical
-  upgrades are skipped here). Queues one `version.recorded` event per version
-  and matching subscription in `data_dir/alerts.sqlite`; sends nothing.
+- `enqueue_new_versions(data_dir, versions, base_url, webhooks=None, texts=None) -> EnqueueResult`
+  — with the Version records a tracking run recorded (technical upgrades are
+  skipped here), handed over as the run goes by `termshift.alerts.listener`
+  with their texts. Queues one `version.recorded` event per version and
+  matching subscription in `data_dir/alerts.sqlite`; sends nothing.
 - `deliver_due(data_dir, webhooks=None, stop=None) -> DeliveryReport` — one
   delivery pass (the scheduler runs it every minute; the tracking run may run
   it right after enqueueing). `drain(...)` repeats passes until all is settled.
@@ -19,7 +20,7 @@ The public interface (details in each module, the whole picture in docs/alerts.m
 from termshift.alerts.delivery import DeliveryReport, deliver_due, drain
 from termshift.alerts.outbox import EnqueueResult, delivery_log, enqueue_new_versions
 
-enqueue = enqueue_new_versions  # the short name the tracking run may use
+enqueue = enqueue_new_versions  # a short name
 
 __all__ = [
     "DeliveryReport",

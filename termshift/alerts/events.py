@@ -1,9 +1,8 @@
 """What changed in a version, in words, and the JSON events that say so.
 
-- `diff_stats(old, new)`: words added and removed (a word-level diff with
-  diff-match-patch, one "character" per token so a 20-page policy diffs in
-  milliseconds) and the first sentences that changed, as plain readable text:
-  versions are Markdown, but a summary in a feed reader, a chat message or a
+- `diff_stats(old, new)`: words added and removed (the one diff engine,
+  termshift.textdiff, so feeds and webhooks give the figures of the viewer's diff
+  page) and the first sentences that changed, as plain readable text: versions are Markdown, but a summary in a feed reader, a chat message or a
   webhook receiver must not show `**`, `](https://…)` or a heading's `=====`
   (`plain_text` strips the syntax; lines of only syntax are not sentences).
 - `version_event(...)`: the `version.recorded` payload sent to subscribers;
@@ -25,18 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from diff_match_patch import diff_match_patch
-
 from termshift.alerts import links
+from termshift.textdiff import PAGE_BUDGET, word_changes
 
 SCHEMA_PATH = Path(__file__).with_name("webhook-event.schema.json")
 VERSION_RECORDED = "version.recorded"
 WEBHOOK_TEST = "webhook.test"
-
-# A token is a word (with inner apostrophes, dots or hyphens: "don't", "e.g", "opt-in")
-# or a single punctuation mark. Only words are counted; punctuation still diffs.
-TOKEN = re.compile(r"\w+(?:['’.\-]\w+)*|[^\w\s]")
-WORD = re.compile(r"\w+")
 
 # -- Markdown blocks that say nothing as a sentence --------------------------------------------------
 # Setext heading underlines, horizontal rules (`* * *`) and GFM table separators (`| --- | :-: |`).
@@ -97,30 +90,6 @@ class DiffStats:
         if not (self.words_added or self.words_removed):
             return counts + " (layout only)."
         return counts + "."
-
-
-def _tokens(text: str) -> list[re.Match[str]]:
-    return list(TOKEN.finditer(text))
-
-
-def _count_words(tokens: list[re.Match[str]]) -> int:
-    """Words as the viewer counts them (runs of letters and digits: "don't" is two)."""
-    return sum(len(WORD.findall(token.group())) for token in tokens)
-
-
-def _encode(tokens: list[re.Match[str]], codes: dict[str, str]) -> str:
-    """One private character per distinct token, as diff-match-patch's line mode does for lines."""
-    characters = []
-    for token in tokens:
-        word = token.group()
-        code = codes.get(word)
-        if code is None:
-            number = len(codes) + 0x100
-            if number >= 0xD800:  # skip the surrogate block
-                number += 0x800
-            code = codes[word] = chr(number)
-        characters.append(code)
-    return "".join(characters)
 
 
 def _is_decoration(line: str) -> bool:
@@ -245,38 +214,19 @@ def _sentences_at(text: str, offsets: list[int], limit: int) -> tuple[str, ...]:
     return tuple(sentences)
 
 
-def diff_stats(old: str | None, new: str, timeout: float = 2.0) -> DiffStats:
-    """Compare two versions word by word. `old=None` (a first record) counts every word as added."""
-    old = old or ""
-    old_tokens, new_tokens = _tokens(old), _tokens(new)
-    codes: dict[str, str] = {}
-    old_chars, new_chars = _encode(old_tokens, codes), _encode(new_tokens, codes)
-    engine = diff_match_patch()
-    engine.Diff_Timeout = timeout  # beyond this a coarser but still correct diff comes back
-    added = removed = 0
-    added_at: list[int] = []
-    removed_at: list[int] = []
-    old_index = new_index = 0
-    for operation, chunk in engine.diff_main(old_chars, new_chars, False):
-        count = len(chunk)
-        if operation == engine.DIFF_INSERT:
-            inserted = new_tokens[new_index: new_index + count]
-            added += _count_words(inserted)
-            added_at += [token.start() for token in inserted]
-            new_index += count
-        elif operation == engine.DIFF_DELETE:
-            deleted = old_tokens[old_index: old_index + count]
-            removed += _count_words(deleted)
-            removed_at += [token.start() for token in deleted]
-            old_index += count
-        else:
-            old_index += count
-            new_index += count
-    if added_at:
-        sentences = _sentences_at(new, added_at, MAX_SENTENCES)
+def diff_stats(old: str | None, new: str, budget: float = PAGE_BUDGET) -> DiffStats:
+    """Compare two versions word by word. `old=None` (a first record) counts every word as added.
+
+    The counts are the viewer's (`textdiff.word_changes`, within `budget` seconds of CPU);
+    the sentences are those holding the first changed words of the new text, or of the old
+    one when words were only removed.
+    """
+    changes = word_changes(old or "", new, budget)
+    if changes.added_at:
+        sentences = _sentences_at(new, list(changes.added_at), MAX_SENTENCES)
     else:
-        sentences = _sentences_at(old, removed_at, MAX_SENTENCES)
-    return DiffStats(words_added=added, words_removed=removed, changed_sentences=sentences)
+        sentences = _sentences_at(old or "", list(changes.removed_at), MAX_SENTENCES)
+    return DiffStats(words_added=changes.added, words_removed=changes.removed, changed_sentences=sentences)
 
 
 def unified_diff(old: str | None, new: str, path: str, max_bytes: int) -> dict[str, Any]:

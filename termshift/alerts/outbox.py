@@ -36,7 +36,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,7 +104,7 @@ def _resolve_base_url(base_url: str | None) -> str:
 
 def enqueue_new_versions(
     data_dir: Path, versions: Iterable[Any], base_url: str, webhooks: WebhooksSettings | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, texts: Mapping[str, tuple[str | None, str]] | None = None,
 ) -> EnqueueResult:
     """Queue one `version.recorded` event per new version and matching active subscription.
 
@@ -114,8 +114,11 @@ def enqueue_new_versions(
     `termshift.archive_repo.listing.VersionEntry`); an optional `content` is used when
     git cannot give the text. `base_url` is the viewer's public URL (links in
     payloads: `web.base_url`; empty → a warning and DEFAULT_BASE_URL). `webhooks`
-    is the `[webhooks]` section (`Settings.webhooks`; None: the defaults). Safe to
-    call twice with the same versions. Sends nothing: run `delivery.deliver_due` afterwards.
+    is the `[webhooks]` section (`Settings.webhooks`; None: the defaults). `texts` maps
+    version ids to their (previous text, text) when the caller has them in memory (the
+    tracking run's listener, termshift.alerts.listener): those are not read from git
+    again. Safe to call twice with the same versions. Sends nothing: run
+    `delivery.deliver_due` afterwards.
     """
     result = EnqueueResult()
     wanted = []
@@ -146,7 +149,7 @@ def enqueue_new_versions(
                 plan.append((version, fresh))
         if not plan:
             return result
-        rows = _event_rows(data_dir, db, plan, base, webhook_options, now)
+        rows = _event_rows(data_dir, db, plan, base, webhook_options, now, texts or {})
         with store.transaction(db):
             for row in rows:
                 inserted = db.execute(
@@ -169,16 +172,21 @@ def _queued(db: sqlite3.Connection, event_id: str) -> bool:
 
 def _event_rows(
     data_dir: Path, db: sqlite3.Connection, plan: list[tuple[Any, list[Subscription]]], base: str,
-    webhook_options: WebhooksSettings, now: datetime,
+    webhook_options: WebhooksSettings, now: datetime, known: Mapping[str, tuple[str | None, str]],
 ) -> list[tuple]:
-    """The outbox rows of a plan: payloads with statistics, and diffs where asked for."""
+    """The outbox rows of a plan: payloads with statistics, and diffs where asked for.
+    `known`: (previous text, text) of versions in memory; the others are read from git."""
     entries = [version_stats.as_entry(version) for version, _subs in plan]
-    stats = version_stats.stats_for(data_dir, db, entries)
+    stats = version_stats.stats_for(data_dir, db, entries, known)
     for entry, (version, _subs) in zip(entries, plan, strict=True):
         if stats.get(entry.id) is None and entry.is_first_record and getattr(version, "content", None) is not None:
             stats[entry.id] = version_stats.compute(entry, None, version.content)
     wants_diff = [i for i, (_version, subs) in enumerate(plan) if any(s.include_diff for s in subs)]
-    texts = dict(zip(wants_diff, read_texts(data_dir, [entries[i] for i in wants_diff]), strict=True))
+    texts: dict[int, tuple[str | None, str | None]] = {i: known[entries[i].id] for i in wants_diff
+                                                        if entries[i].id in known}
+    unread = [i for i in wants_diff if i not in texts]
+    if unread:
+        texts.update(zip(unread, read_texts(data_dir, [entries[i] for i in unread]), strict=True))
     timestamp = now.timestamp()
     rows = []
     for index, ((version, subs), entry) in enumerate(zip(plan, entries, strict=True)):

@@ -1,17 +1,17 @@
 """Diff statistics of archived versions, computed once and cached in alerts.sqlite.
 
 Feeds show them for up to `feeds.length` entries per request and webhooks send
-them; a version never changes, so its statistics are computed once (texts read
-from git in one batch) and then read from the `version_stats` table, until the
-way sentences are picked changes (`SENTENCES_FORMAT`).
+them; a version never changes, so its statistics are computed once (from the texts
+a tracking run hands over in memory, else read from git in one batch) and then read
+from the `version_stats` table, until the way sentences are picked changes
+(`SENTENCES_FORMAT`).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,33 +35,16 @@ def as_entry(version: Any) -> VersionEntry:
     )
 
 
-def _viewer_counter() -> Callable[[str, str], tuple[int, int]] | None:
-    """The viewer's `(words added, words removed)` function, if the viewer is installed.
-
-    Feeds and webhooks then give the very figures the diff page shows; our own
-    word diff still picks the changed sentences.
-    """
-    try:
-        from termshift.web.diffing import count_changes
-    except ImportError:
-        return None
-    return count_changes
-
-
 def compute(entry: VersionEntry, previous: str | None, text: str | None) -> DiffStats | None:
-    """Statistics from the two texts; None when a needed text is missing."""
+    """Statistics from the two texts (the figures the viewer's diff page shows: one diff
+    engine, termshift.textdiff); None when a needed text is missing."""
     if text is None:
         return None
     if entry.is_first_record:
         return diff_stats(None, text)
     if previous is None:
         return None
-    stats = diff_stats(previous, text)
-    counter = _viewer_counter()
-    if counter is not None:
-        added, removed = counter(previous, text)
-        stats = replace(stats, words_added=added, words_removed=removed)
-    return stats
+    return diff_stats(previous, text)
 
 
 def _cached(db: sqlite3.Connection, ids: list[str]) -> dict[str, DiffStats]:
@@ -95,18 +78,32 @@ def remember(db: sqlite3.Connection, stats: dict[str, DiffStats | None]) -> None
             db.executemany("INSERT OR REPLACE INTO version_stats VALUES (?, ?, ?, ?)", rows)
 
 
-def stats_for(data_dir: Path, db: sqlite3.Connection | None, versions: Iterable[Any]) -> dict[str, DiffStats | None]:
-    """Statistics per version id, from the cache or computed from git (then cached).
+def _computed(
+    data_dir: Path, entries: list[VersionEntry], texts: Mapping[str, tuple[str | None, str]],
+) -> dict[str, DiffStats | None]:
+    """Statistics computed from the texts given in memory, else from the texts read from git."""
+    stats = {entry.id: compute(entry, *texts[entry.id]) for entry in entries if entry.id in texts}
+    unread = [entry for entry in entries if entry.id not in texts]
+    if unread:
+        for entry, (previous, text) in zip(unread, read_texts(data_dir, unread), strict=True):
+            stats[entry.id] = compute(entry, previous, text)
+    return stats
 
-    `db=None` (the alerts database cannot be read): computed, not cached."""
+
+def stats_for(
+    data_dir: Path, db: sqlite3.Connection | None, versions: Iterable[Any],
+    texts: Mapping[str, tuple[str | None, str]] | None = None,
+) -> dict[str, DiffStats | None]:
+    """Statistics per version id, from the cache or computed (then cached).
+
+    `texts` maps version ids to (previous text, text) already in memory (a tracking run's
+    new versions); the others are read from git. `db=None` (the alerts database cannot be
+    read): computed, not cached."""
     entries = [as_entry(version) for version in versions]
+    texts = texts or {}
     if db is None:
-        return {entry.id: compute(entry, previous, text)
-                for entry, (previous, text) in zip(entries, read_texts(data_dir, entries), strict=True)}
+        return _computed(data_dir, entries, texts)
     known = _cached(db, [entry.id for entry in entries])
-    missing = [entry for entry in entries if entry.id not in known]
-    fresh: dict[str, DiffStats | None] = {}
-    for entry, (previous, text) in zip(missing, read_texts(data_dir, missing), strict=True):
-        fresh[entry.id] = compute(entry, previous, text)
+    fresh = _computed(data_dir, [entry for entry in entries if entry.id not in known], texts)
     remember(db, fresh)
     return {**fresh, **known}

@@ -325,6 +325,17 @@ class RecordRepository:
             if include_technical_upgrades or not record.is_technical_upgrade
         ]
 
+    def content_before(self, record: Record) -> str | bytes | None:
+        """The content `record` replaced: its file in the parent of its commit (one object
+        read, no log walk), or None for a first record or when there is none."""
+        if record.id is None or record.is_first_record:
+            return None
+        try:
+            data = self._read_object(f"{record.id}~1:{self._path_of(record)}")
+        except ValueError:  # no parent, or no such file in it
+            return None
+        return data.decode("utf-8", errors="replace") if is_text(record.mime_type) else data
+
     def find_by_id(self, record_id: str) -> Record | None:
         """The record committed as `record_id` (full or abbreviated), or None when there is
         no such commit or it is not a record (a README change, a merge…)."""

@@ -21,7 +21,7 @@ def demo_command(directory: Path, host: str, port: int, no_serve: bool) -> None:
     Works offline: the snapshots are real pages archived by Open Terms Archive
     (ODC-BY 1.0). The versions are extracted by Termshift on your machine.
     """
-    from termshift.rebuild import rebuild
+    from termshift.trackers.replay import rebuild
 
     declarations, data = prepare_demo(directory)
     versions = data / "versions"

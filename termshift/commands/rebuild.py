@@ -1,4 +1,4 @@
-"""`termshift rebuild` and `termshift apply-technical-upgrades` (termshift.rebuild does the replay)."""
+"""`termshift rebuild` and `termshift apply-technical-upgrades` (termshift.trackers.replay does the replay)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from termshift.commands.options import (
     types_option,
 )
 from termshift.errors import TermshiftError
-from termshift.rebuild import EXIT_SERVICES_SKIPPED, apply_technical_upgrades, rebuild
+from termshift.trackers.replay import EXIT_SERVICES_SKIPPED, apply_technical_upgrades, rebuild
 
 
 @click.command("rebuild")

@@ -26,7 +26,7 @@ from termshift.commands.options import (
     types_option,
 )
 from termshift.errors import TermshiftError
-from termshift.rebuild import EXIT_SERVICES_SKIPPED
+from termshift.trackers.replay import EXIT_SERVICES_SKIPPED
 from termshift.trackers.run import TrackConfigurationError, run_tracking
 
 log = logging.getLogger("termshift.track")
@@ -87,6 +87,7 @@ def track_command(
     with its file, JSON path and reason; every other service was tracked).
     """
     from termshift import logs
+    from termshift.listeners import run_listeners
     from termshift.locking import RunLock, RunLockBusy
 
     settings = settings_for_command(declarations_dir=declarations_dir, data_dir=data_dir)
@@ -106,7 +107,7 @@ def track_command(
     try:
         with _stop_on_signals(stop_event), _logging_beside_bar(not quiet):
             summary = run_tracking(settings, services or None, types or None, progress=not quiet,
-                                   stop_event=stop_event, source=source)
+                                   stop_event=stop_event, listeners=run_listeners(settings), source=source)
     except TrackConfigurationError as error:
         click.echo("error: the tracking run cannot start:", err=True)
         for problem in error.errors:

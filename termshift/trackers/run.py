@@ -9,7 +9,7 @@ One run, in this order:
 2. Technical upgrades (OTA runs them before every tracking, reference §2.5.6): the
    terms whose declaration, filters file or engine version changed since their latest
    version (a fingerprint kept in runs.sqlite) are re-extracted from their latest
-   snapshots by `termshift.rebuild.apply_technical_upgrades`. Unchanged terms cost
+   snapshots by `termshift.trackers.replay.apply_technical_upgrades`. Unchanged terms cost
    nothing, so the pass is cheap on every run.
 3. Fetch every source document of every selected terms in ONE batch
    (`fetcher.iter_fetch`: many hosts in parallel, polite per host, browser fallback,
@@ -19,8 +19,14 @@ One run, in this order:
    extract the Markdown from the latest non-blocked snapshots (combined documents
    joined in declaration order) and record a version when it changed. A terms with
    a failed document gets no version, but its other snapshots stay recorded (OTA).
-5. Queue webhook events for the new versions, refresh the viewer's index, optimise
-   both repositories, and store the run's summary in runs.sqlite.
+5. Optimise both repositories and store the run's summary in runs.sqlite.
+
+The run tells what happens to the listeners it is given (termshift.trackers.events:
+`run_started`, `snapshot_recorded`, `version_recorded`, `terms_failed`,
+`records_written`, `run_finished`); it imports none of them. The `track` command and
+the scheduler attach the alerts (webhook events queued for new versions as the run
+goes) and the viewer's index (refreshed after the run): termshift.listeners. What a
+listener could not do is listed in the summary's `errors`.
 
 Extraction is skipped for a terms only when nothing can have changed: every document
 answered 304 or a page identical to its latest snapshot, its declaration fingerprint
@@ -46,17 +52,24 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from termshift import __version__
-from termshift.archive_repo import Archive, InvalidRecordError, RecordRepository, Snapshot, Version
+from termshift.archive_repo import Archive, InvalidRecordError, Snapshot, Version
 from termshift.archive_repo.media_types import extension_for
 from termshift.archive_repo.messages import record_path
 from termshift.config import Settings
-from termshift.declarations import DeclarationError, Service, ServiceFiles, Terms, load_collection
+from termshift.declarations import (
+    DeclarationError,
+    Service,
+    ServiceFiles,
+    SourceDocument,
+    Terms,
+    load_collection,
+)
 from termshift.errors import (
     ErrorKind,
     ExtractError,
@@ -65,14 +78,17 @@ from termshift.errors import (
     TermshiftError,
 )
 from termshift.logs import progress_bar
-from termshift.rebuild import (
-    BLOCKED_TRAILER,
-    DOCUMENT_SEPARATOR,
-    apply_technical_upgrades,
-    is_blocked,
-)
-from termshift.trackers.extract import extract
+from termshift.trackers.events import Emitter, Listeners
 from termshift.trackers.fetcher import FetchRequest, FetchResult, iter_fetch
+from termshift.trackers.pipeline import (
+    BLOCKED_TRAILER,
+    Extractor,
+    assemble,
+    extraction_error,
+    latest_usable,
+    record_version,
+)
+from termshift.trackers.replay import apply_technical_upgrades
 from termshift.trackers.run_store import RUNS_FILE, DocumentState, RunStore, SourceValidators, iso
 
 __all__ = [
@@ -101,10 +117,6 @@ NEW_VERSION = "new version"
 UNCHANGED = "unchanged"
 FAILED = "failed"
 INTERRUPTED = "interrupted"
-
-# New versions are handed to the webhook outbox in batches of this size as the run goes,
-# so that a killed run loses at most one batch of alerts.
-ALERT_BATCH = 50
 
 
 class TrackConfigurationError(TermshiftError):
@@ -182,8 +194,8 @@ class RunSummary:
     finished_at: datetime | None = None
     counts: RunCounts = field(default_factory=RunCounts)
     documents: list[TermsResult] = field(default_factory=list)
-    new_versions: list[Version] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # problems after recording (alerts, index)
+    new_versions: list[Version] = field(default_factory=list)  # the records, without their content
+    errors: list[str] = field(default_factory=list)  # what listeners could not do (alerts, index)
     skipped: list[SkippedService] = field(default_factory=list)
 
     @property
@@ -361,14 +373,17 @@ def run_tracking(
     types: Iterable[str] | None = None,
     progress: bool = False,
     stop_event: threading.Event | None = None,
+    listeners: Listeners = (),
     source: ResultSource | None = None,
 ) -> RunSummary:
     """Track every selected terms once; see the module docstring for the steps.
 
     `settings` is a `termshift.config.Settings` (declarations and data folders, fetcher,
-    archive, web.base_url, schedule.refresh_index). Raises TrackConfigurationError before
-    anything is written when the declarations or the selection are wrong. Document
-    failures do not raise: they are in the summary (and in runs.sqlite).
+    archive). `listeners` (objects with `termshift.trackers.events` hook implementations,
+    or a plugin manager) are told what happens; `termshift.listeners.run_listeners(settings)`
+    are those of `termshift track`. Raises TrackConfigurationError before anything is
+    written when the declarations or the selection are wrong. Document failures do not
+    raise: they are in the summary (and in runs.sqlite).
     """
     declarations_dir = Path(settings.declarations)
     data_dir = Path(settings.data)
@@ -381,10 +396,12 @@ def run_tracking(
         run_id = store.start_run(started_at)
         summary = RunSummary(run_id=run_id, status="running", started_at=started_at, skipped=skipped)
         summary.counts.services_skipped = len(skipped)
+        events = Emitter(listeners, summary.errors)
         for service in skipped:
             _log_skipped(service, run_id)
         try:
-            _run(settings, selected, store, summary, progress, stop_event, source)
+            events.emit("run_started", run_id=run_id, started_at=started_at)
+            _run(settings, selected, store, summary, progress, stop_event, events, source)
         except BaseException as error:
             summary.finished_at = datetime.now(UTC)
             store.finish_run(run_id, "failed", summary.finished_at, asdict(summary.counts), summary.to_json(),
@@ -404,6 +421,7 @@ def _run(
     summary: RunSummary,
     progress: bool,
     stop_event: threading.Event | None,
+    events: Emitter,
     source: ResultSource | None = None,
 ) -> None:
     declarations_dir, data_dir = Path(settings.declarations), Path(settings.data)
@@ -416,17 +434,18 @@ def _run(
         previous.snapshots_head, previous.versions_head) == heads
     has_versions = heads[1] is not None
     summary.counts.technical_upgrades = _technical_upgrades(settings, selected, fingerprints, states, store,
-                                                            has_versions)
+                                                            has_versions, events, summary.run_id)
     states = store.document_states()
     with Archive.open(data_dir, settings.archive) as archive:
-        tracker = _Tracker(settings, archive, store, summary, states, trusted, fingerprints, source)
+        tracker = _Tracker(settings, archive, store, summary, states, trusted, fingerprints, events, source)
         try:
             tracker.track(selected, store.validators(), progress, stop_event)
         finally:
-            tracker.alerts.flush()  # the versions recorded so far are announced, whatever happens next
+            # Listeners holding a batch (the alerts) hand it over, whatever happens next.
+            events.emit("records_written", run_id=summary.run_id)
         archive.snapshots.optimize()
         archive.versions.optimize()
-    _refresh_index(settings, summary)
+    events.emit("run_finished", summary=summary)
 
 
 def _technical_upgrades(
@@ -436,6 +455,8 @@ def _technical_upgrades(
     states: dict[tuple[str, str], DocumentState],
     store: RunStore,
     has_versions: bool,
+    events: Emitter,
+    run_id: int,
 ) -> int:
     """Re-extract the terms whose fingerprint changed; returns the versions recorded.
 
@@ -457,6 +478,8 @@ def _technical_upgrades(
         services=sorted({service.id for service, _terms in stale}),
         types=sorted({terms.type for _service, terms in stale}),
         settings=settings,
+        listeners=events,
+        run_id=run_id,
     )
     done = []
     for _service, terms in stale:
@@ -472,6 +495,21 @@ def _technical_upgrades(
     return report.versions_recorded
 
 
+class _WorkerMarkdown(Extractor):
+    """The pipeline's extraction, taking a worker's Markdown when the snapshot is the very
+    content the worker extracted it from (distributed mode); else extracting here."""
+
+    def __init__(self, extracted: dict[int, tuple[Any, str]]) -> None:
+        super().__init__(dated_filters=False, memo=False)
+        self.extracted = extracted
+
+    def __call__(self, snapshot: Snapshot, document: SourceDocument, service: Service) -> str:
+        premade = self.extracted.get(id(document))
+        if premade is not None and premade[0] == snapshot.content:
+            return premade[1]
+        return super().__call__(snapshot, document, service)
+
+
 class _Tracker:
     """Records results as they arrive, and versions when a terms is complete."""
 
@@ -484,12 +522,13 @@ class _Tracker:
         states: dict[tuple[str, str], DocumentState],
         trusted: bool,
         fingerprints: dict[tuple[str, str], str],
+        events: Emitter,
         source: ResultSource | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
-        # (service, type, position) -> (the content it was extracted from, its Markdown), from the source.
-        self.extracted: dict[tuple[str, str, int], tuple[Any, str]] = {}
+        # id(source document) -> (the content it was extracted from, its Markdown), from the source.
+        self.extracted: dict[int, tuple[Any, str]] = {}
         self.archive = archive
         self.store = store
         self.summary = summary
@@ -498,7 +537,10 @@ class _Tracker:
         self.fingerprints = fingerprints
         self.fetch_date = datetime.now(UTC)
         self.snapshots_dir = Path(settings.data) / "snapshots"
-        self.alerts = _AlertBatcher(settings, summary)
+        self.events = events
+        # The declarations and filters of now; in distributed mode, the workers' Markdown when it fits.
+        self.extractor = (_WorkerMarkdown(self.extracted) if source is not None
+                          else Extractor(dated_filters=False, memo=False))
         self.jobs: list[_TermsJob] = []
 
     # -- fetching ----------------------------------------------------------------------
@@ -524,7 +566,7 @@ class _Tracker:
                     result, markdown = result
                     if markdown is not None and result.content is not None:
                         job_index, position = result.key
-                        self.extracted[(*self.jobs[job_index].key, position)] = (result.content, markdown)
+                        self.extracted[id(self.jobs[job_index].terms.documents[position])] = (result.content, markdown)
                 self._on_result(result)
                 bar.update(1)
         finally:
@@ -624,6 +666,7 @@ class _Tracker:
         else:
             document.recorded = recorded
             self.summary.counts.snapshots_recorded += 1
+            self.events.emit("snapshot_recorded", snapshot=recorded, run_id=self.summary.run_id)
 
     # -- versions ----------------------------------------------------------------------
 
@@ -636,12 +679,10 @@ class _Tracker:
         if not errors:
             try:
                 version = None if self._nothing_changed(job) else self._record_version(job)
-            except ExtractError as error:
-                errors = [error]
-            except ValueError as error:
-                # A version that cannot be recorded (InvalidRecordError), text no parser takes:
-                # the extraction step failed.
-                errors = [ExtractError(str(error))]
+            except (ExtractError, ValueError) as error:
+                # Empty or missing snapshot, a version that cannot be recorded (InvalidRecordError),
+                # text no parser takes: the extraction step failed.
+                errors = [extraction_error(error)]
         result = TermsResult(job.service.id, job.terms.type, UNCHANGED, snapshots_recorded=recorded,
                              blocked=sum(1 for document in job.documents if document.blocked), seconds=seconds)
         if errors:
@@ -652,11 +693,13 @@ class _Tracker:
             self.summary.counts.failed += 1
             if error.kind is ErrorKind.BLOCKED:
                 self.summary.counts.blocked += 1
+            self.events.emit("terms_failed", result=result, run_id=self.summary.run_id)
         else:
             if version is not None:
                 result.outcome, result.version_id = NEW_VERSION, version.id
                 self.summary.counts.new_versions += 1
-                self.alerts.add(version)
+                # The summary keeps the light record: the text is in git (and went to the listeners).
+                self.summary.new_versions.append(replace(version, content=None))
             else:
                 self.summary.counts.unchanged += 1
             self.store.record_success(*job.key, self.summary.run_id, self.fetch_date, job.fingerprint,
@@ -666,7 +709,7 @@ class _Tracker:
         for document in job.documents:  # the pages are in the archive now: free them
             document.result = None
             document.recorded = None
-            self.extracted.pop((*job.key, document.position), None)
+            self.extracted.pop(id(job.terms.documents[document.position]), None)
 
     def _nothing_changed(self, job: _TermsJob) -> bool:
         state = self.states.get(job.key)
@@ -680,35 +723,20 @@ class _Tracker:
 
     def _record_version(self, job: _TermsJob) -> Version | None:
         """Extract every document from its latest usable snapshot; record the Markdown if it changed."""
-        parts, snapshot_ids, dates = [], [], []
-        for document in job.documents:
-            source = job.terms.documents[document.position]
-            snapshot = document.recorded or self._latest_usable(job, document)
-            if snapshot is None:
-                raise ExtractError(f"No snapshot of {source.location} to extract from")
-            content = snapshot.content
-            if content is None or content in ("", b""):
-                raise ExtractError(f"Empty content for source document {source.location} in snapshot {snapshot.id}")
-            premade = self.extracted.get((*job.key, document.position))
-            if premade is not None and premade[0] == content:  # extracted by a worker, from this very content
-                parts.append(premade[1])
-            else:
-                parts.append(extract(content, snapshot.mime_type, source, job.service.filters))
-            snapshot_ids.append(snapshot.id)
-            dates.append(snapshot.fetch_date)
-        return self.archive.versions.record(Version(
-            service_id=job.service.id, terms_type=job.terms.type, fetch_date=max(dates),
-            content=DOCUMENT_SEPARATOR.join(parts), snapshot_ids=snapshot_ids,
-        ))
+        snapshots: list[Snapshot] = []
 
-    def _latest_usable(self, job: _TermsJob, document: _DocumentFetch) -> Snapshot | None:
-        """The document's latest snapshot that is not a block page."""
-        repository: RecordRepository = self.archive.snapshots
-        latest = repository.latest(job.service.id, job.terms.type, document.file_id)
-        if latest is None or not is_blocked(latest):
-            return latest  # type: ignore[return-value]
-        history = repository.history(job.service.id, job.terms.type, document.file_id)
-        return next((snapshot for snapshot in history if not is_blocked(snapshot)), None)  # type: ignore[return-value]
+        def usable() -> Iterator[Snapshot | None]:  # looked up document by document, as they are extracted
+            for document in job.documents:
+                snapshot = document.recorded or latest_usable(self.archive.snapshots, job.service.id,
+                                                              job.terms.type, document.file_id)
+                if snapshot is not None:
+                    snapshots.append(snapshot)
+                yield snapshot
+
+        markdown = assemble(job.service, job.terms, usable(), self.extractor)
+        assert markdown is not None
+        return record_version(self.archive.versions, job.service.id, job.terms.type, markdown, snapshots,
+                              events=self.events, run_id=self.summary.run_id)
 
     def _validators(self, job: _TermsJob) -> list[tuple[str, SourceValidators]]:
         """Validators to keep for the next conditional GET of each document."""
@@ -755,54 +783,6 @@ def _log_result(result: TermsResult, run_id: int) -> None:
 
 
 # -- after recording ------------------------------------------------------------------------
-
-
-class _AlertBatcher:
-    """Hands new versions to the webhook outbox in batches as the run goes (never delivers)."""
-
-    def __init__(self, settings: Settings, summary: RunSummary) -> None:
-        self.settings = settings
-        self.summary = summary
-        self.pending: list[Version] = []
-
-    def add(self, version: Version) -> None:
-        self.summary.new_versions.append(version)
-        self.pending.append(version)
-        if len(self.pending) >= ALERT_BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        from termshift.alerts.outbox import enqueue_new_versions
-
-        try:
-            enqueue_new_versions(Path(self.settings.data), self.pending, self.settings.web.base_url,
-                                 self.settings.webhooks)
-        except Exception as error:  # noqa: BLE001 - the versions are recorded; say what was not queued
-            ids = ", ".join(version.id or "?" for version in self.pending)
-            message = f"webhook events for {len(self.pending)} versions were not queued ({ids}): {error}"
-            log.exception("%s", message)
-            self.summary.errors.append(message)
-        for version in self.pending:
-            version.content = None  # in git now; the summary keeps the light records
-        self.pending = []
-
-
-def _refresh_index(settings: Settings, summary: RunSummary) -> None:
-    """Bring the viewer's index up to date, when the viewer offers it and it is wanted."""
-    if not settings.schedule.refresh_index:
-        return
-    try:
-        from termshift.web.index import refresh_index
-    except ImportError as error:
-        log.debug("no viewer index to refresh: %s", error)
-        return
-    try:
-        refresh_index(Path(settings.data))
-    except Exception as error:  # noqa: BLE001 - the run's records are safe; the index catches up next time
-        log.exception("refreshing the viewer's index failed")
-        summary.errors.append(f"index refresh failed: {error}")
 
 
 def _heads(data_dir: Path) -> tuple[str | None, str | None]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import zip_longest
 
-from termshift.web.diffing import DELETE, EQUAL, INSERT, Comparison, Hunk, headings
+from termshift.textdiff import DELETE, EQUAL, INSERT, Hunk
+from termshift.web.diffing import Comparison, headings
 
 Part = tuple[int, str]  # (op, text): op is EQUAL, INSERT or DELETE
 

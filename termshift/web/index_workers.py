@@ -4,7 +4,7 @@ Each version needs the diff with its predecessor (words added and removed). That
 costly part of building the index, so it is spread over worker processes: jobs (a few
 consecutive versions of one document) are queued as the log is read, and each worker is
 handed the next job as soon as it answers one, so a slow job never holds up the others.
-Every diff has a time budget (`diffing.INDEX_BUDGET`): past it, the words of what is left
+Every diff has a time budget (`textdiff.INDEX_BUDGET`): past it, the words of what is left
 are counted the cheap way and the figures are marked approximate.
 
 Workers are plain subprocesses (`python -m termshift.web.index_workers`) speaking JSON
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from termshift.archive_repo.blob_reader import BlobReader
-from termshift.web.diffing import INDEX_BUDGET, change_counts, count_words
+from termshift.textdiff import INDEX_BUDGET, change_counts, count_words
 
 # size in bytes, words, words added, words removed, whether added/removed are estimates
 Statistics = tuple[int, int, int, int, bool]

@@ -26,7 +26,8 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
-from termshift.web.diffing import DELETE, EQUAL, WORD, Comparison, word_diff
+from termshift.textdiff import DELETE, EQUAL, WORD, word_diff
+from termshift.web.diffing import Comparison
 from termshift.web.render import ALLOWED_TAGS, markdown_to_html, sanitise
 
 RENDERED_FORMAT = 1  # bump when the HTML produced changes

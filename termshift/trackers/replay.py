@@ -28,20 +28,36 @@ from pathlib import Path
 from termshift.archive_repo import Archive, RecordRepository, Snapshot, Version
 from termshift.archive_repo.archive import archive_options
 from termshift.config import Settings
-from termshift.declarations import Collection, Service, SourceDocument, Terms, load_collection
+from termshift.declarations import Collection, Service, Terms, load_collection
 from termshift.errors import ExtractError, TermshiftError
-from termshift.jsfilters import filters_at
 from termshift.logs import progress_bar
-from termshift.trackers.extract import extract
+from termshift.trackers.events import REBUILD, TECHNICAL_UPGRADE, Emitter, Listeners, emitter
+from termshift.trackers.pipeline import (
+    BLOCKED_TRAILER,
+    DOCUMENT_SEPARATOR,
+    Extractor,
+    assemble,
+    file_id,
+    is_blocked,
+    latest_usable,
+    record_version,
+)
 
-log = logging.getLogger("termshift.rebuild")
+log = logging.getLogger("termshift.trackers.replay")
 
-# Combined documents are joined by a Markdown horizontal rule, as OTA does.
-DOCUMENT_SEPARATOR = "\n\n- - -\n\n"
-
-# Snapshots recorded from a block or challenge page carry this trailer; they are
-# kept as evidence but never extracted.
-BLOCKED_TRAILER = "blocked"
+__all__ = [  # the pipeline's names stay importable from here
+    "BLOCKED_TRAILER",
+    "DOCUMENT_SEPARATOR",
+    "EXIT_SERVICES_SKIPPED",
+    "DocumentReport",
+    "NotDeclared",
+    "RebuildError",
+    "ReplaySummary",
+    "ServiceSkipped",
+    "apply_technical_upgrades",
+    "is_blocked",
+    "rebuild",
+]
 
 DocumentKey = tuple[str, str]  # (service id, terms type)
 
@@ -129,37 +145,6 @@ class ReplaySummary:
 SnapshotCallback = Callable[[Snapshot, str | None, Exception | None, Version | None], None]
 
 
-def is_blocked(snapshot: Snapshot) -> bool:
-    """Whether the snapshot is a block or challenge page kept as evidence."""
-    return BLOCKED_TRAILER in snapshot.metadata
-
-
-def _document_key(terms: Terms, document: SourceDocument) -> str | None:
-    """The document id used in file names: only combined terms have one."""
-    return document.id if terms.combined else None
-
-
-class _Extractor:
-    """Extraction with a small memo: the same snapshot extracted with the same
-    declaration (combined terms re-join unchanged documents) is done once."""
-
-    def __init__(self) -> None:
-        self._memo: dict[tuple[str | None, int], str] = {}
-
-    def __call__(self, snapshot: Snapshot, document: SourceDocument, service: Service) -> str:
-        key = (snapshot.id, id(document))
-        if snapshot.id is not None and key in self._memo:
-            return self._memo[key]
-        content = snapshot.content
-        if content is None or content in ("", b""):
-            raise ExtractError(f"Empty content for source document {document.location} in snapshot {snapshot.id}")
-        markdown = extract(content, snapshot.mime_type, document, filters_at(service.filters, snapshot.fetch_date))
-        if len(self._memo) > 256:  # only combined terms need it; keep it bounded
-            self._memo.clear()
-        self._memo[key] = markdown
-        return markdown
-
-
 def _load_declarations(declarations_dir: Path, services: Iterable[str] | None, summary: ReplaySummary) -> Collection:
     """The collection; services that do not load are noted in `summary` and logged, and left out.
 
@@ -191,11 +176,13 @@ def rebuild(
     settings: Settings | None = None,
     progress: bool = False,
     on_snapshot: SnapshotCallback | None = None,
+    listeners: Listeners = (),
 ) -> ReplaySummary:
     """Replay every snapshot of `snapshots_path` (oldest first) into `versions_path`.
 
     The versions repository is created when missing and must hold no version yet:
-    a replay never rewrites what is already archived. Raises RebuildError.
+    a replay never rewrites what is already archived. Each version recorded is announced
+    to `listeners` (termshift.trackers.events). Raises RebuildError.
     """
     services = list(services) if services else None
     types = list(types) if types else None
@@ -211,7 +198,11 @@ def rebuild(
             raise RebuildError(
                 f"{versions_path} already holds {existing} versions; rebuild into an empty or new repository"
             )
-        return _replay(collection, snapshots, versions, services, types, progress, on_snapshot, summary)
+        events = emitter(listeners)
+        try:
+            return _replay(collection, snapshots, versions, services, types, progress, on_snapshot, summary, events)
+        finally:
+            events.emit("records_written", run_id=None)
     finally:
         snapshots.close()
         versions.close()
@@ -226,8 +217,9 @@ def _replay(
     progress: bool,
     on_snapshot: SnapshotCallback | None,
     summary: ReplaySummary,
+    events: Emitter,
 ) -> ReplaySummary:
-    extractor = _Extractor()
+    extractor = Extractor()
     # The latest usable snapshot of each document, and the last Markdown recorded per terms.
     latest: dict[DocumentKey, dict[str | None, Snapshot]] = defaultdict(dict)
     last_markdown: dict[DocumentKey, str] = {}
@@ -258,15 +250,10 @@ def _replay(
                 error = failure
                 report.fail(_first_line(failure))
             if markdown is not None and markdown != last_markdown.get(key):
-                version = versions.record(
-                    Version(
-                        service_id=snapshot.service_id,
-                        terms_type=snapshot.terms_type,
-                        fetch_date=snapshot.fetch_date,
-                        content=markdown,
-                        snapshot_ids=[s.id for s in _documents_snapshots(collection, snapshot, latest[key])],
-                    )
-                )
+                version = record_version(versions, snapshot.service_id, snapshot.terms_type, markdown,
+                                         _documents_snapshots(collection, snapshot, latest[key]),
+                                         fetch_date=snapshot.fetch_date, events=events, origin=REBUILD,
+                                         previous_markdown=last_markdown.get(key))
                 last_markdown[key] = markdown
                 if version is not None:
                     summary.versions_recorded += 1
@@ -286,7 +273,7 @@ def _markdown_at(
     collection: Collection,
     snapshot: Snapshot,
     latest: dict[str | None, Snapshot],
-    extractor: _Extractor,
+    extractor: Extractor,
 ) -> str | None:
     """The Markdown of the terms as of `snapshot`, or None while a combined document
     has no snapshot yet. Raises ExtractError when extraction fails, RebuildError for a blocked page."""
@@ -299,20 +286,15 @@ def _markdown_at(
     if is_blocked(snapshot):
         raise RebuildError(f"snapshot {snapshot.id} is a blocked page ({snapshot.metadata[BLOCKED_TRAILER]})")
     latest[snapshot.document_id] = snapshot
-    parts = []
-    for document in terms.documents:
-        document_snapshot = latest.get(_document_key(terms, document))
-        if document_snapshot is None:
-            return None
-        parts.append(extractor(document_snapshot, document, service))
-    return DOCUMENT_SEPARATOR.join(parts)
+    return assemble(service, terms, (latest.get(file_id(terms, document)) for document in terms.documents),
+                    extractor, wait_for_missing=True)
 
 
 def _documents_snapshots(collection: Collection, snapshot: Snapshot, latest: dict[str | None, Snapshot]) -> list[Snapshot]:
     """The snapshots a version was assembled from, in declaration order."""
     terms = collection.services[snapshot.service_id].terms_at(snapshot.terms_type, snapshot.fetch_date)
     assert terms is not None
-    return [latest[_document_key(terms, document)] for document in terms.documents]
+    return [latest[file_id(terms, document)] for document in terms.documents]
 
 
 def apply_technical_upgrades(
@@ -323,18 +305,22 @@ def apply_technical_upgrades(
     types: Iterable[str] | None = None,
     settings: Settings | None = None,
     progress: bool = False,
+    listeners: Listeners = (),
+    run_id: int | None = None,
 ) -> ReplaySummary:
     """Re-extract each document's latest snapshot with the current declarations.
 
     A version is recorded (as a technical upgrade, dated at its latest snapshot)
-    only when the Markdown differs from the latest version. Combined terms whose
-    documents do not all have a snapshot yet are left for the next tracking run.
+    only when the Markdown differs from the latest version, and announced to
+    `listeners` (with `run_id` when a tracking run applies the upgrades). Combined
+    terms whose documents do not all have a snapshot yet are left for the next
+    tracking run.
     """
     services = list(services) if services else None
     wanted_types = set(types) if types else None
     summary = ReplaySummary()
     collection = _load_declarations(declarations_dir, services, summary)
-    extractor = _Extractor()
+    extractor = Extractor()
     started = time.perf_counter()
     jobs = [
         (service, terms)
@@ -342,6 +328,7 @@ def apply_technical_upgrades(
         for terms in service.terms.values()
         if wanted_types is None or terms.type in wanted_types
     ]
+    events = emitter(listeners)
     with Archive.open(data_dir, settings.archive if settings else None) as archive:
         bar = progress_bar(len(jobs), progress, unit="terms")
         try:
@@ -350,7 +337,7 @@ def apply_technical_upgrades(
                 key = (service.id, terms.type)
                 report = summary.documents[key]
                 try:
-                    version = _upgrade(archive, service, terms, extractor, report)
+                    version = _upgrade(archive, service, terms, extractor, report, events, run_id)
                 except ExtractError as failure:
                     report.fail(_first_line(failure))
                     continue
@@ -360,32 +347,26 @@ def apply_technical_upgrades(
                 summary.snapshots_read += report.snapshots
         finally:
             bar.close()
+            events.emit("records_written", run_id=run_id)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def _upgrade(
-    archive: Archive, service: Service, terms: Terms, extractor: _Extractor, report: DocumentReport
+    archive: Archive, service: Service, terms: Terms, extractor: Extractor, report: DocumentReport,
+    events: Emitter, run_id: int | None,
 ) -> Version | None:
     snapshots = []
     for document in terms.documents:
-        history = archive.snapshots.history(service.id, terms.type, _document_key(terms, document))
-        usable = next((snapshot for snapshot in history if not is_blocked(snapshot)), None)
+        usable = latest_usable(archive.snapshots, service.id, terms.type, file_id(terms, document))
         if usable is None:
             return None  # not tracked yet: the next tracking run records a first version
         snapshots.append(usable)
     report.snapshots += len(snapshots)
-    parts = [extractor(snapshot, document, service) for snapshot, document in zip(snapshots, terms.documents, strict=True)]
-    return archive.versions.record(
-        Version(
-            service_id=service.id,
-            terms_type=terms.type,
-            fetch_date=max(snapshot.fetch_date for snapshot in snapshots),
-            content=DOCUMENT_SEPARATOR.join(parts),
-            snapshot_ids=[snapshot.id for snapshot in snapshots],
-            is_technical_upgrade=True,
-        )
-    )
+    markdown = assemble(service, terms, snapshots, extractor)
+    assert markdown is not None
+    return record_version(archive.versions, service.id, terms.type, markdown, snapshots, technical_upgrade=True,
+                          events=events, origin=TECHNICAL_UPGRADE, run_id=run_id)
 
 
 def _first_line(error: Exception) -> str:

@@ -1,0 +1,617 @@
+"""The one diff engine: line alignment first, then words inside changed lines, and the
+word statistics computed from it (words added and removed).
+
+diff-match-patch does the aligning: its C++ implementation (fast_diff_match_patch) for the
+costly part, Myers' algorithm on each gap between anchors, and the Python one for the
+clean-ups around it (the same algorithm in both).
+
+Terms are Markdown with one paragraph per line, so lines are the natural unit to align:
+diff-match-patch's line mode (`diff_linesToChars`) pairs up unchanged paragraphs, and
+only inside the changed regions do we diff word by word, so that a reader sees the three
+words that changed in a paragraph instead of the whole paragraph struck through.
+
+Everything that counts changed words uses this module, so the figures agree everywhere:
+the viewer's diff page and index (`termshift.web.diffing`, `termshift.web.index_workers`),
+the alerts' feeds and webhooks (`termshift.alerts.events.diff_stats`) and the dataset's
+`versions.csv`. A bottom-layer module: it imports nothing of Termshift.
+
+- `line_diff(old, new)`, `word_diff(old, new)`: (op, lines) and (op, text) runs.
+- `hunks(old, new, budget)`: the changed and unchanged regions (`Hunk`), words aligned
+  inside the changed ones within a budget of CPU time (`Budget`); past it a region is
+  `approximate` (whole lines, its words counted as a bag).
+- `change_counts(old, new, budget)`, `count_changes(old, new)`: words added and removed.
+- `word_changes(old, new, budget)`: the same, and where each added and removed word is
+  (offsets in the new and the old text), for those who quote what changed.
+- `count_words(text)`: words as counted everywhere (runs of letters and digits).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from bisect import bisect_left
+from collections import Counter
+from dataclasses import dataclass, field
+
+from diff_match_patch import diff_match_patch
+from fast_diff_match_patch import diff as native_diff
+
+EQUAL, INSERT, DELETE = 0, 1, -1
+
+# Words as counted everywhere in the viewer: runs of letters and digits (any script).
+WORD = re.compile(r"\w+")
+# Units of the word-level diff: words, runs of spaces, single punctuation marks. Line
+# breaks are kept as their own tokens so a changed region splits back into its lines.
+TOKEN = re.compile(r"\w+|\n|[^\S\n]+|[^\w\s]")
+SPACE = re.compile(r"\s")
+SPACE_RUN = re.compile(r"[^\S\n]+")
+UNUSUAL_SPACE = re.compile(r"[^\S\n ]|  ")
+
+# A change region this large (in tokens) is shown as whole lines: word alignment of two
+# unrelated 100 KB blocks is slow and unreadable anyway.
+MAX_WORD_DIFF_TOKENS = 60_000
+# Tokens are at least one character: a region longer than this is not even tokenised.
+MAX_WORD_DIFF_CHARS = 6 * MAX_WORD_DIFF_TOKENS
+# What one comparison may spend aligning lines and words (see `Budget`). Past it, the
+# changed regions not aligned yet are shown as whole lines and their words counted the
+# cheap way (`_bag_counts`), and the figures are marked approximate. The diff page can
+# afford more than the index, which compares every version with the one before.
+PAGE_BUDGET = 0.25  # seconds of CPU
+INDEX_BUDGET = 0.05
+# Work units (tokens × estimated edits) per second of budget: diff-match-patch's cost on
+# one gap is about (n + m) · d; a gap estimated above budget × WORK_PER_SECOND is not
+# aligned. Measured on real terms of service with the C++ implementation.
+WORK_PER_SECOND = 200_000_000
+# Gaps between anchors are anchored again, this many levels deep, unless this small.
+MAX_ANCHOR_DEPTH = 3
+SMALL_GAP = 32
+# Line diffs encode each distinct line as one Unicode character.
+MAX_LINES = 1_000_000
+
+
+@dataclass
+class Hunk:
+    """A run of lines that is unchanged, inserted, deleted or changed.
+
+    `segments` (for "change" hunks) is the word-level diff of the old lines against the
+    new ones: (op, text) pairs whose text, joined per side, gives back those lines.
+    """
+
+    kind: str  # "equal" | "insert" | "delete" | "change"
+    old_start: int  # 0-based index of the first old line
+    new_start: int
+    old_lines: list[str]
+    new_lines: list[str]
+    segments: list[tuple[int, str]] = field(default_factory=list)
+    section: str | None = None  # the heading this change falls under (set by web.diffing.compare())
+    # A "change" too large (or too slow) to align word by word: shown as whole lines, and
+    # its words counted as a bag (see `_bag_counts`).
+    approximate: bool = False
+
+    @property
+    def whitespace_only(self) -> bool:
+        """A change of layout alone: only spaces or line breaks added, removed or swapped
+        (say spaces that became non-breaking spaces); not one word differs."""
+        if self.kind == "equal":
+            return False
+        if self.kind == "change":
+            return all(not text.strip() for op, text in self.segments if op != EQUAL)
+        return all(not line.strip() for line in self.old_lines + self.new_lines)
+
+    def to_json(self) -> dict:
+        data = {
+            "kind": self.kind,
+            "section": self.section,
+            "whitespace_only": self.whitespace_only,
+            "old_start": self.old_start,
+            "new_start": self.new_start,
+            "old_lines": self.old_lines,
+            "new_lines": self.new_lines,
+        }
+        if self.segments:
+            data["segments"] = [[op, text] for op, text in self.segments]
+        if self.approximate:
+            data["approximate"] = True
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> Hunk:
+        return cls(
+            data["kind"], data["old_start"], data["new_start"], data["old_lines"], data["new_lines"],
+            [(op, text) for op, text in data.get("segments", [])], data.get("section"),
+            bool(data.get("approximate", False)),
+        )
+
+
+def count_words(text: str) -> int:
+    return len(WORD.findall(text))
+
+
+def _engine(timeout: float = 1.0) -> diff_match_patch:
+    engine = diff_match_patch()
+    # A time limit keeps pathological inputs bounded; the result is then still a correct
+    # (if not minimal) diff. (A positive one also enables its half-match speed-up.)
+    engine.Diff_Timeout = timeout
+    return engine
+
+
+def _split_lines(text: str) -> list[str]:
+    return text.split("\n")
+
+
+def _encode(old_items: list[str], new_items: list[str]) -> tuple[str, str, list[str]]:
+    """Encode each distinct item (a line or a token) as one character.
+
+    This is diff_linesToChars' trick, generalised: diff-match-patch then compares
+    whole lines or whole words at the cost of characters. Code 0 is left unused.
+    (Built with C-level dict and map calls: this runs on every token of a changed region.)
+    """
+    table = ["", *dict.fromkeys(old_items), *dict.fromkeys(new_items)]
+    table = list(dict.fromkeys(table))  # dicts keep insertion order, so position == code
+    codes = dict(zip(table, map(chr, range(len(table))), strict=True))
+    return "".join(map(codes.__getitem__, old_items)), "".join(map(codes.__getitem__, new_items)), table
+
+
+def _longest_increasing_run(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The longest subsequence of (i, j) pairs (sorted by i) whose j increase too."""
+    tails: list[int] = []  # tails[k] = index in pairs of the smallest tail of a run of length k+1
+    tail_values: list[int] = []
+    previous: list[int] = [-1] * len(pairs)
+    for index, (_i, j) in enumerate(pairs):
+        position = bisect_left(tail_values, j)
+        if position:
+            previous[index] = tails[position - 1]
+        if position == len(tails):
+            tails.append(index)
+            tail_values.append(j)
+        else:
+            tails[position] = index
+            tail_values[position] = j
+    run = []
+    index = tails[-1] if tails else -1
+    while index != -1:
+        run.append(pairs[index])
+        index = previous[index]
+    return run[::-1]
+
+
+class Budget:
+    """The work one comparison may do, so that no pair of versions costs more than it.
+
+    Two limits, both independent of the machine's load (tests can rely on them): a gap is
+    aligned only if its estimated cost fits (`WORK_PER_SECOND`), and no new gap is started
+    once the thread has used `seconds` of CPU. diff-match-patch's own wall-clock timeout is
+    only a safety net, set well beyond. `cut` counts the gaps left unaligned.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.deadline = time.thread_time() + seconds
+        self.work_limit = seconds * WORK_PER_SECOND
+        self.cut = 0
+
+    def spent(self) -> bool:
+        return time.thread_time() >= self.deadline
+
+    def allows(self, old_gap: str, new_gap: str) -> bool:
+        """Whether aligning these two gaps fits (their cost estimated from a bag count)."""
+        if self.spent():
+            return False
+        size = len(old_gap) + len(new_gap)
+        if size * min(len(old_gap), len(new_gap)) <= self.work_limit:
+            return True  # even the worst case fits
+        old_items, new_items = Counter(old_gap), Counter(new_gap)
+        edits = sum(((old_items - new_items) + (new_items - old_items)).values())
+        return size * max(edits, 1) <= self.work_limit
+
+    def time_limit(self) -> float:
+        """diff-match-patch's own time limit (wall-clock seconds) for one gap: a safety net
+        for a gap whose cost was misjudged, well beyond what the budget has left."""
+        return 0.5 + 4 * self.seconds
+
+
+def _anchored_diff(engine: diff_match_patch, old: str, new: str, budget: Budget | None = None,
+                   depth: int = 0) -> list[tuple[int, str]]:
+    """Diff two encoded strings, anchored on items that occur once in each (patience diff).
+
+    Paragraphs of terms are nearly all unique, so anchoring on them leaves diff-match-patch
+    only the small gaps between anchors: fast on long documents, and the alignment follows
+    the paragraphs a reader recognises. Words repeat more, so a gap is anchored again on
+    what is unique within it, a few levels deep, before diff-match-patch sees it.
+    `budget` bounds the work: a gap it does not allow is one deletion and one insertion
+    (still a correct diff, if not a minimal one), counted in `budget.cut`.
+    """
+    diffs: list[tuple[int, str]] = []
+    old_at = new_at = 0
+    for i, j in [*_unique_anchors(old, new), (len(old), len(new))]:
+        old_gap, new_gap = old[old_at:i], new[new_at:j]
+        if old_gap == new_gap:
+            diffs.append((EQUAL, old_gap))
+        elif not old_gap or not new_gap:
+            diffs.append((INSERT, new_gap) if new_gap else (DELETE, old_gap))
+        elif depth < MAX_ANCHOR_DEPTH and min(len(old_gap), len(new_gap)) > SMALL_GAP:
+            diffs.extend(_anchored_diff(engine, old_gap, new_gap, budget, depth + 1))
+        elif budget is not None and not budget.allows(old_gap, new_gap):
+            budget.cut += 1
+            diffs += [(DELETE, old_gap), (INSERT, new_gap)]
+        else:
+            diffs.extend(_gap_diff(old_gap, new_gap, budget))
+        if i < len(old):
+            diffs.append((EQUAL, old[i]))
+        old_at, new_at = i + 1, j + 1
+    diffs = [(op, text) for op, text in diffs if text]
+    if depth == 0:
+        engine.diff_cleanupMerge(diffs)
+    return diffs
+
+
+def _gap_diff(old: str, new: str, budget: Budget | None, cleanup: str = "No") -> list[tuple[int, str]]:
+    """diff-match-patch's diff of two encoded strings, by its C++ implementation."""
+    limit = 0 if budget is None else budget.time_limit()
+    started = time.monotonic()
+    diffs: list[tuple[int, str]] = []
+    old_at = new_at = 0
+    for op, length in native_diff(old, new, timelimit=limit, checklines=False, cleanup=cleanup, counts_only=True):
+        if op == "=":
+            diffs.append((EQUAL, old[old_at:old_at + length]))
+            old_at += length
+            new_at += length
+        elif op == "-":
+            diffs.append((DELETE, old[old_at:old_at + length]))
+            old_at += length
+        else:
+            diffs.append((INSERT, new[new_at:new_at + length]))
+            new_at += length
+    if budget is not None and limit and time.monotonic() - started >= limit:
+        budget.cut += 1  # it gave up: a correct diff, but not a minimal one
+    return diffs
+
+
+def _unique_anchors(old: str, new: str) -> list[tuple[int, int]]:
+    """Positions (i, j) of items occurring once in each string, in an order both agree on."""
+    old_count, new_count = Counter(old), Counter(new)
+    new_position = {char: j for j, char in enumerate(new) if new_count[char] == 1}
+    pairs = [
+        (i, new_position[char])
+        for i, char in enumerate(old)
+        if old_count[char] == 1 and char in new_position
+    ]
+    return _longest_increasing_run(pairs)
+
+
+def _common_line_prefix(engine: diff_match_patch, old: str, new: str) -> int:
+    """Length of the longest common prefix of whole lines (ending with a newline)."""
+    return old.rfind("\n", 0, engine.diff_commonPrefix(old, new)) + 1
+
+
+def _common_line_suffix(engine: diff_match_patch, old: str, new: str) -> int:
+    """Length of a common suffix made of whole lines (starting after a newline in both)."""
+    common = engine.diff_commonSuffix(old, new)
+    start = old.find("\n", len(old) - common)
+    return 0 if start == -1 else len(old) - start - 1
+
+
+def _lines(text: str, ends_before_suffix: bool) -> list[str]:
+    """Lines of a middle part. Before a common tail it ends with a newline (or is empty);
+    at the end of the text, even an empty string is one (empty) line."""
+    if ends_before_suffix:
+        return text[:-1].split("\n") if text else []
+    return text.split("\n")
+
+
+def line_diff(old: str, new: str, timeout: float = 2.0) -> list[tuple[int, list[str]]]:
+    """(op, lines) runs aligning the lines of `old` and `new`.
+
+    The common head and tail are cut first, at C speed, so the line-by-line work is
+    only done on the region between the first and the last change.
+    """
+    return _line_runs(old, new, Budget(timeout))
+
+
+def _line_runs(old: str, new: str, budget: Budget) -> list[tuple[int, list[str]]]:
+    engine = _engine()
+    head = _common_line_prefix(engine, old, new)
+    tail = _common_line_suffix(engine, old[head:], new[head:])
+    old_middle = old[head:len(old) - tail]
+    new_middle = new[head:len(new) - tail]
+    old_lines, new_lines = _lines(old_middle, tail > 0), _lines(new_middle, tail > 0)
+    runs: list[tuple[int, list[str]]] = []
+    if head:
+        runs.append((EQUAL, old[:head - 1].split("\n")))
+    if len(old_lines) + len(new_lines) > MAX_LINES:  # one character per line must stay possible
+        runs += [(DELETE, old_lines), (INSERT, new_lines)]
+    elif old_lines or new_lines:
+        old_chars, new_chars, table = _encode(old_lines, new_lines)
+        diffs = _anchored_diff(engine, old_chars, new_chars, budget)
+        # Absorb lone unchanged lines (typically the blank line between two changed
+        # paragraphs) into the surrounding change, so one edit reads as one region.
+        engine.diff_cleanupSemantic(diffs)
+        runs += [(op, [table[ord(char)] for char in chars]) for op, chars in diffs]
+    if tail:
+        runs.append((EQUAL, old[len(old) - tail:].split("\n")))
+    return _merge_runs([run for run in runs if run[1]])
+
+
+def _merge_runs(runs: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
+    merged: list[tuple[int, list[str]]] = []
+    for op, lines in runs:
+        if merged and merged[-1][0] == op:
+            merged[-1] = (op, merged[-1][1] + lines)
+        else:
+            merged.append((op, lines))
+    return merged
+
+
+def _token_keys(text: str, tokens: list[str]) -> list[str]:
+    """The tokens of `text` as they are compared: every run of spaces (ordinary,
+    non-breaking, thin, tabs…) is the same separator; a line break stays itself, since it
+    splits paragraphs. One key per token of `tokens` (`TOKEN.findall(text)`)."""
+    if not UNUSUAL_SPACE.search(text):
+        return tokens  # every separator is already a single ordinary space
+    return TOKEN.findall(SPACE_RUN.sub(" ", text))
+
+
+def _last_space_before(text: str, end: int) -> int:
+    """Index of the last whitespace character of `text[:end]`, or -1."""
+    for index in range(end - 1, -1, -1):
+        if text[index].isspace():
+            return index
+    return -1
+
+
+def _whole_word_edges(engine: diff_match_patch, old: str, new: str) -> tuple[int, int]:
+    """Lengths of a common head and tail that never cut a word (they end or start at a space)."""
+    common = engine.diff_commonPrefix(old, new)
+    head = _last_space_before(old, common) + 1
+    rest_old, rest_new = old[head:], new[head:]
+    common = engine.diff_commonSuffix(rest_old, rest_new)
+    if not common:
+        return head, 0
+    space = SPACE.search(rest_old, len(rest_old) - common)
+    return head, (len(rest_old) - space.start() - 1) if space else 0
+
+
+def _token_segments(diffs: list[tuple[int, str]], old_tokens: list[str],
+                    new_tokens: list[str]) -> list[tuple[int, str]]:
+    """Turn a diff of encoded tokens back into texts.
+
+    Separators were compared by `_token_keys`, so an "equal" run may pair a space with
+    a non-breaking space: such a pair becomes a deletion and an insertion of whitespace
+    alone (no word), which the diff page shows with visible markers.
+    """
+    segments: list[tuple[int, str]] = []
+    old_at = new_at = 0
+    for op, chars in diffs:
+        count = len(chars)
+        if op == DELETE:
+            segments.append((DELETE, "".join(old_tokens[old_at:old_at + count])))
+            old_at += count
+        elif op == INSERT:
+            segments.append((INSERT, "".join(new_tokens[new_at:new_at + count])))
+            new_at += count
+        else:
+            for old_token, new_token in zip(old_tokens[old_at:old_at + count], new_tokens[new_at:new_at + count],
+                                            strict=True):
+                if old_token == new_token:
+                    segments.append((EQUAL, old_token))
+                else:
+                    segments += [(DELETE, old_token), (INSERT, new_token)]
+            old_at += count
+            new_at += count
+    return segments
+
+
+def word_diff(old: str, new: str, timeout: float = 1.0) -> list[tuple[int, str]]:
+    """Word-level (op, text) segments of two short texts, semantically cleaned up.
+
+    The common head and tail are cut first (at C speed, on word boundaries), so only the
+    changed middle is tokenised and diffed. Tokens are aligned with every kind of space
+    counted as the same separator, so `a b` against `a\u00a0b` changes one space, not the
+    words around it.
+    """
+    return _word_segments(old, new, Budget(timeout))[0]
+
+
+def _word_segments(old: str, new: str, budget: Budget) -> tuple[list[tuple[int, str]], bool]:
+    """`word_diff`'s segments, and whether they are aligned word by word (False: the
+    region was too large for the budget, and it is shown as whole lines)."""
+    engine = _engine()
+    head, tail = _whole_word_edges(engine, old, new)
+    old_middle, new_middle = old[head:len(old) - tail], new[head:len(new) - tail]
+    segments = [(EQUAL, old[:head])]
+    aligned = len(old_middle) + len(new_middle) <= MAX_WORD_DIFF_CHARS and not budget.spent()
+    if aligned:
+        old_tokens, new_tokens = TOKEN.findall(old_middle), TOKEN.findall(new_middle)
+        aligned = len(old_tokens) + len(new_tokens) <= MAX_WORD_DIFF_TOKENS
+    if aligned:
+        old_chars, new_chars, _table = _encode(_token_keys(old_middle, old_tokens),
+                                               _token_keys(new_middle, new_tokens))
+        cut = budget.cut
+        # On the encoded form each "character" is a whole token, so semantic cleanup
+        # weighs tokens and never splits a word.
+        if budget.allows(old_chars, new_chars):
+            diffs = _gap_diff(old_chars, new_chars, budget, cleanup="Semantic")
+        else:
+            budget.cut += 1
+        aligned = budget.cut == cut
+    if aligned:
+        segments += _token_segments(diffs, old_tokens, new_tokens)
+    else:
+        segments += [(DELETE, old_middle), (INSERT, new_middle)]
+    segments.append((EQUAL, old[len(old) - tail:]))
+    return _merge_segments(segments), aligned
+
+
+def _merge_segments(segments: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    merged: list[tuple[int, str]] = []
+    for op, text in segments:
+        if not text:
+            continue
+        if merged and merged[-1][0] == op:
+            merged[-1] = (op, merged[-1][1] + text)
+        else:
+            merged.append((op, text))
+    return merged
+
+
+def _hunks(runs: list[tuple[int, list[str]]], budget: Budget) -> list[Hunk]:
+    """Group line runs into hunks; adjacent deletions and insertions form a "change",
+    aligned word by word within `budget`."""
+    hunks: list[Hunk] = []
+    old_at = new_at = 0
+    pending_old: list[str] = []
+    pending_new: list[str] = []
+
+    def flush() -> None:
+        nonlocal old_at, new_at, pending_old, pending_new
+        if not pending_old and not pending_new:
+            return
+        kind = "change" if pending_old and pending_new else ("delete" if pending_old else "insert")
+        hunk = Hunk(kind, old_at, new_at, pending_old, pending_new)
+        if kind == "change":
+            segments, aligned = _word_segments("\n".join(pending_old), "\n".join(pending_new), budget)
+            hunk.segments, hunk.approximate = segments, not aligned
+        hunks.append(hunk)
+        old_at += len(pending_old)
+        new_at += len(pending_new)
+        pending_old, pending_new = [], []
+
+    for op, lines in runs:
+        if op == EQUAL:
+            flush()
+            hunks.append(Hunk("equal", old_at, new_at, lines, lines))
+            old_at += len(lines)
+            new_at += len(lines)
+        elif op == DELETE:
+            pending_old = pending_old + lines
+        else:
+            pending_new = pending_new + lines
+    flush()
+    return hunks
+
+
+def _bag_counts(old: str, new: str) -> tuple[int, int]:
+    """(added, removed) counting words as a bag: each word as many times more (fewer) as it
+    occurs in `new` than in `old`. Linear time; a lower bound of the word diff's figures,
+    and exact for a pure reflow. The totals still add up: old + added - removed = new."""
+    old_words, new_words = Counter(WORD.findall(old)), Counter(WORD.findall(new))
+    return sum((new_words - old_words).values()), sum((old_words - new_words).values())
+
+
+def count_changed_words(found: list[Hunk]) -> tuple[int, int]:
+    """(words added, words removed) in these hunks: approximate ones counted as a bag."""
+    added = removed = 0
+    for hunk in found:
+        if hunk.kind == "insert":
+            added += count_words("\n".join(hunk.new_lines))
+        elif hunk.kind == "delete":
+            removed += count_words("\n".join(hunk.old_lines))
+        elif hunk.approximate:
+            more, fewer = _bag_counts("\n".join(hunk.old_lines), "\n".join(hunk.new_lines))
+            added += more
+            removed += fewer
+        elif hunk.kind == "change":
+            for op, text in hunk.segments:
+                if op == INSERT:
+                    added += count_words(text)
+                elif op == DELETE:
+                    removed += count_words(text)
+    return added, removed
+
+
+@dataclass(frozen=True)
+class ChangeCounts:
+    """Words added and removed from one version to the next, as the index stores them."""
+
+    added: int
+    removed: int
+    approximate: bool  # counted as a bag in some region (see `Hunk.approximate`)
+
+
+def hunks(old: str, new: str, budget: float = PAGE_BUDGET) -> list[Hunk]:
+    """The regions of the diff of `old` and `new`, changed regions aligned word by word.
+
+    `budget` (seconds of CPU) bounds the alignment work; regions left unaligned when it
+    runs out are whole lines, marked `approximate`.
+    """
+    limit = Budget(budget)
+    return _hunks(_line_runs(old, new, limit), limit)
+
+
+def change_counts(old: str, new: str, budget: float = INDEX_BUDGET) -> ChangeCounts:
+    """`count_changes` within a budget (seconds of CPU), saying whether it had to estimate."""
+    found = hunks(old, new, budget)
+    added, removed = count_changed_words(found)
+    return ChangeCounts(added, removed, any(hunk.approximate for hunk in found))
+
+
+def count_changes(old: str, new: str) -> tuple[int, int]:
+    """(words added, words removed) from `old` to `new`: the figures the diff page reports."""
+    counts = change_counts(old, new, PAGE_BUDGET)
+    return counts.added, counts.removed
+
+
+# Where a changed word or mark is: any token but spaces and line breaks.
+VISIBLE_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class WordChanges(ChangeCounts):
+    """`ChangeCounts`, and where the changes are: the offset of each added token (a word or
+    a punctuation mark) in the new text, and of each removed one in the old text, in order."""
+
+    added_at: tuple[int, ...] = ()
+    removed_at: tuple[int, ...] = ()
+
+
+def _line_offsets(text: str) -> list[int]:
+    """The offset in `text` where each of its lines ("\n"-separated) starts."""
+    offsets = [0]
+    at = text.find("\n")
+    while at != -1:
+        offsets.append(at + 1)
+        at = text.find("\n", at + 1)
+    return offsets
+
+
+def _visible_at(text: str, start: int) -> list[int]:
+    return [start + match.start() for match in VISIBLE_TOKEN.finditer(text)]
+
+
+def word_changes(old: str, new: str, budget: float = PAGE_BUDGET) -> WordChanges:
+    """Words added and removed from `old` to `new` (the diff page's figures) and where they are.
+
+    An approximate region (past the budget) counts all its lines as removed and added.
+    From an empty `old`, every word of `new` is added.
+    """
+    if not old:
+        return WordChanges(count_words(new), 0, False, tuple(_visible_at(new, 0)), ())
+    found = hunks(old, new, budget)
+    added, removed = count_changed_words(found)
+    old_lines, new_lines = _line_offsets(old), _line_offsets(new)
+    added_at: list[int] = []
+    removed_at: list[int] = []
+    for hunk in found:
+        if hunk.kind == "equal":
+            continue
+        old_at = old_lines[hunk.old_start] if hunk.old_lines else 0
+        new_at = new_lines[hunk.new_start] if hunk.new_lines else 0
+        if hunk.kind != "change" or hunk.approximate:
+            if hunk.old_lines:
+                removed_at += _visible_at("\n".join(hunk.old_lines), old_at)
+            if hunk.new_lines:
+                added_at += _visible_at("\n".join(hunk.new_lines), new_at)
+            continue
+        for op, text in hunk.segments:
+            if op == INSERT:
+                added_at += _visible_at(text, new_at)
+                new_at += len(text)
+            elif op == DELETE:
+                removed_at += _visible_at(text, old_at)
+                old_at += len(text)
+            else:
+                old_at += len(text)
+                new_at += len(text)
+    return WordChanges(added, removed, any(hunk.approximate for hunk in found), tuple(added_at), tuple(removed_at))
+
+

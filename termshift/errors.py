@@ -1,4 +1,4 @@
-"""The one error root, `TermshiftError`, and the errors of fetching and extraction.
+"""The one error root, `TermshiftError`, and the errors of fetching, extraction and the archive.
 
 Every exception class defined in termshift derives from `TermshiftError` (some also from
 the built-in class callers caught before, such as ValueError); `tests/test_errors.py`
@@ -192,3 +192,17 @@ def suggest(word: str, candidates: Iterable[str]) -> str | None:
             return candidate
     matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+# --- the archive (termshift.archive_repo) ----------------------------------------------------
+
+class ArchiveError(TermshiftError):
+    """A repository cannot be used (not a git repository, git failed…); the message names it."""
+
+
+class InvalidRecordError(ArchiveError, ValueError):
+    """A record misses a required field (`Snapshot is not valid; "content" is missing`)."""
+
+
+class ArchiveLockedError(ArchiveError):
+    """Another process kept the repository's writer lock longer than we were willing to wait."""

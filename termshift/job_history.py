@@ -31,7 +31,7 @@ from typing import Any
 
 from termshift.locking import process_alive
 from termshift.sqlite_wal import connect as connect_private
-from termshift.sqlite_wal import connect_read_only, enable_wal, has_table
+from termshift.sqlite_wal import connect_read_only, enable_wal, has_table, json_object
 
 STATE_FILE = "scheduler.sqlite"
 JOBS_TABLE = "apscheduler_jobs"  # APScheduler's default name, given explicitly by the scheduler
@@ -99,15 +99,6 @@ def read_state(data_dir: Path, table: str, query: str, parameters: tuple = ()) -
             db.close()
     except sqlite3.Error:
         return []
-
-
-def _json_object(value: Any) -> dict[str, Any]:
-    if isinstance(value, str | bytes):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return value if isinstance(value, dict) else {}
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -184,7 +175,7 @@ def recent_runs(data_dir: Path, job_id: str | None = None, limit: int = 20) -> l
     rows = read_state(data_dir, "run_history",
                       f"SELECT * FROM run_history {where} ORDER BY id DESC LIMIT ?", (*parameters, int(limit)))
     for row in rows:
-        row["counts"] = _json_object(row.get("counts"))
+        row["counts"] = json_object(row.get("counts"))
         finished = row.get("finished_at")
         row["duration"] = finished - row["started_at"] if finished is not None else None
     return rows

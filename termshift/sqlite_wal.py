@@ -14,6 +14,7 @@ that owns it (see docs/architecture.md, "The data folder").
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -129,3 +130,13 @@ def enable_wal(connection: sqlite3.Connection, attempts: int = 100) -> None:
     path = _database_file(connection)
     if path is not None:
         make_private(path)  # also for a database opened with plain sqlite3.connect
+
+
+def json_object(value: Any) -> dict[str, Any]:
+    """A JSON-object column (`counts`, `summary`…) as a dict; {} for NULL, damaged or non-object values."""
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}

@@ -12,7 +12,7 @@ words that changed in a paragraph instead of the whole paragraph struck through.
 
 Everything that counts changed words uses this module, so the figures agree everywhere:
 the viewer's diff page and index (`termshift.web.diffing`, `termshift.web.index_workers`),
-the alerts' feeds and webhooks (`termshift.alerts.events.diff_stats`) and the dataset's
+the alerts' feeds and webhooks (`termshift.alerts.payloads.diff_stats`) and the dataset's
 `versions.csv`. A bottom-layer module: it imports nothing of Termshift.
 
 - `line_diff(old, new)`, `word_diff(old, new)`: (op, lines) and (op, text) runs.

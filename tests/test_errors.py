@@ -29,7 +29,7 @@ def exception_classes() -> dict[str, type[BaseException]]:
 def test_every_module_is_walked() -> None:
     names = termshift_modules()
     assert {"termshift.errors", "termshift.trackers.fetcher", "termshift.alerts.signing",
-            "termshift.archive_repo.log_reader", "termshift.archive_repo.errors"} <= set(names)
+            "termshift.archive_repo.log_reader", "termshift.web.error_pages"} <= set(names)
     assert "termshift.trackers.errors" not in names  # the root moved to termshift.errors: no second home
 
 

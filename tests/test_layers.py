@@ -51,3 +51,16 @@ def test_an_import_that_climbs_a_layer_breaks_the_contract(tmp_path: Path) -> No
     result = lint_imports(tmp_path)
     assert result.returncode != 0
     assert "termshift.errors is not allowed to import termshift.web" in result.stdout, result.stdout
+
+
+def test_every_module_has_its_line_in_the_architecture_document() -> None:
+    """docs/architecture.md says, for each module, what it owns: a new module gets its line."""
+    import pkgutil
+
+    import termshift
+
+    listed = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    names = [info.name for info in pkgutil.walk_packages(termshift.__path__, "termshift.")]
+    assert len(names) > 50
+    missing = [name for name in names if f"- `{name}`: " not in listed and name != "termshift.trackers"]
+    assert missing == [], f"add a line for each to docs/architecture.md's module list: {missing}"

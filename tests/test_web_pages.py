@@ -456,7 +456,7 @@ def test_every_interface_text_has_a_french_translation():
     singles |= set(i18n.KIND_NAMES.values()) | set(i18n.STATUS_NAMES.values()) | set(i18n.ERROR_TITLES.values())
     # Texts that reach `_()` through a variable: names of changed spaces, error explanations.
     from termshift.web.diffview import OTHER_SPACE, WHITESPACE_MARKS
-    from termshift.web.errors import DateInTheFuture
+    from termshift.web.error_pages import DateInTheFuture
 
     singles |= {name for _mark, name in [*WHITESPACE_MARKS.values(), OTHER_SPACE]}
     future = DateInTheFuture(datetime(2099, 1, 1, tzinfo=UTC), "/")

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from termshift import ssrf
-from termshift.alerts import events, outbox, store, subscriptions
+from termshift.alerts import outbox, payloads, store, subscriptions
 from termshift.alerts.signing import (
     SecretError,
     SignatureError,
@@ -28,7 +28,7 @@ from termshift.archive_repo.listing import VersionEntry
 from tests.support.alerts import BASE_URL, Recorded, VersionsRepo, webhook_settings
 
 ALLOW_LOCAL = ["127.0.0.1"]
-SCHEMA = events.load_schema()
+SCHEMA = payloads.load_schema()
 
 
 def validate(payload: dict) -> None:
@@ -277,7 +277,7 @@ def test_payloads_follow_the_schema_and_say_what_changed(history):
 
 
 def test_the_schema_rejects_what_it_should():
-    good = events.test_event("evt_abc_test_1", 3)
+    good = payloads.test_event("evt_abc_test_1", 3)
     validate(good)
     for broken in (
         {**good, "type": "version.deleted"},
@@ -342,7 +342,7 @@ def test_records_written_by_the_archive_module_are_announced(tmp_path):
     ]
     subscriber = subscribe(tmp_path)
     result = outbox.enqueue_new_versions(tmp_path, recorded, BASE_URL, webhook_settings())
-    assert result.created == [events.event_id(subscriber.uid, version.id) for version in recorded]
+    assert result.created == [payloads.event_id(subscriber.uid, version.id) for version in recorded]
     change = {row["version_id"]: row["payload"] for row in queued(tmp_path)}[recorded[1].id]
     validate(change)
     assert change["data"]["stats"] == {"words_added": 1, "words_removed": 0}
@@ -414,33 +414,33 @@ def test_payload_sentences_are_plain_text_without_markdown(tmp_path):
     ("Write to <mailto:privacy@acme.example> today.", "Write to privacy@acme.example today."),
 ])
 def test_sentences_lose_their_markdown_syntax(markdown, expected):
-    assert events.diff_stats(None, markdown).changed_sentences[0] == expected
+    assert payloads.diff_stats(None, markdown).changed_sentences[0] == expected
 
 
 def test_lines_of_only_syntax_or_punctuation_are_not_sentences():
     text = "Title\n=====\n\n* * *\n\n| --- | --- |\n\n*   \\-\n\n---\n\nThe body."
-    assert events.diff_stats(None, text).changed_sentences == ("Title", "The body.")
+    assert payloads.diff_stats(None, text).changed_sentences == ("Title", "The body.")
     # A change that only touches the underline says no sentence, rather than "=====".
-    assert events.diff_stats(text, text.replace("=====", "======")).changed_sentences == ()
+    assert payloads.diff_stats(text, text.replace("=====", "======")).changed_sentences == ()
 
 
 def test_sentences_end_before_a_capital_letter_and_never_inside_abbreviations():
     text = ("Our company, UptimeRobot s. r. o. (the Provider), e.g. in Prague, runs it. "
             "**6\\.** Fees are due. Next, visit [our site. See it](https://x.example). Last one.")
-    stats = events.diff_stats(None, text)
+    stats = payloads.diff_stats(None, text)
     assert stats.changed_sentences == (
         "Our company, UptimeRobot s. r. o. (the Provider), e.g. in Prague, runs it.", "6. Fees are due.",
     )
     changed = text.replace("Last one.", "Last two.")
-    assert events.diff_stats(text, changed).changed_sentences == ("Last two.",)
+    assert payloads.diff_stats(text, changed).changed_sentences == ("Last two.",)
     changed = text.replace("Next,", "Then,")
-    assert events.diff_stats(text, changed).changed_sentences == ("Then, visit our site. See it.",)
+    assert payloads.diff_stats(text, changed).changed_sentences == ("Then, visit our site. See it.",)
 
 
 def test_long_sentences_are_cut_between_words_with_an_ellipsis():
     sentence = "We may share " + " ".join(f"category{n} data" for n in range(60)) + "."
-    (cut,) = events.diff_stats(None, sentence).changed_sentences
-    assert len(cut) <= events.MAX_SENTENCE_CHARS and cut.endswith("…")
+    (cut,) = payloads.diff_stats(None, sentence).changed_sentences
+    assert len(cut) <= payloads.MAX_SENTENCE_CHARS and cut.endswith("…")
     assert sentence.startswith(cut[:-1]) and sentence[len(cut) - 1] == " "  # the cut falls between two words
 
 

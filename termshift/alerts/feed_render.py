@@ -20,7 +20,7 @@ from feedgen.feed import FeedGenerator
 
 from termshift import __version__
 from termshift.alerts import links
-from termshift.alerts.events import DiffStats
+from termshift.alerts.payloads import DiffStats
 from termshift.archive_repo.listing import VersionEntry
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

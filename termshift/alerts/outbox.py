@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from termshift.alerts import events, store, version_stats
+from termshift.alerts import payloads, store, version_stats
 from termshift.alerts.subscriptions import Subscription, all_subscriptions
 from termshift.archive_repo.listing import read_texts
 from termshift.config import WebhooksSettings
@@ -141,7 +141,7 @@ def enqueue_new_versions(
         plan: list[tuple[Any, list[Subscription]]] = []
         for version in wanted:
             matching = [s for s in subscribers if s.matches(version.service_id, version.terms_type)]
-            fresh = [s for s in matching if not _queued(db, events.event_id(s.uid, version.id))]
+            fresh = [s for s in matching if not _queued(db, payloads.event_id(s.uid, version.id))]
             result.duplicates += len(matching) - len(fresh)
             if not matching:
                 result.unmatched += 1
@@ -194,30 +194,30 @@ def _event_rows(
         if index in texts:
             previous, text = texts[index]
             text = text if text is not None else getattr(version, "content", "") or ""
-            diff = events.unified_diff(
+            diff = payloads.unified_diff(
                 None if entry.is_first_record else previous, text, entry.path, webhook_options.include_diff_max_bytes,
             )
         for subscription in subs:
-            identifier = events.event_id(subscription.uid, entry.id)
-            payload = events.version_event(
+            identifier = payloads.event_id(subscription.uid, entry.id)
+            payload = payloads.version_event(
                 identifier, entry, stats.get(entry.id), base, diff if subscription.include_diff else None, now,
             )
-            body = events.encode(payload)
-            rows.append((identifier, subscription.id, entry.id, events.VERSION_RECORDED, body, timestamp, timestamp))
+            body = payloads.encode(payload)
+            rows.append((identifier, subscription.id, entry.id, payloads.VERSION_RECORDED, body, timestamp, timestamp))
     return rows
 
 
 def enqueue_test_event(data_dir: Path, subscription: Subscription) -> str:
     """Queue a `webhook.test` event for one subscription (due now); return its id."""
     identifier = f"evt_{subscription.uid}_test_{secrets.token_hex(6)}"
-    body = events.encode(events.test_event(identifier, subscription.id))
+    body = payloads.encode(payloads.test_event(identifier, subscription.id))
     now = time.time()
     db = store.connect(data_dir, durable=True)
     try:
         db.execute(
             "INSERT INTO outbox (event_id, subscription_id, event_type, body, status, created_at, next_attempt_at)"
             " VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-            (identifier, subscription.id, events.WEBHOOK_TEST, body, now, now),
+            (identifier, subscription.id, payloads.WEBHOOK_TEST, body, now, now),
         )
     finally:
         db.close()

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from termshift.alerts.events import DiffStats, diff_stats
+from termshift.alerts.payloads import DiffStats, diff_stats
 from termshift.alerts.store import transaction
 from termshift.archive_repo.listing import VersionEntry, read_texts
 

@@ -10,10 +10,10 @@ one streamed `git log`), `blob_reader` (objects through one `git cat-file --batc
 """
 
 from termshift.archive_repo.archive import Archive, archive_heads
-from termshift.archive_repo.errors import ArchiveError, ArchiveLockedError, InvalidRecordError
 from termshift.archive_repo.git_repository import RecordRepository
 from termshift.archive_repo.messages import RecordKind
 from termshift.archive_repo.records import Record, Snapshot, Version
+from termshift.errors import ArchiveError, ArchiveLockedError, InvalidRecordError
 
 __all__ = [
     "Archive",

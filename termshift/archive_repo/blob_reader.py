@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Literal, overload
 
-from termshift.archive_repo.errors import ArchiveError
 from termshift.archive_repo.log_reader import GitError, git_environment
+from termshift.errors import ArchiveError
 
 
 class MissingObject(ArchiveError, KeyError):

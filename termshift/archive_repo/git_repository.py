@@ -36,7 +36,6 @@ import git
 from termshift import __version__
 from termshift.archive_repo import messages
 from termshift.archive_repo.blob_reader import BlobReader
-from termshift.archive_repo.errors import ArchiveError, ArchiveLockedError, InvalidRecordError
 from termshift.archive_repo.log_reader import GitError, LoggedCommit, read_log
 from termshift.archive_repo.media_types import extension_for, is_text, mime_type_for
 from termshift.archive_repo.object_store import (
@@ -54,6 +53,7 @@ from termshift.archive_repo.object_store import (
 from termshift.archive_repo.records import Record, Snapshot, Version
 from termshift.archive_repo.recovery import WORK_TREE_TEMP_SUFFIX, recover
 from termshift.archive_repo.ref_updater import RefUpdater
+from termshift.errors import ArchiveError, ArchiveLockedError, InvalidRecordError
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from termshift.archive_repo.errors import ArchiveError
+from termshift.errors import ArchiveError
 
 # %H, %at and %B are NUL-separated; with -z, raw diff entries are NUL-separated too.
 LOG_FORMAT = "--format=%H%x00%at%x00%B"

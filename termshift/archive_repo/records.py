@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from termshift.archive_repo.errors import InvalidRecordError
 from termshift.archive_repo.media_types import MARKDOWN
+from termshift.errors import InvalidRecordError
 
 Content = str | bytes
 

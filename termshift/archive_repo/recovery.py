@@ -27,7 +27,6 @@ from pathlib import Path
 
 import git
 
-from termshift.archive_repo.errors import ArchiveError
 from termshift.archive_repo.object_store import (
     TEMP_OBJECT_PREFIX,
     TREE_MODE,
@@ -35,6 +34,7 @@ from termshift.archive_repo.object_store import (
     parse_tree,
     read_loose_object,
 )
+from termshift.errors import ArchiveError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import git
 
-from termshift.archive_repo.errors import ArchiveError
+from termshift.errors import ArchiveError
 
 REFLOG_MESSAGE = "commit: termshift record"
 # git -c options: flush refs (and reflogs) to disk when they move.

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from termshift.sqlite_wal import connect as connect_private
-from termshift.sqlite_wal import connect_read_only, enable_wal, has_table
+from termshift.sqlite_wal import connect_read_only, enable_wal, has_table, json_object
 
 __all__ = ["RUNS_FILE", "DocumentState", "DocumentStatus", "RunRecord", "RunStore", "SourceValidators", "iso"]
 
@@ -106,15 +106,6 @@ def _read_date(value: Any) -> datetime | None:
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     except (ValueError, OverflowError, OSError):
         return None
-
-
-def _json_object(value: Any) -> dict[str, Any]:
-    if isinstance(value, str | bytes):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -263,7 +254,7 @@ class RunStore:
             return []
         query = "SELECT id, started_at, finished_at, status, counts, error FROM runs ORDER BY id DESC"
         rows = self._db.execute(query + (" LIMIT ?" if limit else ""), (int(limit),) if limit else ()).fetchall()
-        return [RunRecord(int(row[0]), _read_date(row[1]), _read_date(row[2]), row[3], _json_object(row[4]),
+        return [RunRecord(int(row[0]), _read_date(row[1]), _read_date(row[2]), row[3], json_object(row[4]),
                           row[5] or None) for row in rows]
 
     def last_finished_summary(self) -> dict[str, Any]:
@@ -274,7 +265,7 @@ class RunStore:
         row = self._db.execute(
             "SELECT summary FROM runs WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        return _json_object(row[0]) if row else {}
+        return json_object(row[0]) if row else {}
 
     # -- documents ---------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from termshift import monitoring, urls
 from termshift.config import MIN_ADMIN_TOKEN, Settings, WebSettings, load_settings
 from termshift.trackers.run_store import RUNS_FILE
-from termshift.web import api, errors, i18n, pages, security, snapshots, versions
+from termshift.web import api, error_pages, i18n, pages, security, snapshots, versions
 from termshift.web.index import Sources
 from termshift.web.state import Viewer
 
@@ -149,7 +149,7 @@ def create_app(
     for module in (pages, versions, snapshots, api):
         app.register_blueprint(module.blueprint)
     _register_optional(app)
-    errors.register(app)
+    error_pages.register(app)
     i18n.register(app)
     security.register(app)
     security.register_rate_limits(app)

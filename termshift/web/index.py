@@ -15,8 +15,8 @@ moved aside and rebuilt.
 
 Public entry points for other modules (this module owns `index.sqlite`; pages read it
 through `termshift.web.catalog`, other modules through these functions, never with SQL):
-`refresh_index(source, index_path=None) -> dict` (statistics; the tracking run calls it
-after each run) and `word_counts(source, index_path=None)` (the dataset export).
+`refresh_index(source, index_path=None) -> dict` (statistics; called after each
+tracking run by termshift.web.index_listener) and `word_counts(source, index_path=None)` (the dataset export).
 """
 
 from __future__ import annotations
@@ -668,7 +668,7 @@ def word_counts(source: Path | str | tuple | dict, index_path: Path | None = Non
 
 
 def refresh_index(source: Path | str | tuple | dict, index_path: Path | None = None) -> dict:
-    """Bring the viewer's index up to date; the tracking run calls this after each run.
+    """Bring the viewer's index up to date (after each tracking run: termshift.web.index_listener).
 
     `source` is a data folder (holding `versions/` and `snapshots/`; the index is then
     `index.sqlite` in it) or a (versions repo, snapshots repo or None) tuple. Returns

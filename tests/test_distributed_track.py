@@ -25,7 +25,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from termshift.cli import main  # noqa: E402
 from termshift.config import load_settings  # noqa: E402
-from termshift.distributed.coordinator import Coordinator, current_run, fleet_status  # noqa: E402
+from termshift.distributed.coordinator import BrokerUnavailable, Coordinator, current_run, fleet_status  # noqa: E402
 from termshift.distributed.results import ResultStore  # noqa: E402
 from termshift.distributed.worker import fleet_workers  # noqa: E402
 from termshift.trackers.run import run_tracking  # noqa: E402
@@ -193,6 +193,50 @@ def test_a_killed_coordinator_resumes_its_run_on_restart(redis_url, tmp_path):
             assert "running" not in statuses and statuses[0] == "completed", statuses
         finally:
             stop_all(processes)
+            client.close()
+
+
+def test_a_broker_gone_mid_run_stops_the_run_cleanly_and_the_next_run_completes(redis_server, redis_url, tmp_path):
+    """The broker killed mid-run: after `outage` seconds the run stops with a clear error and
+    the archive holds only whole records; with the broker back (empty: it saved nothing), the
+    next run records what is missing, each document once."""
+    import threading
+
+    with FaultServer(hosts=2) as server:
+        declare_services(tmp_path / "declarations", server, slow="Service05")
+        client = redis.Redis.from_url(redis_url)
+        workers = [start_worker(redis_url, tmp_path / "declarations", tmp_path / "worker1.log")]
+        try:
+            wait_for(lambda: len(fleet_workers(client, 1.5)) == 1, 30, "the worker to start")
+            coordinator = Coordinator(settings_for(tmp_path, redis_url), outage=3.0)
+            store = ResultStore(client)
+
+            def stop_the_broker() -> None:
+                wait_for(lambda: coordinator.run_id
+                         and len(client.smembers(store._key(coordinator.run_id, "recorded"))) >= 2,
+                         60, "two jobs recorded")
+                redis_server.stop()
+
+            stopper = threading.Thread(target=stop_the_broker, daemon=True)
+            stopper.start()
+            with pytest.raises(BrokerUnavailable, match="stopped answering"):
+                run_tracking(settings_for(tmp_path, redis_url), source=coordinator)
+            stopper.join(30)
+            data = tmp_path / "data"
+            recorded = commit_subjects(data / "versions")
+            assert 2 <= len(recorded) < len(NAMES), recorded
+            for repository in (data / "snapshots", data / "versions"):
+                git(repository, "fsck", "--strict")
+
+            redis_server.start()
+            stop_all(workers)
+            workers.append(start_worker(redis_url, tmp_path / "declarations", tmp_path / "worker2.log"))
+            summary = run_tracking(settings_for(tmp_path, redis_url), source=Coordinator(settings_for(tmp_path, redis_url)))
+            assert summary.status == "completed", summary.describe()
+            assert summary.counts.new_versions == len(NAMES) - len(recorded), summary.describe()
+            assert_recorded_exactly_once(data)
+        finally:
+            stop_all(workers)
             client.close()
 
 

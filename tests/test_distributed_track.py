@@ -30,7 +30,8 @@ from termshift.distributed.results import ResultStore  # noqa: E402
 from termshift.distributed.worker import fleet_workers  # noqa: E402
 from termshift.trackers.run import run_tracking  # noqa: E402
 from tests.support.servers import FaultServer  # noqa: E402
-from tests.test_distributed_worker import REPO_ROOT, start_worker, wait_for  # noqa: E402
+from tests.support.waiting import wait_until  # noqa: E402
+from tests.test_distributed_worker import REPO_ROOT, start_worker  # noqa: E402
 from tests.test_track import declare  # noqa: E402
 
 pytestmark = pytest.mark.redis
@@ -105,16 +106,16 @@ def test_a_distributed_run_records_what_a_local_run_records(redis_url, tmp_path)
         client = redis.Redis.from_url(redis_url)
         workers = [start_worker(redis_url, tmp_path / "declarations", tmp_path / f"worker{n}.log") for n in range(2)]
         try:
-            wait_for(lambda: len(fleet_workers(client, 1.5)) == 2, 30, "both workers to start")
+            wait_until(lambda: len(fleet_workers(client, 1.5)) == 2, 30, "both workers to start")
             settings = settings_for(tmp_path, redis_url)
             coordinator = Coordinator(settings)
             killed: list[int] = []
 
             def kill_the_slow_jobs_worker() -> None:
                 store = ResultStore(client)
-                holder = wait_for(lambda: store.claims(coordinator.run_id).get("Service02/Terms of Service"),
+                holder = wait_until(lambda: store.claims(coordinator.run_id).get("Service02/Terms of Service"),
                                   30, "a worker to take the slow job")
-                wait_for(lambda: server.hits("/page/Service02?delay=1.5") == 1, 30, "the slow page")
+                wait_until(lambda: server.hits("/page/Service02?delay=1.5") == 1, 30, "the slow page")
                 victim = next(worker for worker in workers if holder.endswith(f":{worker.pid}"))
                 victim.send_signal(signal.SIGKILL)
                 killed.append(victim.pid)
@@ -166,13 +167,13 @@ def test_a_killed_coordinator_resumes_its_run_on_restart(redis_url, tmp_path):
             coordinator = track_process(tmp_path, redis_url, tmp_path / "track1.log")
             processes.append(coordinator)
             # No worker yet: the coordinator sends every job, then waits.
-            run = wait_for(lambda: current_run(client, tmp_path / "data").get("local_run")
+            run = wait_until(lambda: current_run(client, tmp_path / "data").get("local_run")
                            and current_run(client, tmp_path / "data")["run"], 60, "the coordinator to send")
-            wait_for(lambda: len(client.smembers(store._key(run, "sent"))) == len(NAMES), 30, "every job sent")
+            wait_until(lambda: len(client.smembers(store._key(run, "sent"))) == len(NAMES), 30, "every job sent")
             # One worker records a few jobs, then the coordinator is killed while recording.
             worker = start_worker(redis_url, tmp_path / "declarations", tmp_path / "worker.log")
             processes.append(worker)
-            wait_for(lambda: len(client.smembers(store._key(run, "recorded"))) >= 3, 60, "three jobs recorded")
+            wait_until(lambda: len(client.smembers(store._key(run, "recorded"))) >= 3, 60, "three jobs recorded")
             coordinator.send_signal(signal.SIGKILL)
             coordinator.wait()
             recorded_before = len(client.smembers(store._key(run, "recorded")))
@@ -207,12 +208,12 @@ def test_a_broker_gone_mid_run_stops_the_run_cleanly_and_the_next_run_completes(
         client = redis.Redis.from_url(redis_url)
         workers = [start_worker(redis_url, tmp_path / "declarations", tmp_path / "worker1.log")]
         try:
-            wait_for(lambda: len(fleet_workers(client, 1.5)) == 1, 30, "the worker to start")
+            wait_until(lambda: len(fleet_workers(client, 1.5)) == 1, 30, "the worker to start")
             coordinator = Coordinator(settings_for(tmp_path, redis_url), outage=3.0)
             store = ResultStore(client)
 
             def stop_the_broker() -> None:
-                wait_for(lambda: coordinator.run_id
+                wait_until(lambda: coordinator.run_id
                          and len(client.smembers(store._key(coordinator.run_id, "recorded"))) >= 2,
                          60, "two jobs recorded")
                 redis_server.stop()

@@ -34,6 +34,7 @@ from termshift.distributed.planning import fleet_fetcher, plan_job  # noqa: E402
 from termshift.distributed.results import IGNORED, NEW, REPLACED, ResultStore, decode, encode  # noqa: E402
 from termshift.distributed.worker import WorkerOptions, fleet_workers, run_job  # noqa: E402
 from tests.support.servers import FaultServer  # noqa: E402
+from tests.support.waiting import wait_until
 from tests.test_track import declare  # noqa: E402
 
 pytestmark = pytest.mark.redis
@@ -126,16 +127,6 @@ def start_worker(redis_url: str, declarations: Path, log: Path, *extra: str) -> 
             stdout=subprocess.DEVNULL, stderr=stderr, text=True, env=env, cwd=REPO_ROOT)
 
 
-def wait_for(condition, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_killed_workers_job_is_delivered_again_and_its_result_stored_exactly_once(redis_url, server, tmp_path):
     declarations = tmp_path / "declarations"
     # The slow page is on a host of its own: the killed worker's fetch of it keeps its slot a while.
@@ -149,15 +140,15 @@ def test_a_killed_workers_job_is_delivered_again_and_its_result_stored_exactly_o
     logs = [tmp_path / f"worker{number}.log" for number in range(2)]
     workers = [start_worker(redis_url, declarations, log) for log in logs]
     try:
-        wait_for(lambda: len(fleet_workers(client, 1.5)) == 2, 30, "both workers to start")
+        wait_until(lambda: len(fleet_workers(client, 1.5)) == 2, 30, "both workers to start")
         broker = make_broker(redis_url)
         actor = declare_job_actor(broker)
         for name in ("Slow", "Alpha", "Beta"):
             send_job(actor, jobs[name])
 
         slow = jobs["Slow"].job_id
-        holder = wait_for(lambda: store.claims("42").get(slow), 30, "a worker to take the slow job")
-        wait_for(lambda: server.hits("/page/Slow?delay=2.5") == 1, 30, "the slow page to be asked for")
+        holder = wait_until(lambda: store.claims("42").get(slow), 30, "a worker to take the slow job")
+        wait_until(lambda: server.hits("/page/Slow?delay=2.5") == 1, 30, "the slow page to be asked for")
         victim = next(worker for worker in workers if holder.endswith(f":{worker.pid}"))
         victim.send_signal(signal.SIGKILL)
         victim.wait()
@@ -165,9 +156,9 @@ def test_a_killed_workers_job_is_delivered_again_and_its_result_stored_exactly_o
         assert queue_depth(broker)["in_flight"] >= 1  # the dead worker's job is not acknowledged
 
         survivor = next(worker for worker in workers if worker is not victim)
-        wait_for(lambda: store.attempts("42").get(slow) == 2, 30, "the slow job to be delivered again")
+        wait_until(lambda: store.attempts("42").get(slow) == 2, 30, "the slow job to be delivered again")
         redelivered_after = time.monotonic() - killed
-        wait_for(lambda: len(store.arrived("42")) == 3, 30, "every result")
+        wait_until(lambda: len(store.arrived("42")) == 3, 30, "every result")
         time.sleep(0.5)  # anything late would show now
 
         arrived = store.arrived("42")

@@ -13,7 +13,6 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from termshift.schedules import ScheduleError, parse_schedule
 from tests.support.receiver import Receiver
 from tests.support.scheduler_child import record_pages
 from tests.support.servers import LocalServer, html_page
+from tests.support.waiting import wait_until
 
 
 def make_settings(data: Path, **sections: dict[str, Any]) -> Settings:
@@ -40,16 +40,6 @@ def make_settings(data: Path, **sections: dict[str, Any]) -> Settings:
     for section, values in sections.items():
         overrides.setdefault(section, {}).update(values)
     return load_settings(None, environ={}, overrides=overrides)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s: {message}")
 
 
 def tracking_rows(data: Path, status: str | None = None) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from termshift import monitoring
 from termshift.locking import RunLock
 from tests.conftest import TEST_FETCH_ALLOW
 from tests.support.servers import LocalServer, html_page
+from tests.support.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,16 +78,6 @@ def scheduler_process(config: Path, log_file: Path) -> Iterator[subprocess.Popen
 def stop(process: subprocess.Popen, timeout: float = 20) -> int:
     process.send_signal(signal.SIGTERM)
     return process.wait(timeout)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s: {message}")
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:

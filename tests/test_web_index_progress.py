@@ -20,6 +20,7 @@ from termshift.web import index as index_module
 from termshift.web.app import create_app
 from termshift.web.index import Indexer, Sources, refresh_index
 from tests.support.archive_factory import build_sample_archive
+from tests.support.waiting import wait_until
 
 VERSIONS_IN_SAMPLE = 7
 
@@ -79,12 +80,6 @@ def test_an_interrupted_build_resumes_from_its_last_batch_without_duplicates(sam
         index, "SELECT count(*) FROM documents WHERE removed = 0")
 
 
-def wait_until(condition, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
 
 def test_a_large_first_build_runs_in_the_background_and_pages_say_so(sample):
     index = sample.data / "index.sqlite"
@@ -110,13 +105,38 @@ def test_a_large_first_build_runs_in_the_background_and_pages_say_so(sample):
         assert answer.status_code == 503 and answer.get_json()["index"]["complete"] is False
     finally:
         lock.release()
-    wait_until(lambda: client.get("/status.json").get_json()["index"]["complete"])
+    wait_until(lambda: client.get("/status.json").get_json()["index"]["complete"], 60, "the index complete")
     status = client.get("/status.json").get_json()["index"]
     assert status == {"complete": True, "versions_indexed": VERSIONS_IN_SAMPLE,
                       "versions_total": VERSIONS_IN_SAMPLE}
     assert client.get("/Acme/Privacy%20Policy").status_code == 200
     assert "Indexing the archive" not in client.get("/").get_data(as_text=True)
     assert client.get("/Nobody").status_code == 404  # once complete, unknown is unknown
+
+
+def test_the_index_says_complete_only_once_pages_are_answered_from_it(sample, monkeypatch):
+    # The end of a build (its last commit, closing) takes longer than a request waits for
+    # new commits (FRESHNESS_WAIT): were the index said complete when its last version is
+    # counted, an unknown page would still answer 503 "catching up" after the status said
+    # complete.
+    from termshift.web import state
+
+    finish = Indexer.close
+
+    def slow_close(indexer: Indexer) -> None:
+        time.sleep(state.FRESHNESS_WAIT + 1)
+        finish(indexer)
+
+    monkeypatch.setattr(Indexer, "close", slow_close)
+    app = create_app(sample.data / "versions", sample.data / "snapshots", sample.declarations,
+                     sample.data / "index.sqlite", BACKGROUND_INDEX_ABOVE=0)
+    client = app.test_client()
+    seen = []
+    wait_until(lambda: seen.append(client.get("/status.json").get_json()["index"]) or seen[-1]["complete"],
+               60, "the index complete")
+    assert {"complete": False, "versions_indexed": VERSIONS_IN_SAMPLE,
+            "versions_total": VERSIONS_IN_SAMPLE} in seen  # counted, not finished: still incomplete
+    assert client.get("/Nobody").status_code == 404
 
 
 def test_a_small_update_is_indexed_before_the_first_request(sample):

@@ -98,6 +98,7 @@ class Refresher(BackgroundRefresh):
         self.after_refresh: Callable[[], None] | None = None  # e.g. re-render the busiest pages
         self._progress_lock = threading.Lock()
         self._indexing: tuple[int, int] | None = None  # (indexed, total) while a refresh runs
+        self._behind = False  # the running refresh found versions missing from the index
         self._archive = self._archive_present()
         self._count = count_versions or (lambda: 0)  # versions in the index
         self._indexed: int | None = None  # versions in the index after the last refresh
@@ -132,6 +133,9 @@ class Refresher(BackgroundRefresh):
     def _on_progress(self, indexed: int, total: int) -> None:
         with self._progress_lock:
             self._indexing = (indexed, total)
+            # A refresh that found versions missing stays incomplete until it has finished
+            # (committed and remembered), also after its last version is counted.
+            self._behind = self._behind or total > indexed
 
     def refresh(self) -> dict:
         """Index new commits now (synchronously); returns the indexer's statistics.
@@ -141,6 +145,8 @@ class Refresher(BackgroundRefresh):
         fingerprint picks the archive up when it appears.
         """
         with self._index_lock:
+            if self._fingerprint is not None and self.is_fresh():
+                return {}  # another thread's refresh, which this one waited for, did it all
             return self._refresh()
 
     def _refresh(self) -> dict:
@@ -159,10 +165,13 @@ class Refresher(BackgroundRefresh):
                 self._indexed = indexer.versions_indexed()
             finally:
                 indexer.close()
+            # Fresh before complete: a request that sees the index complete must also find
+            # it fresh, or it would start a catch-up of its own and answer 503 meanwhile.
+            self.remember(fingerprint)
         finally:
             with self._progress_lock:
                 self._indexing = None
-        self.remember(fingerprint)
+                self._behind = False
         new = sum(part.get("new", 0) for part in stats.values())
         if new:
             log.info("index ready in %.1f s (%d new records): %s", time.perf_counter() - started, new, stats)
@@ -206,10 +215,11 @@ class Refresher(BackgroundRefresh):
     def progress(self) -> IndexProgress:
         """Cheap (memory only while indexing; one count query otherwise)."""
         with self._progress_lock:
-            indexing = self._indexing
-        if indexing is not None and indexing[1] > indexing[0]:
-            # Versions known to be missing from the index. (A refresh that has not counted
-            # its new versions yet, or is waiting for another process's, shows as complete.)
+            indexing, behind = self._indexing, self._behind
+        if indexing is not None and (indexing[1] > indexing[0] or behind):
+            # Versions known to be missing from the index, or a refresh that found some and
+            # has not finished. (A refresh that has not counted its new versions yet, or is
+            # waiting for another process's, shows as complete.)
             return IndexProgress(False, *indexing, True)
         if not self._archive:
             return IndexProgress(True, 0, 0, False)

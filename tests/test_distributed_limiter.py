@@ -114,6 +114,43 @@ def test_a_killed_holders_slot_frees_itself_when_its_lease_runs_out(redis_url):
             holder.wait()
 
 
+def test_a_cancelled_waiter_or_slot_stops_whenever_the_cancellation_lands(redis_url):
+    # Cancelled at random moments, a good share of them inside a Redis call: the Redis
+    # client's own asyncio.wait_for can lose such a cancellation (Python 3.11), and a
+    # waiter that went on polling would hang its caller (a download's time-out, a
+    # test's wait_for) for ever. A lease keeper renewing every few ms is stopped the same way.
+    import random
+
+    async def scenario() -> list[str]:
+        holder = RedisHostLimiter(redis_url, 1, 0.0, lease=30)
+        taken = await holder.acquire("busy.example")
+        waiter = RedisHostLimiter(redis_url, 1, 0.0, lease=0.01, poll=0.001)
+        stuck = []
+        for attempt in range(300):
+            if attempt % 2:
+                task = asyncio.ensure_future(waiter.acquire("busy.example"))  # never granted
+            else:
+                task = asyncio.ensure_future(hold_a_slot(waiter, f"free{attempt}.example"))
+            await asyncio.sleep(random.uniform(0, 0.004))
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=2)
+            if not done:
+                stuck.append(f"attempt {attempt} did not stop")
+                task.print_stack()
+                break
+        await holder.release(taken)
+        assert await waiter.in_flight("busy.example") == 0
+        await holder.aclose()
+        await waiter.aclose()
+        return stuck
+
+    async def hold_a_slot(limiter: RedisHostLimiter, host: str) -> None:
+        async with limiter.slot(host):
+            await asyncio.sleep(1)  # renewed every ~3 ms meanwhile
+
+    assert asyncio.run(scenario()) == []
+
+
 def test_an_unreachable_redis_fails_the_request_transiently_without_its_password(redis_server):
     url = f"redis://user:secret@127.0.0.1:{closed_port()}/0"
     limiter = RedisHostLimiter(url, 1, 0.0)

@@ -34,9 +34,9 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from termshift.errors import ErrorKind, FetchError
 
@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Seconds a slot is held without renewal: how long a killed worker's slot stays taken.
 DEFAULT_LEASE = 15.0
@@ -159,10 +161,10 @@ class RedisHostLimiter:
         lease_id = uuid.uuid4().hex
         while True:
             try:
-                granted, value = await self._acquire(
+                granted, value = await _honouring_cancellation(self._acquire(
                     keys=[leases, last],
                     args=[lease_id, self.per_host, round(self.delay * 1000), round(self.lease * 1000)],
-                )
+                ), on_cancel=lambda: self._client.zrem(leases, lease_id))
             except Exception as error:  # noqa: BLE001 - redis' errors: the document fails, transiently
                 raise _unreachable(self.url, error) from None
             if granted:
@@ -174,7 +176,7 @@ class RedisHostLimiter:
     async def renew(self, lease: Lease) -> bool:
         """Push the lease's expiry `lease` seconds ahead; False when it had already run out."""
         leases, _last = self._keys(lease.host)
-        renewed = bool(await self._renew(keys=[leases], args=[lease.id, round(self.lease * 1000)]))
+        renewed = bool(await _honouring_cancellation(self._renew(keys=[leases], args=[lease.id, round(self.lease * 1000)])))
         if not renewed and not lease.lost:
             lease.lost = True
             log.warning("the slot on %s ran out before its request ended (a stall longer than %g s): "
@@ -219,6 +221,27 @@ class RedisHostLimiter:
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
+
+
+async def _honouring_cancellation(call: Awaitable[T], on_cancel: Any = None) -> T:
+    """Await a Redis call, and raise CancelledError if the task was cancelled meanwhile.
+
+    The Redis client waits for its socket writes with `asyncio.wait_for`, which on
+    Python 3.11 returns normally when the write ends as the cancellation arrives: the
+    cancellation is lost, and a caller waiting for a slot (or a lease keeper being
+    stopped) would go on polling forever. A cancellation request counted during the
+    call (`Task.cancelling()`) but never raised is raised here. `on_cancel()` undoes
+    what the call did (a slot it took) before.
+    """
+    task = asyncio.current_task()
+    requested = task.cancelling() if task is not None else 0
+    result = await call
+    if task is not None and task.cancelling() > requested:
+        if on_cancel is not None:
+            with contextlib.suppress(Exception):
+                await on_cancel()
+        raise asyncio.CancelledError("cancelled during a Redis call")
+    return result
 
 
 def _unreachable(url: str, error: BaseException) -> FetchError:

@@ -32,6 +32,8 @@ import time
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain, groupby
+from operator import itemgetter
 
 from diff_match_patch import diff_match_patch
 from fast_diff_match_patch import diff as native_diff
@@ -146,10 +148,9 @@ def _encode(old_items: list[str], new_items: list[str]) -> tuple[str, str, list[
     whole lines or whole words at the cost of characters. Code 0 is left unused.
     (Built with C-level dict and map calls: this runs on every token of a changed region.)
     """
-    table = ["", *dict.fromkeys(old_items), *dict.fromkeys(new_items)]
-    table = list(dict.fromkeys(table))  # dicts keep insertion order, so position == code
-    codes = dict(zip(table, map(chr, range(len(table))), strict=True))
-    return "".join(map(codes.__getitem__, old_items)), "".join(map(codes.__getitem__, new_items)), table
+    distinct = dict.fromkeys(chain(("",), old_items, new_items))  # insertion order: position == code
+    codes = dict(zip(distinct, map(chr, range(len(distinct))), strict=True))
+    return "".join(map(codes.__getitem__, old_items)), "".join(map(codes.__getitem__, new_items)), list(distinct)
 
 
 def _longest_increasing_run(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -157,13 +158,15 @@ def _longest_increasing_run(pairs: list[tuple[int, int]]) -> list[tuple[int, int
     tails: list[int] = []  # tails[k] = index in pairs of the smallest tail of a run of length k+1
     tail_values: list[int] = []
     previous: list[int] = [-1] * len(pairs)
+    longest = 0
     for index, (_i, j) in enumerate(pairs):
         position = bisect_left(tail_values, j)
         if position:
             previous[index] = tails[position - 1]
-        if position == len(tails):
+        if position == longest:
             tails.append(index)
             tail_values.append(j)
+            longest += 1
         else:
             tails[position] = index
             tail_values[position] = j
@@ -239,10 +242,13 @@ def _anchored_diff(engine: diff_match_patch, old: str, new: str, budget: Budget 
         if i < len(old):
             diffs.append((EQUAL, old[i]))
         old_at, new_at = i + 1, j + 1
-    diffs = [(op, text) for op, text in diffs if text]
     if depth == 0:
+        # One run per stretch of equal (inserted, deleted) items rather than one per
+        # anchor: the Python clean-up after it walks a list as long as this one.
+        diffs = [(op, "".join(text for _op, text in run)) for op, run in groupby(diffs, itemgetter(0))]
+        diffs = [(op, text) for op, text in diffs if text]
         engine.diff_cleanupMerge(diffs)
-    return diffs
+    return [(op, text) for op, text in diffs if text]
 
 
 def _gap_diff(old: str, new: str, budget: Budget | None, cleanup: str = "No") -> list[tuple[int, str]]:
@@ -412,34 +418,62 @@ def word_diff(old: str, new: str, timeout: float = 1.0) -> list[tuple[int, str]]
     return _word_segments(old, new, Budget(timeout))[0]
 
 
-def _word_segments(old: str, new: str, budget: Budget) -> tuple[list[tuple[int, str]], bool]:
-    """`word_diff`'s segments, and whether they are aligned word by word (False: the
-    region was too large for the budget, and it is shown as whole lines)."""
+def _aligned_tokens(old: str, new: str, budget: Budget) -> tuple[int, int, tuple | None]:
+    """The word-level alignment of a changed region, shared by `_word_segments` (texts)
+    and `_word_counts` (figures only): (head, tail, alignment), the common head and tail
+    cut on word boundaries, and the alignment of the middle (old tokens, new tokens,
+    encoded diff, code table), or None when it is too large for the budget."""
     engine = _engine()
     head, tail = _whole_word_edges(engine, old, new)
     old_middle, new_middle = old[head:len(old) - tail], new[head:len(new) - tail]
-    segments = [(EQUAL, old[:head])]
-    aligned = len(old_middle) + len(new_middle) <= MAX_WORD_DIFF_CHARS and not budget.spent()
-    if aligned:
-        old_tokens, new_tokens = TOKEN.findall(old_middle), TOKEN.findall(new_middle)
-        aligned = len(old_tokens) + len(new_tokens) <= MAX_WORD_DIFF_TOKENS
-    if aligned:
-        old_chars, new_chars, _table = _encode(_token_keys(old_middle, old_tokens),
-                                               _token_keys(new_middle, new_tokens))
-        cut = budget.cut
-        # On the encoded form each "character" is a whole token, so semantic cleanup
-        # weighs tokens and never splits a word.
-        if budget.allows(old_chars, new_chars):
-            diffs = _gap_diff(old_chars, new_chars, budget, cleanup="Semantic")
-        else:
-            budget.cut += 1
-        aligned = budget.cut == cut
-    if aligned:
-        segments += _token_segments(diffs, old_tokens, new_tokens)
+    if len(old_middle) + len(new_middle) > MAX_WORD_DIFF_CHARS or budget.spent():
+        return head, tail, None
+    old_tokens, new_tokens = TOKEN.findall(old_middle), TOKEN.findall(new_middle)
+    if len(old_tokens) + len(new_tokens) > MAX_WORD_DIFF_TOKENS:
+        return head, tail, None
+    old_chars, new_chars, table = _encode(_token_keys(old_middle, old_tokens), _token_keys(new_middle, new_tokens))
+    # On the encoded form each "character" is a whole token, so semantic cleanup
+    # weighs tokens and never splits a word.
+    if not budget.allows(old_chars, new_chars):
+        budget.cut += 1
+        return head, tail, None
+    cut = budget.cut
+    diffs = _gap_diff(old_chars, new_chars, budget, cleanup="Semantic")
+    if budget.cut != cut:
+        return head, tail, None
+    return head, tail, (old_tokens, new_tokens, diffs, table)
+
+
+def _word_segments(old: str, new: str, budget: Budget) -> tuple[list[tuple[int, str]], bool]:
+    """`word_diff`'s segments, and whether they are aligned word by word (False: the
+    region was too large for the budget, and it is shown as whole lines)."""
+    head, tail, alignment = _aligned_tokens(old, new, budget)
+    if alignment is None:
+        middle = [(DELETE, old[head:len(old) - tail]), (INSERT, new[head:len(new) - tail])]
     else:
-        segments += [(DELETE, old_middle), (INSERT, new_middle)]
-    segments.append((EQUAL, old[len(old) - tail:]))
-    return _merge_segments(segments), aligned
+        old_tokens, new_tokens, diffs, _table = alignment
+        middle = _token_segments(diffs, old_tokens, new_tokens)
+    segments = [(EQUAL, old[:head]), *middle, (EQUAL, old[len(old) - tail:])]
+    return _merge_segments(segments), alignment is not None
+
+
+def _word_counts(old: str, new: str, budget: Budget) -> tuple[int, int] | None:
+    """(words added, words removed) in a changed region, as `count_changed_words` counts
+    its segments but without building them; None when it is not aligned (then counted
+    as a bag). A word is one token, so the words of an inserted run are its word tokens
+    (tokens compared equal but different are spaces: no word)."""
+    _head, _tail, alignment = _aligned_tokens(old, new, budget)
+    if alignment is None:
+        return None
+    _old_tokens, _new_tokens, diffs, table = alignment
+    not_words = {code: None for code, key in enumerate(table) if not WORD.match(key)}
+    added = removed = 0
+    for op, chars in diffs:
+        if op == INSERT:
+            added += len(chars.translate(not_words))
+        elif op == DELETE:
+            removed += len(chars.translate(not_words))
+    return added, removed
 
 
 def _merge_segments(segments: list[tuple[int, str]]) -> list[tuple[int, str]]:
@@ -454,40 +488,41 @@ def _merge_segments(segments: list[tuple[int, str]]) -> list[tuple[int, str]]:
     return merged
 
 
-def _hunks(runs: list[tuple[int, list[str]]], budget: Budget) -> list[Hunk]:
-    """Group line runs into hunks; adjacent deletions and insertions form a "change",
-    aligned word by word within `budget`."""
-    hunks: list[Hunk] = []
+def _regions(runs: list[tuple[int, list[str]]]):
+    """Group line runs into regions (kind, old start, new start, old lines, new lines):
+    adjacent deletions and insertions form a "change"."""
     old_at = new_at = 0
     pending_old: list[str] = []
     pending_new: list[str] = []
-
-    def flush() -> None:
-        nonlocal old_at, new_at, pending_old, pending_new
-        if not pending_old and not pending_new:
-            return
-        kind = "change" if pending_old and pending_new else ("delete" if pending_old else "insert")
-        hunk = Hunk(kind, old_at, new_at, pending_old, pending_new)
-        if kind == "change":
-            segments, aligned = _word_segments("\n".join(pending_old), "\n".join(pending_new), budget)
-            hunk.segments, hunk.approximate = segments, not aligned
-        hunks.append(hunk)
-        old_at += len(pending_old)
-        new_at += len(pending_new)
-        pending_old, pending_new = [], []
-
-    for op, lines in runs:
-        if op == EQUAL:
-            flush()
-            hunks.append(Hunk("equal", old_at, new_at, lines, lines))
+    for op, lines in [*runs, (EQUAL, [])]:
+        if op != EQUAL:
+            if op == DELETE:
+                pending_old = pending_old + lines
+            else:
+                pending_new = pending_new + lines
+            continue
+        if pending_old or pending_new:
+            kind = "change" if pending_old and pending_new else ("delete" if pending_old else "insert")
+            yield kind, old_at, new_at, pending_old, pending_new
+            old_at += len(pending_old)
+            new_at += len(pending_new)
+            pending_old, pending_new = [], []
+        if lines:
+            yield "equal", old_at, new_at, lines, lines
             old_at += len(lines)
             new_at += len(lines)
-        elif op == DELETE:
-            pending_old = pending_old + lines
-        else:
-            pending_new = pending_new + lines
-    flush()
-    return hunks
+
+
+def _hunks(runs: list[tuple[int, list[str]]], budget: Budget) -> list[Hunk]:
+    """The regions as hunks, changed ones aligned word by word within `budget`."""
+    found: list[Hunk] = []
+    for kind, old_start, new_start, old_lines, new_lines in _regions(runs):
+        hunk = Hunk(kind, old_start, new_start, old_lines, new_lines)
+        if kind == "change":
+            segments, aligned = _word_segments("\n".join(old_lines), "\n".join(new_lines), budget)
+            hunk.segments, hunk.approximate = segments, not aligned
+        found.append(hunk)
+    return found
 
 
 def _bag_counts(old: str, new: str) -> tuple[int, int]:
@@ -539,10 +574,28 @@ def hunks(old: str, new: str, budget: float = PAGE_BUDGET) -> list[Hunk]:
 
 
 def change_counts(old: str, new: str, budget: float = INDEX_BUDGET) -> ChangeCounts:
-    """`count_changes` within a budget (seconds of CPU), saying whether it had to estimate."""
-    found = hunks(old, new, budget)
-    added, removed = count_changed_words(found)
-    return ChangeCounts(added, removed, any(hunk.approximate for hunk in found))
+    """`count_changes` within a budget (seconds of CPU), saying whether it had to estimate.
+
+    The same figures as `count_changed_words(hunks(old, new, budget))`, counted without
+    building the texts of the hunks (what the index does for every version).
+    """
+    limit = Budget(budget)
+    added = removed = 0
+    approximate = False
+    for kind, _old_start, _new_start, old_lines, new_lines in _regions(_line_runs(old, new, limit)):
+        if kind == "insert":
+            added += count_words("\n".join(new_lines))
+        elif kind == "delete":
+            removed += count_words("\n".join(old_lines))
+        elif kind == "change":
+            old_text, new_text = "\n".join(old_lines), "\n".join(new_lines)
+            counts = _word_counts(old_text, new_text, limit)
+            if counts is None:
+                approximate = True
+                counts = _bag_counts(old_text, new_text)
+            added += counts[0]
+            removed += counts[1]
+    return ChangeCounts(added, removed, approximate)
 
 
 def count_changes(old: str, new: str) -> tuple[int, int]:

@@ -100,6 +100,33 @@ def test_count_changes_agrees_with_compare_and_word_totals():
     assert count_words(old) + added - removed == count_words(new)
 
 
+def test_the_index_counts_without_texts_what_the_diff_page_counts_from_them():
+    # change_counts (the index: figures only) and count_changed_words(hunks()) (the diff
+    # page: from the word segments) are two paths through one alignment; they must agree,
+    # also on spaces that changed kind, punctuation, underscores and other scripts.
+    from termshift.textdiff import count_changed_words, hunks
+
+    rng = random.Random(11)
+    words = ["terms", "data_processing", "privacy", "we", "you", "Éditeur", "données", "数据", "42", "3,5"]
+    marks = [" ", " ", " ", "\u00a0", "  ", ", ", ". ", "; ", "\n", "\n\n", " - "]
+
+    def paragraph() -> str:
+        return "".join(rng.choice(words) + rng.choice(marks) for _ in range(rng.randint(1, 14)))
+
+    for _ in range(300):
+        old_paragraphs = [paragraph() for _ in range(rng.randint(0, 8))]
+        new_paragraphs = [rng.choice([paragraph, lambda p=p: p, lambda p=p: p.replace(" ", "\u00a0", 1)])()
+                          for p in old_paragraphs] + [paragraph() for _ in range(rng.randint(0, 2))]
+        rng.shuffle(new_paragraphs) if rng.random() < 0.2 else None
+        old, new = "\n".join(old_paragraphs), "\n".join(new_paragraphs)
+        for budget in (10.0, 0.0):  # aligned; and nothing aligned (every change counted as a bag)
+            counts = change_counts(old, new, budget)
+            found = hunks(old, new, budget)
+            assert (counts.added, counts.removed) == count_changed_words(found), (old, new, budget)
+            assert counts.approximate == any(hunk.approximate for hunk in found)
+            assert count_words(old) + counts.added - counts.removed == count_words(new)
+
+
 def test_first_version_compared_with_nothing_is_all_inserted():
     comparison = compare("", PRIVACY_V1)
     assert comparison.words_added == count_words(PRIVACY_V1)

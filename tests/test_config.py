@@ -219,6 +219,13 @@ def test_values_that_would_break_the_output_are_refused(section, key, value, val
         assert f"{section}.{key}:" in str(raised.value)
 
 
+def test_serving_processes_are_zero_for_one_per_core_or_more() -> None:
+    assert load_settings(None, environ={"TERMSHIFT_WEB_PROCESSES": "0"}).web.processes == 0
+    assert load_settings(None, environ={"TERMSHIFT_WEB_PROCESSES": "3"}).web.processes == 3
+    with pytest.raises(ConfigError, match="web.processes .*must not be negative"):
+        load_settings(None, environ={"TERMSHIFT_WEB_PROCESSES": "-1"})
+
+
 def test_unknown_sections_and_top_level_keys_get_a_suggestion(tmp_path: Path) -> None:
     config = tmp_path / "termshift.toml"
     config.write_text('declaration = "decl"\n[fetchr]\nlanguage = "fr"\n[web]\nportt = 80\nzzz = 1\n')

@@ -6,16 +6,23 @@
 `serve()` is the same thing as a function (used by `termshift demo`, termshift.commands.demo).
 
 The viewer is served by waitress, a production WSGI server: pure Python (nothing to compile,
-runs wherever Termshift does), one process with `web.threads` threads, so the scheduler of
-`--with-scheduler`, the index's background refresh and the admin sessions live in the same
-process as the requests (a pre-forking server such as gunicorn would run them once per worker).
+runs wherever Termshift does), with `web.threads` threads per process. Python runs one thread
+at a time per process, so `web.processes` (or `--processes`) more than 1 starts that many
+serving processes in all on the same listening socket, once the index is complete: this
+process keeps the scheduler of `--with-scheduler` and the index's first build; the others
+(started as `termshift serve … --listen-fd N`, restarted if they die, stopped with this one)
+only answer requests. Admin sessions are shared through a file beside the index.
 `--debug` serves with Werkzeug's development server instead, for working on Termshift itself.
 To bring your own server, point it at the factory `termshift.web:create_app()`.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +33,8 @@ import click
 from termshift.commands.options import config_option, data_option, declarations_option, settings_for_command
 from termshift.config import WebSettings
 from termshift.logs import configure as configure_logging
+
+log = logging.getLogger(__name__)
 
 
 def _existing(path: Path | None, option: str) -> Path | None:
@@ -46,6 +55,8 @@ def serve(
     refresh_interval: float = 5.0,
     with_scheduler: bool = False,
     debug: bool = False,
+    processes: int | None = None,
+    listen_fd: int | None = None,
 ) -> None:
     """Serve the viewer until interrupted; the archive's new commits are indexed on start
     (in the background when there are many: pages answer at once and show the progress).
@@ -57,6 +68,8 @@ def serve(
     """
     from termshift.web.app import create_app
 
+    child_command = _child_command(data_dir, declarations_dir, versions_repo, snapshots_repo, index_path,
+                                   refresh_interval)
     if versions_repo is not None and data_dir is not None:
         raise click.UsageError("give either --data or --versions, not both")
     if snapshots_repo is not None and versions_repo is None:
@@ -82,6 +95,12 @@ def serve(
         _existing(versions_repo, "--versions")
         _existing(snapshots_repo, "--snapshots")
     _existing(declarations, "--declarations")
+    if listen_fd is not None:  # one of several serving processes: started by the first, it only answers
+        app = create_app(versions_repo, snapshots_repo, declarations, index_path,
+                         settings=settings, refresh_interval=refresh_interval)
+        _serve_production(app, host or settings.web.host, port or settings.web.port, settings.web, False,
+                          listen_fd=listen_fd)
+        return
     started = time.perf_counter()
     click.echo(f"Indexing {versions_repo}" + (f" and {snapshots_repo}" if snapshots_repo else "") + " ...", err=True)
     app = create_app(versions_repo, snapshots_repo, declarations, index_path,
@@ -112,22 +131,51 @@ def serve(
         app.debug = True
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
         return
-    _serve_production(app, host, port, settings.web, with_scheduler)
+    processes = settings.web.processes if processes is None else processes
+    _serve_production(app, host, port, settings.web, with_scheduler,
+                      processes=processes or os.cpu_count() or 1, child_command=child_command)
 
 
-def _serve_production(app: Any, host: str, port: int, web: WebSettings, with_scheduler: bool) -> None:
-    """Serve `app` with waitress until SIGTERM or SIGINT (then return normally)."""
+def _child_command(data_dir: Path | None, declarations_dir: Path | None, versions_repo: Path | None,
+                   snapshots_repo: Path | None, index_path: Path | None, refresh_interval: float) -> list[str]:
+    """`termshift serve` as another serving process runs it (its listening socket is added)."""
+    from termshift.config import configured_path
+
+    command = [sys.executable, "-m", "termshift.cli", "serve", "--refresh-interval", str(refresh_interval)]
+    for option, value in (("--config", configured_path()), ("--data", data_dir), ("--versions", versions_repo),
+                          ("--snapshots", snapshots_repo), ("--declarations", declarations_dir),
+                          ("--index", index_path)):
+        if value is not None:
+            command += [option, str(Path(value).resolve())]
+    return command
+
+
+def _serve_production(app: Any, host: str, port: int, web: WebSettings, with_scheduler: bool, *,
+                      processes: int = 1, child_command: list[str] | None = None,
+                      listen_fd: int | None = None) -> None:
+    """Serve `app` with waitress until SIGTERM or SIGINT (then return normally); with
+    `processes` > 1, other processes serve on the same socket too (see the module's docstring)."""
+    import socket
+
     import waitress
 
+    from termshift.web.app import compile_templates
+
     threads = web.threads
+    options: dict[str, Any] = {"sockets": [socket.socket(fileno=listen_fd)]} if listen_fd is not None \
+        else {"host": host, "port": port}
     server = waitress.create_server(
-        app, host=host, port=port, threads=threads, ident="Termshift",
+        app, threads=threads, ident="Termshift",
         max_request_body_size=web.max_request_bytes,
         connection_limit=max(100, threads * 8), asyncore_use_poll=True,
         # X-Forwarded-* headers are the app's business (ProxyFix, `web.trusted_proxies`): waitress
         # drops them unless told otherwise, so with trusted proxies it must pass them on.
         clear_untrusted_proxy_headers=not web.trusted_proxies,
+        **options,
     )
+    # Before the first request: otherwise the first requests would all compile the templates
+    # they need at once, each thread its own copy.
+    compile_templates(app)
     if not with_scheduler and threading.current_thread() is threading.main_thread():
         # SIGTERM (a service manager, a container stopping) ends the server as Ctrl-C does.
         # (With the scheduler, start_background_scheduler installed a handler doing the same.)
@@ -135,9 +183,82 @@ def _serve_production(app: Any, host: str, port: int, web: WebSettings, with_sch
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, interrupt)
-    click.echo(f"Serving on http://{host}:{port}/ (waitress, {threads} threads)", err=True)
-    server.run()  # returns on KeyboardInterrupt, after closing the listening socket
-    click.echo("Server stopped.", err=True)
+    others = None
+    if listen_fd is not None:
+        _stop_with_parent()
+    elif processes > 1 and child_command is not None:
+        others = ServingProcesses(app, child_command, server.socket.fileno(), processes - 1)
+        others.start()
+    if listen_fd is None:
+        click.echo(f"Serving on http://{host}:{port}/ (waitress, {threads} threads"
+                   + (f", {processes} processes" if others else "") + ")", err=True)
+    try:
+        server.run()  # returns on KeyboardInterrupt, after closing the listening socket
+    finally:
+        if others is not None:
+            others.stop()
+    if listen_fd is None:
+        click.echo("Server stopped.", err=True)
+
+
+class ServingProcesses:
+    """The other serving processes: started once the index is complete (so that they do not
+    build it too), restarted when one dies, stopped with this process."""
+
+    RESTART_DELAY = 5.0  # seconds before a serving process that died is started again
+
+    def __init__(self, app: Any, command: list[str], fd: int, count: int) -> None:
+        self.app = app
+        self.command = [*command, "--listen-fd", str(fd)]
+        self.fd = fd
+        self.count = count
+        self.children: list[subprocess.Popen[bytes]] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="serving processes", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.command, pass_fds=(self.fd,))
+
+    def _run(self) -> None:
+        viewer = self.app.extensions["termshift"]
+        while not viewer.index_progress().complete:
+            if self._stopping.wait(0.5):
+                return
+        self.children = [self._spawn() for _ in range(self.count)]
+        log.info("%d more serving processes started: %s", self.count, [child.pid for child in self.children])
+        while not self._stopping.wait(1.0):
+            for position, child in enumerate(self.children):
+                if child.poll() is not None and not self._stopping.wait(self.RESTART_DELAY):
+                    log.warning("serving process %d exited (code %s): starting another", child.pid, child.returncode)
+                    self.children[position] = self._spawn()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._thread.join(timeout)
+        for child in self.children:
+            if child.poll() is None:
+                child.terminate()
+        for child in self.children:
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def _stop_with_parent() -> None:
+    """A serving process stops (as on SIGTERM) when the process that started it is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent watch", daemon=True).start()
 
 
 @click.command("serve")
@@ -158,13 +279,18 @@ def _serve_production(app: Any, host: str, port: int, web: WebSettings, with_sch
               help="Also run the scheduler in this process: tracking, webhook deliveries, dataset exports.")
 @click.option("--debug", is_flag=True,
               help="Serve with Werkzeug's development server (for working on Termshift; never in production).")
+@click.option("--processes", type=click.IntRange(min=0), default=None,
+              help="Processes answering requests (default: web.processes; 0: one per core).")
+@click.option("--listen-fd", type=int, default=None, hidden=True,
+              help="Serve on this inherited listening socket (how the other serving processes are started).")
 def serve_command(data_dir: Path | None, versions_repo: Path | None, snapshots_repo: Path | None,
                   declarations_dir: Path | None, index_path: Path | None, host: str | None, port: int | None,
-                  refresh_interval: float, with_scheduler: bool, debug: bool) -> None:
+                  refresh_interval: float, with_scheduler: bool, debug: bool, processes: int | None,
+                  listen_fd: int | None) -> None:
     """Browse the archive: every service, document timeline and diff, with JSON twins and the OTA API.
 
     Served by waitress, a production WSGI server (`web.threads` threads); behind a TLS proxy,
     set `web.base_url` and `web.trusted_proxies`."""
     serve(data_dir, declarations_dir, versions_repo=versions_repo, snapshots_repo=snapshots_repo,
           index_path=index_path, host=host, port=port, refresh_interval=refresh_interval,
-          with_scheduler=with_scheduler, debug=debug)
+          with_scheduler=with_scheduler, debug=debug, processes=processes, listen_fd=listen_fd)

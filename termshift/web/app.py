@@ -28,7 +28,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from termshift import monitoring, urls
 from termshift.config import MIN_ADMIN_TOKEN, Settings, WebSettings, load_settings
 from termshift.trackers.run_store import RUNS_FILE
-from termshift.web import api, error_pages, i18n, pages, security, snapshots, versions
+from termshift.web import api, error_pages, i18n, pages, security, snapshots, snippets, versions
 from termshift.web.index import Sources
 from termshift.web.state import Viewer
 
@@ -84,6 +84,13 @@ def _register_optional(app: Flask) -> None:
             continue
         app.register_blueprint(module.blueprint)
         app.config[flag] = True
+
+
+def compile_templates(app: Flask) -> None:
+    """Compile every template now: a production server calls it before its first request
+    (otherwise concurrent first requests each compile the same templates)."""
+    for name in app.jinja_env.list_templates(extensions=["html"]):
+        app.jinja_env.get_template(name)
 
 
 def create_app(
@@ -151,6 +158,7 @@ def create_app(
     _register_optional(app)
     error_pages.register(app)
     i18n.register(app)
+    snippets.register(app)
     security.register(app)
     security.register_rate_limits(app)
 

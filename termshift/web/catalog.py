@@ -186,6 +186,24 @@ class Catalog:
         )[0]
         return [_version(row) for row in rows], total
 
+    def timeline_points(self, service_id: str, terms_type: str, *, technical: bool) -> list[dict]:
+        """Every version of a document, oldest first, with only what its timeline picture
+        needs (date, words, kind flags, and what its links need): a document may have
+        thousands, and this runs on each view of its page."""
+        condition = "" if technical else "AND is_technical = 0"
+        rows = self._all(
+            f"SELECT id, commit_id, service_id, terms_type, fetch_date, is_first, is_technical, previous_id, "
+            f"words_added, words_removed, {SHADOWED} FROM versions v WHERE service_id = ? AND terms_type = ? "
+            f"{condition} ORDER BY fetch_date, id",
+            (service_id, terms_type),
+        )
+        points = []
+        for row in rows:
+            point = dict(row)
+            point["date"] = datetime.fromtimestamp(point.pop("fetch_date"), UTC)
+            points.append(point)
+        return points
+
     def version_by_id(self, service_id: str, terms_type: str, ref: str) -> dict | None:
         """The document's version whose commit id is or starts with `ref` (hex)."""
         if not HEX_REF.match(ref):

@@ -446,7 +446,12 @@ def _language_url(code: str) -> str:
 
 
 def current_language() -> str:
-    return getattr(g, "lang", "en") if g else "en"
+    """The request's language ("en" outside a request). Called for every string a page
+    translates, hundreds per page: one lookup through Flask's `g`, not two."""
+    try:
+        return g.lang
+    except (AttributeError, RuntimeError):  # no language chosen yet; no app context
+        return "en"
 
 
 def register(app: Flask) -> None:

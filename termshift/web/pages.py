@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from flask import Blueprint, abort, current_app, g, request, send_from_directory
+from flask import Blueprint, abort, current_app, g, get_template_attribute, request, send_from_directory
 
 from termshift import urls
 from termshift.collection_metadata import localised
@@ -17,6 +17,7 @@ from termshift.web.activity import build_activity, month_bounds
 from termshift.web.catalog import ChangeFilter
 from termshift.web.declared_services import collection_metadata
 from termshift.web.document_status import UNKNOWN, read_statuses
+from termshift.web.i18n import current_language
 from termshift.web.layout import STATIC_FOLDER
 from termshift.web.render import markdown_to_html
 from termshift.web.state import LRU, viewer
@@ -39,7 +40,6 @@ blueprint = Blueprint("pages", __name__)
 
 SEARCH_WORD = re.compile(r"\w+")
 MAX_QUERY = 200
-MAX_TIMELINE_VERSIONS = 100_000  # a document's timeline draws all its versions (a bar may hold several)
 # Changes per service and month, by (index generation, filters): a scan of every version, so it
 # is done once per refresh of the index, whatever page, language or format is asked for.
 _activity_counts = LRU(16)
@@ -208,11 +208,30 @@ def changes():
         "feeds": urls.feed_urls(filters.service_id, filters.terms_type if filters.service_id else None),
     }
     # The grid sums the whole selection: drawn above the first page of the list only.
-    activity = _activity(filters, arguments) if number == 1 else None
-    data["activity"] = activity.to_json() if as_json and activity else None
-    if not as_json:
-        data["activity_picture"] = activity
+    data["activity"] = None
+    if number == 1 and as_json:
+        activity = _activity(filters, arguments)
+        data["activity"] = activity.to_json() if activity else None
+    elif number == 1:
+        data["activity_picture"], data["activity_svg"] = _picture(
+            ("activity", filters), lambda: _activity(filters, arguments), "activity_svg")
     return respond("changes.html", data, as_json=as_json)
+
+
+def _picture(key: tuple, build, macro: str, *arguments) -> tuple:
+    """(picture, its SVG) drawn by `pictures.html`'s `macro`, or (None, None) when there is
+    nothing to draw. Rendered once per index generation, language and `key`: a picture
+    sums a whole selection (all the changes of the collection, every version of a
+    document), the same for every page and query that shows it, and costs tens of
+    milliseconds to draw."""
+    state = viewer()
+
+    def draw() -> tuple:
+        picture = build()
+        return (picture, get_template_attribute("pictures.html", macro)(picture, *arguments)) if picture \
+            else (None, None)
+
+    return state.pictures.get_or_compute((state.catalog.generation(), current_language(), macro, *key), draw)
 
 
 def _activity(filters: ChangeFilter, arguments: dict):
@@ -352,25 +371,30 @@ def document_page(service_id: str, terms_type: str):
         "json_url": urls.document_url(service_id, terms_type, json=True, **query,
                                       page=number if number > 1 else None),
     }
-    timeline = _timeline(service_id, terms_type, technical, removed=document["removed"])
     as_json = wants_json(bool(suffix))
-    data["timeline"] = timeline.to_json() if as_json and timeline else None
-    if not as_json:
-        data["timeline_picture"] = timeline
+    removed = document["removed"]
+    if as_json:
+        timeline = _timeline(service_id, terms_type, technical, removed)
+        data["timeline"] = timeline.to_json() if timeline else None
+    else:
+        # The axis runs on to today while the document is tracked: drawn again each day.
+        today = datetime.now(UTC).date()
+        _picture_object, data["timeline_svg"] = _picture(
+            ("timeline", service_id, terms_type, technical, removed, today),
+            lambda: _timeline(service_id, terms_type, technical, removed), "timeline_svg", "timeline-heading")
     return respond("document.html", data, as_json=as_json)
 
 
 def _timeline(service_id: str, terms_type: str, technical: bool, removed: bool):
     """Every version of the document on a time axis (on to today while it is tracked)."""
-    rows, _total = viewer().catalog.timeline(service_id, terms_type, technical=technical,
-                                             limit=MAX_TIMELINE_VERSIONS, offset=0)
+    points = viewer().catalog.timeline_points(service_id, terms_type, technical=technical)
 
     def link(version: dict, against: dict | None) -> str:
         if against is None:
             return urls.version_url(version)
         return urls.diff_url(version, against if against["id"] != version["previous_id"] else None)
 
-    return build_timeline(rows[::-1], link, now=None if removed else datetime.now(UTC))
+    return build_timeline(points, link, now=None if removed else datetime.now(UTC))
 
 
 @blueprint.route("/<service_id>/<terms_type>")

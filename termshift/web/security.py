@@ -12,11 +12,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import sqlite3
 import threading
 import time
+from pathlib import Path
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge, SecurityError
+
+from termshift import sqlite_wal
 
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -99,17 +103,28 @@ def bearer_is_admin(token: str | None = None) -> bool:
 
 
 class AdminSessions:
-    """Admin sessions of one viewer process: random ids (only their hashes are kept), each
-    bound to the token it was opened with, expiring after `lifetime` seconds.
+    """Admin sessions of one viewer: random ids (only their hashes are kept), each bound to
+    the token it was opened with, expiring after `lifetime` seconds.
 
-    They live in the process's memory: a restart logs the administrator out, and with
-    several worker processes (a WSGI server of your own with workers > 1) use the bearer
-    token instead of the login form."""
+    Kept in a small SQLite file beside the index, so that every process of a server
+    (`web.processes`) knows them and a restart does not log the administrator out.
+    """
 
-    def __init__(self, lifetime: float = SESSION_LIFETIME) -> None:
+    def __init__(self, path: Path | None, lifetime: float = SESSION_LIFETIME) -> None:
+        self.path = Path(path) if path is not None else None  # None: this process's memory only
         self.lifetime = lifetime
-        self._sessions: dict[str, tuple[str, float]] = {}  # sha256(id) -> (token fingerprint, expiry)
         self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite_wal.connect(self.path, check_same_thread=False, timeout=10) if self.path \
+                else sqlite3.connect(":memory:", check_same_thread=False)
+            connection.execute("CREATE TABLE IF NOT EXISTS admin_sessions "
+                               "(key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, expires REAL NOT NULL)")
+            connection.commit()
+            self._connection = connection
+        return self._connection
 
     @staticmethod
     def _key(session_id: str) -> str:
@@ -122,22 +137,36 @@ class AdminSessions:
     def open(self, token: str) -> str:
         session_id = secrets.token_urlsafe(32)
         now = time.time()
-        with self._lock:
-            self._sessions = {key: value for key, value in self._sessions.items() if value[1] > now}
-            self._sessions[self._key(session_id)] = (self._fingerprint(token), now + self.lifetime)
+        with self._lock, self._db() as db:
+            db.execute("DELETE FROM admin_sessions WHERE expires <= ?", (now,))
+            db.execute("INSERT INTO admin_sessions VALUES (?, ?, ?)",
+                       (self._key(session_id), self._fingerprint(token), now + self.lifetime))
         return session_id
 
     def valid(self, session_id: str | None, token: str) -> bool:
         if not session_id or not token:
             return False
         with self._lock:
-            found = self._sessions.get(self._key(session_id))
+            found = self._db().execute("SELECT fingerprint, expires FROM admin_sessions WHERE key = ?",
+                                       (self._key(session_id),)).fetchone()
         return found is not None and found[1] > time.time() and hmac.compare_digest(found[0], self._fingerprint(token))
 
     def revoke(self, session_id: str | None) -> None:
         if session_id:
-            with self._lock:
-                self._sessions.pop(self._key(session_id), None)
+            with self._lock, self._db() as db:
+                db.execute("DELETE FROM admin_sessions WHERE key = ?", (self._key(session_id),))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
+def sessions_path(index_path: Path) -> Path:
+    """Where the admin sessions of the viewer using this index are kept."""
+    index_path = Path(index_path)
+    return index_path.with_name(index_path.stem + "-sessions.sqlite")
 
 
 def admin_sessions(app: Flask | None = None) -> AdminSessions:
@@ -145,7 +174,9 @@ def admin_sessions(app: Flask | None = None) -> AdminSessions:
     app = app or current_app
     sessions = app.extensions.get("termshift_admin_sessions")
     if sessions is None:
-        sessions = AdminSessions(float(app.config.get("ADMIN_SESSION_LIFETIME") or SESSION_LIFETIME))
+        viewer = app.extensions.get("termshift")  # None: a blueprint used in an app of one's own
+        sessions = AdminSessions(sessions_path(viewer.sources.index) if viewer else None,
+                                 float(app.config.get("ADMIN_SESSION_LIFETIME") or SESSION_LIFETIME))
         app.extensions["termshift_admin_sessions"] = sessions
     return sessions
 

@@ -252,6 +252,7 @@ class Viewer:
         self._comparisons = LRU(32)
         self._renders = LRU(32)
         self.pages = LRU(256)  # rendered collection pages (see views.cached_page)
+        self.pictures = LRU(128)  # drawn timelines and activity grids (see pages._picture)
 
     def close(self) -> None:
         self.versions.close()

@@ -153,10 +153,25 @@ class Server:
             time.sleep(every)
         raise SystemExit("the index did not complete in time")
 
+    def serving_processes_ready(self, count: int, timeout: float = 120) -> None:
+        """Wait until `count` more serving processes said they are ready (in the server's log)."""
+        deadline = time.monotonic() + timeout
+        while self.log_path.read_text(errors="replace").count("Serving process") < count:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the serving processes did not start; see {self.log_path}")
+            time.sleep(0.1)
+
     def cpu_seconds(self) -> float:
-        """CPU time used so far by the server and its finished index workers."""
-        times = psutil.Process(self.process.pid).cpu_times()
-        return times.user + times.system + times.children_user + times.children_system
+        """CPU time used so far by the server, its running children (serving processes,
+        index workers) and its finished ones."""
+        root = psutil.Process(self.process.pid)
+        times = root.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in root.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child_times = child.cpu_times()
+                total += child_times.user + child_times.system
+        return total
 
     def stop(self) -> None:
         self._watching = False
@@ -234,7 +249,9 @@ def page_urls(base: str, rng: random.Random, count: int) -> dict[str, list[str]]
     rng.shuffle(big_diffs)
     return {
         "service": [s["url"] + f"?bench={n}" for n, s in enumerate(rng.choices(services, k=count))],
-        "document": [d["url"] + f"?bench={n}" for n, d in enumerate(rng.choices(documents, k=count))],
+        # Each document once (as far as there are enough): every one a first view.
+        "document": [d["url"] + f"?bench={n}" for n, d in enumerate(
+            rng.sample(documents, k=min(count, len(documents))) + rng.choices(documents, k=max(0, count - len(documents))))],
         "latest changes": change_urls,
         "diff, ~200 KB versions (first view)": big_diffs[:count],
     }
@@ -323,7 +340,8 @@ def archive_benchmark(args: argparse.Namespace, workdir: Path) -> None:
     commits = int(subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=repo, capture_output=True, text=True,
                                  check=True).stdout.strip())
     print(f"archive: {repo} ({commits} commits); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    serve_arguments = ["--versions", str(repo), "--index", str(index), "--refresh-interval", "0"]
+    serve_arguments = ["--versions", str(repo), "--index", str(index), "--refresh-interval", "0",
+                       "--processes", str(args.processes)]
 
     server = Server(serve_arguments, workdir, "server-cold.log")
     try:
@@ -350,6 +368,8 @@ def archive_benchmark(args: argparse.Namespace, workdir: Path) -> None:
         complete = server.index_complete(every=0.05)
         print(f"restart on the index: first answer {first:.2f} s, index complete {complete:.2f} s after launch "
               f"({server.cpu_seconds():.2f} s of CPU); RSS {server.peak_rss / 2**20:.0f} MiB")
+        if args.processes != 1:
+            server.serving_processes_ready((args.processes or os.cpu_count() or 1) - 1)
         rows = []
         for label, urls in page_urls(server.base, random.Random(1), args.requests).items():
             if not urls:
@@ -414,6 +434,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, help="where to clone or generate the archive (default: a temp dir)")
     parser.add_argument("--requests", type=int, default=60, help="distinct URLs per page kind")
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients for the page latencies")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="serving processes of `termshift serve` (its --processes; 0: one per core)")
     parser.add_argument("--pairs", type=int, default=None, help="pairs of versions to time (default: all)")
     parser.add_argument("--skip-pairs", action="store_true", help="do not time the diff statistics")
     parser.add_argument("--demo-clients", type=int, default=50, help="concurrent clients on the demo archive")

@@ -75,7 +75,7 @@ def test_several_processes_answer_on_one_port_share_sessions_and_stop_together(s
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=60)[0].decode()
     assert server.returncode == 0, output
-    assert "2 processes" in output
+    assert "2 processes" in output and "Serving process" in output
     replacement.wait(timeout=30)  # stopped with the first process
     assert not psutil.pid_exists(replacement.pid) or replacement.status() == psutil.STATUS_ZOMBIE
 

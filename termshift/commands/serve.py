@@ -192,6 +192,8 @@ def _serve_production(app: Any, host: str, port: int, web: WebSettings, with_sch
     if listen_fd is None:
         click.echo(f"Serving on http://{host}:{port}/ (waitress, {threads} threads"
                    + (f", {processes} processes" if others else "") + ")", err=True)
+    else:
+        click.echo(f"Serving process {os.getpid()} ready ({threads} threads).", err=True)
     try:
         server.run()  # returns on KeyboardInterrupt, after closing the listening socket
     finally:

@@ -17,14 +17,13 @@ from termshift import urls
 from termshift.alerts import options
 from termshift.web.catalog import HEX_REF
 from termshift.web.citation import build_citation
-from termshift.web.diffview import build_blocks, draws_whitespace_marks, section_links, whitespace_marks
+from termshift.web.diffview import build_blocks, draws_whitespace_marks, section_links
 from termshift.web.error_pages import DateInTheFuture
 from termshift.web.rendered_diff import RENDERED_FORMAT, Stretch, render_comparison
 from termshift.web.state import LRU, viewer
 from termshift.web.views import check_segment, parse_moment, query_args, respond, version_summary, wants_json
 
 blueprint = Blueprint("versions", __name__)
-blueprint.add_app_template_global(whitespace_marks)
 
 MAX_CONTEXT = 50
 VIEWS = ("inline", "split", "rendered")

@@ -80,6 +80,19 @@ def test_several_processes_answer_on_one_port_share_sessions_and_stop_together(s
     assert not psutil.pid_exists(replacement.pid) or replacement.status() == psutil.STATUS_ZOMBIE
 
 
+def test_serving_processes_stop_when_the_first_one_is_killed(sample, tmp_path):
+    port = free_port()
+    server = start("--data", str(sample.data), "--port", str(port), "--processes", "2", cwd=tmp_path)
+    try:
+        assert get_json(f"http://127.0.0.1:{port}/Acme.json")["id"] == "Acme"
+        child = wait_until(lambda: (serving_children(psutil.Process(server.pid)) or [None])[0], 60,
+                           "a second serving process")
+    finally:
+        server.kill()  # no SIGTERM, no clean-up: as if the first process crashed
+        server.communicate(timeout=30)
+    child.wait(timeout=30)  # it notices, and stops instead of serving on alone
+
+
 def test_a_login_session_outlives_a_restart_of_the_viewer(sample, tmp_path):
     def app():
         viewer = create_app(sample.data / "versions", sample.data / "snapshots", sample.declarations,

@@ -57,6 +57,7 @@ def serve(
     debug: bool = False,
     processes: int | None = None,
     listen_fd: int | None = None,
+    parent_pid: int | None = None,
 ) -> None:
     """Serve the viewer until interrupted; the archive's new commits are indexed on start
     (in the background when there are many: pages answer at once and show the progress).
@@ -98,6 +99,7 @@ def serve(
     if listen_fd is not None:  # one of several serving processes: started by the first, it only answers
         app = create_app(versions_repo, snapshots_repo, declarations, index_path,
                          settings=settings, refresh_interval=refresh_interval)
+        _stop_with_parent(parent_pid if parent_pid is not None else os.getppid())
         _serve_production(app, host or settings.web.host, port or settings.web.port, settings.web, False,
                           listen_fd=listen_fd)
         return
@@ -184,9 +186,7 @@ def _serve_production(app: Any, host: str, port: int, web: WebSettings, with_sch
 
         signal.signal(signal.SIGTERM, interrupt)
     others = None
-    if listen_fd is not None:
-        _stop_with_parent()
-    elif processes > 1 and child_command is not None:
+    if listen_fd is None and processes > 1 and child_command is not None:
         others = ServingProcesses(app, child_command, server.socket.fileno(), processes - 1)
         others.start()
     if listen_fd is None:
@@ -211,7 +211,7 @@ class ServingProcesses:
 
     def __init__(self, app: Any, command: list[str], fd: int, count: int) -> None:
         self.app = app
-        self.command = [*command, "--listen-fd", str(fd)]
+        self.command = [*command, "--listen-fd", str(fd), "--parent-pid", str(os.getpid())]
         self.fd = fd
         self.count = count
         self.children: list[subprocess.Popen[bytes]] = []
@@ -251,13 +251,14 @@ class ServingProcesses:
                 child.wait()
 
 
-def _stop_with_parent() -> None:
-    """A serving process stops (as on SIGTERM) when the process that started it is gone."""
-    parent = os.getppid()
+def _stop_with_parent(parent: int) -> None:
+    """A serving process stops (as on SIGTERM) when `parent`, the process that started it, is
+    gone, also if it went before this one got here (its parent is then another process)."""
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
+        log.warning("the first serving process (%d) is gone: stopping", parent)
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="parent watch", daemon=True).start()
@@ -285,14 +286,17 @@ def _stop_with_parent() -> None:
               help="Processes answering requests (default: web.processes; 0: one per core).")
 @click.option("--listen-fd", type=int, default=None, hidden=True,
               help="Serve on this inherited listening socket (how the other serving processes are started).")
+@click.option("--parent-pid", type=int, default=None, hidden=True,
+              help="With --listen-fd: stop when this process (the first one) is gone.")
 def serve_command(data_dir: Path | None, versions_repo: Path | None, snapshots_repo: Path | None,
                   declarations_dir: Path | None, index_path: Path | None, host: str | None, port: int | None,
                   refresh_interval: float, with_scheduler: bool, debug: bool, processes: int | None,
-                  listen_fd: int | None) -> None:
+                  listen_fd: int | None, parent_pid: int | None) -> None:
     """Browse the archive: every service, document timeline and diff, with JSON twins and the OTA API.
 
     Served by waitress, a production WSGI server (`web.threads` threads); behind a TLS proxy,
     set `web.base_url` and `web.trusted_proxies`."""
     serve(data_dir, declarations_dir, versions_repo=versions_repo, snapshots_repo=snapshots_repo,
           index_path=index_path, host=host, port=port, refresh_interval=refresh_interval,
-          with_scheduler=with_scheduler, debug=debug, processes=processes, listen_fd=listen_fd)
+          with_scheduler=with_scheduler, debug=debug, processes=processes, listen_fd=listen_fd,
+          parent_pid=parent_pid)

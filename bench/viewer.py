@@ -4,6 +4,7 @@
     python bench/viewer.py --versions PATH       # any OTA-format versions repository or bundle (cloned)
     python bench/viewer.py                       # a generated ~40,000-version synthetic archive
     python bench/viewer.py --demo-only           # only the 50-client load on the demo archive
+    python bench/viewer.py --versions PATH --processes 2   # `serve --processes 2` (one per core here)
 
 The server is always started as `termshift serve` in a subprocess, so the figures are those
 of whatever server `serve` runs. Steps and figures:
@@ -16,7 +17,9 @@ of whatever server `serve` runs. Steps and figures:
    the mean by document size; with the log read and blob read times, so that each cost's
    growth with commits and document size can be stated;
 5. pages under load: each kind of page requested by 20 concurrent clients, each URL once
-   (nothing cached): service, document, latest changes, and the diff of two ~200 KB versions;
+   (nothing cached; each document once): service, document, latest changes, and the diff of
+   two ~200 KB versions (first view: the index holds no comparison yet), with the server's
+   CPU per request (all its processes);
 6. the demo archive (`termshift demo`) under 50 concurrent clients for a while: requests
    per second, p50 and p95.
 

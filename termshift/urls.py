@@ -73,6 +73,13 @@ def version_url(version: dict, suffix: str = "") -> str:
             f"{quote(version_ref(version), safe=':')}{suffix}")
 
 
+def version_links(version: dict) -> dict[str, str]:
+    """A version's page, its diff with the version before, its Markdown and its JSON: the
+    four links of each row of a list, from one permalink (lists build them by the hundred)."""
+    page = version_url(version)
+    return {"url": page, "diff_url": f"{page}/diff", "markdown_url": f"{page}.md", "json_url": f"{page}.json"}
+
+
 def diff_url(version: dict, against: dict | None = None, json: bool = False, **query) -> str:
     """Comparison of `version` with `against` (default: the version before it)."""
     path = version_url(version) + ("/diff.json" if json else "/diff")

@@ -1,6 +1,7 @@
 """`termshift serve --processes N`: several processes answer on one port, share the admin
 sessions, and live and die with the first one. Real `termshift serve` processes, real HTTP,
-real signals. Also the pieces that make pages cheap: the row snippets and the drawn pictures.
+real signals. Also the pieces that make pages cheap: the row snippets, the drawn pictures
+and the links of a row.
 """
 
 from __future__ import annotations
@@ -137,3 +138,18 @@ def test_a_drawn_timeline_follows_the_language_and_new_versions(sample, tmp_path
     french = client.get("/Acme/Privacy%20Policy?lang=fr").get_data(as_text=True)
     assert "words added" in english and "timeline-chart" in english
     assert "mots ajoutés" in french and "words added" not in french.split("timeline-chart", 1)[1].split("</svg>")[0]
+
+
+def test_the_links_of_a_list_row_are_the_permalinks_built_one_by_one():
+    from datetime import UTC, datetime
+
+    from termshift import urls
+
+    moment = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+    for version in ({"service_id": "Acme Co", "terms_type": "Terms of Service", "date": moment,
+                     "commit_id": "abc123def4567890", "shadowed": False},
+                    {"service_id": "É/x?#", "terms_type": "Privacy Policy", "date": moment,
+                     "commit_id": "abc123def4567890", "shadowed": True}):  # named by commit id
+        assert urls.version_links(version) == {
+            "url": urls.version_url(version), "diff_url": urls.diff_url(version),
+            "markdown_url": urls.version_url(version, ".md"), "json_url": urls.version_url(version, ".json")}

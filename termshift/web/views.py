@@ -174,10 +174,7 @@ def version_summary(version: dict) -> dict:
         "words_added": version["words_added"],
         "words_removed": version["words_removed"],
         "words_approximate": bool(version["words_approximate"]),
-        "url": urls.version_url(version),
-        "diff_url": urls.diff_url(version),
-        "markdown_url": urls.version_url(version, ".md"),
-        "json_url": urls.version_url(version, ".json"),
+        **urls.version_links(version),
     }
 
 

@@ -65,7 +65,7 @@ KINDS = {
 }
 # Below this many new commits, word counts are computed in-process; above it, by worker
 # processes (one per core), each with its own `git cat-file`.
-PARALLEL_THRESHOLD = 2_000
+PARALLEL_THRESHOLD = 500  # a worker costs about 0.5 s of CPU to start: worth it from a few hundred versions
 # Versions of a document handed to a worker at once (each job also reads the version before).
 CHUNK_VERSIONS = 32
 # New versions committed to the index at once: pages see a first build progress.

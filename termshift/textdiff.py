@@ -242,13 +242,13 @@ def _anchored_diff(engine: diff_match_patch, old: str, new: str, budget: Budget 
         if i < len(old):
             diffs.append((EQUAL, old[i]))
         old_at, new_at = i + 1, j + 1
+    diffs = [(op, text) for op, text in diffs if text]
     if depth == 0:
         # One run per stretch of equal (inserted, deleted) items rather than one per
         # anchor: the Python clean-up after it walks a list as long as this one.
         diffs = [(op, "".join(text for _op, text in run)) for op, run in groupby(diffs, itemgetter(0))]
-        diffs = [(op, text) for op, text in diffs if text]
         engine.diff_cleanupMerge(diffs)
-    return [(op, text) for op, text in diffs if text]
+    return diffs
 
 
 def _gap_diff(old: str, new: str, budget: Budget | None, cleanup: str = "No") -> list[tuple[int, str]]:

@@ -34,7 +34,7 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -223,7 +223,7 @@ class RedisHostLimiter:
             await client.aclose()
 
 
-async def _honouring_cancellation(call: Awaitable[T], on_cancel: Any = None) -> T:
+async def _honouring_cancellation(call: Awaitable[T], on_cancel: Callable[[], Awaitable[Any]] | None = None) -> T:
     """Await a Redis call, and raise CancelledError if the task was cancelled meanwhile.
 
     The Redis client waits for its socket writes with `asyncio.wait_for`, which on

@@ -200,7 +200,7 @@ class Catalog:
         points = []
         for row in rows:
             point = dict(row)
-            point["date"] = datetime.fromtimestamp(point.pop("fetch_date"), UTC)
+            point["date"] = to_datetime(point.pop("fetch_date"))
             points.append(point)
         return points
 

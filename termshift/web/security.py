@@ -156,12 +156,6 @@ class AdminSessions:
             with self._lock, self._db() as db:
                 db.execute("DELETE FROM admin_sessions WHERE key = ?", (self._key(session_id),))
 
-    def close(self) -> None:
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
 
 def sessions_path(index_path: Path) -> Path:
     """Where the admin sessions of the viewer using this index are kept."""

@@ -53,6 +53,7 @@ from termshift.distributed.results import ResultStore  # noqa: E402
 from termshift.distributed.worker import fleet_workers  # noqa: E402
 from termshift.trackers.run import run_tracking, select_terms  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.waiting import wait_until  # noqa: E402
 
 HEARTBEAT_TIMEOUT = 3.0
 
@@ -121,16 +122,6 @@ def send_all(settings: Settings, broker_url: str, run_id: str) -> list[str]:
     return ids
 
 
-def wait_for(condition, timeout: float, what: str):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
 def children_cpu() -> float:
     """CPU seconds (user + system) of this process's children and their descendants that have ended."""
     import resource
@@ -160,7 +151,7 @@ def workers_phase(root: Path, broker: str, servers: Servers, count: int, per_hos
     started = time.perf_counter()
     workers = [start_worker(broker, root / "declarations", root / f"worker-{count}-{n}.log") for n in range(count)]
     try:
-        wait_for(lambda: len(store.arrived(run_id)) == len(ids), 1800, "every result")
+        wait_until(lambda: len(store.arrived(run_id)) == len(ids), 1800, "every result")
         boot_and_work = time.perf_counter() - started
     finally:
         stop(workers)
@@ -188,14 +179,14 @@ def kill_phase(root: Path, broker: str, per_host: int, documents: int) -> dict:
     settings = settings_for(root, broker, per_host)
     workers = [start_worker(broker, root / "declarations", root / f"worker-kill-{n}.log") for n in range(2)]
     try:
-        wait_for(lambda: len(fleet_workers(client, HEARTBEAT_TIMEOUT)) == 2, 60, "both workers")
+        wait_until(lambda: len(fleet_workers(client, HEARTBEAT_TIMEOUT)) == 2, 60, "both workers")
         coordinator = Coordinator(settings)
         outcome: dict = {}
         thread = threading.Thread(target=lambda: outcome.setdefault("summary", run_tracking(settings,
                                                                                             source=coordinator)))
         thread.start()
         store = ResultStore(client)
-        wait_for(lambda: coordinator.run_id and len(store.arrived(coordinator.run_id)) >= documents // 3, 900,
+        wait_until(lambda: coordinator.run_id and len(store.arrived(coordinator.run_id)) >= documents // 3, 900,
                  "a third of the results")
 
         def busy() -> list[str]:
@@ -203,7 +194,7 @@ def kill_phase(root: Path, broker: str, per_host: int, documents: int) -> dict:
             done = set(store.arrived(coordinator.run_id))
             return [worker for job, worker in store.claims(coordinator.run_id).items() if job not in done]
 
-        holders = wait_for(busy, 60, "a worker in the middle of a job")
+        holders = wait_until(busy, 60, "a worker in the middle of a job")
         victim = next(w for w in workers if holders[0].endswith(f":{w.pid}"))
         victim.send_signal(signal.SIGKILL)
         killed_at = time.perf_counter()

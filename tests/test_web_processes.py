@@ -153,3 +153,57 @@ def test_the_links_of_a_list_row_are_the_permalinks_built_one_by_one():
         assert urls.version_links(version) == {
             "url": urls.version_url(version), "diff_url": urls.diff_url(version),
             "markdown_url": urls.version_url(version, ".md"), "json_url": urls.version_url(version, ".json")}
+
+
+def test_table_rows_and_pictures_built_in_python_escape_everything_and_keep_their_structure(sample, tmp_path):
+    """Rows and pictures leave the templates for speed: hostile names, ids and links stay text,
+    the two newest versions are the ones picked for comparison, and the page's language is spoken."""
+    from datetime import UTC, datetime
+
+    import lxml.html
+    from flask import g
+
+    from termshift.web.activity import build_activity
+    from termshift.web.drawings import activity_svg, timeline_svg
+    from termshift.web.snippets import change_rows, options, version_rows
+    from termshift.web.timeline import build_timeline
+
+    hostile = '"><script>alert(1)</script>'
+    moments = [datetime(2024, month, 1, tzinfo=UTC) for month in (1, 2, 3)]
+    versions = [{"url": f"/x/{hostile}/{month}", "diff_url": f"/d/{hostile}", "markdown_url": "/m.md",
+                 "date": moment, "kind": hostile, "is_first_record": month == 1, "size": 2048, "size_delta": -5,
+                 "words_added": 3, "words_removed": 1, "words_approximate": False,
+                 "service_id": hostile, "service_name": hostile, "terms_type": hostile}
+                for month, moment in zip((3, 2, 1), reversed(moments), strict=True)]
+    app = create_app(sample.data / "versions", sample.data / "snapshots", sample.declarations,
+                     tmp_path / "index.sqlite", refresh_interval=0)
+    with app.test_request_context("/"):
+        for lang, words_added in (("en", "words added"), ("fr", "mots ajoutés")):
+            g.lang = lang
+            table = lxml.html.fromstring(f"<table><tbody>{version_rows(versions)}</tbody></table>")
+            assert len(table.findall(".//tr")) == 3 and not table.findall(".//script")
+            checked = [(i.get("name"), i.get("id")) for i in table.findall(".//input") if i.get("checked") is not None]
+            assert checked == [("to", "to-1"), ("from", "from-2")]
+            assert [a.get("href") for a in table.findall(".//tr")[0].findall(".//a")] == \
+                ["/x/" + hostile + "/3", "/d/" + hostile, "/m.md"]
+            assert not table.findall(".//tr")[2].xpath(".//a[starts-with(@href, '/d/')]")  # a first record
+            assert words_added in table.text_content()
+            changes = lxml.html.fromstring(f"<table><tbody>{change_rows(versions)}</tbody></table>")
+            assert len(changes.findall(".//tr")) == 3 and not changes.findall(".//script")
+            assert hostile in changes.findall(".//tr")[0].findall(".//td")[1].text_content()
+            select = lxml.html.fromstring(f"<select>{options([(hostile, hostile), ('b', 'B')], 'b')}</select>")
+            assert [(o.get("value"), o.text, o.get("selected") is not None) for o in select.findall("option")] == \
+                [(hostile, hostile, False), ("b", "B", True)]
+            points = [{"date": moment, "words_added": 5 * n, "words_removed": n, "is_first": n == 0,
+                       "is_technical": False} for n, moment in enumerate(moments)]
+            timeline = build_timeline(points, lambda version, against: f"/{hostile}/{version['date']:%m}")
+            svg = lxml.html.fromstring(str(timeline_svg(timeline, hostile)))
+            assert not svg.findall(".//script") and len(svg.findall(".//a")) == 3
+            assert {a.get("href") for a in svg.findall(".//a")} == {f"/{hostile}/0{m}" for m in (1, 2, 3)}
+            assert words_added in svg.text_content()
+            counts = [{"service_id": hostile, "month": f"2024-0{m}", "changes": m, "words_added": 1, "words_removed": 2}
+                      for m in (1, 2)]
+            grid = lxml.html.fromstring(str(activity_svg(build_activity(counts, {hostile: hostile},
+                                                                        lambda service, month: f"/{hostile}"))))
+            assert not grid.findall(".//script") and hostile in grid.text_content()
+            assert ("2 changes" if lang == "en" else "2 changements") in grid.text_content()

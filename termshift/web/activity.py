@@ -4,7 +4,7 @@ A new law coming into force makes many services update their terms in the same f
 weeks; on this grid it shows as a dark column and a tall bar above it. The figures are
 the index's (`Catalog.monthly_activity`): changes per service and month, technical
 upgrades and first records left out unless the filters ask for technical upgrades.
-`build_activity()` lays them out for `templates/pictures.html`; each square links to
+`build_activity()` lays them out for `drawings.activity_svg`; each square links to
 the latest-changes list filtered on that service and month.
 """
 

@@ -252,7 +252,7 @@ FRENCH: dict[str, str] = {
         "{date} est dans le futur : aucune version n'est encore connue pour cette date.",
     "See the current version": "Voir la version en vigueur",
     "Date in the future": "Date dans le futur",
-    # Pictures: a document's timeline, the collection's activity (templates/pictures.html)
+    # Pictures: a document's timeline, the collection's activity (drawings.py)
     "Each bar is a change: its height above the line is the number of words added, below it the number removed "
     "(logarithmic scale). Point at a bar for its date; click it to see the change.":
         "Chaque barre est un changement : sa hauteur au-dessus de la ligne est le nombre de mots ajoutés, "

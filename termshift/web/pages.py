@@ -8,11 +8,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from flask import Blueprint, abort, current_app, g, get_template_attribute, request, send_from_directory
+from flask import Blueprint, abort, current_app, g, request, send_from_directory
 
 from termshift import urls
 from termshift.collection_metadata import localised
 from termshift.urls import is_http_url
+from termshift.web import drawings
 from termshift.web.activity import build_activity, month_bounds
 from termshift.web.catalog import ChangeFilter
 from termshift.web.declared_services import collection_metadata
@@ -214,12 +215,12 @@ def changes():
         data["activity"] = activity.to_json() if activity else None
     elif number == 1:
         data["activity_picture"], data["activity_svg"] = _picture(
-            ("activity", filters), lambda: _activity(filters, arguments), "activity_svg")
+            ("activity", filters), lambda: _activity(filters, arguments), drawings.activity_svg)
     return respond("changes.html", data, as_json=as_json)
 
 
-def _picture(key: tuple, build, macro: str, *arguments) -> tuple:
-    """(picture, its SVG) drawn by `pictures.html`'s `macro`, or (None, None) when there is
+def _picture(key: tuple, build, draw_svg, *arguments) -> tuple:
+    """(picture, its SVG) drawn by `draw_svg` (one of `drawings`), or (None, None) when there is
     nothing to draw. Rendered once per index generation, language and `key`: a picture
     sums a whole selection (all the changes of the collection, every version of a
     document), the same for every page and query that shows it, and costs tens of
@@ -228,10 +229,9 @@ def _picture(key: tuple, build, macro: str, *arguments) -> tuple:
 
     def draw() -> tuple:
         picture = build()
-        return (picture, get_template_attribute("pictures.html", macro)(picture, *arguments)) if picture \
-            else (None, None)
+        return (picture, draw_svg(picture, *arguments)) if picture else (None, None)
 
-    return state.pictures.get_or_compute((state.catalog.generation(), current_language(), macro, *key), draw)
+    return state.pictures.get_or_compute((state.catalog.generation(), current_language(), *key), draw)
 
 
 def _activity(filters: ChangeFilter, arguments: dict):
@@ -381,7 +381,7 @@ def document_page(service_id: str, terms_type: str):
         today = datetime.now(UTC).date()
         _picture_object, data["timeline_svg"] = _picture(
             ("timeline", service_id, terms_type, technical, removed, today),
-            lambda: _timeline(service_id, terms_type, technical, removed), "timeline_svg", "timeline-heading")
+            lambda: _timeline(service_id, terms_type, technical, removed), drawings.timeline_svg, "timeline-heading")
     return respond("document.html", data, as_json=as_json)
 
 

@@ -16,14 +16,17 @@ from datetime import datetime
 from flask import Flask
 from markupsafe import Markup, escape
 
+from termshift import urls
 from termshift.urls import iso
 from termshift.web.diffview import whitespace_marks
 from termshift.web.i18n import (
     KIND_NAMES,
     current_language,
+    format_bytes,
     format_date,
     format_datetime,
     format_number,
+    format_signed,
     translate,
 )
 
@@ -86,6 +89,75 @@ def diff_parts(parts: list[tuple[int, str]]) -> Markup:
     return Markup("".join(html))
 
 
+def version_rows(versions: list[dict]) -> Markup:
+    """The rows of a document's history (`version_summary` dicts, newest first): radio
+    buttons to pick two versions to compare (the two newest picked), date, kind, size,
+    words and links. One function rather than a template loop: a page has 50 of them,
+    and this is a third of what a loop of `{{ }}` costs."""
+    lang = current_language()
+    compare_from, compare_to = escape(translate(lang, "Compare from this version")), \
+        escape(translate(lang, "Compare to this version"))
+    from_label, to_label = escape(translate(lang, "from")), escape(translate(lang, "to"))
+    see_changes, markdown = escape(translate(lang, "See the changes")), escape(translate(lang, "Markdown"))
+    rows = []
+    for number, version in enumerate(versions, 1):
+        ref = escape(version["url"].rsplit("/", 1)[1])
+        moment = escape(format_datetime(version["date"]))
+        diff = "" if version["is_first_record"] else (
+            f'<a href="{escape(version["diff_url"])}">{see_changes}<span class="visually-hidden">: '
+            f'{moment}</span></a>\n        ')
+        rows.append(
+            f'<tr>\n      <td class="compare">\n'
+            f'        <input type="radio" name="from" value="{ref}" id="from-{number}" '
+            f'{"checked" if number == 2 else ""}>\n'
+            f'        <label for="from-{number}"><span class="visually-hidden">{compare_from}</span>'
+            f'<span aria-hidden="true">{from_label}</span></label>\n'
+            f'        <input type="radio" name="to" value="{ref}" id="to-{number}" '
+            f'{"checked" if number == 1 else ""}>\n'
+            f'        <label for="to-{number}"><span class="visually-hidden">{compare_to}</span>'
+            f'<span aria-hidden="true">{to_label}</span></label>\n      </td>\n'
+            f'      <td><a href="{escape(version["url"])}">{when(version["date"])}</a></td>\n'
+            f'      <td>{kind_label(version["kind"])}</td>\n'
+            f'      <td>{escape(format_bytes(version["size"], lang))} <span class="delta">'
+            f'({escape(format_signed(version["size_delta"], lang))})</span></td>\n'
+            f'      <td>{word_change(version["words_added"], version["words_removed"], version["words_approximate"])}'
+            f'</td>\n      <td class="links">\n        {diff}'
+            f'<a href="{escape(version["markdown_url"])}" download>{markdown}<span class="visually-hidden">: '
+            f'{moment}</span></a>\n      </td>\n    </tr>')
+    return Markup("\n    ".join(rows))
+
+
+def change_rows(changes: list[dict]) -> Markup:
+    """The rows of the latest changes (`version_summary` dicts): date, service, document,
+    kind, words and a link to the change (see `version_rows`)."""
+    see_changes = escape(translate(current_language(), "See the changes"))
+    rows = []
+    for change in changes:
+        service, terms_type = escape(change["service_name"]), escape(change["terms_type"])
+        rows.append(
+            f'<tr>\n      <td>{when(change["date"])}</td>\n'
+            f'      <td><a href="{escape(urls.service_url(change["service_id"]))}">{service}</a></td>\n'
+            f'      <td><a href="{escape(urls.document_url(change["service_id"], change["terms_type"]))}">'
+            f'{terms_type}</a></td>\n'
+            f'      <td>{kind_label(change["kind"])}</td>\n'
+            f'      <td>{word_change(change["words_added"], change["words_removed"], change["words_approximate"])}'
+            f'</td>\n'
+            f'      <td class="links"><a href="{escape(change["diff_url"])}">{see_changes}'
+            f'<span class="visually-hidden">: {service}, {terms_type}, {escape(format_datetime(change["date"]))}'
+            f'</span></a></td>\n    </tr>')
+    return Markup("\n    ".join(rows))
+
+
+def options(choices: list[tuple[str, str]] | list[str], selected: str | None) -> Markup:
+    """`<option>`s of a filter's `<select>`, from (value, label) pairs or from values that
+    are their own labels (hundreds of services on a large collection)."""
+    pairs = ((choice, choice) if isinstance(choice, str) else choice for choice in choices)
+    return Markup("\n        ".join(
+        f'<option value="{escape(value)}" {"selected" if value == selected else ""}>{escape(label)}</option>'
+        for value, label in pairs))
+
+
 def register(app: Flask) -> None:
     app.jinja_env.globals.update({"when": when, "kind_label": kind_label, "word_change": word_change,
-                                  "diff_parts": diff_parts})
+                                  "diff_parts": diff_parts, "version_rows": version_rows,
+                                  "change_rows": change_rows, "options": options})

@@ -1,7 +1,7 @@
 """A document's history as a picture: every version on a time axis, each change's size.
 
 `build_timeline()` turns a document's versions (oldest first, as the index lists them)
-into the geometry of a small SVG chart that `templates/timeline.svg.html` draws: one
+into the geometry of a small SVG chart that `drawings.timeline_svg` draws: one
 bar per change, words added going up (blue), words removed going down (orange), on a
 logarithmic scale so that a three-word fix stays visible beside a rewrite. When
 versions are closer together than a bar's width they share one bar, whose link is the

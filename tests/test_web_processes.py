@@ -207,3 +207,33 @@ def test_table_rows_and_pictures_built_in_python_escape_everything_and_keep_thei
                                                                         lambda service, month: f"/{hostile}"))))
             assert not grid.findall(".//script") and hostile in grid.text_content()
             assert ("2 changes" if lang == "en" else "2 changements") in grid.text_content()
+
+
+def test_diff_rows_built_in_python_escape_the_texts_and_their_headings(sample, tmp_path):
+    import lxml.html
+    from flask import g
+
+    from termshift.web.diffing import compare
+    from termshift.web.diffview import build_blocks
+    from termshift.web.snippets import diff_blocks
+
+    old = "# <script>alert(1)</script> Terms\n\nFirst <b>clause</b>.\n\n" + "Same line.\n\n" * 20 + "Last a\u00a0b.\n"
+    new = "# <script>alert(1)</script> Terms\n\nFirst <i>clause</i>, amended.\n\n" + "Same line.\n\n" * 20 + \
+        "Last a b.\n"
+    comparison = compare(old, new)
+    app = create_app(sample.data / "versions", sample.data / "snapshots", sample.declarations,
+                     tmp_path / "index.sqlite", refresh_interval=0)
+    with app.test_request_context("/"):
+        g.lang = "en"
+        for view in ("unified", "split"):
+            blocks = build_blocks(comparison, side_by_side=view == "split", context=3)
+            html = str(diff_blocks(blocks, view, 2, '/x?context=all&"'))
+            table = lxml.html.fromstring(f"<table>{html}</table>")
+            assert not table.xpath("//script | //b | //i")
+            headings = [th.text_content() for th in table.xpath("//tr[@class='change-heading']/th")]
+            assert len(headings) == 2 and "Change 1 of 2 — <script>alert(1)</script> Terms" in headings[0]
+            assert table.xpath("//tr[@class='change-heading']//span[@class='kind kind-whitespace']")  # an element
+            text = table.text_content()
+            assert all(piece in text for piece in ("<b>", "</b>", "<i>", "</i>", "clause", "amended."))
+            assert {a.get("href") for a in table.xpath("//tr[@class='skip']//a")} == {'/x?context=all&"'}
+            assert table.xpath("//a[@class='next-change']/@href") == ["#change-2"]

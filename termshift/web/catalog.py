@@ -343,10 +343,13 @@ class Catalog:
         with self._lock:
             if self._writer is None:
                 self._writer = connect(self.path, busy_timeout=0.05)
+                # A cache: a power cut may lose its last entries (recomputed), never corrupt it
+                # (WAL). Not waiting for fsync on each write saves a first-view diff ~5 ms.
+                self._writer.execute("PRAGMA synchronous=NORMAL")
             try:
                 self._writer.execute(
                     f"INSERT OR REPLACE INTO {table} VALUES ({placeholders})",
-                    (*key, format_version, zlib.compress(value, 3)),
+                    (*key, format_version, zlib.compress(value, 1)),  # level 1: 25 % faster than 3, 10 % larger
                 )
                 self._writer.commit()
             except sqlite3.OperationalError as error:  # "database is locked": a refresh is writing

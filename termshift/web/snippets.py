@@ -28,6 +28,7 @@ from termshift.web.i18n import (
     format_number,
     format_signed,
     translate,
+    translate_plural,
 )
 
 # (f-strings around `escape()`, which is C: `Markup.format` is a Python string.Formatter, 5x slower.)
@@ -157,7 +158,66 @@ def options(choices: list[tuple[str, str]] | list[str], selected: str | None) ->
         for value, label in pairs))
 
 
+def diff_blocks(blocks: list, view: str, changes: int, all_context_url: str) -> Markup:
+    """The `<tbody>`s of a diff table: one per block of `diffview.build_blocks` (a change,
+    headed by its number, section and links to the previous and next ones; or unchanged
+    lines, folded), in the unified or the split (`view == "split"`) layout. A 200 KB diff
+    has thousands of rows: as a template loop they cost more than comparing the texts."""
+    lang = current_language()
+    columns = 4
+    previous, following = escape(translate(lang, "previous")), escape(translate(lang, "next"))
+    whitespace_only = escape(translate(lang, "whitespace only"))
+    context_url = escape(all_context_url)
+    markers = {"insert": "+", "delete": "−", "change": "±"}
+    html = []
+    for block in blocks:
+        number = block.change_number
+        html.append(f'<tbody class="block block-{escape(block.kind)}" ' + (f'id="change-{number}"' if number else "")
+                    + ">\n    ")
+        if number:
+            title = str(escape(translate(lang, "Change {n} of {total}", n=number, total=changes)))
+            if block.section:
+                title += f" — {escape(block.section)}"
+            if block.whitespace_only:
+                title += f' <span class="kind kind-whitespace">({whitespace_only})</span>'
+            links = ""
+            if number > 1:
+                links += f'<a href="#change-{number - 1}" class="previous-change">↑ {previous}</a>'
+            if number < changes:
+                links += f'\n          <a href="#change-{number + 1}" class="next-change">↓ {following}</a>'
+            html.append(f'<tr class="change-heading">\n      <th colspan="{columns}" scope="rowgroup">\n'
+                        f'        <span>{title}</span>\n        <span class="change-nav">\n          {links}\n'
+                        '        </span>\n      </th>\n    </tr>\n    ')
+        for row in block.rows:
+            if row.kind == "skip":
+                skipped = escape(translate_plural(lang, "{n} unchanged line", "{n} unchanged lines", row.skipped))
+                html.append(f'\n      <tr class="skip"><td colspan="{columns}"><a href="{context_url}">⋯ {skipped}'
+                            '</a></td></tr>\n      ')
+                continue
+            old_number = row.old_number or ""
+            new_number = row.new_number or ""
+            if view == "split":
+                old_marker = '<span class="marker" aria-hidden="true">−</span>' \
+                    if row.kind in ("delete", "change") and row.old_number is not None else ""
+                new_marker = '<span class="marker" aria-hidden="true">+</span>' \
+                    if row.kind in ("insert", "change") and row.new_number is not None else ""
+                html.append(
+                    f'\n      <tr class="row-{escape(row.kind)}">\n        <td class="ln">{old_number}</td>\n'
+                    f'        <td class="text old{" empty" if row.old_number is None else ""}">{old_marker}'
+                    f'{diff_parts(row.old)}</td>\n        <td class="ln">{new_number}</td>\n'
+                    f'        <td class="text new{" empty" if row.new_number is None else ""}">{new_marker}'
+                    f'{diff_parts(row.new)}</td>\n      </tr>\n      ')
+            else:
+                html.append(
+                    f'\n      <tr class="row-{escape(row.kind)}">\n        <td class="ln">{old_number}</td>\n'
+                    f'        <td class="ln">{new_number}</td>\n'
+                    f'        <td class="marker" aria-hidden="true">{markers.get(row.kind, "")}</td>\n'
+                    f'        <td class="text">{diff_parts(row.parts)}</td>\n      </tr>\n      ')
+        html.append("\n  </tbody>\n  ")
+    return Markup("".join(html))
+
+
 def register(app: Flask) -> None:
     app.jinja_env.globals.update({"when": when, "kind_label": kind_label, "word_change": word_change,
                                   "diff_parts": diff_parts, "version_rows": version_rows,
-                                  "change_rows": change_rows, "options": options})
+                                  "change_rows": change_rows, "options": options, "diff_blocks": diff_blocks})

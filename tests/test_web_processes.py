@@ -234,6 +234,6 @@ def test_diff_rows_built_in_python_escape_the_texts_and_their_headings(sample, t
             assert len(headings) == 2 and "Change 1 of 2 — <script>alert(1)</script> Terms" in headings[0]
             assert table.xpath("//tr[@class='change-heading']//span[@class='kind kind-whitespace']")  # an element
             text = table.text_content()
-            assert all(piece in text for piece in ("<b>", "</b>", "<i>", "</i>", "clause", "amended."))
+            assert all(piece in text for piece in ("<b", "</b>", "clause", "amended."))  # as text, word by word
             assert {a.get("href") for a in table.xpath("//tr[@class='skip']//a")} == {'/x?context=all&"'}
             assert table.xpath("//a[@class='next-change']/@href") == ["#change-2"]

@@ -281,3 +281,17 @@ def test_a_bag_count_is_a_lower_bound_that_keeps_the_totals_right():
     exact = change_counts(old, new, budget=1.0)
     assert not exact.approximate and exact.added >= rough.added and exact.removed >= rough.removed
     assert count_words(old) + exact.added - exact.removed == count_words(new)
+
+
+def test_token_keys_are_the_tokens_of_the_text_with_each_run_of_spaces_made_one_space():
+    """`_token_keys` derives the keys from the tokens instead of tokenising again: the same keys
+    for every kind of space, alone, in runs, beside line breaks and punctuation."""
+    from termshift.textdiff import SPACE_RUN, TOKEN, _token_keys
+
+    pieces = ["word", "Été", "x_1", " ", "  ", "\u00a0", "\t", "\r", "\r\n", "\n", "\n\n", "\u2009", "\u3000 ",
+              " \u00a0 ", ".", ",", "«", "»", "—", "\u200b", "42"]
+    rng = random.Random(7)
+    for _ in range(500):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        tokens = TOKEN.findall(text)
+        assert _token_keys(text, tokens) == TOKEN.findall(SPACE_RUN.sub(" ", text)), repr(text)

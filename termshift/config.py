@@ -118,7 +118,7 @@ class WebSettings:
         (), "Host names the viewer answers to (other `Host` headers get 400); empty: any.")
     trusted_proxies: int = setting(0, "Reverse proxies in front of the viewer whose X-Forwarded-* headers are "
                                       "trusted (Werkzeug's ProxyFix); 0: none, the viewer is reached directly.")
-    threads: int = setting(8, "Requests served at once by `termshift serve` (waitress threads), per process.")
+    threads: int = setting(4, "Requests served at once by `termshift serve` (waitress threads), per process.")
     processes: int = setting(1, "Processes of `termshift serve` answering requests on its port (0: one per core); "
                                 "more than 1 uses more cores: Python runs one thread at a time per process.")
     max_request_bytes: int = setting(1024 * 1024, "Largest request body accepted, in bytes (413 beyond).")

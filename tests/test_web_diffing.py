@@ -135,8 +135,11 @@ def test_first_version_compared_with_nothing_is_all_inserted():
 
 def test_comparison_survives_its_json_form():
     comparison = compare(PRIVACY_V1, PRIVACY_V3)
+    assert any(hunk.kind == "equal" for hunk in comparison.hunks)
     again = Comparison.from_json(comparison.to_json())
     assert again.to_json() == comparison.to_json()
+    assert again.hunks == comparison.hunks  # unchanged lines kept once, given back on both sides
+    assert again.sections == comparison.sections and again.words_added == comparison.words_added
 
 
 @pytest.mark.parametrize("side_by_side", [False, True])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from termshift.textdiff import PAGE_BUDGET, Hunk, count_changed_words, hunks
 
@@ -51,18 +52,28 @@ class Comparison:
         return bool(changes) and all(hunk.whitespace_only for hunk in changes)
 
     def to_json(self) -> dict:
+        """The form kept in the index's `diff_cache` (the diff page's JSON twin gives each
+        hunk's own `to_json`). An unchanged hunk's lines are kept once: most of a large
+        diff is unchanged text, and this halves what is serialised, compressed and written."""
+        hunks = []
+        for hunk in self.hunks:
+            data = hunk.to_json()
+            if hunk.kind == "equal":
+                del data["new_lines"]
+            hunks.append(data)
         return {
             "words_added": self.words_added,
             "words_removed": self.words_removed,
             "sections": self.sections,
             "approximate": self.approximate,
-            "hunks": [hunk.to_json() for hunk in self.hunks],
+            "hunks": hunks,
         }
 
     @classmethod
     def from_json(cls, data: dict) -> Comparison:
-        return cls([Hunk.from_json(h) for h in data["hunks"]], data["words_added"],
-                   data["words_removed"], data["sections"])
+        hunks = [Hunk.from_json(h if "new_lines" in h else {**h, "new_lines": h["old_lines"]})
+                 for h in data["hunks"]]
+        return cls(hunks, data["words_added"], data["words_removed"], data["sections"])
 
 
 def plain_title(markdown: str) -> str:
@@ -96,7 +107,15 @@ def headings(text: str) -> list[tuple[int, str]]:
     return found
 
 
-def _heading_at(found: list[tuple[int, str]], line: int) -> str | None:
+@lru_cache(maxsize=16)
+def version_headings(text: str) -> tuple[tuple[int, str], ...]:
+    """`headings` of a whole version, remembered for the latest ones: a version is one side
+    of two diffs (with the one before and the one after), and scanning 200 KB takes
+    milliseconds. (The texts are the viewer's cached strings: the key's hash is computed once.)"""
+    return tuple(headings(text))
+
+
+def _heading_at(found: tuple[tuple[int, str], ...], line: int) -> str | None:
     title = None
     for index, text in found:
         if index > line:
@@ -139,5 +158,5 @@ def compare(old: str, new: str, budget: float = PAGE_BUDGET) -> Comparison:
     """
     found = hunks(old, new, budget)
     added, removed = count_changed_words(found)
-    sections = _sections(found, headings(old), headings(new))
+    sections = _sections(found, version_headings(old), version_headings(new))
     return Comparison(found, added, removed, sections)

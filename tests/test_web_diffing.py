@@ -298,3 +298,16 @@ def test_token_keys_are_the_tokens_of_the_text_with_each_run_of_spaces_made_one_
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
         tokens = TOKEN.findall(text)
         assert _token_keys(text, tokens) == TOKEN.findall(SPACE_RUN.sub(" ", text)), repr(text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("# x", [(0, "x")]),  # at the very start
+    ("x\n=", [(0, "x")]),
+    ("a\n  ---  \n", [(0, "a")]),
+    ("a\n-x", []),  # a line starting with a dash is no underline
+    ("    # no", []),  # four spaces: code, not a heading
+    ("t\n\n   ## deep ##\n", [(2, "deep")]),
+    ("- item\n---\n", []),  # a list item is not a setext title
+])
+def test_headings_at_the_edges(text, expected):
+    assert headings(text) == expected

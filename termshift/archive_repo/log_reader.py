@@ -206,33 +206,67 @@ def has_commits(repo: Path) -> bool:
 
 
 def head_fingerprint(repo: Path) -> tuple:
-    """A cheap value that changes when HEAD may have moved (no subprocess).
+    """A cheap value that changes when HEAD may have moved (no subprocess): checked before
+    every page, so a handful of system calls.
 
     It combines the modification times of HEAD, the current branch's ref file and
-    packed-refs; an unchanged fingerprint means nothing was committed.
+    packed-refs, and the ref's content; an unchanged fingerprint means nothing was committed.
     """
-    git_dir = Path(repo) / ".git"
-    if not git_dir.is_dir():
-        git_dir = Path(repo)  # bare repository
-    parts: list[object] = []
-    head = git_dir / "HEAD"
-    for path in (head, git_dir / "packed-refs"):
-        parts.append(path.stat().st_mtime_ns if path.exists() else None)
-    try:
-        reference = head.read_text().strip()
-    except OSError:
-        reference = ""
+    git_dir = os.path.join(repo, ".git")
+    if not os.path.isdir(git_dir):
+        git_dir = os.fspath(repo)  # bare repository
+    head_path = os.path.join(git_dir, "HEAD")
+    head_stat = _stat(head_path)
+    parts: list[object] = [head_stat[1] if head_stat else None, _modified(os.path.join(git_dir, "packed-refs"))]
+    reference = _head_reference(head_path, head_stat)
     if reference.startswith("ref: "):
-        ref_path = git_dir / reference[5:]
-        parts.append(ref_path.stat().st_mtime_ns if ref_path.exists() else None)
+        ref_path = os.path.join(git_dir, reference[5:])
+        parts.append(_modified(ref_path))
         # The ref's content too: two commits within one tick of the file system's clock
         # leave the same modification time, but never the same commit id.
-        try:
-            parts.append(ref_path.read_bytes())
-        except OSError:
-            parts.append(None)
+        parts.append(_read_bytes(ref_path))
     parts.append(reference)
     return tuple(parts)
+
+
+_head_references: dict[tuple, str] = {}  # HEAD's content by (path, inode, mtime, size): it rarely changes
+
+
+def _stat(path: str) -> tuple[int, int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns, found.st_size
+
+
+def _modified(path: str) -> int | None:
+    found = _stat(path)
+    return found[1] if found else None
+
+
+def _read_bytes(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError:
+        return None
+
+
+def _head_reference(head_path: str, head_stat: tuple | None) -> str:
+    """HEAD's content (`ref: refs/heads/main`, or a commit id when detached), read again
+    only when the file changed."""
+    if head_stat is None:
+        return ""
+    key = (head_path, *head_stat)
+    reference = _head_references.get(key)
+    if reference is None:
+        content = _read_bytes(head_path)
+        reference = content.decode("utf-8", "replace").strip() if content is not None else ""
+        if len(_head_references) > 64:
+            _head_references.clear()
+        _head_references[key] = reference
+    return reference
 
 
 def count_commits(

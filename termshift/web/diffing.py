@@ -111,7 +111,7 @@ def headings(text: str) -> list[tuple[int, str]]:
     return found
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=64)  # as many as the viewer's cached texts (`Viewer.version_text`)
 def version_headings(text: str) -> tuple[tuple[int, str], ...]:
     """`headings` of a whole version, remembered for the latest ones: a version is one side
     of two diffs (with the one before and the one after), and scanning 200 KB takes

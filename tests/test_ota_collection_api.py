@@ -573,3 +573,23 @@ def test_our_own_collection_and_the_demo_have_valid_metadata(tmp_path):
 
     declarations, _data = prepare_demo(tmp_path / "demo")  # `termshift demo` serves it beside declarations/
     assert read_metadata(declarations.parent / "metadata.yml").data == demo.data
+
+
+def test_the_fingerprint_follows_head_to_another_branch_and_when_detached(tmp_path):
+    """HEAD's content is remembered between checks (it rarely changes): switching branch, even
+    to one at the same commit, or detaching HEAD must still change the fingerprint."""
+    import subprocess
+
+    from termshift.archive_repo.log_reader import head_fingerprint
+
+    data = tmp_path / "data"
+    record(data, "service-1", "Terms of Service", FETCH_DATE, "one")
+    repo = data / "versions"
+    on_main = head_fingerprint(repo)
+    assert head_fingerprint(repo) == on_main  # nothing moved
+    subprocess.run(["git", "-C", repo, "checkout", "-q", "-b", "other"], check=True)
+    on_other = head_fingerprint(repo)
+    assert on_other != on_main and on_other[-1] == "ref: refs/heads/other"
+    subprocess.run(["git", "-C", repo, "checkout", "-q", "--detach"], check=True)
+    detached = head_fingerprint(repo)
+    assert detached not in (on_main, on_other) and not detached[-1].startswith("ref: ")

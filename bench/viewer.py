@@ -12,6 +12,10 @@ of whatever server `serve` runs. Steps and figures:
 2. cold index: seconds until `/status.json` says `"index": {"complete": true}`, with the
    server's peak memory (RSS of the server and its index workers, summed) meanwhile;
 3. restart: the server stopped and started again on its index: first answer, complete;
+   with `--growth`, also the cold index of the first quarter, half and three quarters of the
+   history, the marginal cost per version between them, and the time that growth gives for
+   `--extrapolate` commits (later versions of real archives are longer documents: the
+   marginal cost is what a 10x larger archive pays);
 4. the cost of each diff statistic, in this process, over consecutive pairs of versions:
    p50 / p90 / p99 / max CPU milliseconds, how many were estimates (over the budget), and
    the mean by document size; with the log read and blob read times, so that each cost's
@@ -365,6 +369,9 @@ def archive_benchmark(args: argparse.Namespace, workdir: Path) -> None:
     finally:
         server.stop()
 
+    if args.growth:
+        index_growth(args, repo, workdir, commits)
+
     server = Server(serve_arguments, workdir, "server-restart.log")
     try:
         first = server.first_answer()
@@ -395,6 +402,43 @@ def archive_benchmark(args: argparse.Namespace, workdir: Path) -> None:
 
     if not args.skip_pairs:
         pair_costs(repo, args.pairs, random.Random(2))
+
+
+def index_growth(args: argparse.Namespace, repo: Path, workdir: Path, commits: int) -> None:
+    """Cold index of the first part of the history, for growing parts, the whole one again
+    (measured back to back: this machine's speed drifts between runs): how the cost grows."""
+    order = subprocess.run(["git", "rev-list", "--reverse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                           check=True).stdout.split()
+    points = []
+    for fraction in (0.25, 0.5, 0.75, 1.0):
+        part = workdir / "versions-part"
+        if part.exists():
+            shutil.rmtree(part)
+        subprocess.run(["git", "clone", "-q", str(repo), str(part)], check=True)
+        subprocess.run(["git", "reset", "-q", "--hard", order[int(fraction * commits) - 1]], cwd=part, check=True)
+        index = workdir / "index-part.sqlite"
+        for stale in workdir.glob("index-part.sqlite*"):
+            stale.unlink()
+        server = Server(["--versions", str(part), "--index", str(index), "--refresh-interval", "0"], workdir,
+                        "server-part.log")
+        try:
+            server.first_answer()
+            complete = server.index_complete(every=0.05)
+            points.append((get_json(server.base + "/status.json")["index"]["versions_total"], complete))
+        finally:
+            server.stop()
+    print("cold index growth (versions: seconds after launch; marginal ms per version since the previous):")
+    previous = None
+    for versions, seconds in points:
+        marginal = f"{1000 * (seconds - previous[1]) / max(1, versions - previous[0]):.2f}" if previous else "—"
+        print(f"  {versions:6d}: {seconds:6.1f} s   {marginal}")
+        previous = (versions, seconds)
+    (half_versions, half_seconds), (versions, seconds) = points[1], points[-1]
+    marginal = (seconds - half_seconds) / max(1, versions - half_versions)  # over the second half
+    per_commit = versions / max(1, commits)
+    estimate = seconds + (args.extrapolate * per_commit - versions) * marginal
+    print(f"  extrapolated to {args.extrapolate} commits at the second half's marginal cost "
+          f"({1000 * marginal:.2f} ms per version): {estimate:.0f} s")
 
 
 def demo_benchmark(args: argparse.Namespace, workdir: Path) -> None:
@@ -439,6 +483,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients for the page latencies")
     parser.add_argument("--processes", type=int, default=1,
                         help="serving processes of `termshift serve` (its --processes; 0: one per core)")
+    parser.add_argument("--growth", action="store_true",
+                        help="also index the first 1/4, 1/2 and 3/4 of the history, to state the cost's growth")
+    parser.add_argument("--extrapolate", type=int, default=42_632,
+                        help="commits to extrapolate the cold index to, from the growth (default: issue 13's archive)")
     parser.add_argument("--pairs", type=int, default=None, help="pairs of versions to time (default: all)")
     parser.add_argument("--skip-pairs", action="store_true", help="do not time the diff statistics")
     parser.add_argument("--demo-clients", type=int, default=50, help="concurrent clients on the demo archive")

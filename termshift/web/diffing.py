@@ -24,7 +24,6 @@ SETEXT_UNDERLINE = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$")
 # pattern starting with a literal character is searched for at C speed, where `^` in
 # MULTILINE mode is tried at every position (a third of a 200 KB diff page's time).
 HEADING_CANDIDATE = re.compile(r"\n {0,3}[#=-][^\n]*")
-SETEXT_UNDERLINE = re.compile(r" {0,3}(?:=+|-+)[ \t]*")
 NOT_A_SETEXT_TITLE = re.compile(r"^ {0,3}(?:[*+-][ \t]|\d+[.)][ \t]|>|#|```|~~~)")
 MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 EMPHASIS = re.compile(r"(?<!\\)(?:\*\*|__|\*|_(?=\w)|(?<=\w)_)")
@@ -104,7 +103,7 @@ def headings(text: str) -> list[tuple[int, str]]:
             atx = ATX_HEADING.match(candidate)
             if atx:
                 found.append((line, plain_title(atx.group(2) or "")))
-        elif line > 0 and SETEXT_UNDERLINE.fullmatch(candidate):
+        elif line > 0 and SETEXT_UNDERLINE.match(candidate):
             title = text[text.rfind("\n", 0, position - 1) + 1:position - 1]
             if title.strip() and not NOT_A_SETEXT_TITLE.match(title):
                 found.append((line - 1, plain_title(title.strip())))

@@ -28,6 +28,7 @@ NOT_A_SETEXT_TITLE = re.compile(r"^ {0,3}(?:[*+-][ \t]|\d+[.)][ \t]|>|#|```|~~~)
 MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 EMPHASIS = re.compile(r"(?<!\\)(?:\*\*|__|\*|_(?=\w)|(?<=\w)_)")
 BACKSLASH_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!>~|=])")
+TITLE_MARKUP = re.compile(r"[\[*_\\]")  # what the three patterns above need to find anything
 
 
 @dataclass
@@ -56,14 +57,17 @@ class Comparison:
 
     def to_json(self) -> dict:
         """The form kept in the index's `diff_cache` (the diff page's JSON twin gives each
-        hunk's own `to_json`). An unchanged hunk's lines are kept once: most of a large
-        diff is unchanged text, and this halves what is serialised, compressed and written."""
+        hunk's own `to_json`). An unchanged hunk keeps only where it is and how many lines
+        it has: its lines are the old text's, given back by `from_json`. Most of a large
+        diff is unchanged text, and what a first view serialises, compresses and writes is
+        then only what changed."""
         hunks = []
         for hunk in self.hunks:
-            data = hunk.to_json()
             if hunk.kind == "equal":
-                del data["new_lines"]
-            hunks.append(data)
+                hunks.append({"kind": "equal", "old_start": hunk.old_start, "new_start": hunk.new_start,
+                              "lines": len(hunk.old_lines)})
+            else:
+                hunks.append(hunk.to_json())
         return {
             "words_added": self.words_added,
             "words_removed": self.words_removed,
@@ -73,21 +77,36 @@ class Comparison:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> Comparison:
-        hunks = [Hunk.from_json(h if "new_lines" in h else {**h, "new_lines": h["old_lines"]})
-                 for h in data["hunks"]]
+    def from_json(cls, data: dict, old: str) -> Comparison:
+        """The comparison `to_json` gave, `old` being the old text (its unchanged lines)."""
+        old_lines = old.split("\n")
+        hunks = []
+        for item in data["hunks"]:
+            if item["kind"] == "equal":
+                start = item["old_start"]
+                lines = old_lines[start:start + item["lines"]]
+                hunks.append(Hunk("equal", start, item["new_start"], lines, lines))
+            else:
+                hunks.append(Hunk.from_json(item))
         return cls(hunks, data["words_added"], data["words_removed"], data["sections"])
 
 
 def plain_title(markdown: str) -> str:
     """A heading's text without Markdown syntax: links, emphasis and backslash escapes."""
+    if not TITLE_MARKUP.search(markdown):
+        return markdown.strip()  # most titles: nothing to take out
     text = MARKDOWN_LINK.sub(r"\1", markdown)
     text = EMPHASIS.sub("", text)
     return BACKSLASH_ESCAPE.sub(r"\1", text).strip()
 
 
 def headings(text: str) -> list[tuple[int, str]]:
-    """(line index, title) of every Markdown heading, ATX (`## x`) or setext (`x` + `---`).
+    """(line index, title) of every Markdown heading, ATX (`## x`) or setext (`x` + `---`)."""
+    return [(line, plain_title(title)) for line, title in _marked_up_headings(text)]
+
+
+def _marked_up_headings(text: str) -> list[tuple[int, str]]:
+    """`headings`, titles still in Markdown (a diff page shows the few its changes fall under).
 
     One regular expression pass finds the candidate lines (a `#` or an underline near the
     start), at C speed; only those are examined (the diff page needs this for 200 KB texts).
@@ -102,20 +121,21 @@ def headings(text: str) -> list[tuple[int, str]]:
         if candidate.lstrip(" ").startswith("#"):
             atx = ATX_HEADING.match(candidate)
             if atx:
-                found.append((line, plain_title(atx.group(2) or "")))
+                found.append((line, atx.group(2) or ""))
         elif line > 0 and SETEXT_UNDERLINE.match(candidate):
             title = text[text.rfind("\n", 0, position - 1) + 1:position - 1]
             if title.strip() and not NOT_A_SETEXT_TITLE.match(title):
-                found.append((line - 1, plain_title(title.strip())))
+                found.append((line - 1, title.strip()))
     return found
 
 
 @lru_cache(maxsize=64)  # as many as the viewer's cached texts (`Viewer.version_text`)
 def version_headings(text: str) -> tuple[tuple[int, str], ...]:
-    """`headings` of a whole version, remembered for the latest ones: a version is one side
-    of two diffs (with the one before and the one after), and scanning 200 KB takes
-    milliseconds. (The texts are the viewer's cached strings: the key's hash is computed once.)"""
-    return tuple(headings(text))
+    """`headings` of a whole version (titles in Markdown), remembered for the latest ones: a
+    version is one side of two diffs (with the one before and the one after), and scanning
+    200 KB takes milliseconds. (The texts are the viewer's cached strings: the key's hash
+    is computed once.)"""
+    return tuple(_marked_up_headings(text))
 
 
 def _heading_at(found: tuple[tuple[int, str], ...], line: int) -> str | None:
@@ -124,13 +144,14 @@ def _heading_at(found: tuple[tuple[int, str], ...], line: int) -> str | None:
         if index > line:
             break
         title = text
-    return title
+    return None if title is None else plain_title(title)
 
 
 def _sections(hunks: list[Hunk], old_headings, new_headings) -> list[str | None]:
     """Headings whose section holds a change, in document order, each once.
 
     Also sets each changed hunk's `section`: the heading in force where it starts.
+    (The headings are `version_headings`: titles made plain here, for these few.)
     """
     touched: list[str | None] = []
 
@@ -149,7 +170,7 @@ def _sections(hunks: list[Hunk], old_headings, new_headings) -> list[str | None]
             inside = [t for i, t in new_headings if hunk.new_start <= i < hunk.new_start + len(hunk.new_lines)]
         add(hunk.section)
         for title in inside:
-            add(title)
+            add(plain_title(title))
     return touched
 
 

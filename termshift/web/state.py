@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 FRESHNESS_WAIT = 2.0  # seconds a request waits for new commits to be indexed (see Viewer.ensure_fresh)
 # Requests that never wait for the index: static files, and what monitoring polls.
 NO_FRESHNESS_WAIT = ("/-/static/", "/favicon.ico", "/healthz", "/metrics", "/status")
-DIFF_FORMAT = 5  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
+DIFF_FORMAT = 6  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
 
 
 class LRU(LRUCache):
@@ -325,9 +325,9 @@ class Viewer:
 
         def compute() -> Comparison:
             cached = self.catalog.cached("diff_cache", key, DIFF_FORMAT)
-            if cached is not None:
-                return Comparison.from_json(json.loads(cached))
             old = self.version_text(old_blob) if old_blob else ""
+            if cached is not None:
+                return Comparison.from_json(json.loads(cached), old)
             result = compare(old, self.version_text(new_blob))
             self.catalog.store("diff_cache", key, DIFF_FORMAT, json.dumps(result.to_json()).encode("utf-8"))
             return result

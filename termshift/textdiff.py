@@ -46,8 +46,6 @@ WORD = re.compile(r"\w+")
 # breaks are kept as their own tokens so a changed region splits back into its lines.
 TOKEN = re.compile(r"\w+|\n|[^\S\n]+|[^\w\s]")
 SPACE = re.compile(r"\s")
-SPACE_RUN = re.compile(r"[^\S\n]+")
-UNUSUAL_SPACE = re.compile(r"[^\S\n ]|  ")
 
 # A change region this large (in tokens) is shown as whole lines: word alignment of two
 # unrelated 100 KB blocks is slow and unreadable anyway.
@@ -348,15 +346,22 @@ def _merge_runs(runs: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]
     return merged
 
 
-def _token_keys(text: str, tokens: list[str]) -> list[str]:
-    """The tokens of `text` as they are compared: every run of spaces (ordinary,
-    non-breaking, thin, tabs…) is the same separator; a line break stays itself, since it
-    splits paragraphs. One key per token of `tokens` (`TOKEN.findall(text)`)."""
-    if not UNUSUAL_SPACE.search(text):
-        return tokens  # every separator is already a single ordinary space
-    # A token starting with whitespace is a run of spaces, or a line break (always alone):
-    # the same keys as tokenising the text with each run of spaces made one space, 5x faster.
-    return [" " if token != "\n" and token[0].isspace() else token for token in tokens]
+def _token_key(token: str) -> str:
+    """A token as it is compared: every run of spaces (ordinary, non-breaking, thin, tabs…)
+    is the same separator; a line break (always a token alone) stays itself, since it
+    splits paragraphs."""
+    return " " if token != "\n" and token[0].isspace() else token
+
+
+def _encode_tokens(old_tokens: list[str], new_tokens: list[str]) -> tuple[str, str, list[str]]:
+    """`_encode` of the tokens' keys (`_token_key`): the same codes, in the same order of
+    first appearance, but each distinct token's key is worked out once (a region repeats its
+    words and spaces many times), and the rest is C-level dict and map calls."""
+    distinct = dict.fromkeys(chain(("",), old_tokens, new_tokens))
+    key_codes: dict[str, str] = {}
+    codes = {token: key_codes.setdefault(_token_key(token) if token else token, chr(len(key_codes)))
+             for token in distinct}
+    return "".join(map(codes.__getitem__, old_tokens)), "".join(map(codes.__getitem__, new_tokens)), list(key_codes)
 
 
 def _last_space_before(text: str, end: int) -> int:
@@ -383,7 +388,7 @@ def _token_segments(diffs: list[tuple[int, str]], old_tokens: list[str],
                     new_tokens: list[str]) -> list[tuple[int, str]]:
     """Turn a diff of encoded tokens back into texts.
 
-    Separators were compared by `_token_keys`, so an "equal" run may pair a space with
+    Separators were compared by `_token_key`, so an "equal" run may pair a space with
     a non-breaking space: such a pair becomes a deletion and an insertion of whitespace
     alone (no word), which the diff page shows with visible markers.
     """
@@ -420,6 +425,13 @@ def word_diff(old: str, new: str, timeout: float = 1.0) -> list[tuple[int, str]]
     return _word_segments(old, new, Budget(timeout))[0]
 
 
+def _fewest_tokens(text: str) -> int:
+    """A lower bound of `len(TOKEN.findall(text))`, at C speed: each run of non-spaces holds
+    a token at least, and a run of spaces or a line break separates each from the next."""
+    chunks = len(text.split())
+    return max(0, 2 * chunks - 1)
+
+
 def _aligned_tokens(old: str, new: str, budget: Budget) -> tuple[int, int, tuple | None]:
     """The word-level alignment of a changed region, shared by `_word_segments` (texts)
     and `_word_counts` (figures only): (head, tail, alignment), the common head and tail
@@ -428,12 +440,15 @@ def _aligned_tokens(old: str, new: str, budget: Budget) -> tuple[int, int, tuple
     engine = _engine()
     head, tail = _whole_word_edges(engine, old, new)
     old_middle, new_middle = old[head:len(old) - tail], new[head:len(new) - tail]
-    if len(old_middle) + len(new_middle) > MAX_WORD_DIFF_CHARS or budget.spent():
+    size = len(old_middle) + len(new_middle)
+    if size > MAX_WORD_DIFF_CHARS or budget.spent():
         return head, tail, None
+    if size > MAX_WORD_DIFF_TOKENS and _fewest_tokens(old_middle) + _fewest_tokens(new_middle) > MAX_WORD_DIFF_TOKENS:
+        return head, tail, None  # too many tokens, known without tokenising (5x slower)
     old_tokens, new_tokens = TOKEN.findall(old_middle), TOKEN.findall(new_middle)
     if len(old_tokens) + len(new_tokens) > MAX_WORD_DIFF_TOKENS:
         return head, tail, None
-    old_chars, new_chars, table = _encode(_token_keys(old_middle, old_tokens), _token_keys(new_middle, new_tokens))
+    old_chars, new_chars, table = _encode_tokens(old_tokens, new_tokens)
     # On the encoded form each "character" is a whole token, so semantic cleanup
     # weighs tokens and never splits a word.
     if not budget.allows(old_chars, new_chars):

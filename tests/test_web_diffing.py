@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
@@ -300,18 +301,34 @@ def test_a_bag_count_is_a_lower_bound_that_keeps_the_totals_right():
     assert count_words(old) + exact.added - exact.removed == count_words(new)
 
 
-def test_token_keys_are_the_tokens_of_the_text_with_each_run_of_spaces_made_one_space():
-    """`_token_keys` derives the keys from the tokens instead of tokenising again: the same keys
+def test_tokens_are_encoded_as_the_tokens_of_the_text_with_each_run_of_spaces_made_one_space():
+    """`_encode_tokens` works out each distinct token's key once: the same codes, in the same
+    order, as encoding the tokens of the text with every run of spaces made one space,
     for every kind of space, alone, in runs, beside line breaks and punctuation."""
-    from termshift.textdiff import SPACE_RUN, TOKEN, _token_keys
+    from termshift.textdiff import TOKEN, _encode, _encode_tokens
+
+    space_run = re.compile(r"[^\S\n]+")
 
     pieces = ["word", "Été", "x_1", " ", "  ", "\u00a0", "\t", "\r", "\r\n", "\n", "\n\n", "\u2009", "\u3000 ",
               " \u00a0 ", ".", ",", "«", "»", "—", "\u200b", "42"]
     rng = random.Random(7)
     for _ in range(500):
+        old, new = ("".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _side in range(2))
+        expected = _encode(TOKEN.findall(space_run.sub(" ", old)), TOKEN.findall(space_run.sub(" ", new)))
+        assert _encode_tokens(TOKEN.findall(old), TOKEN.findall(new)) == expected, (old, new)
+
+
+def test_the_token_count_known_without_tokenising_is_a_lower_bound():
+    from termshift.textdiff import TOKEN, _fewest_tokens
+
+    pieces = ["word", "x_1", " ", "  ", "\u00a0", "\t", "\n", "\n\n", "\u2009", "\x1c", ".", "«", "\u200b", "42"]
+    rng = random.Random(8)
+    exact = 0
+    for _ in range(1000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
-        tokens = TOKEN.findall(text)
-        assert _token_keys(text, tokens) == TOKEN.findall(SPACE_RUN.sub(" ", text)), repr(text)
+        assert _fewest_tokens(text) <= len(TOKEN.findall(text)), repr(text)
+        exact += _fewest_tokens(text) == len(TOKEN.findall(text))
+    assert _fewest_tokens("a b\nc") == 5 and exact > 50  # tight on plain words and spaces
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -237,3 +237,63 @@ def test_diff_rows_built_in_python_escape_the_texts_and_their_headings(sample, t
             assert all(piece in text for piece in ("<b", "</b>", "clause", "amended."))  # as text, word by word
             assert {a.get("href") for a in table.xpath("//tr[@class='skip']//a")} == {'/x?context=all&"'}
             assert table.xpath("//a[@class='next-change']/@href") == ["#change-2"]
+
+
+def test_a_serving_process_with_no_free_thread_leaves_new_connections_to_the_others():
+    """Two waitress servers on one listening socket, one thread each, as `--processes 2`
+    runs them: while one is busy with a long request, every new connection goes to the
+    other (without the policy, the busy one takes its share and they wait behind it)."""
+    import socket
+    import threading
+
+    import waitress
+
+    from termshift.commands.serve import accept_only_with_a_free_thread
+
+    started, release = threading.Event(), threading.Event()
+
+    def app_named(name: str):
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/slow":
+                started.set()
+                release.wait(60)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [name.encode()]
+        return app
+
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    servers = {}
+    for name, sock in (("a", listening), ("b", socket.socket(fileno=listening.dup().detach()))):
+        server = waitress.create_server(app_named(name), sockets=[sock], threads=1, asyncore_use_poll=True)
+        accept_only_with_a_free_thread(server, 1)
+        threading.Thread(target=server.run, daemon=True).start()
+        servers[name] = server
+
+    def get(path: str, timeout: float) -> str:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            assert response.status == 200
+            return response.read().decode()
+        finally:
+            connection.close()
+
+    slow: list[str] = []
+    waiting = threading.Thread(target=lambda: slow.append(get("/slow", 60)))
+    waiting.start()
+    try:
+        assert started.wait(30)
+        answered = [get(f"/fast?{n}", 10) for n in range(8)]
+        assert len(set(answered)) == 1  # all by the process that was free
+        busy = servers["b" if answered[0] == "a" else "a"]
+        assert not busy.readable()
+    finally:
+        release.set()
+        waiting.join(60)
+    assert slow and slow[0] != answered[0]
+    wait_until(busy.readable, 10, "the busy process to accept again once its thread is free")
+    for server in servers.values():
+        server.close()
+        server.task_dispatcher.shutdown(timeout=5)

@@ -11,7 +11,8 @@ at a time per process, so `web.processes` (or `--processes`) more than 1 starts 
 serving processes in all on the same listening socket, once the index is complete: this
 process keeps the scheduler of `--with-scheduler` and the index's first build; the others
 (started as `termshift serve … --listen-fd N`, restarted if they die, stopped with this one)
-only answer requests. Admin sessions are shared through a file beside the index.
+only answer requests; each accepts a connection only while one of its threads is free
+(`accept_only_with_a_free_thread`). Admin sessions are shared through a file beside the index.
 `--debug` serves with Werkzeug's development server instead, for working on Termshift itself.
 To bring your own server, point it at the factory `termshift.web:create_app()`.
 """
@@ -175,6 +176,8 @@ def _serve_production(app: Any, host: str, port: int, web: WebSettings, with_sch
         clear_untrusted_proxy_headers=not web.trusted_proxies,
         **options,
     )
+    if listen_fd is not None or processes > 1:
+        accept_only_with_a_free_thread(server, threads)
     # Before the first request: otherwise the first requests would all compile the templates
     # they need at once, each thread its own copy.
     compile_templates(app)
@@ -201,6 +204,28 @@ def _serve_production(app: Any, host: str, port: int, web: WebSettings, with_sch
             others.stop()
     if listen_fd is None:
         click.echo("Server stopped.", err=True)
+
+
+def accept_only_with_a_free_thread(server: Any, threads: int) -> None:
+    """Make a waitress server sharing its listening socket with other processes accept a
+    connection only while one of its `threads` is free.
+
+    Waitress accepts whatever arrives and queues it for its threads, however busy they
+    are; serving processes on one socket then share connections at random, and a process
+    that took a few long diffs keeps taking more while another one idles (on 2 cores and
+    20 clients: half the requests waited 300 ms or more behind a busy process, the others
+    were answered in 20 ms). A busy process leaving new connections in the socket's queue
+    lets a process with a free thread take them, first come first served, as a pre-fork
+    server's workers do. Idle keep-alive connections hold no thread, so they do not count.
+    (A finished request wakes waitress's loop, which then asks again.)
+    """
+    dispatcher = server.task_dispatcher
+    accepting = server.readable
+
+    def readable() -> bool:
+        return accepting() and dispatcher.active_count + len(dispatcher.queue) < threads
+
+    server.readable = readable
 
 
 class ServingProcesses:

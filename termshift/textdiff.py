@@ -8,7 +8,9 @@ clean-ups around it (the same algorithm in both).
 Terms are Markdown with one paragraph per line, so lines are the natural unit to align:
 diff-match-patch's line mode (`diff_linesToChars`) pairs up unchanged paragraphs, and
 only inside the changed regions do we diff word by word, so that a reader sees the three
-words that changed in a paragraph instead of the whole paragraph struck through.
+words that changed in a paragraph instead of the whole paragraph struck through. Lines
+are anchored first on those found once in each text (patience diff), and so are the words
+of a changed region too costly for diff-match-patch alone (`ANCHOR_WORDS_ABOVE`).
 
 Everything that counts changed words uses this module, so the figures agree everywhere:
 the viewer's diff page and index (`termshift.web.diffing`, `termshift.web.index_workers`),
@@ -62,6 +64,9 @@ INDEX_BUDGET = 0.05
 # one gap is about (n + m) · d; a gap estimated above budget × WORK_PER_SECOND is not
 # aligned. Measured on real terms of service with the C++ implementation.
 WORK_PER_SECOND = 200_000_000
+# A changed region whose words would cost more than this (work units, as above: about
+# 25 ms) is anchored on its unique words before diff-match-patch aligns the gaps.
+ANCHOR_WORDS_ABOVE = 1_000_000
 # Gaps between anchors are anchored again, this many levels deep, unless this small.
 MAX_ANCHOR_DEPTH = 3
 SMALL_GAP = 32
@@ -176,6 +181,19 @@ def _longest_increasing_run(pairs: list[tuple[int, int]]) -> list[tuple[int, int
     return run[::-1]
 
 
+def _estimated_work(old_gap: str, new_gap: str, enough: int) -> int:
+    """diff-match-patch's cost of aligning two gaps, (n + m) · d in work units: at most
+    (n + m) · min(n, m), every item an edit; when that is above `enough`, with the edits d
+    estimated from a bag count (items more or fewer in one than in the other)."""
+    size = len(old_gap) + len(new_gap)
+    worst = size * min(len(old_gap), len(new_gap))
+    if worst <= enough:
+        return worst
+    old_items, new_items = Counter(old_gap), Counter(new_gap)
+    edits = sum(((old_items - new_items) + (new_items - old_items)).values())
+    return min(worst, size * max(edits, 1))
+
+
 class Budget:
     """The work one comparison may do, so that no pair of versions costs more than it.
 
@@ -196,14 +214,11 @@ class Budget:
 
     def allows(self, old_gap: str, new_gap: str) -> bool:
         """Whether aligning these two gaps fits (their cost estimated from a bag count)."""
-        if self.spent():
-            return False
-        size = len(old_gap) + len(new_gap)
-        if size * min(len(old_gap), len(new_gap)) <= self.work_limit:
-            return True  # even the worst case fits
-        old_items, new_items = Counter(old_gap), Counter(new_gap)
-        edits = sum(((old_items - new_items) + (new_items - old_items)).values())
-        return size * max(edits, 1) <= self.work_limit
+        return not self.spent() and _estimated_work(old_gap, new_gap, self.work_limit) <= self.work_limit
+
+    def fits(self, work: int) -> bool:
+        """Whether this much work (`_estimated_work`) fits."""
+        return not self.spent() and work <= self.work_limit
 
     def time_limit(self) -> float:
         """diff-match-patch's own time limit (wall-clock seconds) for one gap: a safety net
@@ -451,11 +466,18 @@ def _aligned_tokens(old: str, new: str, budget: Budget) -> tuple[int, int, tuple
     old_chars, new_chars, table = _encode_tokens(old_tokens, new_tokens)
     # On the encoded form each "character" is a whole token, so semantic cleanup
     # weighs tokens and never splits a word.
-    if not budget.allows(old_chars, new_chars):
+    work = _estimated_work(old_chars, new_chars, min(ANCHOR_WORDS_ABOVE, budget.work_limit))
+    if not budget.fits(work):
         budget.cut += 1
         return head, tail, None
     cut = budget.cut
-    diffs = _gap_diff(old_chars, new_chars, budget, cleanup="Semantic")
+    if work > ANCHOR_WORDS_ABOVE:
+        # Costly for diff-match-patch alone (say a section deleted, a sentence kept): anchored
+        # on the words found once in each side first, as lines are, it only aligns the gaps.
+        diffs = _anchored_diff(engine, old_chars, new_chars, budget)
+        engine.diff_cleanupSemantic(diffs)
+    else:
+        diffs = _gap_diff(old_chars, new_chars, budget, cleanup="Semantic")
     if budget.cut != cut:
         return head, tail, None
     return head, tail, (old_tokens, new_tokens, diffs, table)

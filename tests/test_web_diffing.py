@@ -342,3 +342,24 @@ def test_the_token_count_known_without_tokenising_is_a_lower_bound():
 ])
 def test_headings_at_the_edges(text, expected):
     assert headings(text) == expected
+
+
+def test_a_costly_region_is_anchored_on_its_unique_words_and_stays_exact():
+    """A paragraph whose long middle was cut, a word changed on each side of the cut: costly
+    for diff-match-patch alone, so its words are anchored first; still word by word."""
+    from termshift import textdiff
+
+    def part(numbers) -> str:
+        return " ".join(f"Term w{n} applies." for n in numbers)
+
+    first, cut, last = part(range(0, 100)), part(range(100, 3000)), part(range(3000, 3100))
+    old = f"Intro.\n{first} {cut} {last}\nEnd."
+    new = f"Intro.\n{first.replace('w5 applies', 'w5 ends')} {last.replace('w3095 applies', 'w3095 ends')}\nEnd."
+    old_chars, new_chars, _table = textdiff._encode_tokens(*(textdiff.TOKEN.findall(text) for text in (old, new)))
+    assert textdiff._estimated_work(old_chars, new_chars, 0) > textdiff.ANCHOR_WORDS_ABOVE  # the anchored path
+    comparison = compare(old, new)
+    assert not comparison.approximate
+    assert sides(comparison) == (old, new)
+    expected = (2, count_words(cut) + 2)
+    assert (comparison.words_added, comparison.words_removed) == expected == count_changes(old, new)
+    assert [text for op, text in changed_segments(comparison) if op == INSERT] == ["ends", "ends"]

@@ -57,7 +57,7 @@ from termshift.web.index_workers import Job, statistics_pool
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 7  # 7: words_approximate, search_pending (re-index to recount within a time budget)
+SCHEMA_VERSION = 8  # 7: words_approximate, search_pending; 8: costly regions anchored on unique words (recount)
 KINDS = {
     RecordKind.FIRST_RECORD: "first",
     RecordKind.CHANGE: "change",

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 FRESHNESS_WAIT = 2.0  # seconds a request waits for new commits to be indexed (see Viewer.ensure_fresh)
 # Requests that never wait for the index: static files, and what monitoring polls.
 NO_FRESHNESS_WAIT = ("/-/static/", "/favicon.ico", "/healthz", "/metrics", "/status")
-DIFF_FORMAT = 6  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
+DIFF_FORMAT = 7  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
 
 
 class LRU(LRUCache):

@@ -13,6 +13,7 @@ as globals (`register`). Every value is escaped.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
 from flask import Flask
 from markupsafe import Markup, escape
@@ -43,25 +44,36 @@ def when(moment: datetime | None, with_time: bool = True) -> Markup:
     return Markup(f'<time datetime="{escape(iso(moment))}">{escape(text)}</time>')
 
 
-def kind_label(kind: str) -> Markup:
-    name = translate(current_language(), KIND_NAMES.get(kind, "Other commit"))
+def kind_label(kind: str, lang: str | None = None) -> Markup:
+    return _kind_label(lang or current_language(), kind)
+
+
+@lru_cache(maxsize=64)  # a few kinds × languages: built once, not once a row
+def _kind_label(lang: str, kind: str) -> Markup:
+    name = translate(lang, KIND_NAMES.get(kind, "Other commit"))
     return Markup(f'<span class="kind kind-{escape(kind)}">{escape(name)}</span>')
 
 
-def word_change(added: int, removed: int, approximate: bool = False) -> Markup:
+@lru_cache(maxsize=8)
+def _word_labels(lang: str) -> tuple[str, str, str, str, str]:
+    """`word_change`'s texts in one language, escaped: the same on every row."""
+    return tuple(str(escape(translate(lang, text))) for text in (
+        "estimated: this change is too large to count word by word", "words added", "words added:",
+        "words removed", "words removed:"))
+
+
+def word_change(added: int, removed: int, approximate: bool = False, lang: str | None = None) -> Markup:
     """Words added and removed (≈ when estimated), with their names for screen readers."""
-    lang = current_language()
-    estimate = ""
-    if approximate:
-        title = escape(translate(lang, "estimated: this change is too large to count word by word"))
-        estimate = f'<abbr class="approximate" title="{title}">≈</abbr>'
+    lang = lang or current_language()
+    estimated, added_title, added_label, removed_title, removed_label = _word_labels(lang)
+    estimate = f'<abbr class="approximate" title="{estimated}">≈</abbr>' if approximate else ""
     return Markup(
         f'<span class="words">{estimate}\n'
-        f'    <span class="added" title="{escape(translate(lang, "words added"))}"><span aria-hidden="true">+</span>'
-        f'<span class="visually-hidden">{escape(translate(lang, "words added:"))} </span>'
+        f'    <span class="added" title="{added_title}"><span aria-hidden="true">+</span>'
+        f'<span class="visually-hidden">{added_label} </span>'
         f'{escape(format_number(added, lang))}</span>\n'
-        f'    <span class="removed" title="{escape(translate(lang, "words removed"))}"><span aria-hidden="true">−</span>'
-        f'<span class="visually-hidden">{escape(translate(lang, "words removed:"))} </span>'
+        f'    <span class="removed" title="{removed_title}"><span aria-hidden="true">−</span>'
+        f'<span class="visually-hidden">{removed_label} </span>'
         f'{escape(format_number(removed, lang))}</span>\n  </span>'
     )
 
@@ -119,10 +131,10 @@ def version_rows(versions: list[dict]) -> Markup:
             f'        <label for="to-{number}"><span class="visually-hidden">{compare_to}</span>'
             f'<span aria-hidden="true">{to_label}</span></label>\n      </td>\n'
             f'      <td><a href="{escape(version["url"])}">{when(version["date"])}</a></td>\n'
-            f'      <td>{kind_label(version["kind"])}</td>\n'
+            f'      <td>{kind_label(version["kind"], lang)}</td>\n'
             f'      <td>{escape(format_bytes(version["size"], lang))} <span class="delta">'
             f'({escape(format_signed(version["size_delta"], lang))})</span></td>\n'
-            f'      <td>{word_change(version["words_added"], version["words_removed"], version["words_approximate"])}'
+            f'      <td>{word_change(version["words_added"], version["words_removed"], version["words_approximate"], lang)}'
             f'</td>\n      <td class="links">\n        {diff}'
             f'<a href="{escape(version["markdown_url"])}" download>{markdown}<span class="visually-hidden">: '
             f'{moment}</span></a>\n      </td>\n    </tr>')
@@ -132,7 +144,8 @@ def version_rows(versions: list[dict]) -> Markup:
 def change_rows(changes: list[dict]) -> Markup:
     """The rows of the latest changes (`version_summary` dicts): date, service, document,
     kind, words and a link to the change (see `version_rows`)."""
-    see_changes = escape(translate(current_language(), "See the changes"))
+    lang = current_language()
+    see_changes = escape(translate(lang, "See the changes"))
     rows = []
     for change in changes:
         service, terms_type = escape(change["service_name"]), escape(change["terms_type"])
@@ -141,8 +154,8 @@ def change_rows(changes: list[dict]) -> Markup:
             f'      <td><a href="{escape(urls.service_url(change["service_id"]))}">{service}</a></td>\n'
             f'      <td><a href="{escape(urls.document_url(change["service_id"], change["terms_type"]))}">'
             f'{terms_type}</a></td>\n'
-            f'      <td>{kind_label(change["kind"])}</td>\n'
-            f'      <td>{word_change(change["words_added"], change["words_removed"], change["words_approximate"])}'
+            f'      <td>{kind_label(change["kind"], lang)}</td>\n'
+            f'      <td>{word_change(change["words_added"], change["words_removed"], change["words_approximate"], lang)}'
             f'</td>\n'
             f'      <td class="links"><a href="{escape(change["diff_url"])}">{see_changes}'
             f'<span class="visually-hidden">: {service}, {terms_type}, {escape(format_datetime(change["date"]))}'

@@ -65,7 +65,7 @@ INDEX_BUDGET = 0.05
 # aligned. Measured on real terms of service with the C++ implementation.
 WORK_PER_SECOND = 200_000_000
 # A changed region whose words would cost more than this (work units, as above: about
-# 25 ms) is anchored on its unique words before diff-match-patch aligns the gaps.
+# 5 ms) is anchored on its unique words before diff-match-patch aligns the gaps.
 ANCHOR_WORDS_ABOVE = 1_000_000
 # Gaps between anchors are anchored again, this many levels deep, unless this small.
 MAX_ANCHOR_DEPTH = 3
@@ -464,13 +464,13 @@ def _aligned_tokens(old: str, new: str, budget: Budget) -> tuple[int, int, tuple
     if len(old_tokens) + len(new_tokens) > MAX_WORD_DIFF_TOKENS:
         return head, tail, None
     old_chars, new_chars, table = _encode_tokens(old_tokens, new_tokens)
-    # On the encoded form each "character" is a whole token, so semantic cleanup
-    # weighs tokens and never splits a word.
     work = _estimated_work(old_chars, new_chars, min(ANCHOR_WORDS_ABOVE, budget.work_limit))
     if not budget.fits(work):
         budget.cut += 1
         return head, tail, None
     cut = budget.cut
+    # On the encoded form each "character" is a whole token, so semantic cleanup (either
+    # one) weighs tokens and never splits a word.
     if work > ANCHOR_WORDS_ABOVE:
         # Costly for diff-match-patch alone (say a section deleted, a sentence kept): anchored
         # on the words found once in each side first, as lines are, it only aligns the gaps.

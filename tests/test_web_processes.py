@@ -146,6 +146,49 @@ def test_a_drawn_timeline_follows_the_language_and_new_versions(sample, tmp_path
     assert "mots ajoutés" in french and "words added" not in french.split("timeline-chart", 1)[1].split("</svg>")[0]
 
 
+def test_timelines_are_drawn_ahead_in_every_language_and_only_a_changed_document_is_drawn_again(
+        tmp_path, monkeypatch):
+    from termshift.web import drawings
+
+    archive = build_sample_archive(tmp_path)
+    app = create_app(archive.data / "versions", archive.data / "snapshots", archive.declarations,
+                     tmp_path / "index.sqlite", refresh_interval=0)
+    viewer = app.extensions["termshift"]
+    client = app.test_client()
+    documents = [d["url"] for s in client.get("/index.json").get_json()["services"] for d in s["documents"]]
+    assert len(documents) == 4
+    wait_until(lambda: len(viewer.timelines) == 2 * len(documents), 30, "every timeline drawn, in both languages")
+    draw = drawings.timeline_svg
+    drawn = []
+
+    def counting(*arguments):
+        drawn.append(arguments)
+        return draw(*arguments)
+
+    monkeypatch.setattr(drawings, "timeline_svg", counting)
+    pictures = {}
+    for url in documents:
+        for language, words in (("en", "words added"), ("fr", "mots ajoutés")):
+            html = client.get(f"{url}?lang={language}").get_data(as_text=True)
+            picture = html.split('<figure class="picture timeline-picture"', 1)[1].split("</figure>", 1)[0]
+            assert words in picture and "<a href=" in picture
+            pictures[url, language] = picture
+    assert drawn == []  # every first view took its picture from what was drawn ahead
+
+    archive.factory.record("Acme", "Privacy Policy", "2024-07-01T00:00:00Z", "<main>v4</main>",
+                           "# Privacy Policy\n\nWe keep nothing at all.\n")
+    viewer.refresher.refresh()
+    privacy = next(url for url in documents if url.endswith("Privacy%20Policy"))
+    for url in documents:
+        html = client.get(f"{url}?lang=en&after=1").get_data(as_text=True)
+        picture = html.split('<figure class="picture timeline-picture"', 1)[1].split("</figure>", 1)[0]
+        if url == privacy:
+            assert picture.count('class="mark') == pictures[url, "en"].count('class="mark') + 1
+        else:
+            assert picture == pictures[url, "en"]
+    assert len(drawn) == 1  # the document with a new version, and no other
+
+
 def test_the_links_of_a_list_row_are_the_permalinks_built_one_by_one():
     from datetime import UTC, datetime
 

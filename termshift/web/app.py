@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -176,9 +177,10 @@ def create_app(
             response.vary.add("Accept")
         return response
 
-    viewer.refresher.after_refresh = lambda: warm_pages(app)
+    viewer.refresher.after_refresh = lambda: (warm_pages(app), draw_timelines(app))
     if app.config["REFRESH_ON_START"] and not indexing_in_background:
         warm_pages(app)
+        threading.Thread(target=draw_timelines, args=(app,), name="timelines", daemon=True).start()
     return app
 
 
@@ -235,6 +237,18 @@ def warm_pages(app: Flask) -> None:
     for language in i18n.CODES:
         for path in WARM_PAGES:
             client.get(path, headers={"Accept-Language": language}, base_url=base_url)
+
+
+def draw_timelines(app: Flask) -> None:
+    """Draw the documents' timelines ahead (see `pages.draw_timelines_ahead`)."""
+    started = time.perf_counter()
+    try:
+        with app.app_context():
+            count = pages.draw_timelines_ahead()
+    except Exception:  # a page draws its own on its first view
+        log.exception("drawing the timelines ahead failed")
+        return
+    log.info("timelines of %d documents drawn in %.1f s", count, time.perf_counter() - started)
 
 
 def _guess_data_dir(sources: Sources) -> Path:

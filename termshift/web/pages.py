@@ -6,9 +6,11 @@ Each has a JSON twin (`.json` suffix or `Accept: application/json`).
 from __future__ import annotations
 
 import re
+import zlib
 from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, g, request, send_from_directory
+from markupsafe import Markup
 
 from termshift import urls
 from termshift.collection_metadata import localised
@@ -18,7 +20,7 @@ from termshift.web.activity import build_activity, month_bounds
 from termshift.web.catalog import ChangeFilter
 from termshift.web.declared_services import collection_metadata
 from termshift.web.document_status import UNKNOWN, read_statuses
-from termshift.web.i18n import current_language
+from termshift.web.i18n import CODES, current_language
 from termshift.web.layout import STATIC_FOLDER
 from termshift.web.render import markdown_to_html
 from termshift.web.state import LRU, viewer
@@ -44,6 +46,9 @@ MAX_QUERY = 200
 # Changes per service and month, by (index generation, filters): a scan of every version, so it
 # is done once per refresh of the index, whatever page, language or format is asked for.
 _activity_counts = LRU(16)
+# Documents whose timelines `draw_timelines_ahead` draws after each refresh, in every language,
+# the most recently changed first: their pages' first views then only render their rows.
+TIMELINES_AHEAD = 1000
 
 
 def _document_summary(document: dict) -> dict:
@@ -219,17 +224,16 @@ def changes():
     return respond("changes.html", data, as_json=as_json)
 
 
-def _picture(key: tuple, build, draw_svg, *arguments) -> tuple:
+def _picture(key: tuple, build, draw_svg) -> tuple:
     """(picture, its SVG) drawn by `draw_svg` (one of `drawings`), or (None, None) when there is
     nothing to draw. Rendered once per index generation, language and `key`: a picture
-    sums a whole selection (all the changes of the collection, every version of a
-    document), the same for every page and query that shows it, and costs tens of
-    milliseconds to draw."""
+    sums a whole selection (all the changes of the collection), the same for every page
+    and query that shows it, and costs milliseconds to draw."""
     state = viewer()
 
     def draw() -> tuple:
         picture = build()
-        return (picture, draw_svg(picture, *arguments)) if picture else (None, None)
+        return (picture, draw_svg(picture)) if picture else (None, None)
 
     return state.pictures.get_or_compute((state.catalog.generation(), current_language(), *key), draw)
 
@@ -377,12 +381,40 @@ def document_page(service_id: str, terms_type: str):
         timeline = _timeline(service_id, terms_type, technical, removed)
         data["timeline"] = timeline.to_json() if timeline else None
     else:
-        # The axis runs on to today while the document is tracked: drawn again each day.
-        today = datetime.now(UTC).date()
-        _picture_object, data["timeline_svg"] = _picture(
-            ("timeline", service_id, terms_type, technical, removed, today),
-            lambda: _timeline(service_id, terms_type, technical, removed), drawings.timeline_svg, "timeline-heading")
+        data["timeline_svg"] = _timeline_svg(document, technical)
     return respond("document.html", data, as_json=as_json)
+
+
+def _timeline_svg(document: dict, technical: bool) -> Markup | None:
+    """A document's timeline picture (None: nothing to draw), drawn once per state of the
+    document (its number of versions and latest one), language, filter and day (the axis
+    runs on to today while it is tracked). A refresh of the index that brings other
+    documents' versions keeps it. Kept compressed: a picture of hundreds of bars is tens of
+    kilobytes of SVG, and every document's is kept (see `draw_timelines_ahead`)."""
+    service_id, terms_type, removed = document["service_id"], document["terms_type"], document["removed"]
+    key = (current_language(), service_id, terms_type, technical, removed, datetime.now(UTC).date(),
+           document["versions"], document["latest_commit"])
+
+    def draw() -> bytes | None:
+        timeline = _timeline(service_id, terms_type, technical, removed)
+        return zlib.compress(drawings.timeline_svg(timeline, "timeline-heading").encode(), 1) if timeline else None
+
+    drawn = viewer().timelines.get_or_compute(key, draw)
+    return Markup(zlib.decompress(drawn).decode()) if drawn else None
+
+
+def draw_timelines_ahead(limit: int = TIMELINES_AHEAD) -> int:
+    """Draw the timelines of the `limit` most recently changed documents in every language,
+    unless already drawn for their current state (within an app context; after a refresh of
+    the index, in the background). A timeline is a quarter of a document page's first view.
+    Returns how many documents' timelines are ready."""
+    documents = sorted(viewer().catalog.documents(), key=lambda d: d["latest_date"], reverse=True)[:limit]
+    for code in CODES:
+        g.lang = code
+        for document in documents:
+            _timeline_svg(document, technical=False)
+    g.pop("lang", None)
+    return len(documents)
 
 
 def _timeline(service_id: str, terms_type: str, technical: bool, removed: bool):

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 FRESHNESS_WAIT = 2.0  # seconds a request waits for new commits to be indexed (see Viewer.ensure_fresh)
 # Requests that never wait for the index: static files, and what monitoring polls.
 NO_FRESHNESS_WAIT = ("/-/static/", "/favicon.ico", "/healthz", "/metrics", "/status")
+# Drawn document timelines kept (compressed, a few kilobytes each): every language's of the
+# documents drawn ahead after a refresh (pages.TIMELINES_AHEAD), and of some technical views.
+TIMELINES_KEPT = 2500
 DIFF_FORMAT = 7  # bump when Comparison's JSON form or its diff changes (it is cached by blob ids)
 
 
@@ -252,7 +255,8 @@ class Viewer:
         self._comparisons = LRU(32)
         self._renders = LRU(32)
         self.pages = LRU(256)  # rendered collection pages (see views.cached_page)
-        self.pictures = LRU(128)  # drawn timelines and activity grids (see pages._picture)
+        self.pictures = LRU(128)  # drawn activity grids (see pages._picture)
+        self.timelines = LRU(TIMELINES_KEPT)  # drawn document timelines (see pages._timeline_svg)
 
     def close(self) -> None:
         self.versions.close()

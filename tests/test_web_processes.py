@@ -189,6 +189,26 @@ def test_timelines_are_drawn_ahead_in_every_language_and_only_a_changed_document
     assert len(drawn) == 1  # the document with a new version, and no other
 
 
+def test_a_list_counts_its_changes_once_per_index_refresh_and_again_after_one(tmp_path):
+    archive = build_sample_archive(tmp_path)
+    app = create_app(archive.data / "versions", archive.data / "snapshots", archive.declarations,
+                     tmp_path / "index.sqlite", refresh_interval=0)
+    client = app.test_client()
+
+    def totals() -> list[int]:
+        return [client.get(f"/-/changes.json?{query}").get_json()["pagination"]["total"]
+                for query in ("", "service=Acme", "service=Acme&technical=1", "type=Imprint", "from=2024-06-01")]
+
+    before = totals()
+    assert before == [6, 5, 6, 1, 1]
+    assert totals() == before  # counted once, asked twice
+    archive.factory.record("Acme", "Privacy Policy", "2024-07-01T00:00:00Z", "<main>v4</main>",
+                           "# Privacy Policy\n\nWe keep nothing at all.\n")
+    archive.factory.record("Acme", "Imprint", "2024-07-02T00:00:00Z", "<main>back</main>", "Imprint\n\nAcme SAS.\n")
+    app.extensions["termshift"].refresher.refresh()
+    assert totals() == [8, 7, 8, 2, 3]
+
+
 def test_the_links_of_a_list_row_are_the_permalinks_built_one_by_one():
     from datetime import UTC, datetime
 

@@ -23,6 +23,7 @@ from termshift.web.index import connect, open_index
 
 log = logging.getLogger(__name__)
 
+MATCHING_KEPT = 256  # counts of versions matching a list's filters (see Catalog._matching)
 HEX_REF = re.compile(r"^[0-9a-f]{7,64}$")
 SNAPSHOT_REF = re.compile(r"^[0-9a-f]{5,64}$")
 VERSION_COLUMNS = (
@@ -42,10 +43,11 @@ def to_datetime(timestamp: int | None) -> datetime | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
 
 
-def _version(row: sqlite3.Row | None) -> dict | None:
+def _version(row: sqlite3.Row | dict | None) -> dict | None:
+    """A version row as a dict (a dict from `Catalog._dicts` is completed in place)."""
     if row is None:
         return None
-    version = dict(row)
+    version = row if isinstance(row, dict) else dict(row)
     version["date"] = to_datetime(version.pop("fetch_date"))
     version["snapshots"] = json.loads(version["snapshots"])
     version["is_first"] = bool(version["is_first"])
@@ -79,6 +81,8 @@ class Catalog:
         self._pool_size = pool_size
         self._lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None  # cache writes only, never waits long
+        self._totals: dict[tuple, int] = {}  # versions matching filters, by (generation, filters)
+        self._totals_lock = threading.Lock()
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -97,6 +101,16 @@ class Catalog:
     def _all(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
         with self._connection() as connection:
             return connection.execute(sql, parameters).fetchall()
+
+    def _dicts(self, sql: str, parameters: tuple = ()) -> list[dict]:
+        """`_all` as dicts, built from plain tuples: `dict(sqlite3.Row)` costs 5 µs a row, and
+        lists convert hundreds of rows a page."""
+        with self._connection() as connection:
+            cursor = connection.cursor()
+            cursor.row_factory = None
+            rows = cursor.execute(sql, parameters).fetchall()
+            names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def _one(self, sql: str, parameters: tuple = ()) -> sqlite3.Row | None:
         with self._connection() as connection:
@@ -175,7 +189,7 @@ class Catalog:
                  offset: int) -> tuple[list[dict], int]:
         """A document's versions, newest first, and how many there are."""
         condition = "" if technical else "AND is_technical = 0"
-        rows = self._all(
+        rows = self._dicts(
             f"SELECT {VERSION_COLUMNS}, {SHADOWED} FROM versions v WHERE service_id = ? AND terms_type = ? "
             f"{condition} ORDER BY fetch_date DESC, id DESC LIMIT ? OFFSET ?",
             (service_id, terms_type, limit, offset),
@@ -191,18 +205,15 @@ class Catalog:
         needs (date, words, kind flags, and what its links need): a document may have
         thousands, and this runs on each view of its page."""
         condition = "" if technical else "AND is_technical = 0"
-        rows = self._all(
+        rows = self._dicts(
             f"SELECT id, commit_id, service_id, terms_type, fetch_date, is_first, is_technical, previous_id, "
             f"words_added, words_removed, {SHADOWED} FROM versions v WHERE service_id = ? AND terms_type = ? "
             f"{condition} ORDER BY fetch_date, id",
             (service_id, terms_type),
         )
-        points = []
-        for row in rows:
-            point = dict(row)
+        for point in rows:
             point["date"] = to_datetime(point.pop("fetch_date"))
-            points.append(point)
-        return points
+        return rows
 
     def version_by_id(self, service_id: str, terms_type: str, ref: str) -> dict | None:
         """The document's version whose commit id is or starts with `ref` (hex)."""
@@ -249,13 +260,26 @@ class Catalog:
         """Versions across the collection, newest first, filtered; and how many match."""
         conditions, parameters = _change_conditions(filters)
         where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
-        rows = self._all(
+        rows = self._dicts(
             f"SELECT {VERSION_COLUMNS}, {SHADOWED} FROM versions v {where} "
             "ORDER BY fetch_date DESC, id DESC LIMIT ? OFFSET ?",
             (*parameters, limit, offset),
         )
-        total = self._one(f"SELECT count(*) FROM versions {where}", tuple(parameters))[0]
-        return [_version(row) for row in rows], total
+        return [_version(row) for row in rows], self._matching(filters, where, parameters)
+
+    def _matching(self, filters: ChangeFilter, where: str, parameters: list) -> int:
+        """How many versions `filters` select: counted once per index generation, not on every
+        page of the list (a count over the whole index: 1.5 ms at 40,000 versions)."""
+        key = (self.generation(), filters)
+        with self._totals_lock:
+            total = self._totals.get(key)
+        if total is None:
+            total = self._one(f"SELECT count(*) FROM versions {where}", tuple(parameters))[0]
+            with self._totals_lock:
+                if len(self._totals) >= MATCHING_KEPT:
+                    self._totals.clear()
+                self._totals[key] = total
+        return total
 
     def monthly_activity(self, filters: ChangeFilter) -> list[dict]:
         """Changes per service and month ("YYYY-MM", UTC) matching `filters`, first records left out:
@@ -290,7 +314,7 @@ class Catalog:
         """Versions whose message names this snapshot (by its full id or an abbreviation)."""
         prefixes = tuple(commit_id[:length] for length in range(5, len(commit_id) + 1))
         marks = ", ".join("?" * len(prefixes))
-        rows = self._all(
+        rows = self._dicts(
             f"SELECT {VERSION_COLUMNS}, {SHADOWED} FROM versions v WHERE id IN "
             f"(SELECT version_id FROM version_snapshots WHERE snapshot_ref IN ({marks})) "
             "ORDER BY fetch_date, id",

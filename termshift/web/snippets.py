@@ -143,22 +143,29 @@ def version_rows(versions: list[dict]) -> Markup:
 
 def change_rows(changes: list[dict]) -> Markup:
     """The rows of the latest changes (`version_summary` dicts): date, service, document,
-    kind, words and a link to the change (see `version_rows`)."""
+    kind, words and a link to the change (see `version_rows`). A document's cells are built
+    once per list: a page often lists several changes of one document or service."""
     lang = current_language()
     see_changes = escape(translate(lang, "See the changes"))
+    documents: dict[tuple[str, str, str], tuple[str, str]] = {}
     rows = []
     for change in changes:
-        service, terms_type = escape(change["service_name"]), escape(change["terms_type"])
+        key = (change["service_id"], change["terms_type"], change["service_name"])
+        cells = documents.get(key)
+        if cells is None:
+            service, terms_type = escape(change["service_name"]), escape(change["terms_type"])
+            cells = documents[key] = (
+                f'      <td><a href="{escape(urls.service_url(change["service_id"]))}">{service}</a></td>\n'
+                f'      <td><a href="{escape(urls.document_url(change["service_id"], change["terms_type"]))}">'
+                f'{terms_type}</a></td>\n', f"{service}, {terms_type}")
+        document_cells, names = cells
         rows.append(
-            f'<tr>\n      <td>{when(change["date"])}</td>\n'
-            f'      <td><a href="{escape(urls.service_url(change["service_id"]))}">{service}</a></td>\n'
-            f'      <td><a href="{escape(urls.document_url(change["service_id"], change["terms_type"]))}">'
-            f'{terms_type}</a></td>\n'
+            f'<tr>\n      <td>{when(change["date"])}</td>\n{document_cells}'
             f'      <td>{kind_label(change["kind"], lang)}</td>\n'
             f'      <td>{word_change(change["words_added"], change["words_removed"], change["words_approximate"], lang)}'
             f'</td>\n'
             f'      <td class="links"><a href="{escape(change["diff_url"])}">{see_changes}'
-            f'<span class="visually-hidden">: {service}, {terms_type}, {escape(format_datetime(change["date"]))}'
+            f'<span class="visually-hidden">: {names}, {escape(format_datetime(change["date"]))}'
             f'</span></a></td>\n    </tr>')
     return Markup("\n    ".join(rows))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,6 +201,39 @@ def test_service_page_shows_documents_with_tracking_status(client):
     assert "Received HTTP code 503" in page and "3 failures in a row" in page
     bolt = client.get("/Bolt.json").get_json()  # declared, nothing recorded yet
     assert bolt["documents"] == [] and bolt["declared_without_versions"] == ["Terms of Service"]
+
+
+def test_a_new_tracking_status_shows_at_once_while_the_tracker_keeps_its_database_open(tmp_path):
+    """The tracker writes statuses into its database's write-ahead log, and keeps it open:
+    the database file itself does not change until a checkpoint, yet the (cached) pages
+    must show the new status on their next view."""
+    archive = build_sample_archive(tmp_path)
+    tracker = sqlite3.connect(archive.data / "runs.sqlite")
+    tracker.execute("PRAGMA journal_mode=WAL")
+    app = create_app(archive.data / "versions", archive.data / "snapshots", archive.declarations,
+                     tmp_path / "index.sqlite", refresh_interval=0)
+    client = app.test_client()
+
+    def states() -> dict[str, str]:
+        service = client.get("/Acme.json").get_json()
+        document = client.get("/Acme/Terms%20of%20Service.json").get_json()
+        html = client.get("/Acme/Terms%20of%20Service").get_data(as_text=True)
+        return {**{d["terms_type"]: d["status"]["state"] for d in service["documents"]},
+                "document": document["document"]["status"]["state"], "page": "HTTP code 500" in html}
+
+    try:
+        assert states() == {"Privacy Policy": "failing", "Terms of Service": "ok", "Imprint": "unknown",
+                            "document": "ok", "page": False}
+        main_file = (archive.data / "runs.sqlite").stat().st_mtime_ns
+        tracker.execute("UPDATE document_status SET failing_since = '2024-06-04T00:00:00Z', error_kind = 'transient', "
+                        "error = 'Received HTTP code 500', consecutive_failures = 1 WHERE terms_type = 'Terms of Service'")
+        tracker.commit()
+        assert (archive.data / "runs.sqlite").stat().st_mtime_ns == main_file  # only the log changed
+        assert states() == {"Privacy Policy": "failing", "Terms of Service": "failing", "Imprint": "unknown",
+                            "document": "failing", "page": True}
+    finally:
+        tracker.close()
+        app.extensions["termshift"].close()
 
 
 def test_status_is_unknown_without_a_runs_database(sample, tmp_path):

@@ -32,12 +32,21 @@ def wants_json(suffix: bool = False) -> bool:
         request.accept_mimetypes["text/html"]
 
 
-def _runs_stamp() -> float | None:
+def _runs_stamp() -> tuple | None:
+    """Changes whenever the tracking database does: the tracker commits into its write-ahead
+    log (`-wal`), and the database file itself only changes at a checkpoint."""
     runs_db = viewer().runs_db
-    try:
-        return os.stat(runs_db).st_mtime if runs_db else None
-    except OSError:
+    if not runs_db:
         return None
+    stamps = []
+    for path in (str(runs_db), f"{runs_db}-wal"):
+        try:
+            found = os.stat(path)
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((found.st_mtime_ns, found.st_size))
+    return tuple(stamps)
 
 
 def cached_page(view):

@@ -7,7 +7,6 @@ template or returns it as JSON.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from flask import Response, abort, current_app, g, jsonify, make_response, rende
 
 from termshift import urls
 from termshift.web.declared_services import metadata_generation
+from termshift.web.document_status import runs_stamp
 from termshift.web.state import viewer
 
 MAX_SEGMENT = 512  # longer path segments are not ids of anything (404)
@@ -32,23 +32,6 @@ def wants_json(suffix: bool = False) -> bool:
         request.accept_mimetypes["text/html"]
 
 
-def _runs_stamp() -> tuple | None:
-    """Changes whenever the tracking database does: the tracker commits into its write-ahead
-    log (`-wal`), and the database file itself only changes at a checkpoint."""
-    runs_db = viewer().runs_db
-    if not runs_db:
-        return None
-    stamps = []
-    for path in (str(runs_db), f"{runs_db}-wal"):
-        try:
-            found = os.stat(path)
-        except OSError:
-            stamps.append(None)
-        else:
-            stamps.append((found.st_mtime_ns, found.st_size))
-    return tuple(stamps)
-
-
 def cached_page(view):
     """Cache a collection page's answer until the index (or the tracking status) changes.
 
@@ -61,7 +44,7 @@ def cached_page(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         key = (viewer().catalog.generation(), viewer().index_progress().complete,
-               viewer().declarations.generation, _runs_stamp(), metadata_generation(),
+               viewer().declarations.generation, runs_stamp(viewer().runs_db), metadata_generation(),
                getattr(g, "lang", "en"), request.full_path, wants_json(), current_app.config.get("FEEDS", False))
         pages = viewer().pages
         cached = pages.get(key)

@@ -20,7 +20,8 @@ of whatever server `serve` runs. Steps and figures:
    p50 / p90 / p99 / max CPU milliseconds, how many were estimates (over the budget), and
    the mean by document size; with the log read and blob read times, so that each cost's
    growth with commits and document size can be stated;
-5. pages under load: each kind of page requested by 20 concurrent clients, each URL once
+5. pages under load, once every serving process has done its start-up work (drawn the
+   timelines ahead): each kind of page requested by 20 concurrent clients, each URL once
    (nothing cached; each document once): service, document, latest changes, and the diff of
    two ~200 KB versions (first view: the index holds no comparison yet), with the server's
    CPU per request (all its processes);
@@ -166,6 +167,17 @@ class Server:
         while self.log_path.read_text(errors="replace").count("Serving process") < count:
             if time.monotonic() > deadline:
                 raise SystemExit(f"the serving processes did not start; see {self.log_path}")
+            time.sleep(0.1)
+
+    def warmed_up(self, processes: int, timeout: float = 60) -> None:
+        """Wait until every serving process has drawn the timelines ahead (its start-up work,
+        a second or so of CPU), so that the pages measured afterwards do not share the cores
+        with it; says so if that does not happen."""
+        deadline = time.monotonic() + timeout
+        while self.log_path.read_text(errors="replace").count("timelines of") < processes:
+            if time.monotonic() > deadline:
+                print(f"(the serving processes did not all say they drew the timelines; see {self.log_path})")
+                return
             time.sleep(0.1)
 
     def cpu_seconds(self) -> float:
@@ -378,8 +390,10 @@ def archive_benchmark(args: argparse.Namespace, workdir: Path) -> None:
         complete = server.index_complete(every=0.05)
         print(f"restart on the index: first answer {first:.2f} s, index complete {complete:.2f} s after launch "
               f"({server.cpu_seconds():.2f} s of CPU); RSS {server.peak_rss / 2**20:.0f} MiB")
-        if args.processes != 1:
-            server.serving_processes_ready((args.processes or os.cpu_count() or 1) - 1)
+        processes = args.processes or os.cpu_count() or 1
+        if processes != 1:
+            server.serving_processes_ready(processes - 1)
+        server.warmed_up(processes)
         rows = []
         for label, urls in page_urls(server.base, random.Random(1), args.requests).items():
             if not urls:

@@ -118,7 +118,8 @@ class WebSettings:
         (), "Host names the viewer answers to (other `Host` headers get 400); empty: any.")
     trusted_proxies: int = setting(0, "Reverse proxies in front of the viewer whose X-Forwarded-* headers are "
                                       "trusted (Werkzeug's ProxyFix); 0: none, the viewer is reached directly.")
-    threads: int = setting(4, "Requests served at once by `termshift serve` (waitress threads), per process.")
+    threads: int = setting(0, "Requests served at once by `termshift serve` (waitress threads), per process; 0: "
+                              "one per process when several processes serve, 4 with one process.")
     processes: int = setting(1, "Processes of `termshift serve` answering requests on its port (0: one per core); "
                                 "more than 1 uses more cores: Python runs one thread at a time per process.")
     max_request_bytes: int = setting(1024 * 1024, "Largest request body accepted, in bytes (413 beyond).")
@@ -447,8 +448,6 @@ def _check_web(web: dict[str, Any]) -> list[str]:
                       "make one with: python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
     if token and token != token.strip():
         errors.append("web.admin_token: must not start or end with spaces")
-    if web["threads"] < 1:
-        errors.append("web.threads: must be at least 1")
     if web["max_request_bytes"] < 1024:
         errors.append("web.max_request_bytes: must be at least 1024")
     if web["session_lifetime"] <= 0:

@@ -219,6 +219,18 @@ def test_values_that_would_break_the_output_are_refused(section, key, value, val
         assert f"{section}.{key}:" in str(raised.value)
 
 
+def test_serving_threads_are_zero_for_automatic_or_more() -> None:
+    from termshift.commands.serve import SINGLE_PROCESS_THREADS, serving_threads
+
+    assert load_settings(None, environ={}).web.threads == 0
+    assert load_settings(None, environ={"TERMSHIFT_WEB_THREADS": "3"}).web.threads == 3
+    with pytest.raises(ConfigError, match="web.threads .*must not be negative"):
+        load_settings(None, environ={"TERMSHIFT_WEB_THREADS": "-1"})
+    assert serving_threads(0, several=True) == 1  # each process a worker
+    assert serving_threads(0, several=False) == SINGLE_PROCESS_THREADS > 1
+    assert serving_threads(3, several=True) == serving_threads(3, several=False) == 3
+
+
 def test_serving_processes_are_zero_for_one_per_core_or_more() -> None:
     assert load_settings(None, environ={"TERMSHIFT_WEB_PROCESSES": "0"}).web.processes == 0
     assert load_settings(None, environ={"TERMSHIFT_WEB_PROCESSES": "3"}).web.processes == 3

@@ -366,3 +366,39 @@ def test_a_serving_process_with_no_free_thread_leaves_new_connections_to_the_oth
     for server in servers.values():
         server.close()
         server.task_dispatcher.shutdown(timeout=5)
+
+
+def test_a_serving_process_takes_the_next_connection_as_soon_as_its_thread_is_free():
+    """One thread, the accept policy on: each request in turn is answered at once. (Waitress
+    counts its thread busy until after the wake-up that follows a request: a process going by
+    that count found itself still busy and slept on, up to its loop's one-second timeout.)"""
+    import socket
+    import threading
+    import time
+
+    import waitress
+
+    from termshift.commands.serve import accept_only_with_a_free_thread
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    server = waitress.create_server(app, sockets=[listening], threads=1, asyncore_use_poll=True)
+    accept_only_with_a_free_thread(server, 1)
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        slowest = 0.0
+        for number in range(30):
+            started = time.monotonic()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", f"/{number}")
+            assert connection.getresponse().read() == b"ok"
+            connection.close()
+            slowest = max(slowest, time.monotonic() - started)
+        assert slowest < 0.5, f"a request waited {slowest:.2f} s for a free process"
+    finally:
+        server.close()
+        server.task_dispatcher.shutdown(timeout=5)

@@ -176,3 +176,31 @@ def test_estimated_word_counts_are_stored_and_shown_as_such(sample, monkeypatch)
     assert (changed["words_added"], changed["words_removed"]) == (5, 1)  # a bag count of this edit is exact
     assert by_id[sample.ids["privacy_1"]]["words_approximate"] is False  # a first version is all added
     assert "≈" in client.get("/Acme/Privacy%20Policy?technical=1&lang=en").get_data(as_text=True)
+
+
+def test_index_workers_give_way_to_the_serving_processes(sample):
+    """The statistics workers run niced: a page asked for while the index builds (or the
+    first answer after a start) gets a core before them; idle, the server leaves them all."""
+    import subprocess
+
+    import psutil
+
+    from termshift.web.index_workers import WORKER_NICENESS, Job, WorkerStatistics
+
+    repo = sample.data / "versions"
+    blobs = subprocess.run(["git", "log", "--reverse", "--format=", "--raw", "--no-abbrev", "--",
+                            "Acme/Privacy Policy.md"], cwd=repo, capture_output=True, text=True,
+                           check=True).stdout.split()
+    versions = [field for field in blobs if len(field) == 40][1::2]  # each line: old blob, new blob
+    pool = WorkerStatistics(repo, 2)
+    try:
+        for number in range(2):
+            pool.submit(Job(number, versions, None))
+        results = pool.take([0, 1])
+        assert results[0] == results[1] and len(results[0]) == len(versions)
+        expected = min(19, psutil.Process().nice() + WORKER_NICENESS)
+        for process in pool._processes:  # (a worker lowers its priority once it has started)
+            wait_until(lambda pid=process.pid: psutil.Process(pid).nice() == expected, 30,
+                       f"index worker {process.pid} niced to {expected}")
+    finally:
+        pool.close()

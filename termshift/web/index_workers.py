@@ -205,8 +205,15 @@ def statistics_pool(repo: Path, expected_versions: int, threshold: int) -> Inlin
     return WorkerStatistics(repo, workers)
 
 
+# Niceness of a worker: the serving processes go first when they need the cores (a page while
+# the index builds, the first answer after a start); idle, they leave the workers every cycle.
+WORKER_NICENESS = 10
+
+
 def _worker_main() -> None:
     """Worker: one JSON job per line on stdin, one JSON answer per line on stdout."""
+    if hasattr(os, "nice"):
+        os.nice(WORKER_NICENESS)
     for line in sys.stdin:
         number, repo, blobs, has_previous = json.loads(line)
         sys.stdout.write(json.dumps([number, chunk_statistics(repo, blobs, has_previous)]) + "\n")

@@ -82,7 +82,9 @@ def test_several_processes_answer_on_one_port_share_sessions_and_stop_together(s
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=60)[0].decode()
     assert server.returncode == 0, output
-    assert "2 processes" in output and "Serving process" in output
+    assert "(waitress, 4 threads, 2 processes)" in output  # alone at first, the index being built
+    assert "this one now serves with 1 thread" in output and "Serving process" in output
+    assert "ready (1 thread)" in output  # the others, from the start
     replacement.wait(timeout=30)  # stopped with the first process
     assert not psutil.pid_exists(replacement.pid) or replacement.status() == psutil.STATUS_ZOMBIE
 
@@ -402,3 +404,53 @@ def test_a_serving_process_takes_the_next_connection_as_soon_as_its_thread_is_fr
     finally:
         server.close()
         server.task_dispatcher.shutdown(timeout=5)
+
+
+def test_the_first_serving_process_drops_to_one_thread_once_the_others_serve():
+    """Alone (while the index builds), the first process serves with several threads; once the
+    other processes have started, with one, like them: a request in hand then fills it."""
+    import socket
+    import threading
+
+    import waitress
+
+    from termshift.commands.serve import accept_only_with_a_free_thread
+
+    started, release = threading.Event(), threading.Event()
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/slow":
+            started.set()
+            release.wait(60)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    server = waitress.create_server(app, sockets=[listening], threads=2, asyncore_use_poll=True)
+    set_threads = accept_only_with_a_free_thread(server, 2)
+    threading.Thread(target=server.run, daemon=True).start()
+
+    def get(path: str) -> bytes:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.request("GET", path)
+            return connection.getresponse().read()
+        finally:
+            connection.close()
+
+    slow = threading.Thread(target=get, args=("/slow",))
+    slow.start()
+    try:
+        assert started.wait(30)
+        assert server.readable() and get("/fast") == b"ok"  # two threads: one is still free
+        set_threads(1)
+        assert not server.readable()  # the one thread left is busy
+    finally:
+        release.set()
+        slow.join(30)
+    dispatcher = server.task_dispatcher
+    wait_until(lambda: server.readable() and len(dispatcher.threads) == 1, 10, "one thread, free again")
+    assert get("/fast") == b"ok"
+    server.close()
+    dispatcher.shutdown(timeout=5)

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +165,9 @@ def _serve_production(app: Any, host: str, port: int, web: WebSettings, with_sch
 
     from termshift.web.app import compile_templates
 
-    threads = serving_threads(web.threads, several=listen_fd is not None or processes > 1)
+    spawning = listen_fd is None and processes > 1 and child_command is not None
+    # The first process serves alone until the index is complete and the others have started.
+    threads = serving_threads(web.threads, several=listen_fd is not None)
     options: dict[str, Any] = {"sockets": [socket.socket(fileno=listen_fd)]} if listen_fd is not None \
         else {"host": host, "port": port}
     server = waitress.create_server(
@@ -176,8 +179,7 @@ def _serve_production(app: Any, host: str, port: int, web: WebSettings, with_sch
         clear_untrusted_proxy_headers=not web.trusted_proxies,
         **options,
     )
-    if listen_fd is not None or processes > 1:
-        accept_only_with_a_free_thread(server, threads)
+    set_threads = accept_only_with_a_free_thread(server, threads) if listen_fd is not None or spawning else None
     # Before the first request: otherwise the first requests would all compile the templates
     # they need at once, each thread its own copy.
     compile_templates(app)
@@ -189,8 +191,16 @@ def _serve_production(app: Any, host: str, port: int, web: WebSettings, with_sch
 
         signal.signal(signal.SIGTERM, interrupt)
     others = None
-    if listen_fd is None and processes > 1 and child_command is not None:
-        others = ServingProcesses(app, child_command, server.socket.fileno(), processes - 1)
+    if spawning:
+        together = serving_threads(web.threads, several=True)
+
+        def started() -> None:
+            if set_threads is not None and together != threads:
+                set_threads(together)
+                log.info("the other serving processes have started: this one now serves with %d thread%s",
+                         together, "s" if together > 1 else "")
+
+        others = ServingProcesses(app, child_command, server.socket.fileno(), processes - 1, on_started=started)
         others.start()
     if listen_fd is None:
         click.echo(f"Serving on http://{host}:{port}/ (waitress, {threads} thread{'s' if threads > 1 else ''}"
@@ -212,7 +222,8 @@ SINGLE_PROCESS_THREADS = 4
 def serving_threads(configured: int, *, several: bool) -> int:
     """Threads of a serving process: `web.threads`, or when it is 0, one per process when
     several processes serve (each is then a worker, as a pre-fork server's) and
-    SINGLE_PROCESS_THREADS with one (so that a long page does not hold up the short ones).
+    SINGLE_PROCESS_THREADS with one (so that a long page does not hold up the short ones), as
+    the first process has while it serves alone (until the index is complete).
     Threads of one process contend for Python's interpreter lock at every SQLite row and
     system call: on 2 cores under 20 clients, 2 processes of 1 thread spent 3.8 ms of CPU
     per document page and 10 ms per 200 KB diff, against 5.2 and 18 ms with 4 threads each."""
@@ -221,7 +232,7 @@ def serving_threads(configured: int, *, several: bool) -> int:
     return 1 if several else SINGLE_PROCESS_THREADS
 
 
-def accept_only_with_a_free_thread(server: Any, threads: int) -> None:
+def accept_only_with_a_free_thread(server: Any, threads: int) -> Callable[[int], None]:
     """Make a waitress server sharing its listening socket with other processes accept a
     connection only while one of its `threads` is free.
 
@@ -237,14 +248,17 @@ def accept_only_with_a_free_thread(server: Any, threads: int) -> None:
     to the end of its service, which then wakes waitress's loop to ask again. (Waitress's
     own count of busy threads falls only after that wake-up: the loop would find the process
     still busy and sleep on, up to its one-second timeout, with a thread free.)
+
+    Returns a function that changes the number of threads (and of requests in hand) later.
     """
+    limit = threads
     in_hand = 0
     lock = threading.Lock()
     accepting = server.readable
     queue_task = server.add_task
 
     def readable() -> bool:
-        return accepting() and in_hand < threads
+        return accepting() and in_hand < limit
 
     def add_task(channel: Any) -> None:
         nonlocal in_hand
@@ -262,9 +276,16 @@ def accept_only_with_a_free_thread(server: Any, threads: int) -> None:
                     in_hand -= 1
                 server.pull_trigger()
 
+    def set_threads(count: int) -> None:
+        nonlocal limit
+        limit = count
+        server.task_dispatcher.set_thread_count(count)  # a thread in service stops when it is done
+        server.pull_trigger()
+
     server.readable = readable
     server.add_task = add_task
     server.channel_class = Channel
+    return set_threads
 
 
 class ServingProcesses:
@@ -273,8 +294,10 @@ class ServingProcesses:
 
     RESTART_DELAY = 5.0  # seconds before a serving process that died is started again
 
-    def __init__(self, app: Any, command: list[str], fd: int, count: int) -> None:
+    def __init__(self, app: Any, command: list[str], fd: int, count: int,
+                 on_started: Callable[[], None] | None = None) -> None:
         self.app = app
+        self.on_started = on_started  # called once they have been started
         self.command = [*command, "--listen-fd", str(fd), "--parent-pid", str(os.getpid())]
         self.fd = fd
         self.count = count
@@ -295,6 +318,8 @@ class ServingProcesses:
                 return
         self.children = [self._spawn() for _ in range(self.count)]
         log.info("%d more serving processes started: %s", self.count, [child.pid for child in self.children])
+        if self.on_started is not None:
+            self.on_started()
         while not self._stopping.wait(1.0):
             for position, child in enumerate(self.children):
                 if child.poll() is not None and not self._stopping.wait(self.RESTART_DELAY):

@@ -15,7 +15,8 @@ of whatever server `serve` runs. Steps and figures:
    with `--growth`, also the cold index of the first quarter, half and three quarters of the
    history, the marginal cost per version between them, and the time that growth gives for
    `--extrapolate` commits (later versions of real archives are longer documents: the
-   marginal cost is what a 10x larger archive pays);
+   marginal cost is what a 10x larger archive pays; `--growth-passes N` measures it N
+   times and reports the median, as each pass is a difference of two runs of seconds);
 4. the cost of each diff statistic, in this process, over consecutive pairs of versions:
    p50 / p90 / p99 / max CPU milliseconds, how many were estimates (over the budget), and
    the mean by document size; with the log read and blob read times, so that each cost's
@@ -382,7 +383,10 @@ def archive_benchmark(args: argparse.Namespace, workdir: Path) -> None:
         server.stop()
 
     if args.growth:
-        index_growth(args, repo, workdir, commits)
+        estimates = [index_growth(args, repo, workdir, commits) for _ in range(args.growth_passes)]
+        if len(estimates) > 1:
+            print(f"cold index of {args.extrapolate} commits, extrapolated over {len(estimates)} passes: median "
+                  f"{statistics.median(estimates):.0f} s (from {min(estimates):.0f} to {max(estimates):.0f} s)")
 
     server = Server(serve_arguments, workdir, "server-restart.log")
     try:
@@ -418,9 +422,10 @@ def archive_benchmark(args: argparse.Namespace, workdir: Path) -> None:
         pair_costs(repo, args.pairs, random.Random(2))
 
 
-def index_growth(args: argparse.Namespace, repo: Path, workdir: Path, commits: int) -> None:
+def index_growth(args: argparse.Namespace, repo: Path, workdir: Path, commits: int) -> float:
     """Cold index of the first part of the history, for growing parts, the whole one again
-    (measured back to back: this machine's speed drifts between runs): how the cost grows."""
+    (measured back to back: this machine's speed drifts between runs): how the cost grows.
+    Returns the cold index time extrapolated to `--extrapolate` commits."""
     order = subprocess.run(["git", "rev-list", "--reverse", "HEAD"], cwd=repo, capture_output=True, text=True,
                            check=True).stdout.split()
     points = []
@@ -453,6 +458,7 @@ def index_growth(args: argparse.Namespace, repo: Path, workdir: Path, commits: i
     estimate = seconds + (args.extrapolate * per_commit - versions) * marginal
     print(f"  extrapolated to {args.extrapolate} commits at the second half's marginal cost "
           f"({1000 * marginal:.2f} ms per version): {estimate:.0f} s")
+    return estimate
 
 
 def demo_benchmark(args: argparse.Namespace, workdir: Path) -> None:
@@ -499,6 +505,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="serving processes of `termshift serve` (its --processes; 0: one per core)")
     parser.add_argument("--growth", action="store_true",
                         help="also index the first 1/4, 1/2 and 3/4 of the history, to state the cost's growth")
+    parser.add_argument("--growth-passes", type=int, default=1,
+                        help="measure the growth this many times and report the median extrapolation (each "
+                             "pass is a difference of two runs of seconds: this machine's speed drifts)")
     parser.add_argument("--extrapolate", type=int, default=42_632,
                         help="commits to extrapolate the cold index to, from the growth (default: issue 13's archive)")
     parser.add_argument("--pairs", type=int, default=None, help="pairs of versions to time (default: all)")
@@ -510,10 +519,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="termshift-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    if not args.demo_only:
-        archive_benchmark(args, workdir)
-    if not args.skip_demo:
-        demo_benchmark(args, workdir)
+    try:
+        if not args.demo_only:
+            archive_benchmark(args, workdir)
+        if not args.skip_demo:
+            demo_benchmark(args, workdir)
+    finally:
+        if not args.workdir:  # a temporary one: its clones and indexes are hundreds of MB
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

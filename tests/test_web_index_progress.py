@@ -114,6 +114,28 @@ def test_a_large_first_build_runs_in_the_background_and_pages_say_so(sample):
     assert client.get("/Nobody").status_code == 404  # once complete, unknown is unknown
 
 
+def test_no_request_waits_for_a_build_running_in_the_background(sample):
+    # A request waits up to FRESHNESS_WAIT for new commits to be indexed, so that a page shows
+    # what was just recorded. A first build takes minutes: nobody may wait for it (the first
+    # answer after a start on a large archive took those seconds more).
+    index = sample.data / "index.sqlite"
+    lock = FileLock(str(index) + ".lock")
+    lock.acquire()  # the build cannot end while this test looks
+    try:
+        app = create_app(sample.data / "versions", sample.data / "snapshots", sample.declarations, index,
+                         BACKGROUND_INDEX_ABOVE=0, FRESHNESS_WAIT=30)
+        client = app.test_client()
+        started = time.monotonic()
+        answers = [client.get(path).status_code for path in ("/", "/-/changes", "/Acme/Privacy%20Policy", "/")]
+        assert time.monotonic() - started < 15  # each would have waited 30 s for the build
+        assert answers == [200, 200, 503, 200]
+        assert client.get("/status.json").get_json()["index"]["complete"] is False
+    finally:
+        lock.release()
+    wait_until(lambda: client.get("/status.json").get_json()["index"]["complete"], 60, "the index complete")
+    assert client.get("/Acme/Privacy%20Policy").status_code == 200
+
+
 def test_the_index_says_complete_only_once_pages_are_answered_from_it(sample, monkeypatch):
     # The end of a build (its last commit, closing) takes longer than a request waits for
     # new commits (FRESHNESS_WAIT): were the index said complete when its last version is

@@ -102,6 +102,7 @@ class Refresher(BackgroundRefresh):
         self._progress_lock = threading.Lock()
         self._indexing: tuple[int, int] | None = None  # (indexed, total) while a refresh runs
         self._behind = False  # the running refresh found versions missing from the index
+        self._building = False  # a large build runs in the background (`start()`): no request waits for it
         self._archive = self._archive_present()
         self._count = count_versions or (lambda: 0)  # versions in the index
         self._indexed: int | None = None  # versions in the index after the last refresh
@@ -131,6 +132,7 @@ class Refresher(BackgroundRefresh):
         with self._progress_lock:
             if self._indexing is None:
                 self._indexing = (indexed, indexed + pending)
+            self._building = True
         return super().start()
 
     def _on_progress(self, indexed: int, total: int) -> None:
@@ -175,6 +177,7 @@ class Refresher(BackgroundRefresh):
             with self._progress_lock:
                 self._indexing = None
                 self._behind = False
+                self._building = False
         new = sum(part.get("new", 0) for part in stats.values())
         if new:
             log.info("index ready in %.1f s (%d new records): %s", time.perf_counter() - started, new, stats)
@@ -189,12 +192,18 @@ class Refresher(BackgroundRefresh):
 
         The catch-up runs in its own thread, shared by every request that arrives
         meanwhile; requests wait for it until `wait` seconds after it started (the
-        catch-up goes on after that: a long one, say a first build or after a large
-        `git pull`, makes each request wait once at most), then get False, so that they
-        answer from git instead, or say that the index is catching up.
+        catch-up goes on after that: a long one, say after a large `git pull`, makes each
+        request wait once at most), then get False, so that they answer from git instead,
+        or say that the index is catching up. While a build started in the background runs
+        (`start()`: a first build), none waits.
         """
         if self.is_fresh():
             return True
+        with self._progress_lock:
+            if self._building:
+                # A large build under way (a first build, say) takes minutes: a request would
+                # wait for it in vain. It answers from what is indexed, and pages say how far.
+                return False
         with self._catch_up_lock:
             if self._catch_up is None or not self._catch_up.is_alive():
                 self._catch_up = threading.Thread(target=self._catch_up_now, name="index catch-up", daemon=True)

@@ -133,7 +133,11 @@ class Refresher(BackgroundRefresh):
             if self._indexing is None:
                 self._indexing = (indexed, indexed + pending)
             self._building = True
-        return super().start()
+        if super().start():
+            return True
+        with self._progress_lock:  # a refresh already runs: not a build of this call's
+            self._building = False
+        return False
 
     def _on_progress(self, indexed: int, total: int) -> None:
         with self._progress_lock:

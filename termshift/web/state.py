@@ -154,9 +154,13 @@ class Refresher(BackgroundRefresh):
         fingerprint picks the archive up when it appears.
         """
         with self._index_lock:
-            if self._fingerprint is not None and self.is_fresh():
-                return {}  # another thread's refresh, which this one waited for, did it all
-            return self._refresh()
+            try:
+                if self._fingerprint is not None and self.is_fresh():
+                    return {}  # another thread's refresh, which this one waited for, did it all
+                return self._refresh()
+            finally:
+                with self._progress_lock:  # whichever way it ended, no build runs now
+                    self._building = False
 
     def _refresh(self) -> dict:
         fingerprint = self.fingerprint()
@@ -181,7 +185,6 @@ class Refresher(BackgroundRefresh):
             with self._progress_lock:
                 self._indexing = None
                 self._behind = False
-                self._building = False
         new = sum(part.get("new", 0) for part in stats.values())
         if new:
             log.info("index ready in %.1f s (%d new records): %s", time.perf_counter() - started, new, stats)

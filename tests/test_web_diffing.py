@@ -356,10 +356,33 @@ def test_a_costly_region_is_anchored_on_its_unique_words_and_stays_exact():
     old = f"Intro.\n{first} {cut} {last}\nEnd."
     new = f"Intro.\n{first.replace('w5 applies', 'w5 ends')} {last.replace('w3095 applies', 'w3095 ends')}\nEnd."
     old_chars, new_chars, _table = textdiff._encode_tokens(*(textdiff.TOKEN.findall(text) for text in (old, new)))
-    assert textdiff._estimated_work(old_chars, new_chars, 0) > textdiff.ANCHOR_WORDS_ABOVE  # the anchored path
+    assert textdiff._estimated_work(old_chars, new_chars, 0) > textdiff.ANCHOR_ABOVE  # the anchored path
     comparison = compare(old, new)
     assert not comparison.approximate
     assert sides(comparison) == (old, new)
     expected = (2, count_words(cut) + 2)
     assert (comparison.words_added, comparison.words_removed) == expected == count_changes(old, new)
     assert [text for op, text in changed_segments(comparison) if op == INSERT] == ["ends", "ends"]
+
+
+def test_a_blank_line_between_two_changed_paragraphs_joins_them_into_one_change():
+    comparison = compare("Intro.\nFirst clause.\n\nSecond clause.\nEnd.", "Intro.\nFirst rule.\n\nSecond rule.\nEnd.")
+    assert [hunk.kind for hunk in comparison.changes] == ["change"]
+    assert (comparison.words_added, comparison.words_removed) == (2, 2)
+
+
+def test_a_costly_line_alignment_is_anchored_on_unique_lines_and_stays_exact():
+    """Every tenth paragraph of a long text edited: too costly for one diff-match-patch
+    call on its lines, so they are anchored first; each edit is still one word."""
+    from termshift import textdiff
+
+    old_lines = [f"Clause {n} binds party p{n}." for n in range(5000)]
+    new_lines = [line.replace(" binds ", " frees ") if n % 10 == 5 else line for n, line in enumerate(old_lines)]
+    old_chars, new_chars, _table = textdiff._encode(old_lines, new_lines)
+    assert textdiff._estimated_work(old_chars, new_chars, 0) > textdiff.ANCHOR_ABOVE  # the anchored path
+    old, new = "\n".join(old_lines), "\n".join(new_lines)
+    comparison = compare(old, new)
+    assert not comparison.approximate
+    assert sides(comparison) == (old, new)
+    assert (comparison.words_added, comparison.words_removed) == (500, 500) == count_changes(old, new)
+    assert len(comparison.changes) == 500

@@ -57,7 +57,8 @@ from termshift.web.index_workers import Job, statistics_pool
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 8  # 7: words_approximate, search_pending; 8: costly regions anchored on unique words (recount)
+SCHEMA_VERSION = 9  # 7: words_approximate, search_pending; 8: costly regions anchored on unique words;
+# 9: lines aligned in one C++ call when cheap (8 and 9: recount)
 KINDS = {
     RecordKind.FIRST_RECORD: "first",
     RecordKind.CHANGE: "change",

@@ -42,6 +42,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import statistics
@@ -53,11 +54,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+# The server's log line when a build of the index ends, and its time.
+INDEX_READY = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO +termshift\.web\.state: index ready in", re.M)
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -104,6 +108,7 @@ class Server:
         self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         environment = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.started = time.perf_counter()
+        self.started_at = time.time()  # to compare with the times in its log
         self.process = subprocess.Popen(
             [sys.executable, "-m", "termshift.cli", "serve", *arguments,
              "--host", "127.0.0.1", "--port", str(self.port)],
@@ -147,18 +152,32 @@ class Server:
             time.sleep(0.05)
         raise SystemExit("termshift serve did not answer in time")
 
-    def index_complete(self, timeout: float = 3600, every: float = 0.25) -> float:
-        """Seconds from launch until /status.json says the index is complete."""
+    def index_complete(self, timeout: float = 3600, every: float = 0.05) -> float:
+        """Seconds from launch until the index is complete.
+
+        Read from the server's log ("index ready", with its time) rather than by polling
+        /status.json: 20 requests a second cost the server 2.3 ms and this program 1.3 ms of
+        CPU each, 3 % of this 2-core machine taken from the build being measured. /status.json
+        is still asked once a second, for a server that logs no such line (nothing new to
+        index), and for the progress shown every 10 s."""
         deadline = time.monotonic() + timeout
-        last_report = time.monotonic()
+        last_status = last_report = 0.0
         while time.monotonic() < deadline:
-            # A viewer without "index" in its status indexes before it answers: complete.
-            index = get_json(self.base + "/status.json").get("index", {"complete": True})
-            if index["complete"]:
-                return time.perf_counter() - self.started
-            if time.monotonic() - last_report > 10:
-                print(f"  … {index['versions_indexed']} of {index['versions_total']} versions indexed", flush=True)
-                last_report = time.monotonic()
+            ready = INDEX_READY.search(self.log_path.read_bytes())
+            if ready:
+                logged = datetime.strptime(ready.group(1).decode(), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                return logged - self.started_at
+            if time.monotonic() - last_status >= 1:
+                last_status = time.monotonic()
+                # A viewer without "index" in its status indexes before it answers: complete.
+                index = get_json(self.base + "/status.json").get("index", {"complete": True})
+                if index["complete"]:
+                    return time.perf_counter() - self.started
+                if time.monotonic() - last_report > 10:
+                    if last_report:
+                        print(f"  … {index['versions_indexed']} of {index['versions_total']} versions indexed",
+                              flush=True)
+                    last_report = time.monotonic()
             time.sleep(every)
         raise SystemExit("the index did not complete in time")
 
@@ -391,7 +410,7 @@ def archive_benchmark(args: argparse.Namespace, workdir: Path) -> None:
     server = Server(serve_arguments, workdir, "server-restart.log")
     try:
         first = server.first_answer()
-        complete = server.index_complete(every=0.05)
+        complete = server.index_complete()
         print(f"restart on the index: first answer {first:.2f} s, index complete {complete:.2f} s after launch "
               f"({server.cpu_seconds():.2f} s of CPU); RSS {server.peak_rss / 2**20:.0f} MiB")
         processes = args.processes or os.cpu_count() or 1
@@ -442,7 +461,7 @@ def index_growth(args: argparse.Namespace, repo: Path, workdir: Path, commits: i
                         "server-part.log")
         try:
             server.first_answer()
-            complete = server.index_complete(every=0.05)
+            complete = server.index_complete()
             points.append((get_json(server.base + "/status.json")["index"]["versions_total"], complete))
         finally:
             server.stop()
@@ -473,7 +492,7 @@ def demo_benchmark(args: argparse.Namespace, workdir: Path) -> None:
                      "--refresh-interval", "0"], workdir, "server-demo.log")
     try:
         server.first_answer()
-        server.index_complete(every=0.05)
+        server.index_complete()
         home = get_json(server.base + "/index.json")
         documents = [d for s in home["services"] for d in s["documents"]]
         urls = ["/", "/-/changes", "/api/v1/services"]

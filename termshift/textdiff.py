@@ -239,17 +239,19 @@ def _anchored_diff(engine: diff_match_patch, old: str, new: str, budget: Budget 
     the paragraphs a reader recognises. Words repeat more, so a gap is anchored again on
     what is unique within it, a few levels deep, before diff-match-patch sees it.
     `budget` bounds the work: a gap it does not allow is one deletion and one insertion
-    (still a correct diff, if not a minimal one), counted in `budget.cut`.
+    (still a correct diff, if not a minimal one), counted in `budget.cut`. Strings with no
+    anchor at all are not anchored again (that would find none again, level after level).
     """
     diffs: list[tuple[int, str]] = []
     old_at = new_at = 0
-    for i, j in [*_unique_anchors(old, new), (len(old), len(new))]:
+    anchors = _unique_anchors(old, new)
+    for i, j in [*anchors, (len(old), len(new))]:
         old_gap, new_gap = old[old_at:i], new[new_at:j]
         if old_gap == new_gap:
             diffs.append((EQUAL, old_gap))
         elif not old_gap or not new_gap:
             diffs.append((INSERT, new_gap) if new_gap else (DELETE, old_gap))
-        elif depth < MAX_ANCHOR_DEPTH and min(len(old_gap), len(new_gap)) > SMALL_GAP:
+        elif anchors and depth < MAX_ANCHOR_DEPTH and min(len(old_gap), len(new_gap)) > SMALL_GAP:
             diffs.extend(_anchored_diff(engine, old_gap, new_gap, budget, depth + 1))
         elif budget is not None and not budget.allows(old_gap, new_gap):
             budget.cut += 1

@@ -9,8 +9,9 @@
 The server is always started as `termshift serve` in a subprocess, so the figures are those
 of whatever server `serve` runs. Steps and figures:
 1. first answer: seconds from launch, with no index, until `/` answers 200;
-2. cold index: seconds until `/status.json` says `"index": {"complete": true}`, with the
-   server's peak memory (RSS of the server and its index workers, summed) meanwhile;
+2. cold index: seconds until the index is complete (the time of the server's "index ready"
+   log line; `/status.json` then says `"index": {"complete": true}`), with the server's peak
+   memory (RSS of the server and its index workers, summed) meanwhile;
 3. restart: the server stopped and started again on its index: first answer, complete;
    with `--growth`, also the cold index of the first quarter, half and three quarters of the
    history, the marginal cost per version between them, and the time that growth gives for
@@ -299,11 +300,11 @@ def page_urls(base: str, rng: random.Random, count: int) -> dict[str, list[str]]
 # ------------------------------------------------------------------------- statistics cost
 
 
-def pair_costs(repo: Path, limit: int | None, rng: random.Random) -> None:
-    """CPU cost of each diff statistic as the index computes it, and of reading."""
+def consecutive_pairs(repo: Path) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Each document's consecutive versions in a versions repository, as (old blob, new blob)
+    pairs in the order they were recorded, and the text of every blob; prints what reading cost."""
     from termshift.archive_repo.blob_reader import BlobReader
     from termshift.archive_repo.log_reader import commits_between, head_commit
-    from termshift.textdiff import INDEX_BUDGET, change_counts
     from termshift.web.index import records_in
 
     started = time.perf_counter()
@@ -327,6 +328,14 @@ def pair_costs(repo: Path, limit: int | None, rng: random.Random) -> None:
         if document in previous:
             pairs.append((previous[document], record.blob))
         previous[document] = record.blob
+    return pairs, texts
+
+
+def pair_costs(repo: Path, limit: int | None, rng: random.Random) -> None:
+    """CPU cost of each diff statistic as the index computes it, and of reading."""
+    from termshift.textdiff import INDEX_BUDGET, change_counts
+
+    pairs, texts = consecutive_pairs(repo)
     if limit and limit < len(pairs):
         pairs = rng.sample(pairs, limit)
     costs, approximate, by_size = [], 0, {}

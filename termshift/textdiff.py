@@ -292,6 +292,23 @@ def _gap_diff(old: str, new: str, budget: Budget | None, cleanup: str = "No") ->
     return diffs
 
 
+def _semantic_diff(engine: diff_match_patch, old: str, new: str, budget: Budget,
+                   work: float) -> list[tuple[int, str]]:
+    """The diff of two encoded strings (lines or tokens), semantically cleaned up: each
+    character is a whole line or token, so the clean-up weighs those and never splits one.
+
+    Cheap (`work`, from `_estimated_work`, up to `ANCHOR_ABOVE`): one C++ call, clean-up
+    included. Costly for diff-match-patch alone (say a section deleted, a sentence kept):
+    anchored on the items found once in each side first, so that it only aligns the gaps,
+    then cleaned up in Python.
+    """
+    if work > ANCHOR_ABOVE:
+        diffs = _anchored_diff(engine, old, new, budget)
+        engine.diff_cleanupSemantic(diffs)
+        return diffs
+    return _gap_diff(old, new, budget, cleanup="Semantic")
+
+
 def _unique_anchors(old: str, new: str) -> list[tuple[int, int]]:
     """Positions (i, j) of items occurring once in each string, in an order both agree on."""
     old_count, new_count = Counter(old), Counter(new)
@@ -349,12 +366,9 @@ def _line_runs(old: str, new: str, budget: Budget) -> list[tuple[int, list[str]]
         old_chars, new_chars, table = _encode(old_lines, new_lines)
         # The semantic clean-up absorbs lone unchanged lines (typically the blank line
         # between two changed paragraphs) into the surrounding change, so one edit reads
-        # as one region. As for words: in one C++ call when that is cheap, else anchored.
-        if _estimated_work(old_chars, new_chars, ANCHOR_ABOVE) > ANCHOR_ABOVE:
-            diffs = _anchored_diff(engine, old_chars, new_chars, budget)
-            engine.diff_cleanupSemantic(diffs)
-        else:
-            diffs = _gap_diff(old_chars, new_chars, budget, cleanup="Semantic")
+        # as one region.
+        work = _estimated_work(old_chars, new_chars, ANCHOR_ABOVE)
+        diffs = _semantic_diff(engine, old_chars, new_chars, budget, work)
         runs += [(op, [table[ord(char)] for char in chars]) for op, chars in diffs]
     if tail:
         runs.append((EQUAL, old[len(old) - tail:].split("\n")))
@@ -479,15 +493,7 @@ def _aligned_tokens(old: str, new: str, budget: Budget) -> tuple[int, int, tuple
         budget.cut += 1
         return head, tail, None
     cut = budget.cut
-    # On the encoded form each "character" is a whole token, so semantic cleanup (either
-    # one) weighs tokens and never splits a word.
-    if work > ANCHOR_ABOVE:
-        # Costly for diff-match-patch alone (say a section deleted, a sentence kept): anchored
-        # on the words found once in each side first, as lines are, it only aligns the gaps.
-        diffs = _anchored_diff(engine, old_chars, new_chars, budget)
-        engine.diff_cleanupSemantic(diffs)
-    else:
-        diffs = _gap_diff(old_chars, new_chars, budget, cleanup="Semantic")
+    diffs = _semantic_diff(engine, old_chars, new_chars, budget, work)
     if budget.cut != cut:
         return head, tail, None
     return head, tail, (old_tokens, new_tokens, diffs, table)

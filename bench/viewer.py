@@ -162,7 +162,7 @@ class Server:
         is still asked once a second, for a server that logs no such line (nothing new to
         index), and for the progress shown every 10 s."""
         deadline = time.monotonic() + timeout
-        last_status = last_report = 0.0
+        last_status, last_report = 0.0, time.monotonic()
         while time.monotonic() < deadline:
             ready = INDEX_READY.search(self.log_path.read_bytes())
             if ready:
@@ -175,9 +175,7 @@ class Server:
                 if index["complete"]:
                     return time.perf_counter() - self.started
                 if time.monotonic() - last_report > 10:
-                    if last_report:
-                        print(f"  … {index['versions_indexed']} of {index['versions_total']} versions indexed",
-                              flush=True)
+                    print(f"  … {index['versions_indexed']} of {index['versions_total']} versions indexed", flush=True)
                     last_report = time.monotonic()
             time.sleep(every)
         raise SystemExit("the index did not complete in time")

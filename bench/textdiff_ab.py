@@ -36,7 +36,7 @@ from viewer import consecutive_pairs, percentile, prepare  # noqa: E402
 def load(path: Path, name: str) -> ModuleType:
     """A textdiff.py file as a module of its own (two versions side by side)."""
     spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
+    if not path.is_file() or spec is None or spec.loader is None:
         raise SystemExit(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

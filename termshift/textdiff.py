@@ -350,7 +350,10 @@ def line_diff(old: str, new: str, timeout: float = 2.0) -> list[tuple[int, list[
     return _line_runs(old, new, Budget(timeout))
 
 
-def _line_runs(old: str, new: str, budget: Budget) -> list[tuple[int, list[str]]]:
+def _line_runs(old: str, new: str, budget: Budget, ends: bool = True) -> list[tuple[int, list[str]]]:
+    """`line_diff`'s runs; without the unchanged head and tail if not `ends` (what counts the
+    changes needs only the changed lines: splitting two long texts' common parts into lines
+    for nothing was a tenth of the line-level work)."""
     engine = _engine()
     head = _common_line_prefix(engine, old, new)
     tail = _common_line_suffix(engine, old[head:], new[head:])
@@ -358,7 +361,7 @@ def _line_runs(old: str, new: str, budget: Budget) -> list[tuple[int, list[str]]
     new_middle = new[head:len(new) - tail]
     old_lines, new_lines = _lines(old_middle, tail > 0), _lines(new_middle, tail > 0)
     runs: list[tuple[int, list[str]]] = []
-    if head:
+    if head and ends:
         runs.append((EQUAL, old[:head - 1].split("\n")))
     if len(old_lines) + len(new_lines) > MAX_LINES:  # one character per line must stay possible
         runs += [(DELETE, old_lines), (INSERT, new_lines)]
@@ -369,8 +372,8 @@ def _line_runs(old: str, new: str, budget: Budget) -> list[tuple[int, list[str]]
         # as one region.
         work = _estimated_work(old_chars, new_chars, ANCHOR_ABOVE)
         diffs = _semantic_diff(engine, old_chars, new_chars, budget, work)
-        runs += [(op, [table[ord(char)] for char in chars]) for op, chars in diffs]
-    if tail:
+        runs += [(op, list(map(table.__getitem__, map(ord, chars)))) for op, chars in diffs]
+    if tail and ends:
         runs.append((EQUAL, old[len(old) - tail:].split("\n")))
     return _merge_runs([run for run in runs if run[1]])
 
@@ -638,7 +641,7 @@ def change_counts(old: str, new: str, budget: float = INDEX_BUDGET) -> ChangeCou
     limit = Budget(budget)
     added = removed = 0
     approximate = False
-    for kind, _old_start, _new_start, old_lines, new_lines in _regions(_line_runs(old, new, limit)):
+    for kind, _old_start, _new_start, old_lines, new_lines in _regions(_line_runs(old, new, limit, ends=False)):
         if kind == "insert":
             added += count_words("\n".join(new_lines))
         elif kind == "delete":

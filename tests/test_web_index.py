@@ -182,6 +182,26 @@ def test_parallel_workers_give_the_same_statistics_as_one_process(sample, monkey
         [tuple(r) for r in rows(sample.data / "parallel.sqlite", query)]
 
 
+def test_each_version_holds_its_own_word_count_across_jobs_workers_and_refreshes(sample, monkeypatch):
+    """Workers send words added and removed; the index adds them up, in history order, from
+    the version before (in the same job, an earlier job, or an earlier refresh)."""
+    monkeypatch.setattr(index_module, "PARALLEL_THRESHOLD", 1)
+    monkeypatch.setattr(index_module, "CHUNK_VERSIONS", 1)  # every version diffed in a job of its own
+    monkeypatch.setattr(index_workers.os, "cpu_count", lambda: 2)
+    refresh_index(sample.data)
+    sample.factory.record("Acme", "Privacy Policy", "2024-07-01T00:00:00Z", "<main>v4</main>",
+                          PRIVACY_V3.replace("audience", "audience and its advertisers' partners"))
+    refresh_index(sample.data)
+    repo = sample.data / "versions"
+    found = rows(sample.data / "index.sqlite", "SELECT blob, words, words_added, words_removed FROM versions")
+    assert len(found) == 8
+    for row in found:
+        text = subprocess.run(["git", "cat-file", "blob", row["blob"]], cwd=repo, capture_output=True,
+                              check=True).stdout.decode()
+        assert row["words"] == count_words(text)
+    assert [tuple(row)[1:] for row in found][-1] == (count_words(PRIVACY_V3) + 4, 4, 0)
+
+
 def test_refresh_of_a_missing_repository_names_it(tmp_path):
     with pytest.raises(Exception, match="no-such-repo"):
         refresh_index((tmp_path / "no-such-repo", None), tmp_path / "index.sqlite")

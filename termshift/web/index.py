@@ -486,14 +486,17 @@ class Indexer:
     def _insert_versions(self, records: list[NewRecord], statistics: dict[int, tuple], previous) -> None:
         """Insert the new versions; `statistics` is keyed by position in `records`."""
         next_id = (self.connection.execute("SELECT max(id) FROM versions").fetchone()[0] or 0) + 1
-        last_of: dict[tuple[str, str], tuple[int, int]] = {
-            doc: (row["id"], row["size"]) for doc, row in previous.items()
+        last_of: dict[tuple[str, str], tuple[int, int, int]] = {
+            doc: (row["id"], row["size"], row["words"]) for doc, row in previous.items()
         }
         rows, links = [], []
         for position, record in enumerate(records):
-            size, words, added, removed, approximate = statistics[position]
+            size, added, removed, approximate = statistics[position]
             document = (record.service_id, record.terms_type)
-            previous_id, previous_size = last_of.get(document, (None, 0))
+            previous_id, previous_size, previous_words = last_of.get(document, (None, 0, 0))
+            # Exact even when added and removed are estimates: any count of a diff's words
+            # (the bag count too) satisfies old + added - removed = new.
+            words = previous_words + added - removed
             rows.append((
                 next_id, record.commit_id, record.service_id, record.terms_type, record.document_id,
                 record.path, record.blob, record.fetch_date, record.kind, int(previous_id is None),
@@ -502,7 +505,7 @@ class Indexer:
                 int(approximate),
             ))
             links.extend((next_id, reference["id"]) for reference in record.snapshots)
-            last_of[document] = (next_id, size)
+            last_of[document] = (next_id, size, words)
             next_id += 1
         self.connection.executemany(f"INSERT INTO versions VALUES ({', '.join('?' * 20)})", rows)
         self.connection.executemany("INSERT INTO version_snapshots VALUES (?, ?)", links)

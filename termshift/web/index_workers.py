@@ -28,8 +28,9 @@ from typing import IO
 from termshift.archive_repo.blob_reader import BlobReader
 from termshift.textdiff import INDEX_BUDGET, change_counts, count_words
 
-# size in bytes, words, words added, words removed, whether added/removed are estimates
-Statistics = tuple[int, int, int, int, bool]
+# size in bytes, words added, words removed, whether they are estimates. (A version's words are
+# its predecessor's plus added minus removed: the index adds them up, in history order.)
+Statistics = tuple[int, int, int, bool]
 # Jobs handed to one worker ahead of its answers (keeps it busy while an answer travels).
 JOBS_AHEAD = 2
 # Pairs of blobs already compared in this process: documents that flip back and forth
@@ -54,7 +55,7 @@ def _pair_counts(old_blob: str, new_blob: str, old: str, new: str) -> tuple[int,
 
 def chunk_statistics(repo: str, blobs: list[str], has_previous: bool) -> list[Statistics]:
     """Statistics of each blob after the first if `has_previous` (the first is then the
-    version before them, read only to diff against)."""
+    version before them, read only to diff against); a first version's words are all added."""
     reader = _READERS.get(repo)
     if reader is None:
         for other in _READERS.values():  # one repository at a time: do not keep the others' processes
@@ -63,22 +64,13 @@ def chunk_statistics(repo: str, blobs: list[str], has_previous: bool) -> list[St
         reader = _READERS[repo] = BlobReader(Path(repo))
     results: list[Statistics] = []
     previous: str | None = None
-    words = 0
     for position, blob in enumerate(blobs):
         data = reader.read(blob)
         text = data.decode("utf-8", "replace")
-        if previous is None:
-            words = count_words(text)
-            if position == 0 and has_previous:
-                previous = text
-                continue
-            added, removed, approximate = words, 0, False
-        else:
-            added, removed, approximate = _pair_counts(blobs[position - 1], blobs[position], previous, text)
-            # Exact even when the figures are estimates: any count of a diff's words
-            # (the bag count too) satisfies old + added - removed = new.
-            words += added - removed
-        results.append((len(data), words, added, removed, approximate))
+        if previous is not None:
+            results.append((len(data), *_pair_counts(blobs[position - 1], blob, previous, text)))
+        elif not (position == 0 and has_previous):
+            results.append((len(data), count_words(text), 0, False))
         previous = text
     return results
 

@@ -388,22 +388,61 @@ def _merge_runs(runs: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]
     return merged
 
 
-def _token_key(token: str) -> str:
-    """A token as it is compared: every run of spaces (ordinary, non-breaking, thin, tabs…)
-    is the same separator; a line break (always a token alone) stays itself, since it
-    splits paragraphs."""
-    return " " if token != "\n" and token[0].isspace() else token
+# ASCII punctuation marks: tokens coded as themselves (see `_TokenCodes`).
+ASCII_PUNCTUATION = frozenset(chr(code) for code in range(33, 127) if not re.match(r"\w", chr(code)))
 
 
-def _encode_tokens(old_tokens: list[str], new_tokens: list[str]) -> tuple[str, str, list[str]]:
-    """`_encode` of the tokens' keys (`_token_key`): the same codes, in the same order of
-    first appearance, but each distinct token's key is worked out once (a region repeats its
-    words and spaces many times), and the rest is C-level dict and map calls."""
-    distinct = dict.fromkeys(chain(("",), old_tokens, new_tokens))
-    key_codes: dict[str, str] = {}
-    codes = {token: key_codes.setdefault(_token_key(token) if token else token, chr(len(key_codes)))
-             for token in distinct}
-    return "".join(map(codes.__getitem__, old_tokens)), "".join(map(codes.__getitem__, new_tokens)), list(key_codes)
+class _TokenCodes(dict):
+    """Each distinct token's code (one character), kept for the life of the process.
+
+    Terms repeat the same words, pair after pair, so a region's tokens are encoded with one
+    C-level dict lookup each; only a token not seen before costs a Python call. The codes
+    carry the classes that diff-match-patch's semantic clean-up weighs when it slides an
+    edit along (`diff_cleanupSemanticScore`), and nothing else: a line break is "\n", every
+    run of spaces is " " (any kind of space is the same separator, so `a b` against `a\u00a0b`
+    changes a space, not the words around it), an ASCII punctuation mark is itself, and any
+    other token (a word, a mark of another script) is a character of Unicode's private use
+    planes, which no locale counts as a letter or a space. So the alignment, and the figures,
+    do not depend on the order in which a process met its tokens.
+    """
+
+    FIRST = 0xF0000  # planes 15 and 16 (private use): 131,068 codes
+    # Distinct words kept at most (about 10 MB); past it, the table starts again (codes are
+    # compared within one region only).
+    CAPACITY = 65_536
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.start_again()
+
+    def start_again(self) -> None:
+        self.clear()
+        self.next = self.FIRST
+        # For str.translate: the codes of tokens that are not words (`_word_counts`).
+        self.not_words: dict[int, None] = {ord(char): None for char in {"\n", " ", *ASCII_PUNCTUATION}}
+
+    def __missing__(self, token: str) -> str:
+        if token == "\n" or token in ASCII_PUNCTUATION:
+            code = token
+        elif token[0].isspace():
+            code = " "
+        else:
+            code = chr(self.next)
+            self.next += 1
+            if not WORD.match(token):
+                self.not_words[ord(code)] = None
+        self[token] = code
+        return code
+
+    def encode(self, old_tokens: list[str], new_tokens: list[str]) -> tuple[str, str]:
+        """The two lists of tokens as strings of their codes."""
+        if self.next + len(old_tokens) + len(new_tokens) > self.FIRST + self.CAPACITY:
+            self.start_again()
+        code = self.__getitem__
+        return "".join(map(code, old_tokens)), "".join(map(code, new_tokens))
+
+
+_TOKEN_CODES = _TokenCodes()
 
 
 def _last_space_before(text: str, end: int) -> int:
@@ -430,7 +469,7 @@ def _token_segments(diffs: list[tuple[int, str]], old_tokens: list[str],
                     new_tokens: list[str]) -> list[tuple[int, str]]:
     """Turn a diff of encoded tokens back into texts.
 
-    Separators were compared by `_token_key`, so an "equal" run may pair a space with
+    Separators were compared as one (`_TokenCodes`), so an "equal" run may pair a space with
     a non-breaking space: such a pair becomes a deletion and an insertion of whitespace
     alone (no word), which the diff page shows with visible markers.
     """
@@ -478,7 +517,7 @@ def _aligned_tokens(old: str, new: str, budget: Budget) -> tuple[int, int, tuple
     """The word-level alignment of a changed region, shared by `_word_segments` (texts)
     and `_word_counts` (figures only): (head, tail, alignment), the common head and tail
     cut on word boundaries, and the alignment of the middle (old tokens, new tokens,
-    encoded diff, code table), or None when it is too large for the budget."""
+    encoded diff), or None when it is too large for the budget."""
     engine = _engine()
     head, tail = _whole_word_edges(engine, old, new)
     old_middle, new_middle = old[head:len(old) - tail], new[head:len(new) - tail]
@@ -490,7 +529,7 @@ def _aligned_tokens(old: str, new: str, budget: Budget) -> tuple[int, int, tuple
     old_tokens, new_tokens = TOKEN.findall(old_middle), TOKEN.findall(new_middle)
     if len(old_tokens) + len(new_tokens) > MAX_WORD_DIFF_TOKENS:
         return head, tail, None
-    old_chars, new_chars, table = _encode_tokens(old_tokens, new_tokens)
+    old_chars, new_chars = _TOKEN_CODES.encode(old_tokens, new_tokens)
     work = _estimated_work(old_chars, new_chars, min(ANCHOR_ABOVE, budget.work_limit))
     if not budget.fits(work):
         budget.cut += 1
@@ -499,7 +538,7 @@ def _aligned_tokens(old: str, new: str, budget: Budget) -> tuple[int, int, tuple
     diffs = _semantic_diff(engine, old_chars, new_chars, budget, work)
     if budget.cut != cut:
         return head, tail, None
-    return head, tail, (old_tokens, new_tokens, diffs, table)
+    return head, tail, (old_tokens, new_tokens, diffs)
 
 
 def _word_segments(old: str, new: str, budget: Budget) -> tuple[list[tuple[int, str]], bool]:
@@ -509,7 +548,7 @@ def _word_segments(old: str, new: str, budget: Budget) -> tuple[list[tuple[int, 
     if alignment is None:
         middle = [(DELETE, old[head:len(old) - tail]), (INSERT, new[head:len(new) - tail])]
     else:
-        old_tokens, new_tokens, diffs, _table = alignment
+        old_tokens, new_tokens, diffs = alignment
         middle = _token_segments(diffs, old_tokens, new_tokens)
     segments = [(EQUAL, old[:head]), *middle, (EQUAL, old[len(old) - tail:])]
     return _merge_segments(segments), alignment is not None
@@ -523,9 +562,8 @@ def _word_counts(old: str, new: str, budget: Budget) -> tuple[int, int] | None:
     _head, _tail, alignment = _aligned_tokens(old, new, budget)
     if alignment is None:
         return None
-    _old_tokens, _new_tokens, diffs, table = alignment
-    changed = set("".join(chars for op, chars in diffs if op != EQUAL))  # codes of changed tokens only
-    not_words = {ord(char): None for char in changed if not WORD.match(table[ord(char)])}
+    _old_tokens, _new_tokens, diffs = alignment
+    not_words = _TOKEN_CODES.not_words
     added = removed = 0
     for op, chars in diffs:
         if op == INSERT:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 
 import pytest
 
@@ -301,21 +300,52 @@ def test_a_bag_count_is_a_lower_bound_that_keeps_the_totals_right():
     assert count_words(old) + exact.added - exact.removed == count_words(new)
 
 
-def test_tokens_are_encoded_as_the_tokens_of_the_text_with_each_run_of_spaces_made_one_space():
-    """`_encode_tokens` works out each distinct token's key once: the same codes, in the same
-    order, as encoding the tokens of the text with every run of spaces made one space,
-    for every kind of space, alone, in runs, beside line breaks and punctuation."""
-    from termshift.textdiff import TOKEN, _encode, _encode_tokens
-
-    space_run = re.compile(r"[^\S\n]+")
+def test_tokens_are_coded_alike_when_they_are_the_same_token_or_both_runs_of_spaces():
+    """Two tokens get one code if they are the same, or both runs of spaces of any kind (so
+    a space that became a non-breaking one is not a changed word); line breaks, spaces and
+    ASCII punctuation are coded as themselves, every other token as a private use character."""
+    from termshift.textdiff import TOKEN, _TokenCodes
 
     pieces = ["word", "Été", "x_1", " ", "  ", "\u00a0", "\t", "\r", "\r\n", "\n", "\n\n", "\u2009", "\u3000 ",
-              " \u00a0 ", ".", ",", "«", "»", "—", "\u200b", "42"]
+              " \u00a0 ", ".", ",", "«", "»", "—", "\u200b", "42", "_"]
     rng = random.Random(7)
+    codes = _TokenCodes()
     for _ in range(500):
         old, new = ("".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _side in range(2))
-        expected = _encode(TOKEN.findall(space_run.sub(" ", old)), TOKEN.findall(space_run.sub(" ", new)))
-        assert _encode_tokens(TOKEN.findall(old), TOKEN.findall(new)) == expected, (old, new)
+        tokens = TOKEN.findall(old), TOKEN.findall(new)
+        encoded = codes.encode(*tokens)
+        assert [len(text) for text in encoded] == [len(side) for side in tokens]
+        pairs = {pair for side, text in zip(tokens, encoded, strict=True) for pair in zip(side, text, strict=True)}
+        for token, code in pairs:
+            if token == "\n" or (len(token) == 1 and token.isascii() and not token.isspace()
+                                  and not token.isalnum() and token != "_"):
+                assert code == token
+            elif token.isspace():
+                assert code == " "
+            else:
+                assert 0xF0000 <= ord(code) <= 0x10FFFD and not code.isalnum() and not code.isspace()
+        for token, code in pairs:
+            assert {other for other, other_code in pairs if other_code == code} == (
+                {other for other, _ in pairs if other.isspace() and other != "\n"} if code == " " else {token})
+
+
+def test_the_diff_does_not_depend_on_the_tokens_a_process_met_before(monkeypatch):
+    """Codes differ with the order in which a process met its tokens (and its table starts
+    again when full), but only equality and the class of a code matter: same diff, same figures."""
+    from termshift import textdiff
+
+    rng = random.Random(11)
+    vocabulary = [f"w{n}" for n in range(40)] + [".", ",", "«", "»", "—", "2024", "Été"]
+    texts = [" ".join(rng.choice(vocabulary) for _ in range(200)).replace("w1 ", "w1\n\n") for _ in range(6)]
+    pairs = list(zip(texts, texts[1:], strict=False))
+    first = [(textdiff.hunks(old, new), textdiff.change_counts(old, new, 5.0)) for old, new in pairs]
+    for capacity in (10_000, 50):  # met in another order; a table that starts again every few regions
+        codes = textdiff._TokenCodes()
+        monkeypatch.setattr(codes, "CAPACITY", capacity)
+        monkeypatch.setattr(textdiff, "_TOKEN_CODES", codes)
+        codes.encode(rng.sample(vocabulary, len(vocabulary)), [])
+        again = [(textdiff.hunks(old, new), textdiff.change_counts(old, new, 5.0)) for old, new in reversed(pairs)]
+        assert again[::-1] == first
 
 
 def test_the_token_count_known_without_tokenising_is_a_lower_bound():
@@ -355,7 +385,7 @@ def test_a_costly_region_is_anchored_on_its_unique_words_and_stays_exact():
     first, cut, last = part(range(0, 100)), part(range(100, 3000)), part(range(3000, 3100))
     old = f"Intro.\n{first} {cut} {last}\nEnd."
     new = f"Intro.\n{first.replace('w5 applies', 'w5 ends')} {last.replace('w3095 applies', 'w3095 ends')}\nEnd."
-    old_chars, new_chars, _table = textdiff._encode_tokens(*(textdiff.TOKEN.findall(text) for text in (old, new)))
+    old_chars, new_chars = textdiff._TOKEN_CODES.encode(*(textdiff.TOKEN.findall(text) for text in (old, new)))
     assert textdiff._estimated_work(old_chars, new_chars, 0) > textdiff.ANCHOR_ABOVE  # the anchored path
     comparison = compare(old, new)
     assert not comparison.approximate

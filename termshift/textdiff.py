@@ -32,6 +32,7 @@ the alerts' feeds and webhooks (`termshift.alerts.payloads.diff_stats`) and the 
 from __future__ import annotations
 
 import re
+import threading
 import time
 from bisect import bisect_left
 from collections import Counter
@@ -442,7 +443,16 @@ class _TokenCodes(dict):
         return "".join(map(code, old_tokens)), "".join(map(code, new_tokens))
 
 
-_TOKEN_CODES = _TokenCodes()
+_THIS_THREAD = threading.local()
+
+
+def _token_codes() -> _TokenCodes:
+    """This thread's `_TokenCodes` (threads of a server diff at once: a table shared by them
+    could give two tokens one code, or start again in the middle of another's region)."""
+    codes = getattr(_THIS_THREAD, "codes", None)
+    if codes is None:
+        codes = _THIS_THREAD.codes = _TokenCodes()
+    return codes
 
 
 def _last_space_before(text: str, end: int) -> int:
@@ -517,7 +527,7 @@ def _aligned_tokens(old: str, new: str, budget: Budget) -> tuple[int, int, tuple
     """The word-level alignment of a changed region, shared by `_word_segments` (texts)
     and `_word_counts` (figures only): (head, tail, alignment), the common head and tail
     cut on word boundaries, and the alignment of the middle (old tokens, new tokens,
-    encoded diff), or None when it is too large for the budget."""
+    encoded diff, the codes that are no word), or None when it is too large for the budget."""
     engine = _engine()
     head, tail = _whole_word_edges(engine, old, new)
     old_middle, new_middle = old[head:len(old) - tail], new[head:len(new) - tail]
@@ -529,7 +539,8 @@ def _aligned_tokens(old: str, new: str, budget: Budget) -> tuple[int, int, tuple
     old_tokens, new_tokens = TOKEN.findall(old_middle), TOKEN.findall(new_middle)
     if len(old_tokens) + len(new_tokens) > MAX_WORD_DIFF_TOKENS:
         return head, tail, None
-    old_chars, new_chars = _TOKEN_CODES.encode(old_tokens, new_tokens)
+    codes = _token_codes()
+    old_chars, new_chars = codes.encode(old_tokens, new_tokens)
     work = _estimated_work(old_chars, new_chars, min(ANCHOR_ABOVE, budget.work_limit))
     if not budget.fits(work):
         budget.cut += 1
@@ -538,7 +549,7 @@ def _aligned_tokens(old: str, new: str, budget: Budget) -> tuple[int, int, tuple
     diffs = _semantic_diff(engine, old_chars, new_chars, budget, work)
     if budget.cut != cut:
         return head, tail, None
-    return head, tail, (old_tokens, new_tokens, diffs)
+    return head, tail, (old_tokens, new_tokens, diffs, codes.not_words)
 
 
 def _word_segments(old: str, new: str, budget: Budget) -> tuple[list[tuple[int, str]], bool]:
@@ -548,7 +559,7 @@ def _word_segments(old: str, new: str, budget: Budget) -> tuple[list[tuple[int, 
     if alignment is None:
         middle = [(DELETE, old[head:len(old) - tail]), (INSERT, new[head:len(new) - tail])]
     else:
-        old_tokens, new_tokens, diffs = alignment
+        old_tokens, new_tokens, diffs, _not_words = alignment
         middle = _token_segments(diffs, old_tokens, new_tokens)
     segments = [(EQUAL, old[:head]), *middle, (EQUAL, old[len(old) - tail:])]
     return _merge_segments(segments), alignment is not None
@@ -562,8 +573,7 @@ def _word_counts(old: str, new: str, budget: Budget) -> tuple[int, int] | None:
     _head, _tail, alignment = _aligned_tokens(old, new, budget)
     if alignment is None:
         return None
-    _old_tokens, _new_tokens, diffs = alignment
-    not_words = _TOKEN_CODES.not_words
+    _old_tokens, _new_tokens, diffs, not_words = alignment
     added = removed = 0
     for op, chars in diffs:
         if op == INSERT:

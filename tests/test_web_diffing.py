@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 
 import pytest
 
@@ -342,7 +343,7 @@ def test_the_diff_does_not_depend_on_the_tokens_a_process_met_before(monkeypatch
     for capacity in (10_000, 50):  # met in another order; a table that starts again every few regions
         codes = textdiff._TokenCodes()
         monkeypatch.setattr(codes, "CAPACITY", capacity)
-        monkeypatch.setattr(textdiff, "_TOKEN_CODES", codes)
+        monkeypatch.setattr(textdiff._THIS_THREAD, "codes", codes)
         codes.encode(rng.sample(vocabulary, len(vocabulary)), [])
         again = [(textdiff.hunks(old, new), textdiff.change_counts(old, new, 5.0)) for old, new in reversed(pairs)]
         assert again[::-1] == first
@@ -385,7 +386,7 @@ def test_a_costly_region_is_anchored_on_its_unique_words_and_stays_exact():
     first, cut, last = part(range(0, 100)), part(range(100, 3000)), part(range(3000, 3100))
     old = f"Intro.\n{first} {cut} {last}\nEnd."
     new = f"Intro.\n{first.replace('w5 applies', 'w5 ends')} {last.replace('w3095 applies', 'w3095 ends')}\nEnd."
-    old_chars, new_chars = textdiff._TOKEN_CODES.encode(*(textdiff.TOKEN.findall(text) for text in (old, new)))
+    old_chars, new_chars = textdiff._token_codes().encode(*(textdiff.TOKEN.findall(text) for text in (old, new)))
     assert textdiff._estimated_work(old_chars, new_chars, 0) > textdiff.ANCHOR_ABOVE  # the anchored path
     comparison = compare(old, new)
     assert not comparison.approximate
@@ -416,3 +417,31 @@ def test_a_costly_line_alignment_is_anchored_on_unique_lines_and_stays_exact():
     assert sides(comparison) == (old, new)
     assert (comparison.words_added, comparison.words_removed) == (500, 500) == count_changes(old, new)
     assert len(comparison.changes) == 500
+
+
+def test_threads_diffing_at_once_each_keep_their_own_token_codes(monkeypatch):
+    """A server's threads diff at the same time, each with its own table of codes (one shared
+    table, starting again while another thread is in the middle of a region, would mix codes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from termshift import textdiff
+
+    monkeypatch.setattr(textdiff._TokenCodes, "CAPACITY", 64)  # tables start again every region or two
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns every few bytecodes, as on a busy server
+    rng = random.Random(5)
+    pairs = []
+    for thread in range(4):
+        words = [f"t{thread}w{n}" for n in range(60)]
+        texts = [" ".join(rng.choice(words) for _ in range(30)) + "." for _ in range(21)]
+        pairs.append(list(zip(texts, texts[1:], strict=False)))
+
+    def counts(some_pairs):
+        return [textdiff.change_counts(old, new, 5.0) for old, new in some_pairs for _again in range(5)]
+
+    expected = [counts(some_pairs) for some_pairs in pairs]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(counts, pairs)) == expected
+    finally:
+        sys.setswitchinterval(switch_interval)

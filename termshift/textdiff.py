@@ -108,6 +108,12 @@ class Hunk:
             return all(not text.strip() for op, text in self.segments if op != EQUAL)
         return all(not line.strip() for line in self.old_lines + self.new_lines)
 
+    def mirrored(self) -> Hunk:
+        """The same region seen from the other side (new against old)."""
+        kind = {"insert": "delete", "delete": "insert"}.get(self.kind, self.kind)
+        return Hunk(kind, self.new_start, self.old_start, self.new_lines, self.old_lines,
+                    [(-op, text) for op, text in self.segments], self.section, self.approximate)
+
     def to_json(self) -> dict:
         data = {
             "kind": self.kind,
@@ -674,10 +680,25 @@ def hunks(old: str, new: str, budget: float = PAGE_BUDGET) -> list[Hunk]:
     """The regions of the diff of `old` and `new`, changed regions aligned word by word.
 
     `budget` (seconds of CPU) bounds the alignment work; regions left unaligned when it
-    runs out are whole lines, marked `approximate`.
+    runs out are whole lines, marked `approximate`. Computed one way round whichever text
+    comes first (`_mirrored`).
     """
+    if _mirrored(old, new):
+        return [hunk.mirrored() for hunk in hunks(new, old, budget)]
     limit = Budget(budget)
     return _hunks(_line_runs(old, new, limit), limit)
+
+
+def _mirrored(old: str, new: str) -> bool:
+    """Whether a comparison is computed as the mirror of new against old.
+
+    Two alignments of the same texts can differ where diff-match-patch breaks a tie, so the
+    diff of B against A is made the mirror of A against B by computing both one way round:
+    a change and its undoing show the same words, and a document that flips between two
+    texts (an error page and back, an A/B test) costs one comparison (see
+    `web.index_workers`). A plain string comparison, at C speed.
+    """
+    return new < old
 
 
 def change_counts(old: str, new: str, budget: float = INDEX_BUDGET) -> ChangeCounts:
@@ -686,6 +707,9 @@ def change_counts(old: str, new: str, budget: float = INDEX_BUDGET) -> ChangeCou
     The same figures as `count_changed_words(hunks(old, new, budget))`, counted without
     building the texts of the hunks (what the index does for every version).
     """
+    if _mirrored(old, new):
+        counts = change_counts(new, old, budget)
+        return ChangeCounts(counts.removed, counts.added, counts.approximate)
     limit = Budget(budget)
     added = removed = 0
     approximate = False

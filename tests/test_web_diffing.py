@@ -445,3 +445,43 @@ def test_threads_diffing_at_once_each_keep_their_own_token_codes(monkeypatch):
             assert list(pool.map(counts, pairs)) == expected
     finally:
         sys.setswitchinterval(switch_interval)
+
+
+def test_the_diff_of_b_against_a_is_the_mirror_of_a_against_b():
+    """Where diff-match-patch could break a tie either way, the comparison is computed one way
+    round: a change and its undoing show the same words, on the page and in the figures."""
+    from termshift import textdiff
+
+    rng = random.Random(13)
+    words = ["the", "data", "we", "share", "may", "never", ".", ",", "partners", "and", "or"]
+    pairs = []
+    for _ in range(300):
+        lines = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 12))) for _ in range(rng.randint(1, 6))]
+        edited = [line if rng.random() < 0.5 else " ".join(rng.sample(line.split(), len(line.split())) + ["may"])
+                  for line in lines]
+        pairs.append(("\n".join(lines), "\n".join(edited)))
+    tied = 0
+    for a, b in pairs:
+        forth, back = compare(a, b), compare(b, a)
+        assert sides(forth) == (a, b) and sides(back) == (b, a)
+        assert back.hunks == [hunk.mirrored() for hunk in forth.hunks]
+        assert (back.words_added, back.words_removed) == (forth.words_removed, forth.words_added)
+        assert count_changes(b, a) == count_changes(a, b)[::-1] == (back.words_added, back.words_removed)
+        low, high = sorted((a, b))
+        unmirrored = textdiff._hunks(textdiff._line_runs(high, low, textdiff.Budget(1.0)), textdiff.Budget(1.0))
+        tied += unmirrored != [hunk.mirrored() for hunk in textdiff.hunks(low, high)]
+    assert tied > 10  # the sample holds comparisons whose two ways round would differ
+
+
+def test_an_index_worker_compares_a_pair_and_its_mirror_once(monkeypatch):
+    from termshift.web import index_workers
+
+    calls = []
+    real = index_workers.change_counts
+    monkeypatch.setattr(index_workers, "change_counts", lambda *args: calls.append(args) or real(*args))
+    monkeypatch.setattr(index_workers, "_PAIRS", type(index_workers._PAIRS)())
+    policy, error = "We never share your data.\nContact us.", "Service unavailable."
+    forth = index_workers._pair_counts("p", "e", policy, error)
+    back = index_workers._pair_counts("e", "p", error, policy)
+    assert index_workers._pair_counts("p", "e", policy, error) == forth == (2, 7, False)
+    assert back == (7, 2, False) and len(calls) == 1

@@ -57,8 +57,8 @@ from termshift.web.index_workers import Job, statistics_pool
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 9  # 7: words_approximate, search_pending; 8: costly regions anchored on unique words;
-# 9: lines aligned in one C++ call when cheap (8 and 9: recount)
+SCHEMA_VERSION = 10  # 7: words_approximate, search_pending; 8: costly regions anchored on unique words;
+# 9: lines aligned in one C++ call when cheap; 10: comparisons computed one way round (8-10: recount)
 KINDS = {
     RecordKind.FIRST_RECORD: "first",
     RecordKind.CHANGE: "change",

@@ -33,8 +33,9 @@ from termshift.textdiff import INDEX_BUDGET, change_counts, count_words
 Statistics = tuple[int, int, int, bool]
 # Jobs handed to one worker ahead of its answers (keeps it busy while an answer travels).
 JOBS_AHEAD = 2
-# Pairs of blobs already compared in this process: documents that flip back and forth
-# between two texts repeat the same pair.
+# Pairs of blobs already compared in this process, both ways round: documents that flip back
+# and forth between two texts repeat the same pair, and its mirror (the diff of B against A
+# is the mirror of A against B's: `textdiff._mirrored`).
 _PAIRS: OrderedDict[tuple[str, str], tuple[int, int, bool]] = OrderedDict()
 PAIR_CACHE_SIZE = 1024
 # A long-lived `git cat-file --batch` for the repository being indexed (not one per job).
@@ -47,8 +48,9 @@ def _pair_counts(old_blob: str, new_blob: str, old: str, new: str) -> tuple[int,
         _PAIRS.move_to_end(key)
         return _PAIRS[key]
     counts = change_counts(old, new, INDEX_BUDGET)
+    _PAIRS[(new_blob, old_blob)] = (counts.removed, counts.added, counts.approximate)
     _PAIRS[key] = result = (counts.added, counts.removed, counts.approximate)
-    if len(_PAIRS) > PAIR_CACHE_SIZE:
+    while len(_PAIRS) > PAIR_CACHE_SIZE:
         _PAIRS.popitem(last=False)
     return result
 

@@ -109,10 +109,17 @@ class Hunk:
         return all(not line.strip() for line in self.old_lines + self.new_lines)
 
     def mirrored(self) -> Hunk:
-        """The same region seen from the other side (new against old)."""
+        """The same region seen from the other side (new against old). Within each run of
+        changed words, what is deleted still comes before what is inserted."""
         kind = {"insert": "delete", "delete": "insert"}.get(self.kind, self.kind)
-        return Hunk(kind, self.new_start, self.old_start, self.new_lines, self.old_lines,
-                    [(-op, text) for op, text in self.segments], self.section, self.approximate)
+        segments: list[tuple[int, str]] = []
+        for changed, run in groupby([(-op, text) for op, text in self.segments], key=lambda s: s[0] != EQUAL):
+            run = list(run)
+            if changed:
+                run = [(op, "".join(text for side, text in run if side == op)) for op in (DELETE, INSERT)]
+            segments += [(op, text) for op, text in run if text]
+        return Hunk(kind, self.new_start, self.old_start, self.new_lines, self.old_lines, segments,
+                    self.section, self.approximate)
 
     def to_json(self) -> dict:
         data = {

@@ -447,6 +447,11 @@ def test_threads_diffing_at_once_each_keep_their_own_token_codes(monkeypatch):
         sys.setswitchinterval(switch_interval)
 
 
+def inserted_before_deleted(hunk) -> int:
+    ops = [op for op, _text in hunk.segments]
+    return sum(pair == (INSERT, DELETE) for pair in zip(ops, ops[1:], strict=False))
+
+
 def test_the_diff_of_b_against_a_is_the_mirror_of_a_against_b():
     """Where diff-match-patch could break a tie either way, the comparison is computed one way
     round: a change and its undoing show the same words, on the page and in the figures."""
@@ -465,6 +470,8 @@ def test_the_diff_of_b_against_a_is_the_mirror_of_a_against_b():
         forth, back = compare(a, b), compare(b, a)
         assert sides(forth) == (a, b) and sides(back) == (b, a)
         assert back.hunks == [hunk.mirrored() for hunk in forth.hunks]
+        for one, other in zip(forth.hunks, back.hunks, strict=True):  # deleted words still before inserted ones
+            assert inserted_before_deleted(one) == inserted_before_deleted(other)
         assert (back.words_added, back.words_removed) == (forth.words_removed, forth.words_added)
         assert count_changes(b, a) == count_changes(a, b)[::-1] == (back.words_added, back.words_removed)
         low, high = sorted((a, b))

@@ -12,7 +12,9 @@ words that changed in a paragraph instead of the whole paragraph struck through.
 and the words of a changed region, are aligned by one C++ diff-match-patch call (its
 semantic clean-up included) when that is cheap; when it is not (`ANCHOR_ABOVE`) they are
 anchored first on those found once in each text (patience diff), and only the gaps
-between anchors go to diff-match-patch.
+between anchors go to diff-match-patch. Each line, or token, is compared as one character
+(`_encode`, `_TokenCodes`). A comparison is computed one way round (`_mirrored`): the diff
+of B against A is the mirror of A against B's.
 
 Everything that counts changed words uses this module, so the figures agree everywhere:
 the viewer's diff page and index (`termshift.web.diffing`, `termshift.web.index_workers`),

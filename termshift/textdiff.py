@@ -111,17 +111,10 @@ class Hunk:
         return all(not line.strip() for line in self.old_lines + self.new_lines)
 
     def mirrored(self) -> Hunk:
-        """The same region seen from the other side (new against old). Within each run of
-        changed words, what is deleted still comes before what is inserted."""
+        """The same region seen from the other side (new against old)."""
         kind = {"insert": "delete", "delete": "insert"}.get(self.kind, self.kind)
-        segments: list[tuple[int, str]] = []
-        for changed, run in groupby([(-op, text) for op, text in self.segments], key=lambda s: s[0] != EQUAL):
-            run = list(run)
-            if changed:
-                run = [(op, "".join(text for side, text in run if side == op)) for op in (DELETE, INSERT)]
-            segments += [(op, text) for op, text in run if text]
-        return Hunk(kind, self.new_start, self.old_start, self.new_lines, self.old_lines, segments,
-                    self.section, self.approximate)
+        return Hunk(kind, self.new_start, self.old_start, self.new_lines, self.old_lines,
+                    _mirrored_segments(self.segments), self.section, self.approximate)
 
     def to_json(self) -> dict:
         data = {
@@ -165,11 +158,10 @@ def _split_lines(text: str) -> list[str]:
 
 
 def _encode(old_items: list[str], new_items: list[str]) -> tuple[str, str, list[str]]:
-    """Encode each distinct item (a line or a token) as one character.
+    """Encode each distinct line as one character (tokens: `_TokenCodes`).
 
-    This is diff_linesToChars' trick, generalised: diff-match-patch then compares
-    whole lines or whole words at the cost of characters. Code 0 is left unused.
-    (Built with C-level dict and map calls: this runs on every token of a changed region.)
+    This is diff_linesToChars' trick: diff-match-patch then compares whole lines at the
+    cost of characters. Code 0 is left unused. (Built with C-level dict and map calls.)
     """
     distinct = dict.fromkeys(chain(("",), old_items, new_items))  # insertion order: position == code
     codes = dict(zip(distinct, map(chr, range(len(distinct))), strict=True))
@@ -409,21 +401,24 @@ ASCII_PUNCTUATION = frozenset(chr(code) for code in range(33, 127) if not re.mat
 
 
 class _TokenCodes(dict):
-    """Each distinct token's code (one character), kept for the life of the process.
+    """Each distinct token's code (one character), kept by a thread from one comparison to
+    the next (`_token_codes`).
 
     Terms repeat the same words, pair after pair, so a region's tokens are encoded with one
-    C-level dict lookup each; only a token not seen before costs a Python call. The codes
-    carry the classes that diff-match-patch's semantic clean-up weighs when it slides an
-    edit along (`diff_cleanupSemanticScore`), and nothing else: a line break is "\n", every
-    run of spaces is " " (any kind of space is the same separator, so `a b` against `a\u00a0b`
-    changes a space, not the words around it), an ASCII punctuation mark is itself, and any
-    other token (a word, a mark of another script) is a character of Unicode's private use
-    planes, which no locale counts as a letter or a space. So the alignment, and the figures,
-    do not depend on the order in which a process met its tokens.
+    C-level dict lookup each; only a token not seen before costs a Python call. A code's
+    value only matters through the class diff-match-patch's semantic clean-up gives it when
+    it slides an edit along (`diff_cleanupSemanticScore`): a line break is "\n" (so edits
+    gather at line breaks and blank lines), every run of spaces is " " (any kind of space is
+    the same separator, so `a b` against `a\u00a0b` changes a space, not the words around
+    it), an ASCII punctuation mark is itself, and any other token (a word, a mark of another
+    script) is a private use character, neither a letter nor a space. So the alignment, and
+    the figures, do not depend on the order in which a thread met its tokens. (Words and
+    marks share that class: a class of letters would depend on the C library's locale, since
+    the C++ clean-up asks `iswalnum`; CJK codes, say, are letters in C.UTF-8 but not in C.)
     """
 
-    FIRST = 0xF0000  # planes 15 and 16 (private use): 131,068 codes
-    # Distinct words kept at most (about 10 MB); past it, the table starts again (codes are
+    FIRST = 0xF0000  # private use, from plane 15 on
+    # Distinct tokens kept at most (about 11 MB); past it, the table starts again (codes are
     # compared within one region only).
     CAPACITY = 65_536
 
@@ -452,7 +447,7 @@ class _TokenCodes(dict):
 
     def encode(self, old_tokens: list[str], new_tokens: list[str]) -> tuple[str, str]:
         """The two lists of tokens as strings of their codes."""
-        if self.next + len(old_tokens) + len(new_tokens) > self.FIRST + self.CAPACITY:
+        if len(self) + len(old_tokens) + len(new_tokens) > self.CAPACITY:  # (so codes stay below U+100000)
             self.start_again()
         code = self.__getitem__
         return "".join(map(code, old_tokens)), "".join(map(code, new_tokens))
@@ -526,8 +521,10 @@ def word_diff(old: str, new: str, timeout: float = 1.0) -> list[tuple[int, str]]
     The common head and tail are cut first (at C speed, on word boundaries), so only the
     changed middle is tokenised and diffed. Tokens are aligned with every kind of space
     counted as the same separator, so `a b` against `a\u00a0b` changes one space, not the
-    words around it.
+    words around it. Computed one way round, as `hunks` (`_mirrored`).
     """
+    if _mirrored(old, new):
+        return _mirrored_segments(word_diff(new, old, timeout))
     return _word_segments(old, new, Budget(timeout))[0]
 
 
@@ -696,6 +693,22 @@ def hunks(old: str, new: str, budget: float = PAGE_BUDGET) -> list[Hunk]:
         return [hunk.mirrored() for hunk in hunks(new, old, budget)]
     limit = Budget(budget)
     return _hunks(_line_runs(old, new, limit), limit)
+
+
+def _mirrored_segments(segments: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Word segments seen from the other side: insertions become deletions and the other way
+    round, and a deletion that ends up just after an insertion is put before it, as
+    diff-match-patch gives them (each segment kept whole: a space that became a non-breaking
+    one stays a change of whitespace alone, which the page marks). Its own inverse."""
+    mirrored = [(-op, text) for op, text in segments]
+    at = 0
+    while at < len(mirrored) - 1:
+        if mirrored[at][0] == INSERT and mirrored[at + 1][0] == DELETE:
+            mirrored[at], mirrored[at + 1] = mirrored[at + 1], mirrored[at]
+            at += 2
+        else:
+            at += 1
+    return mirrored
 
 
 def _mirrored(old: str, new: str) -> bool:

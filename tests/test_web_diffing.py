@@ -330,6 +330,19 @@ def test_tokens_are_coded_alike_when_they_are_the_same_token_or_both_runs_of_spa
                 {other for other, _ in pairs if other.isspace() and other != "\n"} if code == " " else {token})
 
 
+def test_a_table_of_token_codes_keeps_at_most_its_capacity(monkeypatch):
+    """Runs of spaces all share one code but are kept one by one: they count too."""
+    from termshift.textdiff import TOKEN, _TokenCodes
+
+    monkeypatch.setattr(_TokenCodes, "CAPACITY", 64)
+    codes = _TokenCodes()
+    for length in range(1, 300):
+        old = "a" + " " * length + "b"
+        encoded = codes.encode(TOKEN.findall(old), TOKEN.findall("c d"))
+        assert len(codes) <= 64 and encoded[0][1] == " " == encoded[1][1]
+        assert all(ord(code) < 0x100000 for text in encoded for code in text)
+
+
 def test_the_diff_does_not_depend_on_the_tokens_a_process_met_before(monkeypatch):
     """Codes differ with the order in which a process met its tokens (and its table starts
     again when full), but only equality and the class of a code matter: same diff, same figures."""
@@ -437,7 +450,7 @@ def test_threads_diffing_at_once_each_keep_their_own_token_codes(monkeypatch):
         pairs.append(list(zip(texts, texts[1:], strict=False)))
 
     def counts(some_pairs):
-        return [textdiff.change_counts(old, new, 5.0) for old, new in some_pairs for _again in range(5)]
+        return [textdiff.change_counts(old, new, 5.0) for old, new in some_pairs for _again in range(10)]
 
     expected = [counts(some_pairs) for some_pairs in pairs]
     try:
@@ -447,9 +460,8 @@ def test_threads_diffing_at_once_each_keep_their_own_token_codes(monkeypatch):
         sys.setswitchinterval(switch_interval)
 
 
-def inserted_before_deleted(hunk) -> int:
-    ops = [op for op, _text in hunk.segments]
-    return sum(pair == (INSERT, DELETE) for pair in zip(ops, ops[1:], strict=False))
+def whitespace_changes(hunk) -> list[str]:
+    return sorted(text for op, text in hunk.segments if op != EQUAL and text.isspace())
 
 
 def test_the_diff_of_b_against_a_is_the_mirror_of_a_against_b():
@@ -459,25 +471,37 @@ def test_the_diff_of_b_against_a_is_the_mirror_of_a_against_b():
 
     rng = random.Random(13)
     words = ["the", "data", "we", "share", "may", "never", ".", ",", "partners", "and", "or"]
+    spaces = [" "] * 8 + ["\u00a0", "  ", "\t"]  # a space that becomes another kind is a change of its own
     pairs = []
     for _ in range(300):
         lines = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 12))) for _ in range(rng.randint(1, 6))]
         edited = [line if rng.random() < 0.5 else " ".join(rng.sample(line.split(), len(line.split())) + ["may"])
                   for line in lines]
+        edited = ["".join(rng.choice(spaces) if char == " " else char for char in line) for line in edited]
         pairs.append(("\n".join(lines), "\n".join(edited)))
     tied = 0
     for a, b in pairs:
         forth, back = compare(a, b), compare(b, a)
         assert sides(forth) == (a, b) and sides(back) == (b, a)
         assert back.hunks == [hunk.mirrored() for hunk in forth.hunks]
-        for one, other in zip(forth.hunks, back.hunks, strict=True):  # deleted words still before inserted ones
-            assert inserted_before_deleted(one) == inserted_before_deleted(other)
+        assert forth.hunks == [hunk.mirrored().mirrored() for hunk in forth.hunks]
+        assert textdiff.word_diff(b, a) == textdiff._mirrored_segments(textdiff.word_diff(a, b))
+        for one, other in zip(forth.hunks, back.hunks, strict=True):  # segments kept whole: spaces apart
+            assert whitespace_changes(one) == whitespace_changes(other)
         assert (back.words_added, back.words_removed) == (forth.words_removed, forth.words_added)
         assert count_changes(b, a) == count_changes(a, b)[::-1] == (back.words_added, back.words_removed)
         low, high = sorted((a, b))
         unmirrored = textdiff._hunks(textdiff._line_runs(high, low, textdiff.Budget(1.0)), textdiff.Budget(1.0))
         tied += unmirrored != [hunk.mirrored() for hunk in textdiff.hunks(low, high)]
     assert tied > 10  # the sample holds comparisons whose two ways round would differ
+
+
+def test_a_space_made_non_breaking_beside_a_changed_word_is_marked_both_ways_round():
+    old, new = "a foo b baz c", "a qux\u00a0b zap c"
+    for one, other in ((old, new), (new, old)):
+        segments = compare(one, other).changes[0].segments
+        assert [(op, text) for op, text in segments if op != EQUAL and text.isspace()] == [
+            (DELETE, " " if one == old else "\u00a0"), (INSERT, "\u00a0" if one == old else " ")]
 
 
 def test_an_index_worker_compares_a_pair_and_its_mirror_once(monkeypatch):

@@ -37,7 +37,7 @@ JOBS_AHEAD = 2
 # and forth between two texts repeat the same pair, and its mirror (the diff of B against A
 # is the mirror of A against B's: `textdiff._mirrored`).
 _PAIRS: OrderedDict[tuple[str, str], tuple[int, int, bool]] = OrderedDict()
-PAIR_CACHE_SIZE = 1024
+PAIR_CACHE_SIZE = 2048  # entries: 1,024 comparisons and their mirrors
 # A long-lived `git cat-file --batch` for the repository being indexed (not one per job).
 _READERS: dict[str, BlobReader] = {}
 
